@@ -1,0 +1,95 @@
+// Moving a batch of 10,000 change objects between threads: structured clone of the objects vs an
+// encoded buffer moved with a transfer list (JSON+UTF-8, and v8.serialize), measured in one run.
+// Each round trip is: encode (sender) → postMessage → decode (receiver) → ack. The receiver must
+// end with usable objects, so decode time counts. Run: `npm run bench:transfer`.
+
+import { isMainThread, parentPort, Worker } from 'node:worker_threads';
+import v8 from 'node:v8';
+import { decodeChanges, encodeChanges } from '../src/processing/change-codec.ts';
+import type { Change } from '../src/protocol.ts';
+
+type Mode = 'structured-clone' | 'json-transfer' | 'v8-transfer';
+const BATCH = 10_000;
+const ROUNDS = Number(process.env.ROUNDS ?? 60);
+
+function makeBatch(seed: number): Change[] {
+  const changes: Change[] = [];
+  for (let i = 0; i < BATCH; i++) {
+    changes.push({
+      type: 'set',
+      entity: 'AccountTotal',
+      id: `0x${(seed * BATCH + i).toString(16).padStart(40, '0')}`,
+      checkpointId: seed * 100 + (i % 100),
+      values: { credited: i * 7, debited: i * 3, events: i % 50 },
+    });
+  }
+  return changes;
+}
+
+if (!isMainThread) {
+  const port = parentPort!;
+  port.on('message', (message: { mode: Mode; data: unknown }) => {
+    let changes: Change[];
+    if (message.mode === 'structured-clone') changes = message.data as Change[];
+    else if (message.mode === 'json-transfer') changes = decodeChanges(message.data as Uint8Array);
+    else changes = v8.deserialize(message.data as Uint8Array) as Change[];
+    // Touch every object so lazy work cannot hide.
+    let sum = 0;
+    for (const change of changes) sum += change.checkpointId;
+    port.postMessage(sum);
+  });
+} else {
+  const worker = new Worker(new URL('../workers/bootstrap.mjs', import.meta.url), {
+    workerData: { entry: import.meta.url },
+  });
+  const replies: Array<(value: unknown) => void> = [];
+  worker.on('message', (value) => replies.shift()?.(value));
+  const roundTrip = (mode: Mode, changes: Change[]) =>
+    new Promise<{ senderMs: number; totalMs: number }>((resolve) => {
+      const start = performance.now();
+      let data: unknown;
+      let transfer: ArrayBuffer[] = [];
+      if (mode === 'structured-clone') data = changes;
+      else if (mode === 'json-transfer') {
+        const bytes = encodeChanges(changes);
+        data = bytes;
+        transfer = [bytes.buffer as ArrayBuffer];
+      } else {
+        const bytes = v8.serialize(changes);
+        data = bytes;
+        transfer = [bytes.buffer as ArrayBuffer];
+      }
+      worker.postMessage({ mode, data }, transfer);
+      const senderMs = performance.now() - start;
+      replies.push(() => resolve({ senderMs, totalMs: performance.now() - start }));
+    });
+
+  const batches = Array.from({ length: 8 }, (_, i) => makeBatch(i));
+  const modes: Mode[] = ['structured-clone', 'json-transfer', 'v8-transfer'];
+  // Warm up every path, then interleave modes so noise hits them alike.
+  for (const mode of modes) for (let i = 0; i < 10; i++) await roundTrip(mode, batches[i % 8]!);
+  const results = new Map<Mode, { sender: number[]; total: number[] }>(modes.map((m) => [m, { sender: [], total: [] }]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const mode of modes) {
+      const { senderMs, totalMs } = await roundTrip(mode, batches[round % 8]!);
+      results.get(mode)!.sender.push(senderMs);
+      results.get(mode)!.total.push(totalMs);
+    }
+  }
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const base = median(results.get('structured-clone')!.total);
+  console.log(`batch-transfer: ${BATCH} changes per batch, ${ROUNDS} rounds per mode (median)`);
+  console.log('mode               sender-blocked-ms  round-trip-ms  changes/s     vs structured clone');
+  for (const mode of modes) {
+    const r = results.get(mode)!;
+    const total = median(r.total);
+    console.log(
+      `${mode.padEnd(18)} ${median(r.sender).toFixed(2).padStart(17)}  ${total.toFixed(2).padStart(13)}  ${Math.round(
+        (BATCH / total) * 1000,
+      )
+        .toLocaleString('en-US')
+        .padStart(11)}  ${(base / total).toFixed(2)}×`,
+    );
+  }
+  await worker.terminate();
+}

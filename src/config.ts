@@ -1,0 +1,283 @@
+// One `buildConfig()` for the whole daemon: env (`DATABASE_URL`, `REDIS_URL`, `STRATA_*`), CLI
+// flags and the project's `strata.config.ts`, validated by zod in one pass so that every problem
+// is reported at once, then deep-frozen. Precedence: flag > env > config file > default.
+// Every default lives in this file; docs/operations.md lists them.
+
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
+import { StrataError } from './errors.ts';
+import type { LogFormat, LogLevel } from './logger.ts';
+
+const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
+
+const generatorSourceSchema = z.object({
+  kind: z.literal('generator'),
+  workload: z.enum(['credits']),
+  seed: z.number().int().default(1),
+  /** Blocks produced as fast as processing takes them (the backfill). */
+  blocks: z.number().int().nonnegative().default(20_000),
+  eventsPerBlock: z.number().int().positive().max(10_000).default(10),
+  /** Distinct addresses events are drawn from. */
+  addresses: z.number().int().positive().default(1_000),
+  /** After the backfill: one new block every this many ms (0 = stop at the backfill's end). */
+  liveBlockIntervalMs: z.number().int().nonnegative().default(1_000),
+});
+
+const pipelineSchema = z.object({
+  name: z.string().regex(PIPELINE_NAME, 'lower-case letters, digits and _, starting with a letter, ≤ 40'),
+  source: generatorSourceSchema,
+  /** Handler module, relative to the project folder. */
+  handlers: z.string().min(1),
+  /** Blocks per batch. */
+  batchSize: z.number().int().positive().max(100_000).default(100),
+});
+
+export const projectFileSchema = z.object({
+  pipelines: z
+    .array(pipelineSchema)
+    .min(1)
+    .refine((pipelines) => new Set(pipelines.map((p) => p.name)).size === pipelines.length, {
+      message: 'pipeline names must be unique',
+    }),
+});
+
+export type ProjectFile = z.input<typeof projectFileSchema>;
+export type PipelineConfig = z.output<typeof pipelineSchema>;
+export type GeneratorSourceConfig = z.output<typeof generatorSourceSchema>;
+
+/** Typed helper for `strata.config.ts` files: `export default defineProject({ … })`. */
+export function defineProject(project: ProjectFile): ProjectFile {
+  return project;
+}
+
+const envInt = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Everything settable by env or flag. Keys are the config's own names. */
+const settingsSchema = z.object({
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  redisUrl: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+    .optional(),
+  host: z.string().min(1).default('127.0.0.1'),
+  port: envInt(4000).pipe(z.number().max(65_535)),
+  projectDir: z.string().min(1).optional(),
+  dataDir: z.string().min(1).default('.strata'),
+  embedded: z.enum(['disk', 'memory']).default('disk'),
+  logLevel: z.enum(logLevels).default('info'),
+  logFormat: z.enum(['auto', 'pretty', 'json']).default('auto'),
+  pingIntervalMs: envInt(1_000, 10),
+  restartIntensity: envInt(5, 0),
+  restartPeriodMs: envInt(30_000, 1),
+  backoffBaseMs: envInt(200, 0),
+  backoffMaxMs: envInt(10_000, 0),
+  shutdownTimeoutMs: envInt(15_000, 1),
+  bodyLimitBytes: envInt(1_048_576, 1),
+  dbPoolMax: envInt(10, 1),
+  dbConnectTimeoutMs: envInt(5_000, 1),
+  inMemoryObjectsTarget: envInt(100_000, 1),
+  /** Test-only fault injection, e.g. `processing:crash-at-start`. Never set in production. */
+  testFault: z.string().optional(),
+});
+
+type Settings = z.output<typeof settingsSchema>;
+
+/** Env variable → setting. */
+const ENV_KEYS: Record<string, keyof Settings> = {
+  DATABASE_URL: 'databaseUrl',
+  REDIS_URL: 'redisUrl',
+  STRATA_HOST: 'host',
+  STRATA_PORT: 'port',
+  STRATA_PROJECT: 'projectDir',
+  STRATA_DATA_DIR: 'dataDir',
+  STRATA_EMBEDDED: 'embedded',
+  STRATA_LOG_LEVEL: 'logLevel',
+  STRATA_LOG_FORMAT: 'logFormat',
+  STRATA_PING_INTERVAL_MS: 'pingIntervalMs',
+  STRATA_RESTART_INTENSITY: 'restartIntensity',
+  STRATA_RESTART_PERIOD_MS: 'restartPeriodMs',
+  STRATA_BACKOFF_BASE_MS: 'backoffBaseMs',
+  STRATA_BACKOFF_MAX_MS: 'backoffMaxMs',
+  STRATA_SHUTDOWN_TIMEOUT_MS: 'shutdownTimeoutMs',
+  STRATA_BODY_LIMIT_BYTES: 'bodyLimitBytes',
+  STRATA_DB_POOL_MAX: 'dbPoolMax',
+  STRATA_DB_CONNECT_TIMEOUT_MS: 'dbConnectTimeoutMs',
+  STRATA_IN_MEMORY_OBJECTS_TARGET: 'inMemoryObjectsTarget',
+  STRATA_TEST_FAULT: 'testFault',
+};
+
+/** CLI flag (without dashes) → setting. Boolean flags are listed in BOOLEAN_FLAGS. */
+export const FLAG_KEYS: Record<string, keyof Settings> = {
+  'database-url': 'databaseUrl',
+  'redis-url': 'redisUrl',
+  host: 'host',
+  port: 'port',
+  project: 'projectDir',
+  'data-dir': 'dataDir',
+  'log-level': 'logLevel',
+  'log-format': 'logFormat',
+};
+
+export interface StrataConfig {
+  readonly version: string;
+  readonly database:
+    | { readonly kind: 'postgres'; readonly url: string }
+    | { readonly kind: 'embedded'; readonly storage: 'disk' | 'memory'; readonly dataDir: string };
+  readonly redis: { readonly kind: 'redis'; readonly url: string } | { readonly kind: 'in-process' };
+  readonly http: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  readonly log: { readonly level: LogLevel; readonly format: LogFormat | 'auto' };
+  readonly supervisor: {
+    readonly pingIntervalMs: number;
+    readonly restartIntensity: number;
+    readonly restartPeriodMs: number;
+    readonly backoffBaseMs: number;
+    readonly backoffMaxMs: number;
+    readonly shutdownTimeoutMs: number;
+  };
+  readonly db: { readonly poolMax: number; readonly connectTimeoutMs: number };
+  readonly processing: { readonly inMemoryObjectsTarget: number };
+  readonly project: { readonly dir: string; readonly configFile: string | null };
+  readonly pipelines: readonly PipelineConfig[];
+  readonly testFault: string | null;
+}
+
+export interface BuildConfigInput {
+  env?: Record<string, string | undefined>;
+  /** Parsed CLI flags: `{ port: '4001', memory: true }`. */
+  flags?: Record<string, string | boolean>;
+  cwd?: string;
+  version?: string;
+}
+
+/** The project used when neither `--project`, `STRATA_PROJECT` nor `./strata.config.ts` exists. */
+export const DEFAULT_PROJECT_DIR = path.resolve(import.meta.dirname, '../examples/credits');
+
+export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataConfig> {
+  const env = input.env ?? process.env;
+  const flags = input.flags ?? {};
+  const cwd = input.cwd ?? process.cwd();
+  const problems: string[] = [];
+
+  const raw: Record<string, unknown> = {};
+  for (const [name, key] of Object.entries(ENV_KEYS)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  for (const [flag, value] of Object.entries(flags)) {
+    if (flag === 'memory') continue;
+    const key = FLAG_KEYS[flag];
+    if (key === undefined) {
+      problems.push(`--${flag}: unknown flag`);
+      continue;
+    }
+    if (typeof value !== 'string') {
+      problems.push(`--${flag}: needs a value`);
+      continue;
+    }
+    raw[key] = value;
+  }
+  if (flags.memory === true) raw.embedded = 'memory';
+
+  const parsed = settingsSchema.safeParse(raw);
+  if (!parsed.success) problems.push(...formatIssues(parsed.error, settingSource));
+
+  // The project file is read even when settings failed, so that all problems surface at once.
+  const projectDir = path.resolve(
+    cwd,
+    (parsed.success ? parsed.data.projectDir : (raw.projectDir as string | undefined)) ??
+      (existsSync(path.join(cwd, 'strata.config.ts')) ? '.' : DEFAULT_PROJECT_DIR),
+  );
+  const project = await loadProjectFile(projectDir, problems);
+
+  if (!parsed.success || project === null || problems.length > 0) {
+    throw configError(problems);
+  }
+  const settings = parsed.data;
+  const config: StrataConfig = {
+    version: input.version ?? 'dev',
+    database:
+      settings.databaseUrl === undefined
+        ? { kind: 'embedded', storage: settings.embedded, dataDir: path.resolve(cwd, settings.dataDir) }
+        : { kind: 'postgres', url: settings.databaseUrl },
+    redis: settings.redisUrl === undefined ? { kind: 'in-process' } : { kind: 'redis', url: settings.redisUrl },
+    http: { host: settings.host, port: settings.port, bodyLimitBytes: settings.bodyLimitBytes },
+    log: { level: settings.logLevel, format: settings.logFormat },
+    supervisor: {
+      pingIntervalMs: settings.pingIntervalMs,
+      restartIntensity: settings.restartIntensity,
+      restartPeriodMs: settings.restartPeriodMs,
+      backoffBaseMs: settings.backoffBaseMs,
+      backoffMaxMs: settings.backoffMaxMs,
+      shutdownTimeoutMs: settings.shutdownTimeoutMs,
+    },
+    db: { poolMax: settings.dbPoolMax, connectTimeoutMs: settings.dbConnectTimeoutMs },
+    processing: { inMemoryObjectsTarget: settings.inMemoryObjectsTarget },
+    project: { dir: projectDir, configFile: project.file },
+    pipelines: project.pipelines.map((pipeline) => ({
+      ...pipeline,
+      handlers: path.resolve(projectDir, pipeline.handlers),
+    })),
+    testFault: settings.testFault ?? null,
+  };
+  return deepFreeze(config);
+}
+
+async function loadProjectFile(
+  projectDir: string,
+  problems: string[],
+): Promise<{ file: string; pipelines: PipelineConfig[] } | null> {
+  const file = path.join(projectDir, 'strata.config.ts');
+  if (!existsSync(file)) {
+    problems.push(`project: no strata.config.ts in ${projectDir}`);
+    return null;
+  }
+  let exported: unknown;
+  try {
+    exported = ((await import(pathToFileURL(file).href)) as { default?: unknown }).default;
+  } catch (error) {
+    problems.push(`${file}: cannot be loaded: ${error instanceof Error ? error.message : String(error)}`);
+    return null;
+  }
+  const parsed = projectFileSchema.safeParse(exported);
+  if (!parsed.success) {
+    problems.push(...formatIssues(parsed.error, (p) => `${path.basename(file)}: ${p || '(root)'}`));
+    return null;
+  }
+  for (const pipeline of parsed.data.pipelines) {
+    const handlers = path.resolve(projectDir, pipeline.handlers);
+    if (!existsSync(handlers)) problems.push(`${path.basename(file)}: pipeline ${pipeline.name}: handlers ${handlers} not found`);
+  }
+  return { file, pipelines: parsed.data.pipelines };
+}
+
+function settingSource(key: string): string {
+  const envName = Object.entries(ENV_KEYS).find(([, value]) => value === key)?.[0];
+  const flag = Object.entries(FLAG_KEYS).find(([, value]) => value === key)?.[0];
+  return [envName, flag === undefined ? undefined : `--${flag}`].filter(Boolean).join(' / ') || key;
+}
+
+function formatIssues(error: z.ZodError, where: (path: string) => string): string[] {
+  return error.issues.map((issue) => `${where(issue.path.join('.'))}: ${issue.message}`);
+}
+
+function configError(problems: string[]): StrataError {
+  const list = problems.map((problem) => `  - ${problem}`).join('\n');
+  return new StrataError('STRATA_ERR_CONFIG_INVALID', `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${list}`, {
+    details: { problems },
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}

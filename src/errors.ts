@@ -1,0 +1,178 @@
+// The error registry: every error Strata reports carries a `STRATA_ERR_*` code from this table,
+// with its HTTP status and whether retrying can help. `docs/errors.md` documents each code; a unit
+// test fails when the two disagree. Errors survive worker-thread boundaries through
+// `serializeError` / `deserializeError` (structured clone keeps only message and stack of an Error,
+// and comlink-style transfers drop `code`).
+
+export interface ErrorSpec {
+  /** Short human message; the thrower may add detail. */
+  readonly message: string;
+  /** HTTP status when the error reaches an HTTP client. */
+  readonly status: number;
+  /** True when the same operation may succeed later (lost connection, restarting actor). */
+  readonly retryable: boolean;
+}
+
+export const errorRegistry = {
+  STRATA_ERR_CONFIG_INVALID: { message: 'configuration is invalid', status: 500, retryable: false },
+  STRATA_ERR_INTERNAL: { message: 'internal error', status: 500, retryable: false },
+  STRATA_ERR_NOT_FOUND: { message: 'no such route', status: 404, retryable: false },
+  STRATA_ERR_BAD_REQUEST: { message: 'malformed request', status: 400, retryable: false },
+  STRATA_ERR_BODY_TOO_LARGE: { message: 'request body is too large', status: 413, retryable: false },
+  STRATA_ERR_UNSUPPORTED_MEDIA_TYPE: {
+    message: 'unsupported content type',
+    status: 415,
+    retryable: false,
+  },
+  STRATA_ERR_NOT_READY: { message: 'not ready', status: 503, retryable: true },
+  STRATA_ERR_SHUTTING_DOWN: { message: 'the daemon is shutting down', status: 503, retryable: true },
+  STRATA_ERR_ACTOR_EXITED: {
+    message: 'the actor exited before answering',
+    status: 503,
+    retryable: true,
+  },
+  STRATA_ERR_ACTOR_UNRESPONSIVE: {
+    message: 'the actor stopped answering pings and was terminated',
+    status: 503,
+    retryable: true,
+  },
+  STRATA_ERR_ACTOR_STOPPED: { message: 'the actor is not running', status: 503, retryable: true },
+  STRATA_ERR_ACTOR_UNKNOWN_METHOD: {
+    message: 'the actor has no such method',
+    status: 500,
+    retryable: false,
+  },
+  STRATA_ERR_ACTOR_START_FAILED: { message: 'the actor failed to start', status: 503, retryable: true },
+  STRATA_ERR_RESTART_INTENSITY: {
+    message: 'restart intensity exceeded; the supervisor gave up',
+    status: 503,
+    retryable: true,
+  },
+  STRATA_ERR_DB_UNAVAILABLE: { message: 'the database is unavailable', status: 503, retryable: true },
+  STRATA_ERR_MIGRATION_MISMATCH: {
+    message: 'applied migrations do not match the migrations folder',
+    status: 500,
+    retryable: false,
+  },
+  STRATA_ERR_MIGRATION_FAILED: { message: 'a migration failed', status: 500, retryable: false },
+  STRATA_ERR_UNKNOWN_PIPELINE: { message: 'no such pipeline', status: 404, retryable: false },
+  STRATA_ERR_HANDLER_FAILED: { message: 'a handler threw', status: 500, retryable: false },
+  STRATA_ERR_WRITE_FAILED: { message: 'the writer could not store a batch', status: 500, retryable: false },
+  STRATA_ERR_DAEMON_UNREACHABLE: {
+    message: 'no Strata daemon answered at that address',
+    status: 503,
+    retryable: true,
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof errorRegistry;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(errorRegistry, value);
+}
+
+export interface StrataErrorOptions {
+  cause?: unknown;
+  /** Structured facts about the failure (pipeline, block, field names). Never secrets. */
+  details?: Record<string, unknown>;
+  /** Overrides the registry's retryability for this instance (e.g. a transient DB error). */
+  retryable?: boolean;
+}
+
+export class StrataError extends Error {
+  override readonly name: string = 'StrataError';
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retryable: boolean;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message?: string, options: StrataErrorOptions = {}) {
+    const spec = errorRegistry[code];
+    super(message ?? spec.message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = spec.status;
+    this.retryable = options.retryable ?? spec.retryable;
+    this.details = options.details;
+  }
+}
+
+/** Exit codes: 1 for errors a restart cannot fix, 75 (EX_TEMPFAIL) for those it may. */
+export const EXIT_NON_RETRYABLE = 1;
+export const EXIT_RETRYABLE = 75;
+
+export function exitCodeFor(error: unknown): number {
+  return isRetryable(error) ? EXIT_RETRYABLE : EXIT_NON_RETRYABLE;
+}
+
+export function isRetryable(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === true;
+}
+
+/** The plain-object form of an error that crosses a thread boundary. */
+export interface SerializedError {
+  name: string;
+  message: string;
+  code?: string;
+  retryable?: boolean;
+  stack?: string;
+  details?: Record<string, unknown>;
+  cause?: SerializedError;
+}
+
+const MAX_CAUSE_DEPTH = 8;
+
+export function serializeError(error: unknown, depth = 0): SerializedError {
+  if (!(error instanceof Error)) {
+    return { name: 'NonError', message: safeString(error) };
+  }
+  const source = error as Error & {
+    code?: unknown;
+    retryable?: unknown;
+    details?: unknown;
+  };
+  const out: SerializedError = { name: source.name, message: source.message };
+  if (typeof source.code === 'string') out.code = source.code;
+  if (typeof source.retryable === 'boolean') out.retryable = source.retryable;
+  if (source.stack !== undefined) out.stack = source.stack;
+  if (isPlainRecord(source.details)) out.details = source.details;
+  if (source.cause !== undefined && depth < MAX_CAUSE_DEPTH) {
+    out.cause = serializeError(source.cause, depth + 1);
+  }
+  return out;
+}
+
+/**
+ * Rebuilds an Error on the receiving side. Registry codes become StrataErrors (so `instanceof`
+ * and `status` work); other codes (a pg error's SQLSTATE, say) stay on a plain Error.
+ */
+export function deserializeError(wire: SerializedError): Error {
+  const cause = wire.cause === undefined ? undefined : deserializeError(wire.cause);
+  let error: Error & { code?: string; retryable?: boolean; details?: Record<string, unknown> };
+  if (isErrorCode(wire.code)) {
+    error = new StrataError(wire.code, wire.message, {
+      cause,
+      details: wire.details,
+      ...(wire.retryable === undefined ? {} : { retryable: wire.retryable }),
+    });
+  } else {
+    error = new Error(wire.message, cause === undefined ? undefined : { cause });
+    if (wire.code !== undefined) error.code = wire.code;
+    if (wire.retryable !== undefined) error.retryable = wire.retryable;
+    if (wire.details !== undefined) error.details = wire.details;
+  }
+  Object.defineProperty(error, 'name', { value: wire.name, enumerable: false, configurable: true });
+  if (wire.stack !== undefined) error.stack = wire.stack;
+  return error;
+}
+
+function isPlainRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function safeString(value: unknown): string {
+  try {
+    return typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,148 @@
+// Every message that crosses a thread boundary in Strata. Two layers live here:
+//  1. the actor envelope (calls, replies, pings, events) that the actor runtime speaks between
+//     the supervisor (main thread) and each actor (worker or in-thread), and
+//  2. the payloads of the data path: batches from processing to the writer, commits back.
+// Messages are discriminated unions on `kind`/`type` with type guards, never enums.
+
+import type { SerializedError } from './errors.ts';
+
+// ─── Actor envelope ─────────────────────────────────────────────────────────────────────────────
+
+/** Main → actor: invoke a method; answered by exactly one `reply` with the same id. */
+export interface CallMessage {
+  kind: 'call';
+  id: number;
+  incarnation: number;
+  method: string;
+  args: unknown[];
+}
+
+/** Main → actor: one-way notification (no reply). Runs through the mailbox like a call. */
+export interface NotifyMessage {
+  kind: 'notify';
+  incarnation: number;
+  method: string;
+  args: unknown[];
+}
+
+/** Main → actor: liveness probe, answered outside the mailbox so a busy-but-awaiting actor pongs. */
+export interface PingMessage {
+  kind: 'ping';
+  seq: number;
+  incarnation: number;
+}
+
+export type ToActorMessage = CallMessage | NotifyMessage | PingMessage;
+
+export type ReplyMessage =
+  | { kind: 'reply'; id: number; incarnation: number; ok: true; value: unknown }
+  | { kind: 'reply'; id: number; incarnation: number; ok: false; error: SerializedError };
+
+/** Figures an actor reports about itself with every pong. */
+export interface ActorSelfReport {
+  /** Event-loop utilization of the actor's thread since its previous pong (0..1). */
+  eventLoopUtilization: number;
+  heapUsedBytes: number;
+  /** Messages received but not yet started (the actor handles one at a time). */
+  mailboxDepth: number;
+}
+
+export interface PongMessage {
+  kind: 'pong';
+  seq: number;
+  incarnation: number;
+  report: ActorSelfReport;
+}
+
+/** Actor → main: the actor finished `start` and accepts calls. */
+export interface ReadyMessage {
+  kind: 'ready';
+  incarnation: number;
+}
+
+/** Actor → main: `start` threw; the supervisor treats it as a crash at start. */
+export interface StartFailedMessage {
+  kind: 'start-failed';
+  incarnation: number;
+  error: SerializedError;
+}
+
+/** Actor → main: a typed domain event, routed by the supervisor (see `ActorEvent`). */
+export interface EventMessage {
+  kind: 'event';
+  incarnation: number;
+  event: ActorEvent;
+}
+
+export type FromActorMessage = ReplyMessage | PongMessage | ReadyMessage | StartFailedMessage | EventMessage;
+
+export function isFromActorMessage(value: unknown): value is FromActorMessage {
+  if (typeof value !== 'object' || value === null) return false;
+  const kind = (value as { kind?: unknown }).kind;
+  return kind === 'reply' || kind === 'pong' || kind === 'ready' || kind === 'start-failed' || kind === 'event';
+}
+
+export function isToActorMessage(value: unknown): value is ToActorMessage {
+  if (typeof value !== 'object' || value === null) return false;
+  const kind = (value as { kind?: unknown }).kind;
+  return kind === 'call' || kind === 'notify' || kind === 'ping';
+}
+
+// ─── Data path ──────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * One change to one entity, stamped with the checkpoint that produced it. The slice's only
+ * entity is `AccountTotal`; the processing engine generalises this to user schemas.
+ */
+export type Change =
+  | { type: 'set'; entity: string; id: string; checkpointId: number; values: Record<string, unknown> }
+  | { type: 'delete'; entity: string; id: string; checkpointId: number };
+
+/**
+ * A batch queued for the writer. `changes` travels as an encoded, transferable buffer (see
+ * `src/processing/change-codec.ts` and `bench/batch-transfer.ts` for why) so that a batch of
+ * many thousand changes moves between threads without a structured clone per object.
+ */
+export interface BatchForWriter {
+  pipeline: string;
+  /** First and last checkpoint the batch covers (inclusive). */
+  fromCheckpoint: number;
+  toCheckpoint: number;
+  toBlockNumber: number;
+  toBlockHash: string | null;
+  eventCount: number;
+  changeCount: number;
+  isInReorgThreshold: boolean;
+  encodedChanges: Uint8Array;
+}
+
+/** What the writer reports after a transaction commits. */
+export interface CommitReport {
+  pipeline: string;
+  committedCheckpoint: number;
+  committedBlockNumber: number;
+  eventCount: number;
+  batches: number;
+  durationMs: number;
+}
+
+/** Live figures a processing actor reports for `/status`. */
+export interface PipelineProgress {
+  pipeline: string;
+  processedCheckpoint: number;
+  committedCheckpoint: number;
+  processedBlockNumber: number;
+  headBlockNumber: number | null;
+  eventsProcessed: number;
+  eventsPerSecond: number;
+  inMemoryObjects: number;
+  queuedBatches: number;
+  state: 'starting' | 'backfill' | 'live' | 'caught-up' | 'stopping' | 'stopped';
+}
+
+/** Domain events an actor emits to the supervisor, which routes them. */
+export type ActorEvent =
+  | { type: 'batch-ready'; batch: BatchForWriter }
+  | { type: 'committed'; report: CommitReport }
+  | { type: 'progress'; progress: PipelineProgress }
+  | { type: 'fatal'; error: SerializedError; context: Record<string, unknown> };
