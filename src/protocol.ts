@@ -45,6 +45,8 @@ export interface ActorSelfReport {
   heapUsedBytes: number;
   /** Messages received but not yet started (the actor handles one at a time). */
   mailboxDepth: number;
+  /** The actor's own figures (e.g. its database pool), from `ActorInstance.report`. */
+  extra: Record<string, number>;
 }
 
 export interface PongMessage {

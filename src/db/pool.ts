@@ -124,3 +124,9 @@ export function classify(error: unknown): unknown {
   }
   return error;
 }
+
+/** Pool counts as flat numbers, for an actor's self report. */
+export function poolReport(db: Db): Record<string, number> {
+  const stats = db.stats();
+  return { dbPoolTotal: stats.total, dbPoolIdle: stats.idle, dbPoolWaiting: stats.waiting };
+}

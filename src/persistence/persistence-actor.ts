@@ -10,7 +10,7 @@
 // is skipped, a gap is a bug and stops the pipeline.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createDb, type Db } from '../db/pool.ts';
+import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges } from '../processing/change-codec.ts';
 import type { BatchForWriter, Change } from '../protocol.ts';
@@ -101,6 +101,7 @@ class Writer {
         },
         committedCheckpoints: () => Object.fromEntries(this.committed),
       },
+      report: () => poolReport(this.db),
       stop: async () => {
         // Write what is queued before the thread ends (the shutdown timeout bounds this).
         while (!this.failed && (this.writing || this.queue.length > 0)) {

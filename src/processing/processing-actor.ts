@@ -13,7 +13,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import type { PipelineConfig } from '../config.ts';
-import { createDb, type Db } from '../db/pool.ts';
+import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
 import type { BatchForWriter, Change, CommitReport, PipelineProgress } from '../protocol.ts';
 import { generateBlocks } from '../sources/generator.ts';
@@ -131,6 +131,7 @@ class PipelineRuntime {
         pauseIntake: () => this.pauseIntake(),
         progress: () => this.progress(),
       },
+      report: () => poolReport(this.db),
       stop: async () => {
         await this.pauseIntake();
         if (this.progressTimer !== null) clearInterval(this.progressTimer);

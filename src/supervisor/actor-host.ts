@@ -42,6 +42,8 @@ export interface ActorInstance<Methods extends ActorMethods> {
   methods: Methods;
   /** Graceful stop: finish or hand off work. Called once, through the mailbox. */
   stop?(): Promise<void> | void;
+  /** Figures sent with every pong (cheap, synchronous), shown on /status. */
+  report?(): Record<string, number>;
 }
 
 /** What the main thread hands an actor at start (worker `workerData.init`, or in-thread). */
@@ -110,6 +112,7 @@ export function serveActor<Data, Methods extends ActorMethods>(
           eventLoopUtilization: delta.utilization,
           heapUsedBytes: v8.getHeapStatistics().used_heap_size,
           mailboxDepth: mailbox.length,
+          extra: instance?.report?.() ?? {},
         },
       });
       return;

@@ -37,6 +37,7 @@ export interface ActorStats {
   heapUsedBytes: number;
   droppedStaleMessages: number;
   threadId: number | null;
+  extra: Record<string, number>;
 }
 
 export interface ActorRefOptions<Data> {
@@ -73,7 +74,7 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
   private pingTimer: NodeJS.Timeout | null = null;
   private pingSeq = 0;
   private lastPongAt = 0;
-  private lastReport: ActorSelfReport = { eventLoopUtilization: 0, heapUsedBytes: 0, mailboxDepth: 0 };
+  private lastReport: ActorSelfReport = { eventLoopUtilization: 0, heapUsedBytes: 0, mailboxDepth: 0, extra: {} };
   private exitReasonOverride: { reason: ExitReason; error: Error } | null = null;
   private droppedStale = 0;
   private exitWaiters: Array<() => void> = [];
@@ -237,6 +238,7 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
       heapUsedBytes: this.lastReport.heapUsedBytes,
       droppedStaleMessages: this.droppedStale,
       threadId: this.endpoint?.threadId ?? null,
+      extra: this.lastReport.extra,
     };
   }
 

@@ -1,0 +1,130 @@
+// The `strata` command: `start`, `status`, `migrate`. `npm start` is `strata start`.
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { buildConfig, type StrataConfig } from './config.ts';
+import { startEmbeddedDatabase } from './db/embedded.ts';
+import { migrate } from './db/migrator.ts';
+import { EXIT_NON_RETRYABLE, StrataError, exitCodeFor } from './errors.ts';
+import { createLogger, resolveLogFormat } from './logger.ts';
+import { fetchStatus, renderStatus } from './status-table.ts';
+
+const USAGE = `strata — turns ordered event streams into live, queryable state
+
+Usage:
+  strata start   [--project DIR] [--port N] [--host H] [--memory] [--data-dir DIR]
+                 [--database-url URL] [--redis-url URL] [--log-level L] [--log-format pretty|json]
+  strata status  [--url http://127.0.0.1:4000] [--json]
+  strata migrate [--project DIR] [--database-url URL] [--data-dir DIR]
+
+Without DATABASE_URL the daemon runs on embedded PGlite stored in .strata/ (--memory: in memory).
+Environment variables and defaults: docs/operations.md. Error codes: docs/errors.md.`;
+
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: false,
+    allowPositionals: true,
+    options: {
+      project: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'database-url': { type: 'string' },
+      'redis-url': { type: 'string' },
+      'log-level': { type: 'string' },
+      'log-format': { type: 'string' },
+      memory: { type: 'boolean' },
+      url: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command = 'help'] = positionals;
+  if (values.help === true || command === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  const { url, json, help: _help, ...flags } = values;
+
+  switch (command) {
+    case 'start': {
+      const config = await loadConfig(flags);
+      if (config === null) return EXIT_NON_RETRYABLE;
+      const { runDaemon } = await import('./main.ts');
+      return runDaemon(config);
+    }
+    case 'status': {
+      const target = typeof url === 'string' ? url : `http://127.0.0.1:${process.env.STRATA_PORT ?? 4000}`;
+      try {
+        const status = await fetchStatus(target);
+        console.log(json === true ? JSON.stringify(status, null, 2) : renderStatus(status));
+        return 0;
+      } catch (error) {
+        console.error(error instanceof Error ? error.message : String(error));
+        return exitCodeFor(error);
+      }
+    }
+    case 'migrate': {
+      const config = await loadConfig(flags);
+      if (config === null) return EXIT_NON_RETRYABLE;
+      return runMigrate(config);
+    }
+    default:
+      console.error(`unknown command: ${command}\n\n${USAGE}`);
+      return EXIT_NON_RETRYABLE;
+  }
+}
+
+async function loadConfig(flags: Record<string, string | boolean | undefined>): Promise<StrataConfig | null> {
+  const defined = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) as Record<
+    string,
+    string | boolean
+  >;
+  try {
+    return await buildConfig({ flags: defined, version: VERSION });
+  } catch (error) {
+    if (error instanceof StrataError) {
+      console.error(`${error.code}: ${error.message}`);
+      return null;
+    }
+    throw error;
+  }
+}
+
+async function runMigrate(config: StrataConfig): Promise<number> {
+  const log = createLogger({
+    level: config.log.level,
+    format: resolveLogFormat(config.log.format, process.stdout.isTTY === true),
+  });
+  const embedded =
+    config.database.kind === 'embedded'
+      ? await startEmbeddedDatabase({ storage: config.database.storage, dataDir: config.database.dataDir, log })
+      : null;
+  try {
+    const url = embedded?.url ?? (config.database.kind === 'postgres' ? config.database.url : '');
+    const result = await migrate({ url, log, connectTimeoutMs: config.db.connectTimeoutMs });
+    console.log(
+      result.applied.length === 0
+        ? `up to date (${result.alreadyApplied} migrations applied earlier)`
+        : `applied ${result.applied.length}: ${result.applied.join(', ')}`,
+    );
+    return 0;
+  } catch (error) {
+    log.error({ err: error }, 'migration failed');
+    return exitCodeFor(error);
+  } finally {
+    await embedded?.close();
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2)).catch((error: unknown) => {
+  console.error(error);
+  return exitCodeFor(error);
+});
+// Everything is closed by now; a lingering handle must not keep a finished command alive.
+setTimeout(() => process.exit(process.exitCode), 100).unref();

@@ -1,0 +1,324 @@
+// Assembles one Strata daemon: database (Postgres, or embedded PGlite behind a socket), migrations,
+// Redis (optional), the supervised actors and the HTTP app. It knows nothing about signals or
+// exit codes; src/main.ts owns the process. `startDaemon` resolves once the daemon serves HTTP;
+// `daemon.exited` resolves with the exit code the process should end with when the daemon ends
+// by itself (restart intensity exceeded: 75; a fatal pipeline error: 1).
+
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { StrataConfig } from './config.ts';
+import { type RedisConnection, connectRedis } from './coordination/redis.ts';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded.ts';
+import { migrate } from './db/migrator.ts';
+import { createDb, type Db } from './db/pool.ts';
+import { EXIT_NON_RETRYABLE, EXIT_RETRYABLE, exitCodeFor } from './errors.ts';
+import { buildApp } from './http/app.ts';
+import type { DaemonState, ReadinessCheck, StatusSnapshot } from './http/status-types.ts';
+import { type Logger, type LoggerOptions, resolveLogFormat } from './logger.ts';
+import { createMetrics } from './metrics.ts';
+import type { PersistenceActorData, PersistenceMethods } from './persistence/persistence-actor.ts';
+import type { ProcessingActorData, ProcessingMethods } from './processing/processing-actor.ts';
+import { ActorRef } from './supervisor/actor-ref.ts';
+import { workerSpawner } from './supervisor/endpoints.ts';
+import { PipelineRouter } from './supervisor/pipeline-router.ts';
+import { Supervisor } from './supervisor/supervisor.ts';
+
+export interface Daemon {
+  readonly id: string;
+  /** `http://host:port` the daemon listens on. */
+  readonly url: string;
+  readonly app: FastifyInstance;
+  status(): StatusSnapshot;
+  /** Graceful: stop intake, let the writer commit what was processed, stop actors in reverse order. */
+  shutdown(reason: string): Promise<void>;
+  /** Resolves with an exit code when the daemon ends without being asked to (see above). */
+  readonly exited: Promise<number>;
+}
+
+const PROCESSING_ENTRY = new URL('../workers/processing.ts', import.meta.url);
+const PERSISTENCE_ENTRY = new URL('../workers/persistence.ts', import.meta.url);
+
+export async function startDaemon(config: StrataConfig, log: Logger): Promise<Daemon> {
+  const id = randomUUID();
+  const startedAt = new Date();
+  let state: DaemonState = 'starting';
+  const cleanups: Array<() => Promise<void>> = [];
+  const cleanup = async () => {
+    for (const step of cleanups.splice(0).reverse()) {
+      await step().catch((error: unknown) => log.warn({ err: error }, 'cleanup step failed'));
+    }
+  };
+
+  try {
+    // ─── database ───
+    let embedded: EmbeddedDatabase | null = null;
+    let databaseUrl: string;
+    if (config.database.kind === 'embedded') {
+      embedded = await startEmbeddedDatabase({
+        storage: config.database.storage,
+        dataDir: config.database.dataDir,
+        log,
+      });
+      const db = embedded;
+      cleanups.push(() => db.close());
+      databaseUrl = embedded.url;
+    } else {
+      databaseUrl = config.database.url;
+    }
+    const isolateStatements = embedded !== null;
+    await migrate({ url: databaseUrl, log, connectTimeoutMs: config.db.connectTimeoutMs });
+    const mainDb: Db = createDb({
+      url: databaseUrl,
+      max: 2,
+      connectTimeoutMs: config.db.connectTimeoutMs,
+      applicationName: 'strata-main',
+      log,
+      isolateStatements,
+    });
+    cleanups.push(() => mainDb.close());
+
+    // ─── redis ───
+    let redis: RedisConnection | null = null;
+    if (config.redis.kind === 'redis') {
+      const connection = connectRedis(config.redis.url, log);
+      redis = connection;
+      cleanups.push(() => connection.close());
+    }
+
+    // ─── actors ───
+    const loggerOptions: LoggerOptions = {
+      level: config.log.level,
+      format: resolveLogFormat(config.log.format, process.stdout.isTTY === true),
+      bindings: { processId: id.slice(0, 8) },
+    };
+    const dbForActors = {
+      url: databaseUrl,
+      poolMax: config.db.poolMax,
+      connectTimeoutMs: config.db.connectTimeoutMs,
+      isolateStatements,
+    };
+    let resolveExited: (code: number) => void = () => {};
+    const exited = new Promise<number>((resolve) => {
+      resolveExited = resolve;
+    });
+    let ending = false;
+    const endOnItsOwn = async (code: number) => {
+      if (ending) return;
+      ending = true;
+      state = 'stopping';
+      await supervisor.stop();
+      await cleanup();
+      resolveExited(code);
+    };
+
+    const metrics = createMetrics({ version: config.version, status: () => status() });
+    const supervisor: Supervisor = new Supervisor({
+      strategy: 'one_for_one',
+      intensity: config.supervisor.restartIntensity,
+      periodMs: config.supervisor.restartPeriodMs,
+      backoffBaseMs: config.supervisor.backoffBaseMs,
+      backoffMaxMs: config.supervisor.backoffMaxMs,
+      log,
+      onGiveUp: (error) => {
+        log.fatal({ err: error }, 'giving up; exiting so the service manager restarts the process');
+        void endOnItsOwn(EXIT_RETRYABLE);
+      },
+      onChildExit: (exit) => {
+        if (exit.reason !== 'normal') metrics.actorRestarts.inc({ actor: exit.actor, reason: exit.reason });
+      },
+      onChildStarted: (child, _incarnation, restarted) => {
+        if (restarted && child === 'persistence') router.writerRestarted();
+      },
+    });
+
+    const persistence = new ActorRef<PersistenceMethods, PersistenceActorData>({
+      name: 'persistence',
+      spawn: workerSpawner(PERSISTENCE_ENTRY),
+      data: {
+        pipelines: config.pipelines.map((pipeline) => pipeline.name),
+        db: dbForActors,
+        maxChangesPerWrite: 50_000,
+        testFault: config.testFault,
+      },
+      logger: loggerOptions,
+      log,
+      pingIntervalMs: config.supervisor.pingIntervalMs,
+      startTimeoutMs: 60_000,
+      onEvent: (event) => router.fromPersistence(event),
+      onExit: (exit) => supervisor.childExited(exit),
+    });
+    const processing = new Map<string, ActorRef<ProcessingMethods, ProcessingActorData>>();
+    for (const pipeline of config.pipelines) {
+      processing.set(
+        pipeline.name,
+        new ActorRef<ProcessingMethods, ProcessingActorData>({
+          name: `processing:${pipeline.name}`,
+          spawn: workerSpawner(PROCESSING_ENTRY),
+          data: {
+            pipeline,
+            db: dbForActors,
+            inMemoryObjectsTarget: config.processing.inMemoryObjectsTarget,
+            progressIntervalMs: 1_000,
+            testFault: config.testFault,
+          },
+          logger: loggerOptions,
+          log,
+          pingIntervalMs: config.supervisor.pingIntervalMs,
+          startTimeoutMs: 60_000,
+          onEvent: (event) => router.fromProcessing(pipeline.name, event),
+          onExit: (exit) => supervisor.childExited(exit),
+        }),
+      );
+    }
+    const router = new PipelineRouter({
+      log,
+      persistence,
+      processing,
+      onFatal: (error, context) => {
+        log.fatal({ err: error, ...context }, 'fatal pipeline error; stopping');
+        void endOnItsOwn(exitCodeFor(error) === EXIT_RETRYABLE ? EXIT_RETRYABLE : EXIT_NON_RETRYABLE);
+      },
+      onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
+    });
+
+    supervisor.add({ id: 'persistence', ref: persistence, restart: 'permanent', shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs });
+    for (const [name, ref] of processing) {
+      supervisor.add({
+        id: ref.name,
+        ref,
+        restart: 'permanent',
+        shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
+        // A (re)started processing actor resumes from the committed checkpoint and reloads state
+        // from the database: the writer must first commit what an earlier incarnation queued.
+        beforeStart: async () => {
+          await persistence.call('flush', name);
+        },
+      });
+    }
+
+    const allActors = () => [persistence, ...processing.values()];
+    const status = (): StatusSnapshot => {
+      const pools: Record<string, { total: number; idle: number; waiting: number }> = { main: mainDb.stats() };
+      for (const actor of allActors()) {
+        const extra = actor.stats().extra;
+        if (extra.dbPoolTotal !== undefined) {
+          pools[actor.name] = { total: extra.dbPoolTotal, idle: extra.dbPoolIdle ?? 0, waiting: extra.dbPoolWaiting ?? 0 };
+        }
+      }
+      return {
+        process: {
+          id,
+          pid: process.pid,
+          version: config.version,
+          node: process.version,
+          state,
+          startedAt: startedAt.toISOString(),
+          uptimeSeconds: Math.round(process.uptime()),
+        },
+        actors: allActors().map((actor) => ({ name: actor.name, ...actor.stats() })),
+        pipelines: router.progress(),
+        database: {
+          kind: config.database.kind,
+          storage: config.database.kind === 'embedded' ? config.database.storage : null,
+          pools,
+        },
+        redis: { configured: redis !== null, state: redis?.state() ?? 'not configured' },
+      };
+    };
+
+    const readiness = async (): Promise<ReadinessCheck[]> => {
+      const checks: ReadinessCheck[] = [{ name: 'daemon', ok: state === 'running', detail: state }];
+      for (const actor of allActors()) {
+        checks.push({ name: `actor:${actor.name}`, ok: actor.state === 'running', detail: actor.state });
+      }
+      try {
+        await withTimeout(mainDb.query('SELECT 1'), 2_000, 'database check timed out');
+        checks.push({ name: 'database', ok: true });
+      } catch (error) {
+        checks.push({ name: 'database', ok: false, detail: (error as Error).message });
+      }
+      if (redis !== null) checks.push({ name: 'redis', ok: redis.state() === 'ready', detail: redis.state() });
+      return checks;
+    };
+
+    const app = buildApp({ log, bodyLimitBytes: config.http.bodyLimitBytes, status, readiness, metrics: metrics.registry });
+    await app.listen({ host: config.http.host, port: config.http.port });
+    cleanups.push(() => app.close());
+    const address = app.server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
+    const url = `http://${config.http.host}:${port}`;
+    log.info({ url, database: config.database.kind }, 'HTTP listening');
+
+    await supervisor.start();
+    if (!ending) state = 'running';
+    log.info({ pipelines: config.pipelines.map((p) => p.name), url }, 'strata daemon running');
+
+    const progressLog = setInterval(() => {
+      for (const pipeline of router.progress()) {
+        log.info(
+          {
+            pipeline: pipeline.pipeline,
+            state: pipeline.state,
+            processed: pipeline.processedCheckpoint,
+            committed: pipeline.committedCheckpoint,
+            head: pipeline.headBlockNumber,
+            eventsPerSecond: pipeline.eventsPerSecond,
+            inMemoryObjects: pipeline.inMemoryObjects,
+          },
+          'progress',
+        );
+      }
+    }, 10_000);
+    progressLog.unref();
+    cleanups.push(async () => clearInterval(progressLog));
+
+    let shuttingDown: Promise<void> | null = null;
+    const shutdown = (reason: string): Promise<void> => {
+      shuttingDown ??= (async () => {
+        if (ending) return;
+        ending = true;
+        state = 'stopping';
+        log.info({ reason }, 'shutting down: stopping intake');
+        const deadline = Date.now() + config.supervisor.shutdownTimeoutMs;
+        for (const [name, ref] of processing) {
+          try {
+            const processed = await withTimeout(ref.call('pauseIntake'), remaining(deadline), 'intake did not stop in time');
+            log.info({ pipeline: name, processedCheckpoint: processed }, 'intake stopped');
+          } catch (error) {
+            log.warn({ pipeline: name, err: error }, 'could not pause intake cleanly');
+          }
+        }
+        try {
+          const committed = await withTimeout(persistence.call('flush'), remaining(deadline), 'writer did not flush in time');
+          log.info({ committed }, 'writer flushed');
+        } catch (error) {
+          log.warn({ err: error }, 'writer flush incomplete; uncommitted work will be redone on restart');
+        }
+        await supervisor.stop();
+        await cleanup();
+        resolveExited(0);
+        log.info('stopped');
+      })();
+      return shuttingDown;
+    };
+
+    return { id, url, app, status, shutdown, exited };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
+
+function remaining(deadline: number): number {
+  return Math.max(1, deadline - Date.now());
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms);
+    }),
+  ]);
+}

@@ -1,0 +1,37 @@
+// The shape of `/status`, shared by the HTTP route, the metrics collector and `strata status`.
+
+import type { PipelineProgress } from '../protocol.ts';
+import type { ActorStats } from '../supervisor/actor-ref.ts';
+import type { DbPoolStats } from '../db/pool.ts';
+
+export interface ActorStatus extends ActorStats {
+  name: string;
+}
+
+export type DaemonState = 'starting' | 'running' | 'stopping';
+
+export interface StatusSnapshot {
+  process: {
+    id: string;
+    pid: number;
+    version: string;
+    node: string;
+    state: DaemonState;
+    startedAt: string;
+    uptimeSeconds: number;
+  };
+  actors: ActorStatus[];
+  pipelines: PipelineProgress[];
+  database: {
+    kind: 'postgres' | 'embedded';
+    storage: 'disk' | 'memory' | null;
+    pools: Record<string, DbPoolStats>;
+  };
+  redis: { configured: boolean; state: string };
+}
+
+export interface ReadinessCheck {
+  name: string;
+  ok: boolean;
+  detail?: string;
+}

@@ -1,0 +1,90 @@
+// Prometheus metrics, `strata_` prefix, base units, `_total` counters, low-cardinality labels
+// (actor and pipeline names come from config, never from requests). Gauges are read from the
+// same status snapshot `/status` serves, at scrape time, so the two never disagree.
+
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { StatusSnapshot } from './http/status-types.ts';
+
+export interface DaemonMetrics {
+  registry: Registry;
+  actorRestarts: Counter<'actor' | 'reason'>;
+  batchesCommitted: Counter<'pipeline'>;
+}
+
+export function createMetrics(options: { version: string; status: () => StatusSnapshot }): DaemonMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'strata_process_' });
+
+  new Gauge({
+    name: 'strata_build_info',
+    help: 'Always 1; labels carry the Strata and Node versions.',
+    labelNames: ['version', 'node'],
+    registers: [registry],
+  }).set({ version: options.version, node: process.version }, 1);
+
+  const actorGauge = (name: string, help: string, read: (actor: StatusSnapshot['actors'][number]) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['actor'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const actor of options.status().actors) this.set({ actor: actor.name }, read(actor));
+      },
+    });
+  actorGauge('strata_actor_up', '1 while the actor is running.', (a) => (a.state === 'running' ? 1 : 0));
+  actorGauge('strata_actor_incarnation', 'Current incarnation (starts at 1, +1 per restart).', (a) => a.incarnation);
+  actorGauge('strata_actor_mailbox_depth', 'Messages received by the actor and not yet started.', (a) => a.mailboxDepth);
+  actorGauge('strata_actor_in_flight_calls', 'Calls sent to the actor and not yet answered.', (a) => a.inFlightCalls);
+  actorGauge('strata_actor_event_loop_utilization', 'Event-loop utilization of the actor thread (0..1).', (a) => a.eventLoopUtilization);
+  actorGauge('strata_actor_heap_used_bytes', 'V8 heap used by the actor thread.', (a) => a.heapUsedBytes);
+
+  const pipelineGauge = (name: string, help: string, read: (p: StatusSnapshot['pipelines'][number]) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['pipeline'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const pipeline of options.status().pipelines) this.set({ pipeline: pipeline.pipeline }, read(pipeline));
+      },
+    });
+  pipelineGauge('strata_pipeline_processed_checkpoint', 'Last checkpoint processed in memory.', (p) => p.processedCheckpoint);
+  pipelineGauge('strata_pipeline_committed_checkpoint', 'Last checkpoint durably committed.', (p) => p.committedCheckpoint);
+  pipelineGauge('strata_pipeline_events_processed', 'Events processed by this process since it started.', (p) => p.eventsProcessed);
+  pipelineGauge('strata_pipeline_events_per_second', 'Events per second over the last 10 s.', (p) => p.eventsPerSecond);
+  pipelineGauge('strata_pipeline_in_memory_objects', 'Entities and uncommitted changes held in memory.', (p) => p.inMemoryObjects);
+
+  new Gauge({
+    name: 'strata_db_pool_connections',
+    help: 'Database pool connections by pool and state.',
+    labelNames: ['pool', 'state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [pool, stats] of Object.entries(options.status().database.pools)) {
+        this.set({ pool, state: 'total' }, stats.total);
+        this.set({ pool, state: 'idle' }, stats.idle);
+        this.set({ pool, state: 'waiting' }, stats.waiting);
+      }
+    },
+  });
+
+  return {
+    registry,
+    actorRestarts: new Counter({
+      name: 'strata_actor_restarts_total',
+      help: 'Actor restarts by the supervisor, by exit reason.',
+      labelNames: ['actor', 'reason'],
+      registers: [registry],
+    }),
+    batchesCommitted: new Counter({
+      name: 'strata_pipeline_batches_committed_total',
+      help: 'Batches committed by the writer.',
+      labelNames: ['pipeline'],
+      registers: [registry],
+    }),
+  };
+}

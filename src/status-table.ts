@@ -1,0 +1,83 @@
+// `strata status`: fetch a running daemon's `/status` and render it as readable tables.
+
+import Table from 'cli-table3';
+import { StrataError } from './errors.ts';
+
+// Plain borders and headings: the output is often piped or read in logs.
+const style = { head: [] as string[], border: [] as string[] };
+import type { StatusSnapshot } from './http/status-types.ts';
+
+export async function fetchStatus(baseUrl: string, timeoutMs = 3_000): Promise<StatusSnapshot> {
+  let response: Response;
+  try {
+    response = await fetch(new URL('/status', baseUrl), { signal: AbortSignal.timeout(timeoutMs) });
+  } catch (error) {
+    throw new StrataError('STRATA_ERR_DAEMON_UNREACHABLE', `no Strata daemon answered at ${baseUrl} (${(error as Error).message})`, {
+      cause: error,
+    });
+  }
+  if (!response.ok) {
+    throw new StrataError('STRATA_ERR_DAEMON_UNREACHABLE', `${baseUrl}/status answered ${response.status}`);
+  }
+  return (await response.json()) as StatusSnapshot;
+}
+
+export function renderStatus(status: StatusSnapshot): string {
+  const p = status.process;
+  const header = `strata ${p.version} — ${p.state} — pid ${p.pid} — up ${formatDuration(p.uptimeSeconds)} — process ${p.id}
+database: ${status.database.kind}${status.database.storage ? ` (${status.database.storage})` : ''} — redis: ${status.redis.state}`;
+
+  const actors = new Table({
+    style,
+    head: ['actor', 'state', 'incarnation', 'restarts', 'mailbox', 'in-flight', 'ELU', 'heap', 'last exit'],
+  });
+  for (const actor of status.actors) {
+    actors.push([
+      actor.name,
+      actor.state,
+      actor.incarnation,
+      actor.restarts,
+      actor.mailboxDepth,
+      actor.inFlightCalls,
+      `${Math.round(actor.eventLoopUtilization * 100)}%`,
+      formatBytes(actor.heapUsedBytes),
+      actor.lastExitReason ?? '—',
+    ]);
+  }
+
+  const pipelines = new Table({
+    style,
+    head: ['pipeline', 'state', 'processed', 'committed', 'lag', 'head', 'events', 'events/s', 'in memory'],
+  });
+  for (const pipeline of status.pipelines) {
+    pipelines.push([
+      pipeline.pipeline,
+      pipeline.state,
+      pipeline.processedCheckpoint,
+      pipeline.committedCheckpoint,
+      pipeline.processedCheckpoint - pipeline.committedCheckpoint,
+      pipeline.headBlockNumber ?? '—',
+      pipeline.eventsProcessed.toLocaleString('en-US'),
+      pipeline.eventsPerSecond.toLocaleString('en-US'),
+      pipeline.inMemoryObjects.toLocaleString('en-US'),
+    ]);
+  }
+
+  const pools = new Table({ style, head: ['db pool', 'total', 'idle', 'waiting'] });
+  for (const [name, pool] of Object.entries(status.database.pools)) pools.push([name, pool.total, pool.idle, pool.waiting]);
+
+  return [header, actors.toString(), pipelines.toString(), pools.toString()].join('\n');
+}
+
+function formatDuration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return h > 0 ? `${h}h${m}m` : m > 0 ? `${m}m${s}s` : `${s}s`;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)} GiB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  return `${Math.round(bytes / 1024)} KiB`;
+}

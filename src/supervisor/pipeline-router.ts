@@ -1,0 +1,90 @@
+// Routes the data path's events between actors, in the main thread: a processing actor's batches
+// go to the writer (moving their encoded buffers again, never copying them), the writer's commit
+// reports go back to the pipeline's processing actor. Actor references drop events from dead
+// incarnations before they get here, so a batch from a crashed processing actor is never written.
+
+import { StrataError, deserializeError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { ActorEvent, CommitReport, PipelineProgress } from '../protocol.ts';
+import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
+import type { ProcessingMethods } from '../processing/processing-actor.ts';
+import type { ActorRef } from './actor-ref.ts';
+
+export interface PipelineRouterOptions {
+  log: Logger;
+  // biome-ignore lint/suspicious/noExplicitAny: start-up data type is irrelevant to routing.
+  persistence: ActorRef<PersistenceMethods, any>;
+  // biome-ignore lint/suspicious/noExplicitAny: idem.
+  processing: Map<string, ActorRef<ProcessingMethods, any>>;
+  onFatal: (error: Error, context: Record<string, unknown>) => void;
+  onCommitted?: (report: CommitReport) => void;
+}
+
+export class PipelineRouter {
+  private readonly options: PipelineRouterOptions;
+  private readonly progressByPipeline = new Map<string, PipelineProgress>();
+
+  constructor(options: PipelineRouterOptions) {
+    this.options = options;
+  }
+
+  fromProcessing(pipeline: string, event: ActorEvent): void {
+    switch (event.type) {
+      case 'batch-ready': {
+        const { batch } = event;
+        this.options.persistence
+          .callTransferring('enqueue', [batch], [batch.encodedChanges.buffer as ArrayBuffer])
+          .catch((error: unknown) => this.onEnqueueFailed(pipeline, error));
+        return;
+      }
+      case 'progress':
+        this.progressByPipeline.set(pipeline, event.progress);
+        return;
+      case 'fatal':
+        this.options.onFatal(deserializeError(event.error), event.context);
+        return;
+      case 'committed':
+        return;
+    }
+  }
+
+  fromPersistence(event: ActorEvent): void {
+    switch (event.type) {
+      case 'committed': {
+        const { report } = event;
+        this.options.processing.get(report.pipeline)?.notify('committed', report);
+        const progress = this.progressByPipeline.get(report.pipeline);
+        if (progress !== undefined && progress.committedCheckpoint < report.committedCheckpoint) {
+          progress.committedCheckpoint = report.committedCheckpoint;
+        }
+        this.options.onCommitted?.(report);
+        return;
+      }
+      case 'fatal':
+        this.options.onFatal(deserializeError(event.error), event.context);
+        return;
+      case 'batch-ready':
+      case 'progress':
+        return;
+    }
+  }
+
+  /** The writer came back after a crash: every pipeline re-sends what is not yet committed. */
+  writerRestarted(): void {
+    for (const processing of this.options.processing.values()) processing.notify('resend');
+  }
+
+  progress(): PipelineProgress[] {
+    return [...this.progressByPipeline.values()];
+  }
+
+  private onEnqueueFailed(pipeline: string, error: unknown): void {
+    // The writer died or is restarting: the batch is still held by the processing actor and is
+    // re-sent when the writer is back (writerRestarted). Anything else is a bug.
+    if (error instanceof StrataError && error.code.startsWith('STRATA_ERR_ACTOR_')) {
+      this.options.log.debug({ pipeline, code: error.code }, 'batch not delivered; it will be re-sent');
+      return;
+    }
+    this.options.onFatal(error instanceof Error ? error : new Error(String(error)), { pipeline, actor: 'router' });
+  }
+}
