@@ -325,6 +325,13 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
     let error: Error | undefined;
     if (this.exitReasonOverride !== null) {
       ({ reason, error } = this.exitReasonOverride);
+    } else if (this.actorState === 'starting') {
+      // Died before `ready`. Its `start-failed` message (if any) may arrive after the exit event.
+      reason = 'start-failed';
+      error = new StrataError('STRATA_ERR_ACTOR_START_FAILED', `actor ${this.name} exited with code ${info.code} during start`, {
+        cause: info.error,
+        details: { actor: this.name, incarnation, exitCode: info.code },
+      });
     } else if (info.error !== undefined || (info.code !== 0 && !wasStopping)) {
       reason = 'crash';
       error = new StrataError(
