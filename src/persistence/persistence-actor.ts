@@ -69,7 +69,8 @@ class Writer {
       isolateStatements: db.isolateStatements,
     });
     const fault = /^persistence:crash-before-commit:(\d+)$/.exec(context.data.testFault ?? '');
-    this.crashBeforeCommit = fault === null ? null : Number(fault[1]);
+    // Only the first incarnation crashes, so the test sees one crash and a clean recovery.
+    this.crashBeforeCommit = fault === null || context.incarnation !== 1 ? null : Number(fault[1]);
   }
 
   async init(): Promise<void> {

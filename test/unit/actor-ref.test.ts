@@ -89,3 +89,45 @@ describe('ActorRef (in-thread)', () => {
     expect(await ref.call('whoAmI')).toMatchObject({ incarnation: 2 });
   });
 });
+
+describe('ActorRef incarnation guard', () => {
+  it('drops replies and events stamped with an earlier incarnation', async () => {
+    const { ActorRef } = await import('../../src/supervisor/actor-ref.ts');
+    const { silentLog, silentLoggerOptions } = await import('../helpers/actors.ts');
+    // A hand-driven endpoint: the test plays the actor, so it can send a stale message on purpose.
+    let deliver: (message: unknown) => void = () => {};
+    const posted: Array<{ kind: string; id?: number; incarnation: number }> = [];
+    const events: unknown[] = [];
+    const ref = new ActorRef<{ echo(value: number): number }>({
+      name: 'scripted',
+      spawn: () => ({
+        threadId: null,
+        post: (message) => posted.push(message as never),
+        onMessage: (listener) => {
+          deliver = listener;
+        },
+        onExit: () => {},
+        terminate: async () => {},
+      }),
+      data: {},
+      logger: silentLoggerOptions,
+      log: silentLog,
+      pingIntervalMs: 60_000,
+      onEvent: (event) => events.push(event),
+    });
+    // Pretend incarnation 1 already lived and died: start twice through the private counter.
+    (ref as unknown as { currentIncarnation: number }).currentIncarnation = 1;
+    const starting = ref.start();
+    deliver({ kind: 'ready', incarnation: 2 });
+    await starting;
+    const call = ref.call('echo', 5);
+    const sent = posted.find((m) => m.kind === 'call')!;
+    expect(sent.incarnation).toBe(2);
+    deliver({ kind: 'reply', id: sent.id, incarnation: 1, ok: true, value: 666 }); // stale
+    deliver({ kind: 'event', incarnation: 1, event: { type: 'fatal', error: { name: 'E', message: 'old' }, context: {} } });
+    deliver({ kind: 'reply', id: sent.id, incarnation: 2, ok: true, value: 5 });
+    expect(await call).toBe(5);
+    expect(events).toEqual([]);
+    expect(ref.stats().droppedStaleMessages).toBe(2);
+  });
+});
