@@ -3,8 +3,8 @@
 // Each round trip is: encode (sender) → postMessage → decode (receiver) → ack. The receiver must
 // end with usable objects, so decode time counts. Run: `npm run bench:transfer`.
 
-import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import v8 from 'node:v8';
+import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import { decodeChanges, encodeChanges } from '../src/processing/change-codec.ts';
 import type { Change } from '../src/protocol.ts';
 
@@ -68,7 +68,9 @@ if (!isMainThread) {
   const modes: Mode[] = ['structured-clone', 'json-transfer', 'v8-transfer'];
   // Warm up every path, then interleave modes so noise hits them alike.
   for (const mode of modes) for (let i = 0; i < 10; i++) await roundTrip(mode, batches[i % 8]!);
-  const results = new Map<Mode, { sender: number[]; total: number[] }>(modes.map((m) => [m, { sender: [], total: [] }]));
+  const results = new Map<Mode, { sender: number[]; total: number[] }>(
+    modes.map((m) => [m, { sender: [], total: [] }]),
+  );
   for (let round = 0; round < ROUNDS; round++) {
     for (const mode of modes) {
       const { senderMs, totalMs } = await roundTrip(mode, batches[round % 8]!);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
+import { resolve } from 'node:path';
 // Runs one TypeScript file (benchmarks, scripts) through tsx: `node bin/run-ts.mjs bench/x.ts`.
 import { pathToFileURL } from 'node:url';
-import { resolve } from 'node:path';
 import { register } from 'tsx/esm/api';
 
 const [file] = process.argv.splice(2, 1);

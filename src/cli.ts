@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { buildConfig, type StrataConfig } from './config.ts';
 import { startEmbeddedDatabase } from './db/embedded.ts';
 import { migrate } from './db/migrator.ts';
-import { EXIT_NON_RETRYABLE, StrataError, exitCodeFor } from './errors.ts';
+import { EXIT_NON_RETRYABLE, exitCodeFor, StrataError } from './errors.ts';
 import { createLogger, resolveLogFormat } from './logger.ts';
 import { fetchStatus, renderStatus } from './status-table.ts';
 
@@ -103,7 +103,11 @@ async function runMigrate(config: StrataConfig): Promise<number> {
   });
   const embedded =
     config.database.kind === 'embedded'
-      ? await startEmbeddedDatabase({ storage: config.database.storage, dataDir: config.database.dataDir, log })
+      ? await startEmbeddedDatabase({
+          storage: config.database.storage,
+          dataDir: config.database.dataDir,
+          log,
+        })
       : null;
   try {
     const url = embedded?.url ?? (config.database.kind === 'postgres' ? config.database.url : '');

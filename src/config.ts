@@ -206,7 +206,8 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       settings.databaseUrl === undefined
         ? { kind: 'embedded', storage: settings.embedded, dataDir: path.resolve(cwd, settings.dataDir) }
         : { kind: 'postgres', url: settings.databaseUrl },
-    redis: settings.redisUrl === undefined ? { kind: 'in-process' } : { kind: 'redis', url: settings.redisUrl },
+    redis:
+      settings.redisUrl === undefined ? { kind: 'in-process' } : { kind: 'redis', url: settings.redisUrl },
     http: { host: settings.host, port: settings.port, bodyLimitBytes: settings.bodyLimitBytes },
     log: { level: settings.logLevel, format: settings.logFormat },
     supervisor: {
@@ -252,7 +253,8 @@ async function loadProjectFile(
   }
   for (const pipeline of parsed.data.pipelines) {
     const handlers = path.resolve(projectDir, pipeline.handlers);
-    if (!existsSync(handlers)) problems.push(`${path.basename(file)}: pipeline ${pipeline.name}: handlers ${handlers} not found`);
+    if (!existsSync(handlers))
+      problems.push(`${path.basename(file)}: pipeline ${pipeline.name}: handlers ${handlers} not found`);
   }
   return { file, pipelines: parsed.data.pipelines };
 }
@@ -269,9 +271,13 @@ function formatIssues(error: z.ZodError, where: (path: string) => string): strin
 
 function configError(problems: string[]): StrataError {
   const list = problems.map((problem) => `  - ${problem}`).join('\n');
-  return new StrataError('STRATA_ERR_CONFIG_INVALID', `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${list}`, {
-    details: { problems },
-  });
+  return new StrataError(
+    'STRATA_ERR_CONFIG_INVALID',
+    `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${list}`,
+    {
+      details: { problems },
+    },
+  );
 }
 
 function deepFreeze<T>(value: T): T {

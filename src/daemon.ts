@@ -7,8 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { StrataConfig } from './config.ts';
-import { type RedisConnection, connectRedis } from './coordination/redis.ts';
-import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded.ts';
+import { connectRedis, type RedisConnection } from './coordination/redis.ts';
+import { type EmbeddedDatabase, startEmbeddedDatabase } from './db/embedded.ts';
 import { migrate } from './db/migrator.ts';
 import { createDb, type Db } from './db/pool.ts';
 import { EXIT_NON_RETRYABLE, EXIT_RETRYABLE, exitCodeFor } from './errors.ts';
@@ -181,7 +181,12 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
     });
 
-    supervisor.add({ id: 'persistence', ref: persistence, restart: 'permanent', shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs });
+    supervisor.add({
+      id: 'persistence',
+      ref: persistence,
+      restart: 'permanent',
+      shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
+    });
     for (const [name, ref] of processing) {
       supervisor.add({
         id: ref.name,
@@ -198,11 +203,17 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
 
     const allActors = () => [persistence, ...processing.values()];
     const status = (): StatusSnapshot => {
-      const pools: Record<string, { total: number; idle: number; waiting: number }> = { main: mainDb.stats() };
+      const pools: Record<string, { total: number; idle: number; waiting: number }> = {
+        main: mainDb.stats(),
+      };
       for (const actor of allActors()) {
         const extra = actor.stats().extra;
         if (extra.dbPoolTotal !== undefined) {
-          pools[actor.name] = { total: extra.dbPoolTotal, idle: extra.dbPoolIdle ?? 0, waiting: extra.dbPoolWaiting ?? 0 };
+          pools[actor.name] = {
+            total: extra.dbPoolTotal,
+            idle: extra.dbPoolIdle ?? 0,
+            waiting: extra.dbPoolWaiting ?? 0,
+          };
         }
       }
       return {
@@ -237,11 +248,18 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       } catch (error) {
         checks.push({ name: 'database', ok: false, detail: (error as Error).message });
       }
-      if (redis !== null) checks.push({ name: 'redis', ok: redis.state() === 'ready', detail: redis.state() });
+      if (redis !== null)
+        checks.push({ name: 'redis', ok: redis.state() === 'ready', detail: redis.state() });
       return checks;
     };
 
-    const app = buildApp({ log, bodyLimitBytes: config.http.bodyLimitBytes, status, readiness, metrics: metrics.registry });
+    const app = buildApp({
+      log,
+      bodyLimitBytes: config.http.bodyLimitBytes,
+      status,
+      readiness,
+      metrics: metrics.registry,
+    });
     await app.listen({ host: config.http.host, port: config.http.port });
     cleanups.push(() => app.close());
     const address = app.server.address();
@@ -282,14 +300,22 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         const deadline = Date.now() + config.supervisor.shutdownTimeoutMs;
         for (const [name, ref] of processing) {
           try {
-            const processed = await withTimeout(ref.call('pauseIntake'), remaining(deadline), 'intake did not stop in time');
+            const processed = await withTimeout(
+              ref.call('pauseIntake'),
+              remaining(deadline),
+              'intake did not stop in time',
+            );
             log.info({ pipeline: name, processedCheckpoint: processed }, 'intake stopped');
           } catch (error) {
             log.warn({ pipeline: name, err: error }, 'could not pause intake cleanly');
           }
         }
         try {
-          const committed = await withTimeout(persistence.call('flush'), remaining(deadline), 'writer did not flush in time');
+          const committed = await withTimeout(
+            persistence.call('flush'),
+            remaining(deadline),
+            'writer did not flush in time',
+          );
           log.info({ committed }, 'writer flushed');
         } catch (error) {
           log.warn({ err: error }, 'writer flush incomplete; uncommitted work will be redone on restart');

@@ -15,7 +15,12 @@ export async function runDaemon(config: StrataConfig): Promise<number> {
     format: resolveLogFormat(config.log.format, process.stdout.isTTY === true),
   });
   log.info(
-    { version: config.version, pid: process.pid, project: config.project.dir, database: config.database.kind },
+    {
+      version: config.version,
+      pid: process.pid,
+      project: config.project.dir,
+      database: config.database.kind,
+    },
     'starting strata',
   );
 

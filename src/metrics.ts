@@ -22,7 +22,11 @@ export function createMetrics(options: { version: string; status: () => StatusSn
     registers: [registry],
   }).set({ version: options.version, node: process.version }, 1);
 
-  const actorGauge = (name: string, help: string, read: (actor: StatusSnapshot['actors'][number]) => number) =>
+  const actorGauge = (
+    name: string,
+    help: string,
+    read: (actor: StatusSnapshot['actors'][number]) => number,
+  ) =>
     new Gauge({
       name,
       help,
@@ -34,13 +38,33 @@ export function createMetrics(options: { version: string; status: () => StatusSn
       },
     });
   actorGauge('strata_actor_up', '1 while the actor is running.', (a) => (a.state === 'running' ? 1 : 0));
-  actorGauge('strata_actor_incarnation', 'Current incarnation (starts at 1, +1 per restart).', (a) => a.incarnation);
-  actorGauge('strata_actor_mailbox_depth', 'Messages received by the actor and not yet started.', (a) => a.mailboxDepth);
-  actorGauge('strata_actor_in_flight_calls', 'Calls sent to the actor and not yet answered.', (a) => a.inFlightCalls);
-  actorGauge('strata_actor_event_loop_utilization', 'Event-loop utilization of the actor thread (0..1).', (a) => a.eventLoopUtilization);
+  actorGauge(
+    'strata_actor_incarnation',
+    'Current incarnation (starts at 1, +1 per restart).',
+    (a) => a.incarnation,
+  );
+  actorGauge(
+    'strata_actor_mailbox_depth',
+    'Messages received by the actor and not yet started.',
+    (a) => a.mailboxDepth,
+  );
+  actorGauge(
+    'strata_actor_in_flight_calls',
+    'Calls sent to the actor and not yet answered.',
+    (a) => a.inFlightCalls,
+  );
+  actorGauge(
+    'strata_actor_event_loop_utilization',
+    'Event-loop utilization of the actor thread (0..1).',
+    (a) => a.eventLoopUtilization,
+  );
   actorGauge('strata_actor_heap_used_bytes', 'V8 heap used by the actor thread.', (a) => a.heapUsedBytes);
 
-  const pipelineGauge = (name: string, help: string, read: (p: StatusSnapshot['pipelines'][number]) => number) =>
+  const pipelineGauge = (
+    name: string,
+    help: string,
+    read: (p: StatusSnapshot['pipelines'][number]) => number,
+  ) =>
     new Gauge({
       name,
       help,
@@ -48,14 +72,35 @@ export function createMetrics(options: { version: string; status: () => StatusSn
       registers: [registry],
       collect() {
         this.reset();
-        for (const pipeline of options.status().pipelines) this.set({ pipeline: pipeline.pipeline }, read(pipeline));
+        for (const pipeline of options.status().pipelines)
+          this.set({ pipeline: pipeline.pipeline }, read(pipeline));
       },
     });
-  pipelineGauge('strata_pipeline_processed_checkpoint', 'Last checkpoint processed in memory.', (p) => p.processedCheckpoint);
-  pipelineGauge('strata_pipeline_committed_checkpoint', 'Last checkpoint durably committed.', (p) => p.committedCheckpoint);
-  pipelineGauge('strata_pipeline_events_processed', 'Events processed by this process since it started.', (p) => p.eventsProcessed);
-  pipelineGauge('strata_pipeline_events_per_second', 'Events per second over the last 10 s.', (p) => p.eventsPerSecond);
-  pipelineGauge('strata_pipeline_in_memory_objects', 'Entities and uncommitted changes held in memory.', (p) => p.inMemoryObjects);
+  pipelineGauge(
+    'strata_pipeline_processed_checkpoint',
+    'Last checkpoint processed in memory.',
+    (p) => p.processedCheckpoint,
+  );
+  pipelineGauge(
+    'strata_pipeline_committed_checkpoint',
+    'Last checkpoint durably committed.',
+    (p) => p.committedCheckpoint,
+  );
+  pipelineGauge(
+    'strata_pipeline_events_processed',
+    'Events processed by this process since it started.',
+    (p) => p.eventsProcessed,
+  );
+  pipelineGauge(
+    'strata_pipeline_events_per_second',
+    'Events per second over the last 10 s.',
+    (p) => p.eventsPerSecond,
+  );
+  pipelineGauge(
+    'strata_pipeline_in_memory_objects',
+    'Entities and uncommitted changes held in memory.',
+    (p) => p.inMemoryObjects,
+  );
 
   new Gauge({
     name: 'strata_db_pool_connections',

@@ -81,7 +81,9 @@ export type FromActorMessage = ReplyMessage | PongMessage | ReadyMessage | Start
 export function isFromActorMessage(value: unknown): value is FromActorMessage {
   if (typeof value !== 'object' || value === null) return false;
   const kind = (value as { kind?: unknown }).kind;
-  return kind === 'reply' || kind === 'pong' || kind === 'ready' || kind === 'start-failed' || kind === 'event';
+  return (
+    kind === 'reply' || kind === 'pong' || kind === 'ready' || kind === 'start-failed' || kind === 'event'
+  );
 }
 
 export function isToActorMessage(value: unknown): value is ToActorMessage {

@@ -5,6 +5,7 @@ import { StrataError } from './errors.ts';
 
 // Plain borders and headings: the output is often piped or read in logs.
 const style = { head: [] as string[], border: [] as string[] };
+
 import type { StatusSnapshot } from './http/status-types.ts';
 
 export async function fetchStatus(baseUrl: string, timeoutMs = 3_000): Promise<StatusSnapshot> {
@@ -12,9 +13,13 @@ export async function fetchStatus(baseUrl: string, timeoutMs = 3_000): Promise<S
   try {
     response = await fetch(new URL('/status', baseUrl), { signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
-    throw new StrataError('STRATA_ERR_DAEMON_UNREACHABLE', `no Strata daemon answered at ${baseUrl} (${(error as Error).message})`, {
-      cause: error,
-    });
+    throw new StrataError(
+      'STRATA_ERR_DAEMON_UNREACHABLE',
+      `no Strata daemon answered at ${baseUrl} (${(error as Error).message})`,
+      {
+        cause: error,
+      },
+    );
   }
   if (!response.ok) {
     throw new StrataError('STRATA_ERR_DAEMON_UNREACHABLE', `${baseUrl}/status answered ${response.status}`);
@@ -64,7 +69,8 @@ database: ${status.database.kind}${status.database.storage ? ` (${status.databas
   }
 
   const pools = new Table({ style, head: ['db pool', 'total', 'idle', 'waiting'] });
-  for (const [name, pool] of Object.entries(status.database.pools)) pools.push([name, pool.total, pool.idle, pool.waiting]);
+  for (const [name, pool] of Object.entries(status.database.pools))
+    pools.push([name, pool.total, pool.idle, pool.waiting]);
 
   return [header, actors.toString(), pipelines.toString(), pools.toString()].join('\n');
 }

@@ -33,7 +33,10 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
   for (const file of files) {
     const match = FILE_NAME.exec(file);
     if (match === null) {
-      throw new StrataError('STRATA_ERR_MIGRATION_MISMATCH', `migration file ${file} is not named NNNN_name.sql`);
+      throw new StrataError(
+        'STRATA_ERR_MIGRATION_MISMATCH',
+        `migration file ${file} is not named NNNN_name.sql`,
+      );
     }
     const sql = await readFile(path.join(dir, file), 'utf8');
     const id = Number(match[1]);
@@ -61,9 +64,13 @@ export async function migrate(options: {
   try {
     await client.connect();
   } catch (error) {
-    throw new StrataError('STRATA_ERR_DB_UNAVAILABLE', `cannot connect to run migrations: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new StrataError(
+      'STRATA_ERR_DB_UNAVAILABLE',
+      `cannot connect to run migrations: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
   }
   client.on('error', (error) => options.log.warn({ err: error }, 'migration connection error'));
   try {
@@ -109,10 +116,14 @@ export async function migrate(options: {
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
-        throw new StrataError('STRATA_ERR_MIGRATION_FAILED', `migration ${migration.name} failed: ${(error as Error).message}`, {
-          cause: error,
-          details: { migration: migration.name },
-        });
+        throw new StrataError(
+          'STRATA_ERR_MIGRATION_FAILED',
+          `migration ${migration.name} failed: ${(error as Error).message}`,
+          {
+            cause: error,
+            details: { migration: migration.name },
+          },
+        );
       }
       applied.push(migration.name);
       options.log.info({ migration: migration.name }, 'migration applied');

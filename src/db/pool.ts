@@ -117,7 +117,9 @@ export function classify(error: unknown): unknown {
     (typeof code === 'string' && (RETRYABLE_NODE_CODES.has(code) || /^08/.test(code))) ||
     /timeout exceeded when trying to connect|Connection terminated/i.test(error.message);
   if (connectionLost) {
-    return new StrataError('STRATA_ERR_DB_UNAVAILABLE', `database unavailable: ${error.message}`, { cause: error });
+    return new StrataError('STRATA_ERR_DB_UNAVAILABLE', `database unavailable: ${error.message}`, {
+      cause: error,
+    });
   }
   if (typeof code === 'string' && RETRYABLE_SQLSTATE.test(code)) {
     (error as { retryable?: boolean }).retryable = true;

@@ -53,7 +53,14 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   app.setNotFoundHandler((request, reply) => {
     void reply
       .status(404)
-      .send(errorBody(new StrataError('STRATA_ERR_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`)));
+      .send(
+        errorBody(
+          new StrataError(
+            'STRATA_ERR_NOT_FOUND',
+            `no route for ${request.method} ${request.url.split('?')[0]}`,
+          ),
+        ),
+      );
   });
 
   registerHealthRoutes(app, deps);

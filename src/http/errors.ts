@@ -42,7 +42,8 @@ export function toStrataError(error: FastifyError | Error): StrataError {
 export function errorHandler(log: Logger) {
   return (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const strata = toStrataError(error);
-    if (strata.status >= 500) log.error({ err: error, url: request.url, method: request.method }, 'request failed');
+    if (strata.status >= 500)
+      log.error({ err: error, url: request.url, method: request.method }, 'request failed');
     void reply.status(strata.status).send(errorBody(strata));
   };
 }

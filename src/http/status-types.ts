@@ -1,8 +1,8 @@
 // The shape of `/status`, shared by the HTTP route, the metrics collector and `strata status`.
 
+import type { DbPoolStats } from '../db/pool.ts';
 import type { PipelineProgress } from '../protocol.ts';
 import type { ActorStats } from '../supervisor/actor-ref.ts';
-import type { DbPoolStats } from '../db/pool.ts';
 
 export interface ActorStatus extends ActorStats {
   name: string;

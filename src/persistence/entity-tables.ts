@@ -21,8 +21,5 @@ export async function ensurePipelineTables(db: Queryable, pipeline: string): Pro
     events        integer NOT NULL,
     checkpoint_id bigint  NOT NULL
   )`);
-  await db.query(
-    'INSERT INTO strata.pipelines (name) VALUES ($1) ON CONFLICT (name) DO NOTHING',
-    [pipeline],
-  );
+  await db.query('INSERT INTO strata.pipelines (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [pipeline]);
 }

@@ -95,7 +95,10 @@ class Writer {
           return this.queue.length;
         },
         flush: async (pipeline) => {
-          while (!this.failed && (this.writing || this.queue.some((b) => pipeline === undefined || b.pipeline === pipeline))) {
+          while (
+            !this.failed &&
+            (this.writing || this.queue.some((b) => pipeline === undefined || b.pipeline === pipeline))
+          ) {
             await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
           }
           return Object.fromEntries(this.committed);
@@ -140,7 +143,8 @@ class Writer {
       }
       const first = run[0];
       if (first !== undefined) {
-        const sameRun = next.pipeline === first.pipeline && next.isInReorgThreshold === first.isInReorgThreshold;
+        const sameRun =
+          next.pipeline === first.pipeline && next.isInReorgThreshold === first.isInReorgThreshold;
         if (!sameRun || changes + next.changeCount > this.context.data.maxChangesPerWrite) break;
       }
       run.push(this.queue.shift()!);
@@ -264,6 +268,10 @@ class Writer {
       toCheckpoint: run[run.length - 1]?.toCheckpoint,
     };
     this.context.log.fatal({ err: error, ...context }, 'batch write failed; not retryable');
-    this.context.emit({ type: 'fatal', error: serializeError(error), context: { actor: 'persistence', ...context } });
+    this.context.emit({
+      type: 'fatal',
+      error: serializeError(error),
+      context: { actor: 'persistence', ...context },
+    });
   }
 }

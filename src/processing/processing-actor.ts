@@ -15,13 +15,18 @@ import { pathToFileURL } from 'node:url';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
+import { accountTable, pipelineSchema } from '../persistence/entity-tables.ts';
 import type { BatchForWriter, Change, CommitReport, PipelineProgress } from '../protocol.ts';
 import { generateBlocks } from '../sources/generator.ts';
 import type { Block } from '../sources/types.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
 import { encodeChanges } from './change-codec.ts';
-import { ACCOUNT_TOTAL_ENTITY, type AccountTotal, type HandlerContext, type HandlerModule } from './handler-api.ts';
-import { accountTable, pipelineSchema } from '../persistence/entity-tables.ts';
+import {
+  ACCOUNT_TOTAL_ENTITY,
+  type AccountTotal,
+  type HandlerContext,
+  type HandlerModule,
+} from './handler-api.ts';
 import { RateMeter } from './rate-meter.ts';
 
 export interface ProcessingActorData {
@@ -163,7 +168,10 @@ class PipelineRuntime {
         // A lost connection while loading changes nothing in memory: wait and redo the batch.
         if (!isRetryable(error)) throw error;
         this.retryDelayMs = Math.min(5_000, Math.max(100, this.retryDelayMs * 2));
-        this.context.log.warn({ err: error, pipeline: this.pipeline.name, retryInMs: this.retryDelayMs }, 'batch failed; retrying');
+        this.context.log.warn(
+          { err: error, pipeline: this.pipeline.name, retryInMs: this.retryDelayMs },
+          'batch failed; retrying',
+        );
         await this.idle(this.retryDelayMs);
       }
     }
@@ -197,7 +205,12 @@ class PipelineRuntime {
             `handler for ${event.name} threw in pipeline ${this.pipeline.name} at block ${block.number}, log index ${event.logIndex}: ${error instanceof Error ? error.message : String(error)}`,
             {
               cause: error,
-              details: { pipeline: this.pipeline.name, block: block.number, event: event.name, logIndex: event.logIndex },
+              details: {
+                pipeline: this.pipeline.name,
+                block: block.number,
+                event: event.name,
+                logIndex: event.logIndex,
+              },
             },
           );
         }
@@ -269,14 +282,22 @@ class PipelineRuntime {
     );
     for (const row of rows) {
       this.cache.set(row.id, {
-        total: { id: row.id, credited: Number(row.credited), debited: Number(row.debited), events: row.events },
+        total: {
+          id: row.id,
+          credited: Number(row.credited),
+          debited: Number(row.debited),
+          events: row.events,
+        },
         lastCheckpoint: 0,
       });
     }
   }
 
   private createAccount(address: string): CachedAccount {
-    const entry: CachedAccount = { total: { id: address, credited: 0, debited: 0, events: 0 }, lastCheckpoint: 0 };
+    const entry: CachedAccount = {
+      total: { id: address, credited: 0, debited: 0, events: 0 },
+      lastCheckpoint: 0,
+    };
     this.cache.set(address, entry);
     return entry;
   }
@@ -316,7 +337,10 @@ class PipelineRuntime {
   private onCommitted(report: CommitReport): void {
     if (report.committedCheckpoint <= this.committedCheckpoint) return;
     this.committedCheckpoint = report.committedCheckpoint;
-    while (this.uncommitted.length > 0 && this.uncommitted[0]!.meta.toCheckpoint <= this.committedCheckpoint) {
+    while (
+      this.uncommitted.length > 0 &&
+      this.uncommitted[0]!.meta.toCheckpoint <= this.committedCheckpoint
+    ) {
       const done = this.uncommitted.shift()!;
       this.uncommittedChanges -= done.changes.length;
     }
@@ -328,7 +352,11 @@ class PipelineRuntime {
     for (const batch of this.uncommitted) this.emitBatch(batch.meta, batch.changes);
     if (this.uncommitted.length > 0) {
       this.context.log.warn(
-        { pipeline: this.pipeline.name, batches: this.uncommitted.length, fromCheckpoint: this.uncommitted[0]!.meta.fromCheckpoint },
+        {
+          pipeline: this.pipeline.name,
+          batches: this.uncommitted.length,
+          fromCheckpoint: this.uncommitted[0]!.meta.fromCheckpoint,
+        },
         're-sent uncommitted batches to the restarted writer',
       );
     }

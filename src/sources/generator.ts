@@ -9,7 +9,10 @@ import type { Block, SourceEvent } from './types.ts';
 const GENESIS_TIMESTAMP = 1_735_689_600;
 const BLOCK_TIME_SECONDS = 12;
 
-export type GeneratorShape = Pick<GeneratorSourceConfig, 'workload' | 'seed' | 'eventsPerBlock' | 'addresses'>;
+export type GeneratorShape = Pick<
+  GeneratorSourceConfig,
+  'workload' | 'seed' | 'eventsPerBlock' | 'addresses'
+>;
 
 export function generateBlock(source: GeneratorShape, number: number): Block {
   const random = mulberry32(mix(source.seed, number));

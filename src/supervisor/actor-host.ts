@@ -161,7 +161,10 @@ export function serveActor<Data, Methods extends ActorMethods>(
     if (method === undefined) {
       reply(
         false,
-        new StrataError('STRATA_ERR_ACTOR_UNKNOWN_METHOD', `actor ${init.name} has no method ${message.method}`),
+        new StrataError(
+          'STRATA_ERR_ACTOR_UNKNOWN_METHOD',
+          `actor ${init.name} has no method ${message.method}`,
+        ),
       );
       return;
     }

@@ -8,7 +8,7 @@
 //    the thread is terminated, its calls rejected, and the supervisor told.
 // It also counts in-flight calls and reports the actor's own figures (mailbox, ELU, heap).
 
-import { StrataError, deserializeError } from '../errors.ts';
+import { deserializeError, StrataError } from '../errors.ts';
 import type { Logger, LoggerOptions } from '../logger.ts';
 import type { ActorEvent, ActorSelfReport, FromActorMessage } from '../protocol.ts';
 import { isFromActorMessage } from '../protocol.ts';
@@ -74,7 +74,12 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
   private pingTimer: NodeJS.Timeout | null = null;
   private pingSeq = 0;
   private lastPongAt = 0;
-  private lastReport: ActorSelfReport = { eventLoopUtilization: 0, heapUsedBytes: 0, mailboxDepth: 0, extra: {} };
+  private lastReport: ActorSelfReport = {
+    eventLoopUtilization: 0,
+    heapUsedBytes: 0,
+    mailboxDepth: 0,
+    extra: {},
+  };
   private exitReasonOverride: { reason: ExitReason; error: Error } | null = null;
   private droppedStale = 0;
   private exitWaiters: Array<() => void> = [];
@@ -161,7 +166,8 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
         const exit = this.handleExit(info, incarnation);
         // After `ready` this is a no-op; before it, the exit is a failed start.
         settle(
-          exit.error ?? new StrataError('STRATA_ERR_ACTOR_START_FAILED', `actor ${this.name} exited during start`),
+          exit.error ??
+            new StrataError('STRATA_ERR_ACTOR_START_FAILED', `actor ${this.name} exited during start`),
         );
       });
     });
@@ -297,7 +303,10 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
       // A pong is due every interval; none for two means the event loop is blocked.
       if (performance.now() - this.lastPongAt > 2 * interval) {
         const silentMs = Math.round(performance.now() - this.lastPongAt);
-        this.options.log.error({ actor: this.name, incarnation, silentMs }, 'actor unresponsive; terminating');
+        this.options.log.error(
+          { actor: this.name, incarnation, silentMs },
+          'actor unresponsive; terminating',
+        );
         void this.terminate(
           'unresponsive',
           new StrataError(
@@ -328,10 +337,14 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
     } else if (this.actorState === 'starting') {
       // Died before `ready`. Its `start-failed` message (if any) may arrive after the exit event.
       reason = 'start-failed';
-      error = new StrataError('STRATA_ERR_ACTOR_START_FAILED', `actor ${this.name} exited with code ${info.code} during start`, {
-        cause: info.error,
-        details: { actor: this.name, incarnation, exitCode: info.code },
-      });
+      error = new StrataError(
+        'STRATA_ERR_ACTOR_START_FAILED',
+        `actor ${this.name} exited with code ${info.code} during start`,
+        {
+          cause: info.error,
+          details: { actor: this.name, incarnation, exitCode: info.code },
+        },
+      );
     } else if (info.error !== undefined || (info.code !== 0 && !wasStopping)) {
       reason = 'crash';
       error = new StrataError(

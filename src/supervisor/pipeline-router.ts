@@ -3,11 +3,11 @@
 // reports go back to the pipeline's processing actor. Actor references drop events from dead
 // incarnations before they get here, so a batch from a crashed processing actor is never written.
 
-import { StrataError, deserializeError } from '../errors.ts';
+import { deserializeError, StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import type { ActorEvent, CommitReport, PipelineProgress } from '../protocol.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import type { ProcessingMethods } from '../processing/processing-actor.ts';
+import type { ActorEvent, CommitReport, PipelineProgress } from '../protocol.ts';
 import type { ActorRef } from './actor-ref.ts';
 
 export interface PipelineRouterOptions {
@@ -85,6 +85,9 @@ export class PipelineRouter {
       this.options.log.debug({ pipeline, code: error.code }, 'batch not delivered; it will be re-sent');
       return;
     }
-    this.options.onFatal(error instanceof Error ? error : new Error(String(error)), { pipeline, actor: 'router' });
+    this.options.onFatal(error instanceof Error ? error : new Error(String(error)), {
+      pipeline,
+      actor: 'router',
+    });
   }
 }

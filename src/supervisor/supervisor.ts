@@ -7,8 +7,8 @@
 
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import type { ActorExit, ActorRef } from './actor-ref.ts';
 import type { ActorMethods } from './actor-host.ts';
+import type { ActorExit, ActorRef } from './actor-ref.ts';
 
 /** permanent: always restarted; transient: only after an abnormal exit; temporary: never. */
 export type RestartPolicy = 'permanent' | 'transient' | 'temporary';
@@ -92,7 +92,13 @@ export class Supervisor {
     if (child.stopRequested || this.supervisorState !== 'running') return;
     const level = exit.reason === 'normal' ? 'info' : 'error';
     this.options.log[level](
-      { actor: exit.actor, incarnation: exit.incarnation, reason: exit.reason, code: exit.code, err: exit.error },
+      {
+        actor: exit.actor,
+        incarnation: exit.incarnation,
+        reason: exit.reason,
+        code: exit.code,
+        err: exit.error,
+      },
       'actor exited',
     );
     if (!this.shouldRestart(child.spec.restart, exit)) return;
@@ -131,7 +137,10 @@ export class Supervisor {
       return;
     }
     const delay = this.backoffDelay(this.restartTimes.length);
-    this.options.log.warn({ actor: child.spec.id, delayMs: delay, strategy: this.options.strategy }, 'restarting actor');
+    this.options.log.warn(
+      { actor: child.spec.id, delayMs: delay, strategy: this.options.strategy },
+      'restarting actor',
+    );
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       void this.serialize(() => this.restart(child));
@@ -149,8 +158,7 @@ export class Supervisor {
   private async restart(child: ChildRecord): Promise<void> {
     if (this.supervisorState !== 'running') return;
     const index = this.children.indexOf(child);
-    const affected =
-      this.options.strategy === 'rest_for_one' ? this.children.slice(index) : [child];
+    const affected = this.options.strategy === 'rest_for_one' ? this.children.slice(index) : [child];
     // Under rest_for_one, the children started after the failed one depend on it: stop them (in
     // reverse order) and start them again after it.
     await this.stopChildren(affected.slice(1).reverse());

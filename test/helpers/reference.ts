@@ -1,6 +1,6 @@
 // A plain fold of the generator's stream into per-address totals, written independently of the
 // handler runtime: the oracle that daemon tests compare the database against.
-import { generateBlock, type GeneratorShape } from '../../src/sources/generator.ts';
+import { type GeneratorShape, generateBlock } from '../../src/sources/generator.ts';
 
 export interface Totals {
   credited: number;
@@ -39,4 +39,9 @@ export function referenceTotals(source: GeneratorShape, lastBlock: number): Map<
   return totals;
 }
 
-export const TEST_SOURCE: GeneratorShape = { workload: 'credits', seed: 7, eventsPerBlock: 10, addresses: 500 };
+export const TEST_SOURCE: GeneratorShape = {
+  workload: 'credits',
+  seed: 7,
+  eventsPerBlock: 10,
+  addresses: 500,
+};

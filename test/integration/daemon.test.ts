@@ -2,8 +2,8 @@
 // stream through real worker threads into tables that must equal an independent fold.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusSnapshot } from '../../src/http/status-types.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { type DaemonProcess, getJson, startDaemonProcess, waitFor } from '../helpers/daemon-process.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { referenceTotals, TEST_SOURCE } from '../helpers/reference.ts';
 
 let db: TestDatabase;
@@ -40,7 +40,10 @@ async function expectTablesToEqualReference(lastBlock: number): Promise<void> {
     'SELECT id, credited, debited, events FROM pipeline_credits.account_total',
   );
   const actual = new Map(
-    rows.map((row) => [row.id, { credited: Number(row.credited), debited: Number(row.debited), events: row.events }]),
+    rows.map((row) => [
+      row.id,
+      { credited: Number(row.credited), debited: Number(row.debited), events: row.events },
+    ]),
   );
   expect(actual.size).toBe(expected.size);
   expect(actual).toEqual(expected);
@@ -62,9 +65,18 @@ describe('strata start (child process, Postgres)', () => {
     expect(status.body.process).toMatchObject({ state: 'running', pid: daemon.child.pid, version: '0.1.0' });
     expect(status.body.actors.map((a) => a.name)).toEqual(['persistence', 'processing:credits']);
     for (const actor of status.body.actors) {
-      expect(actor).toMatchObject({ state: 'running', incarnation: 1, restarts: 0, inFlightCalls: expect.any(Number) });
+      expect(actor).toMatchObject({
+        state: 'running',
+        incarnation: 1,
+        restarts: 0,
+        inFlightCalls: expect.any(Number),
+      });
     }
-    expect(status.body.pipelines[0]).toMatchObject({ processedCheckpoint: 3000, eventsProcessed: 30_000, state: 'caught-up' });
+    expect(status.body.pipelines[0]).toMatchObject({
+      processedCheckpoint: 3000,
+      eventsProcessed: 30_000,
+      state: 'caught-up',
+    });
     expect(status.body.database.kind).toBe('postgres');
     expect(Object.keys(status.body.database.pools)).toContain('persistence');
 
@@ -93,14 +105,21 @@ describe('strata start (child process, Postgres)', () => {
     const first = start(env);
     await first.url;
     // Signal as soon as the first commits land, while most of the stream is still ahead.
-    await waitFor(() => committedCheckpoint(), (checkpoint) => checkpoint > 0, 60_000, 'first commit');
+    await waitFor(
+      () => committedCheckpoint(),
+      (checkpoint) => checkpoint > 0,
+      60_000,
+      'first commit',
+    );
     first.kill('SIGTERM');
     expect(await first.exited).toEqual({ code: 0, signal: null });
 
     // Everything processed before the signal was committed: the writer's flush reported the
     // same checkpoint the intake stopped at, and the tables match the stream up to it.
     const intake = first.logs.find((l) => l.msg === 'intake stopped');
-    const flushed = first.logs.find((l) => l.msg === 'writer flushed') as { committed: { credits: number } } | undefined;
+    const flushed = first.logs.find((l) => l.msg === 'writer flushed') as
+      | { committed: { credits: number } }
+      | undefined;
     expect(intake).toBeDefined();
     expect(flushed?.committed.credits).toBe(intake?.processedCheckpoint);
     const stoppedAt = await committedCheckpoint();
@@ -116,7 +135,9 @@ describe('strata start (child process, Postgres)', () => {
       120_000,
       'resume to the end',
     );
-    expect(second.logs.some((l) => l.msg === 'pipeline resuming' && l.resumeFrom === stoppedAt + 1)).toBe(true);
+    expect(second.logs.some((l) => l.msg === 'pipeline resuming' && l.resumeFrom === stoppedAt + 1)).toBe(
+      true,
+    );
     await expectTablesToEqualReference(200_000);
     second.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
@@ -124,7 +145,11 @@ describe('strata start (child process, Postgres)', () => {
 
   it('a writer that dies before COMMIT is restarted, the batches are re-sent, nothing is lost or doubled', async () => {
     await resetDatabase();
-    const daemon = start({ TEST_BLOCKS: '3000', TEST_BATCH_SIZE: '20', STRATA_TEST_FAULT: 'persistence:crash-before-commit:3' });
+    const daemon = start({
+      TEST_BLOCKS: '3000',
+      TEST_BATCH_SIZE: '20',
+      STRATA_TEST_FAULT: 'persistence:crash-before-commit:3',
+    });
     const url = await daemon.url;
     const status = await waitFor(
       () => getJson<StatusSnapshot>(`${url}/status`),
@@ -135,7 +160,9 @@ describe('strata start (child process, Postgres)', () => {
     const writer = status.body.actors.find((a) => a.name === 'persistence')!;
     expect(writer).toMatchObject({ incarnation: 2, restarts: 1, state: 'running' });
     expect(writer.lastExitReason).toMatch(/crash/);
-    expect(daemon.logs.some((l) => l.msg === 're-sent uncommitted batches to the restarted writer')).toBe(true);
+    expect(daemon.logs.some((l) => l.msg === 're-sent uncommitted batches to the restarted writer')).toBe(
+      true,
+    );
     await expectTablesToEqualReference(3000);
     daemon.kill('SIGTERM');
     expect((await daemon.exited).code).toBe(0);
@@ -146,11 +173,19 @@ describe('strata start (child process, Postgres)', () => {
     const daemon = start({ STRATA_TEST_FAULT: 'processing:crash-at-start', STRATA_RESTART_INTENSITY: '2' });
     const exit = await daemon.exited;
     expect(exit).toEqual({ code: 75, signal: null });
-    expect(daemon.logs.some((l) => (l.err as { code?: string } | undefined)?.code === 'STRATA_ERR_RESTART_INTENSITY')).toBe(true);
+    expect(
+      daemon.logs.some(
+        (l) => (l.err as { code?: string } | undefined)?.code === 'STRATA_ERR_RESTART_INTENSITY',
+      ),
+    ).toBe(true);
   });
 
   it('invalid configuration exits 1 listing every problem', async () => {
-    const daemon = start({ STRATA_LOG_LEVEL: 'loud', STRATA_PING_INTERVAL_MS: '-5', DATABASE_URL: 'mysql://nope' });
+    const daemon = start({
+      STRATA_LOG_LEVEL: 'loud',
+      STRATA_PING_INTERVAL_MS: '-5',
+      DATABASE_URL: 'mysql://nope',
+    });
     const exit = await daemon.exited;
     expect(exit.code).toBe(1);
     const output = daemon.stderr.join('');

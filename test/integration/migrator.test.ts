@@ -24,12 +24,17 @@ function migrationsDir(files: Record<string, string>): string {
 
 describe('migrator', () => {
   it('applies the shipped migrations once, even when five processes race', async () => {
-    const results = await Promise.all(Array.from({ length: 5 }, () => migrate({ url: db.url, log: silentLog })));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => migrate({ url: db.url, log: silentLog })),
+    );
     const shipped = await readMigrations();
     expect(results.flatMap((r) => r.applied).sort()).toEqual(shipped.map((m) => m.name).sort());
     const rows = await db.query<{ name: string }>('SELECT name FROM strata.migrations ORDER BY id');
     expect(rows.map((r) => r.name)).toEqual(shipped.map((m) => m.name));
-    expect(await migrate({ url: db.url, log: silentLog })).toEqual({ applied: [], alreadyApplied: shipped.length });
+    expect(await migrate({ url: db.url, log: silentLog })).toEqual({
+      applied: [],
+      alreadyApplied: shipped.length,
+    });
   });
 
   it('refuses an applied migration whose file was edited', async () => {
@@ -52,8 +57,13 @@ describe('migrator', () => {
   });
 
   it('rolls back a failing migration and records nothing for it', async () => {
-    const dir = migrationsDir({ '0001_ok.sql': 'CREATE TABLE strata.ok (x int);', '0002_bad.sql': 'CREATE TABLE strata.bad (x int); SELECT no_such_column FROM strata.ok;' });
-    await expect(migrate({ url: db.url, log: silentLog, dir })).rejects.toMatchObject({ code: 'STRATA_ERR_MIGRATION_FAILED' });
+    const dir = migrationsDir({
+      '0001_ok.sql': 'CREATE TABLE strata.ok (x int);',
+      '0002_bad.sql': 'CREATE TABLE strata.bad (x int); SELECT no_such_column FROM strata.ok;',
+    });
+    await expect(migrate({ url: db.url, log: silentLog, dir })).rejects.toMatchObject({
+      code: 'STRATA_ERR_MIGRATION_FAILED',
+    });
     const rows = await db.query<{ name: string }>('SELECT name FROM strata.migrations');
     expect(rows.map((r) => r.name)).toEqual(['0001_ok.sql']);
     const bad = await db.query(`SELECT to_regclass('strata.bad') AS t`);

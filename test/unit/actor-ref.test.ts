@@ -28,7 +28,11 @@ describe('ActorRef (in-thread)', () => {
     await ref.start();
     const error = await ref.call('throwCoded').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StrataError);
-    expect(error).toMatchObject({ code: 'STRATA_ERR_WRITE_FAILED', details: { row: 7 }, message: 'thrown on purpose' });
+    expect(error).toMatchObject({
+      code: 'STRATA_ERR_WRITE_FAILED',
+      details: { row: 7 },
+      message: 'thrown on purpose',
+    });
   });
 
   it('rejects unknown methods with a registry code', async () => {
@@ -124,7 +128,11 @@ describe('ActorRef incarnation guard', () => {
     const sent = posted.find((m) => m.kind === 'call')!;
     expect(sent.incarnation).toBe(2);
     deliver({ kind: 'reply', id: sent.id, incarnation: 1, ok: true, value: 666 }); // stale
-    deliver({ kind: 'event', incarnation: 1, event: { type: 'fatal', error: { name: 'E', message: 'old' }, context: {} } });
+    deliver({
+      kind: 'event',
+      incarnation: 1,
+      event: { type: 'fatal', error: { name: 'E', message: 'old' }, context: {} },
+    });
     deliver({ kind: 'reply', id: sent.id, incarnation: 2, ok: true, value: 5 });
     expect(await call).toBe(5);
     expect(events).toEqual([]);

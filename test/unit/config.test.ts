@@ -9,7 +9,10 @@ const configImport = path.resolve(import.meta.dirname, '../../src/config.ts');
 
 function projectWith(body: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'strata-config-'));
-  writeFileSync(path.join(dir, 'strata.config.ts'), `import { defineProject } from '${configImport}';\nexport default defineProject(${body});\n`);
+  writeFileSync(
+    path.join(dir, 'strata.config.ts'),
+    `import { defineProject } from '${configImport}';\nexport default defineProject(${body});\n`,
+  );
   writeFileSync(path.join(dir, 'handlers.ts'), 'export default {};\n');
   return dir;
 }
@@ -25,7 +28,11 @@ describe('buildConfig', () => {
   });
 
   it('takes flags over env, and --memory selects in-memory PGlite', async () => {
-    const config = await buildConfig({ env: { STRATA_PORT: '5000' }, flags: { port: '5001', memory: true }, cwd: tmpdir() });
+    const config = await buildConfig({
+      env: { STRATA_PORT: '5000' },
+      flags: { port: '5001', memory: true },
+      cwd: tmpdir(),
+    });
     expect(config.http.port).toBe(5001);
     expect(config.database).toMatchObject({ kind: 'embedded', storage: 'memory' });
   });
@@ -46,7 +53,9 @@ describe('buildConfig', () => {
   });
 
   it('reports every problem at once: env, flags and the project file', async () => {
-    const dir = projectWith(`{ pipelines: [{ name: 'Bad-Name', source: { kind: 'generator', workload: 'credits', blocks: -1 }, handlers: './missing.ts' }] } as never`);
+    const dir = projectWith(
+      `{ pipelines: [{ name: 'Bad-Name', source: { kind: 'generator', workload: 'credits', blocks: -1 }, handlers: './missing.ts' }] } as never`,
+    );
     const error = await buildConfig({
       env: { STRATA_PORT: 'eighty', DATABASE_URL: 'mysql://x', STRATA_LOG_LEVEL: 'loud' },
       flags: { project: dir, bogus: 'x' },
@@ -65,14 +74,20 @@ describe('buildConfig', () => {
   });
 
   it('names a project folder without strata.config.ts', async () => {
-    const error = await buildConfig({ env: { STRATA_PROJECT: tmpdir() }, cwd: tmpdir() }).catch((e: unknown) => e);
+    const error = await buildConfig({ env: { STRATA_PROJECT: tmpdir() }, cwd: tmpdir() }).catch(
+      (e: unknown) => e,
+    );
     expect((error as StrataError).message).toMatch(/no strata\.config\.ts/);
   });
 
   it('rejects duplicate pipeline names and missing handler files', async () => {
     const source = `{ kind: 'generator', workload: 'credits' }`;
-    const dir = projectWith(`{ pipelines: [{ name: 'a', source: ${source}, handlers: './handlers.ts' }, { name: 'a', source: ${source}, handlers: './nope.ts' }] }`);
-    const error = (await buildConfig({ flags: { project: dir }, env: {}, cwd: tmpdir() }).catch((e: unknown) => e)) as StrataError;
+    const dir = projectWith(
+      `{ pipelines: [{ name: 'a', source: ${source}, handlers: './handlers.ts' }, { name: 'a', source: ${source}, handlers: './nope.ts' }] }`,
+    );
+    const error = (await buildConfig({ flags: { project: dir }, env: {}, cwd: tmpdir() }).catch(
+      (e: unknown) => e,
+    )) as StrataError;
     expect(error.message).toMatch(/unique/);
   });
 });

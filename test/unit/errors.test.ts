@@ -54,7 +54,10 @@ describe('errors across thread boundaries', () => {
   });
 
   it('turn non-errors into a readable NonError', () => {
-    expect(deserializeError(serializeError({ weird: true }))).toMatchObject({ name: 'NonError', message: '{"weird":true}' });
+    expect(deserializeError(serializeError({ weird: true }))).toMatchObject({
+      name: 'NonError',
+      message: '{"weird":true}',
+    });
   });
 
   it('map to exit codes: 75 for retryable, 1 otherwise', () => {

@@ -6,7 +6,15 @@ import type { StatusSnapshot } from '../../src/http/status-types.ts';
 import { silentLog } from '../helpers/actors.ts';
 
 const snapshot: StatusSnapshot = {
-  process: { id: 'p', pid: 1, version: 't', node: process.version, state: 'running', startedAt: '', uptimeSeconds: 0 },
+  process: {
+    id: 'p',
+    pid: 1,
+    version: 't',
+    node: process.version,
+    state: 'running',
+    startedAt: '',
+    uptimeSeconds: 0,
+  },
   actors: [],
   pipelines: [],
   database: { kind: 'postgres', storage: null, pools: {} },
@@ -18,7 +26,9 @@ function app(ready = true) {
     log: silentLog,
     bodyLimitBytes: 1_024,
     status: () => snapshot,
-    readiness: async () => [{ name: 'database', ok: ready, ...(ready ? {} : { detail: 'connection refused' }) }],
+    readiness: async () => [
+      { name: 'database', ok: ready, ...(ready ? {} : { detail: 'connection refused' }) },
+    ],
     metrics: new Registry(),
   });
 }
@@ -27,7 +37,9 @@ describe('HTTP app', () => {
   it('answers unknown routes with 404 JSON and a code', async () => {
     const response = await app().inject({ method: 'DELETE', url: '/v1/whatever?x=1' });
     expect(response.statusCode).toBe(404);
-    expect(response.json()).toEqual({ error: { code: 'STRATA_ERR_NOT_FOUND', message: 'no route for DELETE /v1/whatever' } });
+    expect(response.json()).toEqual({
+      error: { code: 'STRATA_ERR_NOT_FOUND', message: 'no route for DELETE /v1/whatever' },
+    });
   });
 
   it('refuses a declared oversized body with 413 before reading it', async () => {

@@ -9,7 +9,10 @@ const crash = () => new StrataError('STRATA_ERR_ACTOR_EXITED', 'test crash');
 
 describe('Supervisor', () => {
   it('starts children in order and stops them in reverse order', async () => {
-    const { supervisor, refs, exits, started } = supervisedTestActors({ mode: 'in-thread', names: ['a', 'b', 'c'] });
+    const { supervisor, refs, exits, started } = supervisedTestActors({
+      mode: 'in-thread',
+      names: ['a', 'b', 'c'],
+    });
     await supervisor.start();
     expect(started.map((s) => s.id)).toEqual(['a', 'b', 'c']);
     expect(refs.every((ref) => ref.state === 'running')).toBe(true);
@@ -87,9 +90,13 @@ describe('Supervisor', () => {
       onGiveUp: () => {},
       random: () => 1,
     });
-    const delay = (n: number) => (supervisor as unknown as { backoffDelay(n: number): number }).backoffDelay(n);
+    const delay = (n: number) =>
+      (supervisor as unknown as { backoffDelay(n: number): number }).backoffDelay(n);
     expect([1, 2, 3, 4, 5, 6].map(delay)).toEqual([100, 200, 400, 800, 1_000, 1_000]);
-    const low = new Supervisor({ ...(supervisor as unknown as { options: ConstructorParameters<typeof Supervisor>[0] }).options, random: () => 0 });
+    const low = new Supervisor({
+      ...(supervisor as unknown as { options: ConstructorParameters<typeof Supervisor>[0] }).options,
+      random: () => 0,
+    });
     expect((low as unknown as { backoffDelay(n: number): number }).backoffDelay(3)).toBe(200);
   });
 });

@@ -1,0 +1,89 @@
+// Cold start: from spawning `strata start` to `/readyz` answering 200, on embedded PGlite (fresh
+// data dir, existing data dir, in memory) and on Postgres, in one run. Median of RUNS each.
+// Run: `npm run bench:cold-start` (DATABASE_URL defaults to the local Postgres).
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+
+const RUNS = Number(process.env.RUNS ?? 3);
+const root = path.resolve(import.meta.dirname, '..');
+const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+async function timeToReady(env: Record<string, string>, args: string[]): Promise<number> {
+  const started = performance.now();
+  const child = spawn(
+    process.execPath,
+    ['bin/strata.mjs', 'start', '--port', '0', '--log-format', 'json', ...args],
+    {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? '', STRATA_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let buffer = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const match = /"msg":"HTTP listening"/.test(buffer)
+        ? /"url":"([^"]+)"/.exec(buffer.slice(buffer.indexOf('HTTP listening') - 200))
+        : null;
+      if (match) resolve(match[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`daemon exited ${code}`)));
+  });
+  for (;;) {
+    const ok = await fetch(`${url}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) break;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const elapsed = performance.now() - started;
+  child.kill('SIGTERM');
+  await new Promise((resolve) => child.on('exit', resolve));
+  return elapsed;
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const results: Array<[string, number[]]> = [];
+
+const existingDir = mkdtempSync(path.join(tmpdir(), 'strata-cold-existing-'));
+await timeToReady({ STRATA_DATA_DIR: existingDir }, []); // create it once
+const fresh: number[] = [];
+const existing: number[] = [];
+const memory: number[] = [];
+const postgres: number[] = [];
+for (let run = 0; run < RUNS; run++) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'strata-cold-fresh-'));
+  fresh.push(await timeToReady({ STRATA_DATA_DIR: dir }, []));
+  rmSync(dir, { recursive: true, force: true });
+  existing.push(await timeToReady({ STRATA_DATA_DIR: existingDir }, []));
+  memory.push(await timeToReady({}, ['--memory']));
+  const name = `strata_cold_${process.pid}_${run}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  postgres.push(await timeToReady({ DATABASE_URL: url.toString() }, []));
+  await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
+  await admin.end();
+}
+rmSync(existingDir, { recursive: true, force: true });
+results.push(
+  ['PGlite, fresh data dir', fresh],
+  ['PGlite, existing data dir', existing],
+  ['PGlite, in memory', memory],
+  ['Postgres, fresh database', postgres],
+);
+
+console.log(`cold-start: spawn \`strata start\` → /readyz 200, median of ${RUNS}`);
+for (const [name, values] of results) {
+  console.log(
+    `${name.padEnd(26)} ${Math.round(median(values)).toString().padStart(6)} ms   (runs: ${values.map((v) => Math.round(v)).join(', ')})`,
+  );
+}
