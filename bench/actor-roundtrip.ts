@@ -26,7 +26,9 @@ if (!isMainThread && role === 'raw') {
   );
 } else if (!isMainThread && role === 'comlink') {
   const { port } = workerData as { port: unknown };
-  const nodeEndpoint = (await import('comlink/dist/esm/node-adapter.mjs' as string)).default as (port: unknown) => Comlink.Endpoint;
+  const nodeEndpoint = (await import('comlink/dist/esm/node-adapter.mjs' as string)).default as (
+    port: unknown,
+  ) => Comlink.Endpoint;
   Comlink.expose({ add: (a: number, b: number) => a + b }, nodeEndpoint(port as never));
 } else if (!isMainThread) {
   runActorInWorker(benchActor);
@@ -57,7 +59,9 @@ if (!isMainThread && role === 'raw') {
     workerData: { entry: self.href, role: 'comlink', port: channel.port2 },
     transferList: [channel.port2],
   });
-  const nodeEndpoint = (await import('comlink/dist/esm/node-adapter.mjs' as string)).default as (port: unknown) => Comlink.Endpoint;
+  const nodeEndpoint = (await import('comlink/dist/esm/node-adapter.mjs' as string)).default as (
+    port: unknown,
+  ) => Comlink.Endpoint;
   const remote = Comlink.wrap<{ add(a: number, b: number): number }>(nodeEndpoint(channel.port1 as never));
 
   // ActorRef
