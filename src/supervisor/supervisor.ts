@@ -44,7 +44,6 @@ interface ChildRecord {
   spec: ChildSpec;
   /** True while the supervisor itself is stopping this child, so its exit is not a failure. */
   stopRequested: boolean;
-  started: boolean;
 }
 
 export type SupervisorState = 'idle' | 'running' | 'stopping' | 'stopped' | 'gave-up';
@@ -70,7 +69,7 @@ export class Supervisor {
     if (this.children.some((child) => child.spec.id === spec.id)) {
       throw new Error(`duplicate child id ${spec.id}`);
     }
-    this.children.push({ spec, stopRequested: false, started: false });
+    this.children.push({ spec, stopRequested: false });
   }
 
   /** Starts every child in order. A child that fails to start goes through the restart path. */
@@ -189,7 +188,6 @@ export class Supervisor {
     }
     try {
       await spec.ref.start();
-      child.started = true;
       this.options.onChildStarted?.(spec.id, spec.ref.incarnation, restarted);
     } catch {
       // The ActorRef already reported the exit through onExit → childExited, which decides.
