@@ -125,7 +125,7 @@ class PipelineRuntime {
     );
     this.progressTimer = setInterval(() => this.reportProgress(), this.context.data.progressIntervalMs);
     this.progressTimer.unref();
-    this.loop = this.run().catch((error: unknown) => this.fatal(error, {}));
+    this.loop = this.run().catch((error: unknown) => this.fatal(error));
   }
 
   instance(): ActorInstance<ProcessingMethods> {
@@ -323,14 +323,17 @@ class PipelineRuntime {
   private async awaitCapacity(): Promise<void> {
     const target = this.context.data.inMemoryObjectsTarget;
     if (this.inMemoryObjects() <= target) return;
-    for (const [id, entry] of this.cache) {
-      if (entry.lastCheckpoint <= this.committedCheckpoint) this.cache.delete(id);
-    }
+    this.evictCommitted();
     while (this.inMemoryObjects() > target && this.uncommitted.length > 0 && !this.stopRequested) {
       await new Promise<void>((resolve) => this.commitWaiters.push(resolve));
-      for (const [id, entry] of this.cache) {
-        if (entry.lastCheckpoint <= this.committedCheckpoint) this.cache.delete(id);
-      }
+      this.evictCommitted();
+    }
+  }
+
+  /** Drops entries whose last change is committed, and db-loaded entries never changed (checkpoint 0). */
+  private evictCommitted(): void {
+    for (const [id, entry] of this.cache) {
+      if (entry.lastCheckpoint <= this.committedCheckpoint) this.cache.delete(id);
     }
   }
 
@@ -416,14 +419,14 @@ class PipelineRuntime {
     this.context.emit({ type: 'progress', progress: this.progress() });
   }
 
-  private fatal(error: unknown, extra: Record<string, unknown>): void {
+  private fatal(error: unknown): void {
     this.stopRequested = true;
     this.state = 'stopped';
     this.context.log.error({ err: error, pipeline: this.pipeline.name }, 'pipeline stopped by an error');
     this.context.emit({
       type: 'fatal',
       error: serializeError(error),
-      context: { pipeline: this.pipeline.name, actor: this.context.name, ...extra },
+      context: { pipeline: this.pipeline.name, actor: this.context.name },
     });
   }
 }
