@@ -1,4 +1,4 @@
-// Moving a batch of 10,000 change objects between threads: structured clone of the objects vs an
+// Moving a batch of 10,000 changes (in the writer's wire form) between threads: structured clone of the objects vs an
 // encoded buffer moved with a transfer list (JSON+UTF-8, and v8.serialize), measured in one run.
 // Each round trip is: encode (sender) → postMessage → decode (receiver) → ack. The receiver must
 // end with usable objects, so decode time counts. Run: `npm run bench:transfer`.
@@ -6,36 +6,31 @@
 import v8 from 'node:v8';
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import { decodeChanges, encodeChanges } from '../src/processing/change-codec.ts';
-import type { Change } from '../src/protocol.ts';
+import type { EntityChanges } from '../src/protocol.ts';
 
 type Mode = 'structured-clone' | 'json-transfer' | 'v8-transfer';
 const BATCH = 10_000;
 const ROUNDS = Number(process.env.ROUNDS ?? 60);
 
-function makeBatch(seed: number): Change[] {
-  const changes: Change[] = [];
+function makeBatch(seed: number): EntityChanges {
+  const sets: unknown[][] = [];
   for (let i = 0; i < BATCH; i++) {
-    changes.push({
-      type: 'set',
-      entity: 'AccountTotal',
-      id: `0x${(seed * BATCH + i).toString(16).padStart(40, '0')}`,
-      checkpointId: seed * 100 + (i % 100),
-      values: { credited: i * 7, debited: i * 3, events: i % 50 },
-    });
+    const id = `0x${(seed * BATCH + i).toString(16).padStart(40, '0')}`;
+    sets.push([seed * 100 + (i % 100), id, String(i * 7), String(i * 3), i % 50]);
   }
-  return changes;
+  return { AccountTotal: { sets, deletes: [] } };
 }
 
 if (!isMainThread) {
   const port = parentPort!;
   port.on('message', (message: { mode: Mode; data: unknown }) => {
-    let changes: Change[];
-    if (message.mode === 'structured-clone') changes = message.data as Change[];
+    let changes: EntityChanges;
+    if (message.mode === 'structured-clone') changes = message.data as EntityChanges;
     else if (message.mode === 'json-transfer') changes = decodeChanges(message.data as Uint8Array);
-    else changes = v8.deserialize(message.data as Uint8Array) as Change[];
-    // Touch every object so lazy work cannot hide.
+    else changes = v8.deserialize(message.data as Uint8Array) as EntityChanges;
+    // Touch every row so lazy work cannot hide.
     let sum = 0;
-    for (const change of changes) sum += change.checkpointId;
+    for (const set of changes.AccountTotal!.sets) sum += set[0] as number;
     port.postMessage(sum);
   });
 } else {
@@ -44,7 +39,7 @@ if (!isMainThread) {
   });
   const replies: Array<(value: unknown) => void> = [];
   worker.on('message', (value) => replies.shift()?.(value));
-  const roundTrip = (mode: Mode, changes: Change[]) =>
+  const roundTrip = (mode: Mode, changes: EntityChanges) =>
     new Promise<{ senderMs: number; totalMs: number }>((resolve) => {
       const start = performance.now();
       let data: unknown;

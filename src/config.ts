@@ -14,24 +14,52 @@ const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
 
 const generatorSourceSchema = z.object({
   kind: z.literal('generator'),
-  workload: z.enum(['credits']),
+  workload: z.enum(['credits', 'erc20']),
   seed: z.number().int().default(1),
   /** Blocks produced as fast as processing takes them (the backfill). */
   blocks: z.number().int().nonnegative().default(20_000),
   eventsPerBlock: z.number().int().positive().max(10_000).default(10),
   /** Distinct addresses events are drawn from. */
   addresses: z.number().int().positive().default(1_000),
+  /** How addresses are drawn: all equally, or a few hot ones taking most events. */
+  distribution: z.enum(['uniform', 'skewed']).default('uniform'),
   /** After the backfill: one new block every this many ms (0 = stop at the backfill's end). */
   liveBlockIntervalMs: z.number().int().nonnegative().default(1_000),
 });
 
+/** Blocks from a newline-delimited JSON file, one block per line (see docs/sources.md). */
+const ndjsonSourceSchema = z.object({
+  kind: z.literal('ndjson'),
+  /** Relative to the project folder. */
+  path: z.string().min(1),
+});
+
+/** Blocks pushed to `POST /v1/pipelines/:name/events` (the durable ingest log). */
+const ingestSourceSchema = z.object({ kind: z.literal('ingest') });
+
+const sourceSchema = z.discriminatedUnion('kind', [
+  generatorSourceSchema,
+  ndjsonSourceSchema,
+  ingestSourceSchema,
+]);
+
 const pipelineSchema = z.object({
   name: z.string().regex(PIPELINE_NAME, 'lower-case letters, digits and _, starting with a letter, ≤ 40'),
-  source: generatorSourceSchema,
-  /** Handler module, relative to the project folder. */
-  handlers: z.string().min(1),
+  source: sourceSchema,
+  /** Schema module (`export default defineSchema({…})`), relative to the project folder. */
+  schema: z.string().min(1),
+  /** Handler module(s) (`export default createHandlers(schema)…`), relative to the project folder. */
+  handlers: z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+    .transform((value) => (Array.isArray(value) ? value : [value])),
   /** Blocks per batch. */
   batchSize: z.number().int().positive().max(100_000).default(100),
+  /** Blocks below the source head that may still be replaced (reorgs; Processing engine II). */
+  maxReorgDepth: z.number().int().nonnegative().default(200),
+  /** Also store every processed event in a raw events table (Processing engine II). */
+  rawEvents: z.boolean().default(false),
+  /** How a batch's reads are loaded: Envio's two passes or Ponder's profiled prefetch. */
+  loadStrategy: z.enum(['two-pass', 'prefetch']).default('two-pass'),
 });
 
 export const projectFileSchema = z.object({
@@ -46,6 +74,7 @@ export const projectFileSchema = z.object({
 export type ProjectFile = z.input<typeof projectFileSchema>;
 export type PipelineConfig = z.output<typeof pipelineSchema>;
 export type GeneratorSourceConfig = z.output<typeof generatorSourceSchema>;
+export type SourceConfig = z.output<typeof sourceSchema>;
 
 /** Typed helper for `strata.config.ts` files: `export default defineProject({ … })`. */
 export function defineProject(project: ProjectFile): ProjectFile {
@@ -83,6 +112,15 @@ const settingsSchema = z.object({
   dbPoolMax: envInt(10, 1),
   dbConnectTimeoutMs: envInt(5_000, 1),
   inMemoryObjectsTarget: envInt(100_000, 1),
+  /** Changes per write transaction before a run of batches is cut. */
+  maxChangesPerWrite: envInt(200_000, 1),
+  /** End the daemon (exit 0) once every pipeline has processed and committed its whole source. */
+  exitWhenCaughtUp: z
+    .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
+    .transform((value) => value === true || value === 'true' || value === '1')
+    .default(false),
+  /** Live progress line on stderr: auto (when stderr is a TTY), always, never. */
+  progress: z.enum(['auto', 'always', 'never']).default('auto'),
   /** Test-only fault injection, e.g. `processing:crash-at-start`. Never set in production. */
   testFault: z.string().optional(),
 });
@@ -110,6 +148,9 @@ const ENV_KEYS: Record<string, keyof Settings> = {
   STRATA_DB_POOL_MAX: 'dbPoolMax',
   STRATA_DB_CONNECT_TIMEOUT_MS: 'dbConnectTimeoutMs',
   STRATA_IN_MEMORY_OBJECTS_TARGET: 'inMemoryObjectsTarget',
+  STRATA_MAX_CHANGES_PER_WRITE: 'maxChangesPerWrite',
+  STRATA_EXIT_WHEN_CAUGHT_UP: 'exitWhenCaughtUp',
+  STRATA_PROGRESS: 'progress',
   STRATA_TEST_FAULT: 'testFault',
 };
 
@@ -123,6 +164,7 @@ export const FLAG_KEYS: Record<string, keyof Settings> = {
   'data-dir': 'dataDir',
   'log-level': 'logLevel',
   'log-format': 'logFormat',
+  progress: 'progress',
 };
 
 export interface StrataConfig {
@@ -142,7 +184,12 @@ export interface StrataConfig {
     readonly shutdownTimeoutMs: number;
   };
   readonly db: { readonly poolMax: number; readonly connectTimeoutMs: number };
-  readonly processing: { readonly inMemoryObjectsTarget: number };
+  readonly processing: {
+    readonly inMemoryObjectsTarget: number;
+    readonly maxChangesPerWrite: number;
+    readonly exitWhenCaughtUp: boolean;
+    readonly progress: 'auto' | 'always' | 'never';
+  };
   readonly project: { readonly dir: string; readonly configFile: string | null };
   readonly pipelines: readonly PipelineConfig[];
   readonly testFault: string | null;
@@ -172,6 +219,10 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
   }
   for (const [flag, value] of Object.entries(flags)) {
     if (flag === 'memory') continue;
+    if (flag === 'exit-when-caught-up') {
+      raw.exitWhenCaughtUp = value === true;
+      continue;
+    }
     const key = FLAG_KEYS[flag];
     if (key === undefined) {
       problems.push(`--${flag}: unknown flag`);
@@ -219,12 +270,14 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       shutdownTimeoutMs: settings.shutdownTimeoutMs,
     },
     db: { poolMax: settings.dbPoolMax, connectTimeoutMs: settings.dbConnectTimeoutMs },
-    processing: { inMemoryObjectsTarget: settings.inMemoryObjectsTarget },
+    processing: {
+      inMemoryObjectsTarget: settings.inMemoryObjectsTarget,
+      maxChangesPerWrite: settings.maxChangesPerWrite,
+      exitWhenCaughtUp: settings.exitWhenCaughtUp,
+      progress: settings.progress,
+    },
     project: { dir: projectDir, configFile: project.file },
-    pipelines: project.pipelines.map((pipeline) => ({
-      ...pipeline,
-      handlers: path.resolve(projectDir, pipeline.handlers),
-    })),
+    pipelines: project.pipelines,
     testFault: settings.testFault ?? null,
   };
   return deepFreeze(config);
@@ -251,12 +304,26 @@ async function loadProjectFile(
     problems.push(...formatIssues(parsed.error, (p) => `${path.basename(file)}: ${p || '(root)'}`));
     return null;
   }
-  for (const pipeline of parsed.data.pipelines) {
-    const handlers = path.resolve(projectDir, pipeline.handlers);
-    if (!existsSync(handlers))
-      problems.push(`${path.basename(file)}: pipeline ${pipeline.name}: handlers ${handlers} not found`);
+  // Module and file paths are resolved against the project folder once, here.
+  const pipelines = parsed.data.pipelines.map((pipeline) => ({
+    ...pipeline,
+    schema: path.resolve(projectDir, pipeline.schema),
+    handlers: pipeline.handlers.map((handler) => path.resolve(projectDir, handler)),
+    source:
+      pipeline.source.kind === 'ndjson'
+        ? { ...pipeline.source, path: path.resolve(projectDir, pipeline.source.path) }
+        : pipeline.source,
+  }));
+  for (const pipeline of pipelines) {
+    const where = `${path.basename(file)}: pipeline ${pipeline.name}`;
+    if (!existsSync(pipeline.schema)) problems.push(`${where}: schema ${pipeline.schema} not found`);
+    for (const handlers of pipeline.handlers) {
+      if (!existsSync(handlers)) problems.push(`${where}: handlers ${handlers} not found`);
+    }
+    if (pipeline.source.kind === 'ndjson' && !existsSync(pipeline.source.path))
+      problems.push(`${where}: source file ${pipeline.source.path} not found`);
   }
-  return { file, pipelines: parsed.data.pipelines };
+  return { file, pipelines };
 }
 
 function settingSource(key: string): string {

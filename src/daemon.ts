@@ -18,6 +18,9 @@ import { type Logger, type LoggerOptions, resolveLogFormat } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import type { PersistenceActorData, PersistenceMethods } from './persistence/persistence-actor.ts';
 import type { ProcessingActorData, ProcessingMethods } from './processing/processing-actor.ts';
+import { ProgressLine } from './progress-line.ts';
+import type { PipelineProgress } from './protocol.ts';
+import { appendBlocks } from './sources/ingest-log.ts';
 import { ActorRef } from './supervisor/actor-ref.ts';
 import { workerSpawner } from './supervisor/endpoints.ts';
 import { PipelineRouter } from './supervisor/pipeline-router.ts';
@@ -111,6 +114,12 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       resolveExited(code);
     };
 
+    const progressLine =
+      config.processing.progress === 'always' ||
+      (config.processing.progress === 'auto' && process.stderr.isTTY === true)
+        ? new ProgressLine(process.stderr)
+        : null;
+    if (progressLine !== null) cleanups.push(async () => progressLine.stop());
     const metrics = createMetrics({ version: config.version, status: () => status() });
     const supervisor: Supervisor = new Supervisor({
       strategy: 'one_for_one',
@@ -135,9 +144,9 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       name: 'persistence',
       spawn: workerSpawner(PERSISTENCE_ENTRY),
       data: {
-        pipelines: config.pipelines.map((pipeline) => pipeline.name),
+        pipelines: [...config.pipelines],
         db: dbForActors,
-        maxChangesPerWrite: 50_000,
+        maxChangesPerWrite: config.processing.maxChangesPerWrite,
         testFault: config.testFault,
       },
       logger: loggerOptions,
@@ -179,6 +188,19 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         void endOnItsOwn(exitCodeFor(error) === EXIT_RETRYABLE ? EXIT_RETRYABLE : EXIT_NON_RETRYABLE);
       },
       onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
+      onProgress: () => {
+        progressLine?.update(router.progress());
+        if (
+          config.processing.exitWhenCaughtUp &&
+          state === 'running' &&
+          allCaughtUp(router.progress(), config.pipelines.length)
+        ) {
+          log.info(
+            'every pipeline processed and committed its whole source; exiting (--exit-when-caught-up)',
+          );
+          void shutdown('caught up');
+        }
+      },
     });
 
     supervisor.add({
@@ -259,6 +281,14 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       status,
       readiness,
       metrics: metrics.registry,
+      ingest: {
+        sourceKinds: new Map(config.pipelines.map((pipeline) => [pipeline.name, pipeline.source.kind])),
+        append: async (pipeline, blocks) => {
+          const result = await appendBlocks(mainDb, pipeline, blocks);
+          router.wake(pipeline);
+          return result;
+        },
+      },
     });
     await app.listen({ host: config.http.host, port: config.http.port });
     cleanups.push(() => app.close());
@@ -272,6 +302,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
     log.info({ pipelines: config.pipelines.map((p) => p.name), url }, 'strata daemon running');
 
     const progressLog = setInterval(() => {
+      if (progressLine !== null) return; // the live line shows the same figures
       for (const pipeline of router.progress()) {
         log.info(
           {
@@ -291,7 +322,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
     cleanups.push(async () => clearInterval(progressLog));
 
     let shuttingDown: Promise<void> | null = null;
-    const shutdown = (reason: string): Promise<void> => {
+    function shutdown(reason: string): Promise<void> {
       shuttingDown ??= (async () => {
         if (ending) return;
         ending = true;
@@ -326,13 +357,21 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         log.info('stopped');
       })();
       return shuttingDown;
-    };
+    }
 
     return { id, url, app, status, shutdown, exited };
   } catch (error) {
     await cleanup();
     throw error;
   }
+}
+
+/** Every pipeline has read its whole (finite) source and the writer committed all of it. */
+function allCaughtUp(progress: PipelineProgress[], pipelines: number): boolean {
+  return (
+    progress.length === pipelines &&
+    progress.every((p) => p.state === 'caught-up' && p.committedCheckpoint >= p.processedCheckpoint)
+  );
 }
 
 function remaining(deadline: number): number {

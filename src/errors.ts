@@ -58,6 +58,44 @@ export const errorRegistry = {
   STRATA_ERR_UNKNOWN_PIPELINE: { message: 'no such pipeline', status: 404, retryable: false },
   STRATA_ERR_HANDLER_FAILED: { message: 'a handler threw', status: 500, retryable: false },
   STRATA_ERR_WRITE_FAILED: { message: 'the writer could not store a batch', status: 500, retryable: false },
+  STRATA_ERR_SCHEMA_INVALID: { message: 'the schema declaration is invalid', status: 500, retryable: false },
+  STRATA_ERR_SCHEMA_CHANGED: {
+    message: 'the pipeline was built with a different schema or source',
+    status: 500,
+    retryable: false,
+  },
+  STRATA_ERR_ENTITY_INVALID: {
+    message: 'an entity value does not match the schema',
+    status: 500,
+    retryable: false,
+  },
+  STRATA_ERR_ENTITY_NOT_FOUND: { message: 'the entity does not exist', status: 404, retryable: false },
+  STRATA_ERR_FILTER_INVALID: { message: 'the getWhere filter is invalid', status: 400, retryable: false },
+  STRATA_ERR_CONTEXT_EXPIRED: {
+    message: 'a handler context was used after the handler resolved',
+    status: 500,
+    retryable: false,
+  },
+  STRATA_ERR_SOURCE_INVALID: {
+    message: 'the source yielded an invalid block',
+    status: 500,
+    retryable: false,
+  },
+  STRATA_ERR_BLOCK_INVALID: {
+    message: 'a block does not match the block schema',
+    status: 400,
+    retryable: false,
+  },
+  STRATA_ERR_BLOCK_OUT_OF_ORDER: {
+    message: 'block numbers must increase strictly',
+    status: 400,
+    retryable: false,
+  },
+  STRATA_ERR_NOT_AN_INGEST_PIPELINE: {
+    message: 'the pipeline does not read from the ingest log',
+    status: 409,
+    retryable: false,
+  },
   STRATA_ERR_DAEMON_UNREACHABLE: {
     message: 'no Strata daemon answered at that address',
     status: 503,

@@ -95,28 +95,37 @@ export function isToActorMessage(value: unknown): value is ToActorMessage {
 // ─── Data path ──────────────────────────────────────────────────────────────────────────────────
 
 /**
- * One change to one entity, stamped with the checkpoint that produced it. The slice's only
- * entity is `AccountTotal`; the processing engine generalises this to user schemas.
+ * A batch's changes, per entity: each set is `[checkpointId, ...wireRow]` (columns in schema
+ * order, see src/schema/wire.ts), each delete `[checkpointId, id]`. At most one change per id.
  */
-export type Change =
-  | { type: 'set'; entity: string; id: string; checkpointId: number; values: Record<string, unknown> }
-  | { type: 'delete'; entity: string; id: string; checkpointId: number };
+export type EntityChanges = Record<string, { sets: unknown[][]; deletes: Array<[number, string]> }>;
+
+/** A checkpoint boundary the writer records (the last checkpoint of a processed batch). */
+export interface BatchCheckpoint {
+  checkpointId: number;
+  blockNumber: number;
+  blockHash: string | null;
+  eventCount: number;
+}
 
 /**
- * A batch queued for the writer. `changes` travels as an encoded, transferable buffer (see
+ * A batch queued for the writer. Its changes travel as an encoded, transferable buffer (see
  * `src/processing/change-codec.ts` and `bench/batch-transfer.ts` for why) so that a batch of
- * many thousand changes moves between threads without a structured clone per object.
+ * many thousand changes moves between threads without a structured clone per object. A re-send
+ * after a writer restart is one merged batch carrying every uncommitted boundary.
  */
 export interface BatchForWriter {
   pipeline: string;
   /** First and last checkpoint the batch covers (inclusive). */
   fromCheckpoint: number;
   toCheckpoint: number;
+  fromBlockNumber: number;
   toBlockNumber: number;
   toBlockHash: string | null;
   eventCount: number;
   changeCount: number;
   isInReorgThreshold: boolean;
+  checkpoints: BatchCheckpoint[];
   encodedChanges: Uint8Array;
 }
 
@@ -127,6 +136,7 @@ export interface CommitReport {
   committedBlockNumber: number;
   eventCount: number;
   batches: number;
+  rowsWritten: number;
   durationMs: number;
 }
 
@@ -140,7 +150,11 @@ export interface PipelineProgress {
   eventsProcessed: number;
   eventsPerSecond: number;
   inMemoryObjects: number;
+  /** Highest `inMemoryObjects` seen at a batch start (what the capacity target bounds). */
+  peakInMemoryObjects: number;
   queuedBatches: number;
+  /** Blocks processed per second over the last ten seconds. */
+  blocksPerSecond: number;
   state: 'starting' | 'backfill' | 'live' | 'caught-up' | 'stopping' | 'stopped';
 }
 

@@ -1,32 +1,44 @@
-// Per-address credit totals: the Foundation's demo handlers. Every distribution credits its
+// Per-address credit totals: the default demo's handlers. Every distribution credits its
 // recipients, every expense debits its address, every transfer moves credits between two.
-import { defineHandlers } from '../../src/processing/handler-api.ts';
+import { createHandlers, type HandlerContext } from 'strata';
+import schema from './schema.ts';
 
 interface Recipient {
   address: string;
   amount: number;
 }
 
-export default defineHandlers({
-  distribution({ event, context }) {
-    for (const recipient of event.payload.recipients as Recipient[]) {
-      const account = context.account(recipient.address);
-      account.credited += recipient.amount;
-      account.events += 1;
-    }
-  },
-  expense({ event, context }) {
-    const account = context.account(event.payload.address as string);
-    account.debited += event.payload.amount as number;
-    account.events += 1;
-  },
-  transfer({ event, context }) {
-    const amount = event.payload.amount as number;
-    const from = context.account(event.payload.from as string);
-    from.debited += amount;
-    from.events += 1;
-    const to = context.account(event.payload.to as string);
-    to.credited += amount;
-    to.events += 1;
-  },
+const handlers = createHandlers(schema);
+
+type Context = HandlerContext<typeof schema>;
+
+async function book(context: Context, address: string, credit: number, debit: number): Promise<void> {
+  const account = await context.AccountTotal.getOrCreate({
+    id: address,
+    credited: 0n,
+    debited: 0n,
+    events: 0,
+  });
+  context.AccountTotal.set({
+    ...account,
+    credited: account.credited + BigInt(credit),
+    debited: account.debited + BigInt(debit),
+    events: account.events + 1,
+  });
+}
+
+handlers.onEvent<{ recipients: Recipient[] }>('distribution', async ({ event, context }) => {
+  for (const recipient of event.payload.recipients)
+    await book(context, recipient.address, recipient.amount, 0);
 });
+
+handlers.onEvent<{ address: string; amount: number }>('expense', async ({ event, context }) => {
+  await book(context, event.payload.address, 0, event.payload.amount);
+});
+
+handlers.onEvent<{ from: string; to: string; amount: number }>('transfer', async ({ event, context }) => {
+  await book(context, event.payload.from, 0, event.payload.amount);
+  await book(context, event.payload.to, event.payload.amount, 0);
+});
+
+export default handlers;

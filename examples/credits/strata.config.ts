@@ -1,5 +1,5 @@
 // The default demo project: `npm start` runs it when no other project is given.
-import { defineProject } from '../../src/config.ts';
+import { defineProject } from 'strata';
 
 export default defineProject({
   pipelines: [
@@ -14,6 +14,7 @@ export default defineProject({
         addresses: 1_000,
         liveBlockIntervalMs: 1_000, // …then one block a second, like a chain head
       },
+      schema: './schema.ts',
       handlers: './handlers.ts',
       batchSize: 200,
     },

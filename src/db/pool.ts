@@ -30,7 +30,13 @@ export interface DbPoolStats {
   waiting: number;
 }
 
-export type Queryable = Pick<pg.PoolClient, 'query'>;
+/** Anything that runs a parameterized statement: a pool (`Db`) or a transaction's client. */
+export interface Queryable {
+  query<Row extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    params?: unknown[],
+  ): Promise<pg.QueryResult<Row>>;
+}
 
 export interface Db {
   query<Row extends pg.QueryResultRow = pg.QueryResultRow>(

@@ -9,6 +9,7 @@ import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { errorBody, errorHandler } from './errors.ts';
 import { registerHealthRoutes } from './routes/health.ts';
+import { type IngestDependencies, registerIngestRoute } from './routes/ingest.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
 import { registerStatusRoute } from './routes/status.ts';
 import type { ReadinessCheck, StatusSnapshot } from './status-types.ts';
@@ -19,6 +20,8 @@ export interface AppDependencies {
   status: () => StatusSnapshot;
   readiness: () => Promise<ReadinessCheck[]>;
   metrics: Registry;
+  /** The ingest API; absent in tests that do not need it. */
+  ingest?: IngestDependencies;
 }
 
 export function buildApp(deps: AppDependencies): FastifyInstance {
@@ -66,5 +69,6 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   registerHealthRoutes(app, deps);
   registerStatusRoute(app, deps);
   registerMetricsRoute(app, deps);
+  if (deps.ingest !== undefined) registerIngestRoute(app, deps.ingest);
   return app;
 }

@@ -1,24 +1,30 @@
 // The persistence actor: the single writer. Batches arrive in processing order and are queued;
 // exactly one transaction is in flight at a time, so writes land in batch order while processing
 // goes on. Each transaction drains the leading run of queued batches of one pipeline that share
-// `isInReorgThreshold`, upserts the run's entities (last change per id wins), records the
-// checkpoint boundary and advances the pipeline's committed checkpoint — all or nothing — then
+// `isInReorgThreshold`, writes the run's entity changes (last change per id wins), records the
+// checkpoint boundaries and advances the pipeline's committed checkpoint — all or nothing — then
 // reports the commit.
 //
 // The pipeline row update is guarded by the committed checkpoint the writer expects, so a batch
 // can never be applied twice or over a gap: a re-sent batch at or below the committed checkpoint
-// is skipped, a gap is a bug and stops the pipeline.
+// is skipped, a gap is a bug and stops the pipeline. A merged re-send that straddles the
+// committed checkpoint (the writer committed but its report was lost with its thread) is written
+// whole: it carries the latest value of every id changed above the processing actor's committed
+// checkpoint, so rewriting the part already committed is idempotent.
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges } from '../processing/change-codec.ts';
-import type { BatchForWriter, Change } from '../protocol.ts';
+import type { BatchForWriter } from '../protocol.ts';
+import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
-import { accountTable, ensurePipelineTables, pipelineSchema } from './entity-tables.ts';
+import { EntityWriter } from './entity-writer.ts';
+import { preparePipeline } from './pipeline-setup.ts';
 
 export interface PersistenceActorData {
-  pipelines: string[];
+  pipelines: PipelineConfig[];
   db: { url: string; poolMax: number; connectTimeoutMs: number; isolateStatements: boolean };
   /** Changes per transaction before a run is cut (bounds transaction size and memory). */
   maxChangesPerWrite: number;
@@ -56,6 +62,7 @@ class Writer {
   private flushWaiters: Array<() => void> = [];
   private transactions = 0;
   private readonly crashBeforeCommit: number | null;
+  private readonly entityWriters = new Map<string, EntityWriter>();
 
   constructor(context: ActorContext<PersistenceActorData>) {
     this.context = context;
@@ -74,14 +81,20 @@ class Writer {
   }
 
   async init(): Promise<void> {
+    const { pipelines } = this.context.data;
+    const schemas = await Promise.all(pipelines.map((pipeline) => loadSchema(pipeline.schema)));
     await this.db.transaction(async (client) => {
       // Concurrent CREATE SCHEMA IF NOT EXISTS from two processes can still collide; serialise.
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.pipeline-ddl'))`);
-      for (const pipeline of this.context.data.pipelines) await ensurePipelineTables(client, pipeline);
+      for (const [index, pipeline] of pipelines.entries())
+        await preparePipeline(client, pipeline, schemas[index]!);
     });
+    for (const [index, pipeline] of pipelines.entries()) {
+      this.entityWriters.set(pipeline.name, new EntityWriter(pipeline.name, schemas[index]!));
+    }
     const { rows } = await this.db.query<{ name: string; committed_checkpoint: string }>(
       'SELECT name, committed_checkpoint FROM strata.pipelines WHERE name = ANY($1)',
-      [this.context.data.pipelines],
+      [pipelines.map((pipeline) => pipeline.name)],
     );
     for (const row of rows) this.committed.set(row.name, Number(row.committed_checkpoint));
   }
@@ -89,16 +102,9 @@ class Writer {
   instance(): ActorInstance<PersistenceMethods> {
     return {
       methods: {
-        enqueue: (batch) => {
-          this.queue.push(batch);
-          void this.drain();
-          return this.queue.length;
-        },
+        enqueue: (batch) => this.enqueue(batch),
         flush: async (pipeline) => {
-          while (
-            !this.failed &&
-            (this.writing || this.queue.some((b) => pipeline === undefined || b.pipeline === pipeline))
-          ) {
+          while (!this.failed && (this.writing || this.hasWritable(pipeline))) {
             await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
           }
           return Object.fromEntries(this.committed);
@@ -108,7 +114,7 @@ class Writer {
       report: () => poolReport(this.db),
       stop: async () => {
         // Write what is queued before the thread ends (the shutdown timeout bounds this).
-        while (!this.failed && (this.writing || this.queue.length > 0)) {
+        while (!this.failed && (this.writing || this.hasWritable())) {
           await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
         }
         await this.db.close();
@@ -130,27 +136,67 @@ class Writer {
     }
   }
 
-  /** The leading run of queued batches of one pipeline sharing `isInReorgThreshold`, skipping re-sends. */
+  /**
+   * The next run to write: the first queued batch that continues its pipeline's committed
+   * checkpoint, then the batches of the same pipeline that follow it without a gap and share its
+   * `isInReorgThreshold`. Batches already durable or covered by the run (after a re-send) are
+   * dropped. A batch beyond a gap waits: after a writer restart, batches processed meanwhile can
+   * arrive before the re-send that fills the gap.
+   */
   private takeRun(): BatchForWriter[] {
-    const run: BatchForWriter[] = [];
-    let changes = 0;
-    while (this.queue.length > 0) {
-      const next = this.queue[0]!;
-      const committed = this.committed.get(next.pipeline) ?? 0;
-      if (next.toCheckpoint <= committed) {
-        this.queue.shift(); // already durable (a re-send after a restart)
+    const committed = (pipeline: string) => this.committed.get(pipeline) ?? 0;
+    for (let i = 0; i < this.queue.length; ) {
+      if (this.queue[i]!.toCheckpoint <= committed(this.queue[i]!.pipeline)) this.queue.splice(i, 1);
+      else i++;
+    }
+    const start = this.queue.findIndex((batch) => batch.fromCheckpoint <= committed(batch.pipeline) + 1);
+    if (start < 0) return [];
+    const first = this.queue.splice(start, 1)[0]!;
+    const run = [first];
+    let covered = first.toCheckpoint;
+    let changes = first.changeCount;
+    for (let i = start; i < this.queue.length; ) {
+      const next = this.queue[i]!;
+      if (next.pipeline !== first.pipeline) {
+        i++;
         continue;
       }
-      const first = run[0];
-      if (first !== undefined) {
-        const sameRun =
-          next.pipeline === first.pipeline && next.isInReorgThreshold === first.isInReorgThreshold;
-        if (!sameRun || changes + next.changeCount > this.context.data.maxChangesPerWrite) break;
+      if (next.toCheckpoint <= covered) {
+        this.queue.splice(i, 1);
+        continue;
       }
-      run.push(this.queue.shift()!);
+      if (
+        next.fromCheckpoint > covered + 1 ||
+        next.isInReorgThreshold !== first.isInReorgThreshold ||
+        changes + next.changeCount > this.context.data.maxChangesPerWrite
+      ) {
+        break;
+      }
+      run.push(this.queue.splice(i, 1)[0]!);
+      covered = next.toCheckpoint;
       changes += next.changeCount;
     }
     return run;
+  }
+
+  /** Whether a queued batch can be written now (not waiting behind a gap). */
+  private hasWritable(pipeline?: string): boolean {
+    return this.queue.some(
+      (batch) =>
+        (pipeline === undefined || batch.pipeline === pipeline) &&
+        batch.fromCheckpoint <= (this.committed.get(batch.pipeline) ?? 0) + 1,
+    );
+  }
+
+  /** Queues a batch in checkpoint order within its pipeline (a re-send may arrive late). */
+  private enqueue(batch: BatchForWriter): number {
+    const after = this.queue.findIndex(
+      (queued) => queued.pipeline === batch.pipeline && queued.fromCheckpoint > batch.fromCheckpoint,
+    );
+    if (after < 0) this.queue.push(batch);
+    else this.queue.splice(after, 0, batch);
+    void this.drain();
+    return this.queue.length;
   }
 
   private async writeWithRetry(run: BatchForWriter[]): Promise<void> {
@@ -177,53 +223,25 @@ class Writer {
     const last = run[run.length - 1]!;
     const pipeline = first.pipeline;
     const expected = this.committed.get(pipeline) ?? 0;
-    if (first.fromCheckpoint > expected + 1) {
-      throw new StrataError(
-        'STRATA_ERR_WRITE_FAILED',
-        `pipeline ${pipeline}: batch starts at checkpoint ${first.fromCheckpoint} but ${expected} is committed (gap)`,
-        { details: { pipeline, fromCheckpoint: first.fromCheckpoint, committedCheckpoint: expected } },
-      );
-    }
-    // Last change per id wins: batches are in order and changes within a batch are per id.
-    const latest = new Map<string, Change>();
-    let eventCount = 0;
-    for (const batch of run) {
-      for (const change of decodeChanges(batch.encodedChanges)) latest.set(change.id, change);
-      eventCount += batch.eventCount;
-    }
-    const ids: string[] = [];
-    const credited: unknown[] = [];
-    const debited: unknown[] = [];
-    const events: unknown[] = [];
-    const checkpoints: number[] = [];
-    for (const change of latest.values()) {
-      if (change.type !== 'set') continue;
-      ids.push(change.id);
-      credited.push(change.values.credited);
-      debited.push(change.values.debited);
-      events.push(change.values.events);
-      checkpoints.push(change.checkpointId);
-    }
+    // Boundaries above what is committed (a merged re-send may straddle it).
+    const checkpoints = run.flatMap((batch) => batch.checkpoints).filter((c) => c.checkpointId > expected);
+    const eventCount = checkpoints.reduce((sum, c) => sum + c.eventCount, 0);
+    const runChanges = run.map((batch) => decodeChanges(batch.encodedChanges));
+    const entityWriter = this.entityWriters.get(pipeline)!;
     this.transactions += 1;
+    let rowsWritten = 0;
     await this.db.transaction(async (client) => {
-      if (ids.length > 0) {
-        await client.query(
-          `INSERT INTO ${pipelineSchema(pipeline)}.${accountTable} (id, credited, debited, events, checkpoint_id)
-           SELECT * FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::int[], $5::bigint[])
-           ON CONFLICT (id) DO UPDATE SET credited = EXCLUDED.credited, debited = EXCLUDED.debited,
-             events = EXCLUDED.events, checkpoint_id = EXCLUDED.checkpoint_id`,
-          [ids, credited, debited, events, checkpoints],
-        );
-      }
+      rowsWritten = await entityWriter.write(client, runChanges);
       await client.query(
         `INSERT INTO strata.checkpoints (pipeline, checkpoint_id, block_number, block_hash, event_count)
-         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::int[])`,
+         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::int[])
+         ON CONFLICT DO NOTHING`,
         [
           pipeline,
-          run.map((b) => b.toCheckpoint),
-          run.map((b) => b.toBlockNumber),
-          run.map((b) => b.toBlockHash),
-          run.map((b) => b.eventCount),
+          checkpoints.map((c) => c.checkpointId),
+          checkpoints.map((c) => c.blockNumber),
+          checkpoints.map((c) => c.blockHash),
+          checkpoints.map((c) => c.eventCount),
         ],
       );
       const updated = await client.query(
@@ -254,6 +272,7 @@ class Writer {
         committedBlockNumber: last.toBlockNumber,
         eventCount,
         batches: run.length,
+        rowsWritten,
         durationMs: performance.now() - started,
       },
     });
@@ -266,6 +285,8 @@ class Writer {
       pipeline: run[0]?.pipeline,
       fromCheckpoint: run[0]?.fromCheckpoint,
       toCheckpoint: run[run.length - 1]?.toCheckpoint,
+      fromBlock: run[0]?.fromBlockNumber,
+      toBlock: run[run.length - 1]?.toBlockNumber,
     };
     this.context.log.fatal({ err: error, ...context }, 'batch write failed; not retryable');
     this.context.emit({

@@ -1,28 +1,84 @@
-// The handler API of the Foundation's vertical slice: one entity, `AccountTotal`, reached through
-// `context.account(address)`. The processing engine replaces this with entities generated from
-// the project's schema (`context.<Entity>.get/set/…`); the shape of a handler stays the same.
+// The handler API users write against. A handler module does
+//
+//   import { createHandlers } from 'strata';
+//   import schema from './schema.ts';
+//
+//   const handlers = createHandlers(schema);
+//   handlers.onEvent<{ from: string; to: string; value: string }>('Transfer', async ({ event, context }) => {
+//     const from = await context.Account.getOrCreate({ id: event.payload.from, balance: 0n });
+//     context.Account.set({ ...from, balance: from.balance - BigInt(event.payload.value) });
+//   });
+//   export default handlers;
+//
+// Entity accessors (`context.Account`) and their row types are inferred from the schema value,
+// so editors autocomplete fields without a code generator. Rows handed to handlers are frozen:
+// change an entity by `set`-ting a new object.
 
+import type { Logger } from '../logger.ts';
+import type { RowOf, Schema } from '../schema/define-schema.ts';
 import type { Block, SourceEvent } from '../sources/types.ts';
+import type { WhereFilter } from './where-filter.ts';
 
-export interface AccountTotal {
-  readonly id: string;
-  credited: number;
-  debited: number;
-  events: number;
+export interface EntityOperations<Row> {
+  /** The entity, or undefined when it does not exist. */
+  get(id: string): Promise<Readonly<Row> | undefined>;
+  /** The entity, or a STRATA_ERR_ENTITY_NOT_FOUND error (with `message` if given). */
+  getOrThrow(id: string, message?: string): Promise<Readonly<Row>>;
+  /** The entity if it exists; otherwise `entity` is set and returned. */
+  getOrCreate(entity: Row): Promise<Readonly<Row>>;
+  /** Creates or replaces the entity (validated against the schema here, not at write time). */
+  set(entity: Row): void;
+  /** Deletes the entity. "Unsafe": nothing checks that other entities still point at it. */
+  deleteUnsafe(id: string): void;
+  /** Every entity matching all conditions: committed rows merged with this run's changes. */
+  getWhere(filter: WhereFilter<Row>): Promise<Array<Readonly<Row>>>;
 }
 
-export interface HandlerContext {
-  /** The address's running totals, created at zero on first use. Mutate it in place. */
-  account(address: string): AccountTotal;
+export type HandlerContext<S extends Schema> = {
+  readonly [E in keyof S['declaration'] & string]: EntityOperations<RowOf<S, E>>;
+} & {
+  readonly log: Logger;
+  /** True during the preload pass (reads only; writes are ignored). */
+  readonly isPreload: boolean;
+};
+
+export interface HandlerArgs<S extends Schema, Payload> {
+  event: SourceEvent & { payload: Payload };
+  block: Block;
+  context: HandlerContext<S>;
 }
 
-export type EventHandler = (args: { event: SourceEvent; block: Block; context: HandlerContext }) => void;
+export type EventHandler<S extends Schema, Payload = Record<string, unknown>> = (
+  args: HandlerArgs<S, Payload>,
+) => Promise<void> | void;
 
-/** A handler module's default export: event name → handler. */
-export type HandlerModule = Readonly<Record<string, EventHandler>>;
+/** Brand that survives the module being loaded twice (e.g. through two resolution paths). */
+const HANDLERS_BRAND = Symbol.for('strata.handlers');
 
-export function defineHandlers<const T extends HandlerModule>(handlers: T): T {
-  return handlers;
+export class HandlerRegistry<S extends Schema = Schema> {
+  readonly [HANDLERS_BRAND] = true;
+  readonly schema: S;
+  /** Event name → handlers in registration order. */
+  readonly handlers = new Map<string, Array<EventHandler<S, never>>>();
+
+  constructor(schema: S) {
+    this.schema = schema;
+  }
+
+  onEvent<Payload = Record<string, unknown>>(name: string, handler: EventHandler<S, Payload>): this {
+    const list = this.handlers.get(name) ?? [];
+    list.push(handler as EventHandler<S, never>);
+    this.handlers.set(name, list);
+    return this;
+  }
 }
 
-export const ACCOUNT_TOTAL_ENTITY = 'AccountTotal';
+export function createHandlers<S extends Schema>(schema: S): HandlerRegistry<S> {
+  return new HandlerRegistry(schema);
+}
+
+export function isHandlerRegistry(value: unknown): value is HandlerRegistry {
+  return (
+    typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[HANDLERS_BRAND] === true
+  );
+}

@@ -1,32 +1,37 @@
 // The processing actor: one per owned pipeline. It reads blocks from the pipeline's source, runs
-// the user's handlers over them in order, keeps the entities they touch in memory stamped with
-// the checkpoint that last changed them, and hands each batch to the single writer. It never
-// waits for the writer unless memory is over target (commit-gated backpressure), so processing
-// runs ahead of persistence: `processedCheckpoint ≥ committedCheckpoint`.
+// the user's handlers over them in order (BatchExecutor), keeps the entities they touch in the
+// InMemoryStore stamped with one checkpoint per block, and hands each batch's changes to the
+// single writer. It never waits for the writer unless memory is over target (commit-gated
+// backpressure), so processing runs ahead of persistence: processed ≥ committed.
 //
-// Uncommitted batches stay here until the writer reports them committed. When the writer's
-// thread dies, the supervisor restarts it and this actor re-sends them: nothing is lost.
-//
-// This is the Foundation's vertical slice (one entity, generator source); the processing engine
-// issue generalises the store, the LoadLayer and the handler API.
+// Every uncommitted change stays in the store until the writer reports its checkpoint committed.
+// When the writer's thread dies, the supervisor restarts it and this actor re-sends everything
+// above the committed checkpoint as one merged batch: nothing is lost.
 
-import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
-import { accountTable, pipelineSchema } from '../persistence/entity-tables.ts';
-import type { BatchForWriter, Change, CommitReport, PipelineProgress } from '../protocol.ts';
-import { generateBlocks } from '../sources/generator.ts';
+import type {
+  BatchCheckpoint,
+  BatchForWriter,
+  CommitReport,
+  EntityChanges,
+  PipelineProgress,
+} from '../protocol.ts';
+import type { Schema } from '../schema/define-schema.ts';
+import { loadSchema } from '../schema/load-schema.ts';
+import type { BlockSource } from '../sources/block-source.ts';
+import { GeneratorSource } from '../sources/generator.ts';
+import { IngestLogSource } from '../sources/ingest-log.ts';
+import { NdjsonFileSource } from '../sources/ndjson-file.ts';
 import type { Block } from '../sources/types.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
-import { encodeChanges } from './change-codec.ts';
-import {
-  ACCOUNT_TOTAL_ENTITY,
-  type AccountTotal,
-  type HandlerContext,
-  type HandlerModule,
-} from './handler-api.ts';
+import { BatchExecutor } from './batch-executor.ts';
+import { collectBatchChanges, collectUncommittedChanges, encodeChanges } from './change-codec.ts';
+import { type EventHandler, isHandlerRegistry } from './handler-api.ts';
+import { InMemoryStore } from './in-memory-store.ts';
+import { LoadLayer } from './load-layer.ts';
 import { RateMeter } from './rate-meter.ts';
 
 export interface ProcessingActorData {
@@ -43,18 +48,19 @@ export type ProcessingMethods = {
   resend(): number;
   pauseIntake(): Promise<number>;
   progress(): PipelineProgress;
+  /** New blocks may be available (the ingest API stored some). */
+  wake(): void;
 };
 
-interface CachedAccount {
-  total: AccountTotal;
-  /** Checkpoint of the last change; 0 when loaded from the database and never changed. */
-  lastCheckpoint: number;
+/** What is kept of a batch until it is committed: its boundary and size, not its changes. */
+interface UncommittedBatch {
+  checkpoint: BatchCheckpoint;
+  fromCheckpoint: number;
+  fromBlockNumber: number;
+  changeCount: number;
 }
 
-interface UncommittedBatch {
-  meta: Omit<BatchForWriter, 'encodedChanges'>;
-  changes: Change[];
-}
+const IDLE_POLL_MS = 1_000;
 
 export const processingActor: ActorDefinition<ProcessingActorData, ProcessingMethods> = {
   name: 'processing',
@@ -68,24 +74,64 @@ export const processingActor: ActorDefinition<ProcessingActorData, ProcessingMet
   },
 };
 
+/** Loads a pipeline's schema and handler modules and checks that they belong together. */
+export async function loadPipelineModules(
+  pipeline: PipelineConfig,
+): Promise<{ schema: Schema; handlers: Map<string, Array<EventHandler<Schema, never>>> }> {
+  const schema = await loadSchema(pipeline.schema);
+  const handlers = new Map<string, Array<EventHandler<Schema, never>>>();
+  for (const file of pipeline.handlers) {
+    const module = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    if (!isHandlerRegistry(module.default)) {
+      throw new StrataError(
+        'STRATA_ERR_CONFIG_INVALID',
+        `handler module ${file} must \`export default createHandlers(schema)\` with its onEvent(…) handlers`,
+      );
+    }
+    const names = (s: Schema) => s.entities.map((entity) => entity.name).join(',');
+    if (names(module.default.schema) !== names(schema)) {
+      throw new StrataError(
+        'STRATA_ERR_CONFIG_INVALID',
+        `handler module ${file} was created for entities [${names(module.default.schema)}], but pipeline ${pipeline.name}'s schema declares [${names(schema)}]`,
+      );
+    }
+    for (const [event, list] of module.default.handlers)
+      handlers.set(event, [...(handlers.get(event) ?? []), ...list]);
+  }
+  return { schema, handlers };
+}
+
+export function createSource(pipeline: PipelineConfig, db: Db): BlockSource {
+  switch (pipeline.source.kind) {
+    case 'generator':
+      return new GeneratorSource(pipeline.source);
+    case 'ndjson':
+      return new NdjsonFileSource(pipeline.source.path);
+    case 'ingest':
+      return new IngestLogSource(db, pipeline.name);
+  }
+}
+
 class PipelineRuntime {
   private readonly context: ActorContext<ProcessingActorData>;
   private readonly pipeline: PipelineConfig;
   private readonly db: Db;
-  private handlers: HandlerModule = {};
-  private readonly cache = new Map<string, CachedAccount>();
+  private store!: InMemoryStore;
+  private executor!: BatchExecutor;
+  private source!: BlockSource;
   private readonly uncommitted: UncommittedBatch[] = [];
   private uncommittedChanges = 0;
   private committedCheckpoint = 0;
   private processedCheckpoint = 0;
+  private processedBlock = 0;
   private eventsProcessed = 0;
+  private peakInMemoryObjects = 0;
   private readonly eventRate = new RateMeter(10_000);
-  private liveStartedAt: number | null = null;
+  private readonly blockRate = new RateMeter(10_000);
   private state: PipelineProgress['state'] = 'starting';
   private stopRequested = false;
   private loop: Promise<void> = Promise.resolve();
   private commitWaiters: Array<() => void> = [];
-  private stopWaiters: Array<() => void> = [];
   private progressTimer: NodeJS.Timeout | null = null;
   private retryDelayMs = 0;
 
@@ -104,23 +150,28 @@ class PipelineRuntime {
   }
 
   async init(): Promise<void> {
-    const module = (await import(pathToFileURL(this.pipeline.handlers).href)) as { default?: unknown };
-    if (typeof module.default !== 'object' || module.default === null) {
-      throw new StrataError(
-        'STRATA_ERR_CONFIG_INVALID',
-        `handler module ${this.pipeline.handlers} must export default an object of event handlers`,
-      );
-    }
-    this.handlers = module.default as HandlerModule;
+    const { schema, handlers } = await loadPipelineModules(this.pipeline);
+    this.store = new InMemoryStore(schema);
+    this.executor = new BatchExecutor({
+      pipeline: this.pipeline.name,
+      schema,
+      handlers,
+      store: this.store,
+      loader: new LoadLayer(this.db, this.pipeline.name, this.store),
+      log: this.context.log.child({ pipeline: this.pipeline.name }),
+      strategy: this.pipeline.loadStrategy,
+    });
     // The writer creates the pipeline's row before processing starts (see the supervisor wiring).
-    const { rows } = await this.db.query<{ committed_checkpoint: string }>(
-      'SELECT committed_checkpoint FROM strata.pipelines WHERE name = $1',
+    const { rows } = await this.db.query<{ committed_checkpoint: string; committed_block: string | null }>(
+      'SELECT committed_checkpoint, committed_block FROM strata.pipelines WHERE name = $1',
       [this.pipeline.name],
     );
     this.committedCheckpoint = Number(rows[0]?.committed_checkpoint ?? 0);
     this.processedCheckpoint = this.committedCheckpoint;
+    this.processedBlock = rows[0]?.committed_block == null ? -1 : Number(rows[0].committed_block);
+    this.source = createSource(this.pipeline, this.db);
     this.context.log.info(
-      { pipeline: this.pipeline.name, resumeFrom: this.committedCheckpoint + 1 },
+      { pipeline: this.pipeline.name, checkpoint: this.committedCheckpoint, afterBlock: this.processedBlock },
       this.committedCheckpoint === 0 ? 'pipeline starting from the first block' : 'pipeline resuming',
     );
     this.progressTimer = setInterval(() => this.reportProgress(), this.context.data.progressIntervalMs);
@@ -135,11 +186,13 @@ class PipelineRuntime {
         resend: () => this.resend(),
         pauseIntake: () => this.pauseIntake(),
         progress: () => this.progress(),
+        wake: () => this.source.wake(),
       },
       report: () => poolReport(this.db),
       stop: async () => {
         await this.pauseIntake();
         if (this.progressTimer !== null) clearInterval(this.progressTimer);
+        await this.source.close();
         await this.db.close();
       },
     };
@@ -148,192 +201,106 @@ class PipelineRuntime {
   // ─── the loop ────────────────────────────────────────────────────────────────────────────────
 
   private async run(): Promise<void> {
-    const { source, batchSize } = this.pipeline;
+    const { batchSize } = this.pipeline;
     while (!this.stopRequested) {
       await this.awaitCapacity();
       if (this.stopRequested) break;
-      const head = this.headBlock();
-      if (this.processedCheckpoint >= head) {
-        this.state = source.liveBlockIntervalMs > 0 ? 'live' : 'caught-up';
-        await this.idle(source.liveBlockIntervalMs > 0 ? Math.min(source.liveBlockIntervalMs, 250) : 250);
-        continue;
-      }
-      if (this.state !== 'live') this.state = 'backfill';
-      const from = this.processedCheckpoint + 1;
-      const to = Math.min(this.processedCheckpoint + batchSize, head);
       try {
-        await this.processBatch(generateBlocks(source, from, to));
+        const blocks = await this.source.read(this.processedBlock, batchSize);
+        if (blocks.length === 0) {
+          this.setState(this.source.finite ? 'caught-up' : 'live');
+          await this.source.waitForMore(IDLE_POLL_MS);
+          continue;
+        }
+        if (this.state !== 'live') this.setState('backfill');
+        await this.processBatch(blocks);
         this.retryDelayMs = 0;
       } catch (error) {
-        // A lost connection while loading changes nothing in memory: wait and redo the batch.
+        // A lost connection while reading or loading changes nothing in memory (the executor
+        // undoes a failed batch): wait and redo it.
         if (!isRetryable(error)) throw error;
         this.retryDelayMs = Math.min(5_000, Math.max(100, this.retryDelayMs * 2));
         this.context.log.warn(
           { err: error, pipeline: this.pipeline.name, retryInMs: this.retryDelayMs },
           'batch failed; retrying',
         );
-        await this.idle(this.retryDelayMs);
+        await this.source.waitForMore(this.retryDelayMs);
       }
     }
-    this.state = 'stopped';
-    for (const resolve of this.stopWaiters.splice(0)) resolve();
+    this.setState('stopped');
   }
 
   private async processBatch(blocks: Block[]): Promise<void> {
-    await this.preload(blocks);
-    const touched = new Map<string, CachedAccount>();
-    let checkpoint = this.processedCheckpoint;
-    const context: HandlerContext = {
-      account: (address) => {
-        const entry = this.cache.get(address) ?? this.createAccount(address);
-        entry.lastCheckpoint = checkpoint;
-        touched.set(address, entry);
-        return entry.total;
-      },
-    };
-    let eventCount = 0;
-    for (const block of blocks) {
-      checkpoint = block.number; // one checkpoint per processed block
-      for (const event of block.events) {
-        const handler = this.handlers[event.name];
-        if (handler === undefined) continue;
-        try {
-          handler({ event, block, context });
-        } catch (error) {
-          throw new StrataError(
-            'STRATA_ERR_HANDLER_FAILED',
-            `handler for ${event.name} threw in pipeline ${this.pipeline.name} at block ${block.number}, log index ${event.logIndex}: ${error instanceof Error ? error.message : String(error)}`,
-            {
-              cause: error,
-              details: {
-                pipeline: this.pipeline.name,
-                block: block.number,
-                event: event.name,
-                logIndex: event.logIndex,
-              },
-            },
-          );
-        }
-        eventCount += 1;
-      }
-    }
-    const changes: Change[] = [];
-    for (const [id, entry] of touched) {
-      const { credited, debited, events } = entry.total;
-      changes.push({
-        type: 'set',
-        entity: ACCOUNT_TOTAL_ENTITY,
-        id,
-        checkpointId: entry.lastCheckpoint,
-        values: { credited, debited, events },
-      });
-    }
+    const fromCheckpoint = this.processedCheckpoint + 1;
+    const eventCount = await this.executor.run(blocks, fromCheckpoint, false);
+    const { changes, count } = collectBatchChanges(this.store);
+    this.store.endBatch();
+    const first = blocks[0]!;
     const last = blocks[blocks.length - 1]!;
-    const meta: UncommittedBatch['meta'] = {
-      pipeline: this.pipeline.name,
-      fromCheckpoint: blocks[0]!.number,
-      toCheckpoint: last.number,
-      toBlockNumber: last.number,
-      toBlockHash: last.hash,
-      eventCount,
-      changeCount: changes.length,
-      isInReorgThreshold: false,
+    const batch: UncommittedBatch = {
+      checkpoint: {
+        checkpointId: fromCheckpoint + blocks.length - 1,
+        blockNumber: last.number,
+        blockHash: last.hash,
+        eventCount,
+      },
+      fromCheckpoint,
+      fromBlockNumber: first.number,
+      changeCount: count,
     };
-    this.uncommitted.push({ meta, changes });
-    this.uncommittedChanges += changes.length;
-    this.processedCheckpoint = last.number;
+    this.uncommitted.push(batch);
+    this.uncommittedChanges += count;
+    this.processedCheckpoint = batch.checkpoint.checkpointId;
+    this.processedBlock = last.number;
     this.eventsProcessed += eventCount;
     this.eventRate.add(eventCount);
-    this.emitBatch(meta, changes);
+    this.blockRate.add(blocks.length);
+    this.peakInMemoryObjects = Math.max(this.peakInMemoryObjects, this.inMemoryObjects());
+    this.emitBatch([batch], changes, count);
   }
 
-  /**
-   * Loads, in one `= ANY($1)` query, every account the batch will touch that is not in memory.
-   * The ids are found by a first pass of the handlers against a recording context (Envio's
-   * two-pass idea; the processing engine issue measures it against speculative prefetch).
-   */
-  private async preload(blocks: Block[]): Promise<void> {
-    const wanted = new Set<string>();
-    const scratch = new Map<string, AccountTotal>();
-    const recording: HandlerContext = {
-      account: (address) => {
-        if (!this.cache.has(address)) wanted.add(address);
-        let total = scratch.get(address);
-        if (total === undefined) {
-          total = { id: address, credited: 0, debited: 0, events: 0 };
-          scratch.set(address, total);
-        }
-        return total;
-      },
-    };
-    for (const block of blocks) {
-      for (const event of block.events) {
-        try {
-          this.handlers[event.name]?.({ event, block, context: recording });
-        } catch {
-          // The real pass reports handler errors with their position.
-        }
-      }
-    }
-    if (wanted.size === 0) return;
-    const { rows } = await this.db.query<{ id: string; credited: string; debited: string; events: number }>(
-      `SELECT id, credited, debited, events FROM ${pipelineSchema(this.pipeline.name)}.${accountTable} WHERE id = ANY($1)`,
-      [[...wanted]],
-    );
-    for (const row of rows) {
-      this.cache.set(row.id, {
-        total: {
-          id: row.id,
-          credited: Number(row.credited),
-          debited: Number(row.debited),
-          events: row.events,
-        },
-        lastCheckpoint: 0,
-      });
-    }
-  }
-
-  private createAccount(address: string): CachedAccount {
-    const entry: CachedAccount = {
-      total: { id: address, credited: 0, debited: 0, events: 0 },
-      lastCheckpoint: 0,
-    };
-    this.cache.set(address, entry);
-    return entry;
-  }
-
-  private emitBatch(meta: UncommittedBatch['meta'], changes: Change[]): void {
+  private emitBatch(batches: UncommittedBatch[], changes: EntityChanges, changeCount: number): void {
+    const first = batches[0]!;
+    const last = batches[batches.length - 1]!;
     const encodedChanges = encodeChanges(changes);
-    this.context.emit({ type: 'batch-ready', batch: { ...meta, encodedChanges } }, [
-      encodedChanges.buffer as ArrayBuffer,
-    ]);
+    const batch: BatchForWriter = {
+      pipeline: this.pipeline.name,
+      fromCheckpoint: first.fromCheckpoint,
+      toCheckpoint: last.checkpoint.checkpointId,
+      fromBlockNumber: first.fromBlockNumber,
+      toBlockNumber: last.checkpoint.blockNumber,
+      toBlockHash: last.checkpoint.blockHash,
+      eventCount: batches.reduce((sum, b) => sum + b.checkpoint.eventCount, 0),
+      changeCount,
+      isInReorgThreshold: false,
+      checkpoints: batches.map((b) => b.checkpoint),
+      encodedChanges,
+    };
+    this.context.emit({ type: 'batch-ready', batch }, [encodedChanges.buffer as ArrayBuffer]);
   }
 
   // ─── memory and commits ──────────────────────────────────────────────────────────────────────
 
+  /** Entities held (committed, loaded and uncommitted) plus changes queued at the writer. */
   private inMemoryObjects(): number {
-    return this.cache.size + this.uncommittedChanges;
+    return this.store.size() + this.uncommittedChanges;
   }
 
   /**
-   * Tiered backpressure before each batch: evict entries whose last change is committed (and
-   * db-loaded entries never changed), and only if memory is still over target wait for a commit —
-   * and only while a batch is queued, so a batch larger than the target cannot deadlock.
+   * Tiered backpressure before each batch: drop committed changes (cheap to re-read), then rows
+   * loaded from the database, and only if memory is still over target wait for a commit — and
+   * only while a batch is queued, so a batch larger than the target cannot deadlock.
    */
   private async awaitCapacity(): Promise<void> {
     const target = this.context.data.inMemoryObjectsTarget;
     if (this.inMemoryObjects() <= target) return;
-    this.evictCommitted();
+    this.store.dropCommitted(this.committedCheckpoint);
+    if (this.inMemoryObjects() <= target) return;
+    this.store.dropLoaded();
     while (this.inMemoryObjects() > target && this.uncommitted.length > 0 && !this.stopRequested) {
       await new Promise<void>((resolve) => this.commitWaiters.push(resolve));
-      this.evictCommitted();
-    }
-  }
-
-  /** Drops entries whose last change is committed, and db-loaded entries never changed (checkpoint 0). */
-  private evictCommitted(): void {
-    for (const [id, entry] of this.cache) {
-      if (entry.lastCheckpoint <= this.committedCheckpoint) this.cache.delete(id);
+      this.store.dropCommitted(this.committedCheckpoint);
+      this.store.dropLoaded();
     }
   }
 
@@ -342,27 +309,31 @@ class PipelineRuntime {
     this.committedCheckpoint = report.committedCheckpoint;
     while (
       this.uncommitted.length > 0 &&
-      this.uncommitted[0]!.meta.toCheckpoint <= this.committedCheckpoint
+      this.uncommitted[0]!.checkpoint.checkpointId <= this.committedCheckpoint
     ) {
-      const done = this.uncommitted.shift()!;
-      this.uncommittedChanges -= done.changes.length;
+      this.uncommittedChanges -= this.uncommitted.shift()!.changeCount;
     }
     for (const resolve of this.commitWaiters.splice(0)) resolve();
+    if (this.state === 'caught-up') this.reportProgress();
   }
 
-  /** After a writer restart: send every uncommitted batch again, in order. */
+  /**
+   * After a writer restart: everything above the committed checkpoint, as one merged batch built
+   * from the store (which holds every uncommitted change), with every uncommitted boundary.
+   */
   private resend(): number {
-    for (const batch of this.uncommitted) this.emitBatch(batch.meta, batch.changes);
-    if (this.uncommitted.length > 0) {
-      this.context.log.warn(
-        {
-          pipeline: this.pipeline.name,
-          batches: this.uncommitted.length,
-          fromCheckpoint: this.uncommitted[0]!.meta.fromCheckpoint,
-        },
-        're-sent uncommitted batches to the restarted writer',
-      );
-    }
+    if (this.uncommitted.length === 0) return 0;
+    const { changes, count } = collectUncommittedChanges(this.store, this.committedCheckpoint);
+    this.emitBatch(this.uncommitted, changes, count);
+    this.context.log.warn(
+      {
+        pipeline: this.pipeline.name,
+        batches: this.uncommitted.length,
+        fromCheckpoint: this.uncommitted[0]!.fromCheckpoint,
+        changes: count,
+      },
+      're-sent uncommitted changes to the restarted writer',
+    );
     return this.uncommitted.length;
   }
 
@@ -370,46 +341,33 @@ class PipelineRuntime {
   private async pauseIntake(): Promise<number> {
     if (!this.stopRequested) {
       this.stopRequested = true;
-      this.state = 'stopping';
+      this.setState('stopping');
       for (const resolve of this.commitWaiters.splice(0)) resolve();
-      for (const resolve of this.idleWakers.splice(0)) resolve();
+      this.source.wake();
     }
     await this.loop;
     return this.processedCheckpoint;
   }
 
-  private readonly idleWakers: Array<() => void> = [];
-
-  private async idle(ms: number): Promise<void> {
-    const controller = new AbortController();
-    const wake = () => controller.abort();
-    this.idleWakers.push(wake);
-    await sleep(ms, undefined, { signal: controller.signal }).catch(() => undefined);
-    const index = this.idleWakers.indexOf(wake);
-    if (index >= 0) this.idleWakers.splice(index, 1);
-  }
-
-  /** The generator's head: the backfill, then one block per live interval since it was reached. */
-  private headBlock(): number {
-    const { blocks, liveBlockIntervalMs } = this.pipeline.source;
-    if (liveBlockIntervalMs === 0) return blocks;
-    if (this.processedCheckpoint < blocks) return blocks;
-    if (this.liveStartedAt === null) {
-      this.liveStartedAt = Date.now() - (this.processedCheckpoint - blocks) * liveBlockIntervalMs;
-    }
-    return blocks + Math.floor((Date.now() - this.liveStartedAt) / liveBlockIntervalMs);
+  private setState(state: PipelineProgress['state']): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.reportProgress();
   }
 
   private progress(): PipelineProgress {
+    const head = this.source?.head() ?? null;
     return {
       pipeline: this.pipeline.name,
       processedCheckpoint: this.processedCheckpoint,
       committedCheckpoint: this.committedCheckpoint,
-      processedBlockNumber: this.processedCheckpoint,
-      headBlockNumber: this.headBlock(),
+      processedBlockNumber: this.processedBlock,
+      headBlockNumber: head,
       eventsProcessed: this.eventsProcessed,
       eventsPerSecond: Math.round(this.eventRate.perSecond()),
-      inMemoryObjects: this.inMemoryObjects(),
+      blocksPerSecond: Math.round(this.blockRate.perSecond()),
+      inMemoryObjects: this.store === undefined ? 0 : this.inMemoryObjects(),
+      peakInMemoryObjects: this.peakInMemoryObjects,
       queuedBatches: this.uncommitted.length,
       state: this.state,
     };
@@ -421,7 +379,7 @@ class PipelineRuntime {
 
   private fatal(error: unknown): void {
     this.stopRequested = true;
-    this.state = 'stopped';
+    this.setState('stopped');
     this.context.log.error({ err: error, pipeline: this.pipeline.name }, 'pipeline stopped by an error');
     this.context.emit({
       type: 'fatal',

@@ -3,6 +3,7 @@
 // tests can fold the same stream into a reference result without running Strata.
 
 import type { GeneratorSourceConfig } from '../config.ts';
+import { type BlockSource, Waker } from './block-source.ts';
 import type { Block, SourceEvent } from './types.ts';
 
 /** 2025-01-01T00:00:00Z; block N is stamped 12 s after block N-1, like an Ethereum slot. */
@@ -11,14 +12,19 @@ const BLOCK_TIME_SECONDS = 12;
 
 export type GeneratorShape = Pick<
   GeneratorSourceConfig,
-  'workload' | 'seed' | 'eventsPerBlock' | 'addresses'
+  'workload' | 'seed' | 'eventsPerBlock' | 'addresses' | 'distribution'
 >;
 
 export function generateBlock(source: GeneratorShape, number: number): Block {
   const random = mulberry32(mix(source.seed, number));
+  const pickIndex = addressPicker(random, source.addresses, source.distribution);
   const events: SourceEvent[] = [];
   for (let logIndex = 0; logIndex < source.eventsPerBlock; logIndex++) {
-    events.push(creditEvent(random, source.addresses, logIndex));
+    events.push(
+      source.workload === 'erc20'
+        ? erc20Event(random, pickIndex, logIndex)
+        : creditEvent(random, pickIndex, logIndex),
+    );
   }
   return {
     number,
@@ -40,8 +46,21 @@ export function addressName(index: number): string {
   return `0x${index.toString(16).padStart(40, '0')}`;
 }
 
-function creditEvent(random: () => number, addresses: number, logIndex: number): SourceEvent {
-  const pick = () => addressName(Math.floor(random() * addresses));
+/**
+ * 'uniform' draws every address equally often; 'skewed' draws low indexes far more often
+ * (index = n·u³), like token holders, so a small set of hot accounts takes most transfers.
+ */
+function addressPicker(
+  random: () => number,
+  addresses: number,
+  distribution: GeneratorShape['distribution'],
+): () => number {
+  if (distribution === 'skewed') return () => Math.floor(addresses * random() ** 3);
+  return () => Math.floor(random() * addresses);
+}
+
+function creditEvent(random: () => number, pickIndex: () => number, logIndex: number): SourceEvent {
+  const pick = () => addressName(pickIndex());
   const amount = () => 1 + Math.floor(random() * 1_000);
   const roll = random();
   if (roll < 0.3) {
@@ -52,6 +71,73 @@ function creditEvent(random: () => number, addresses: number, logIndex: number):
   }
   if (roll < 0.7) return { name: 'expense', payload: { address: pick(), amount: amount() }, logIndex };
   return { name: 'transfer', payload: { from: pick(), to: pick(), amount: amount() }, logIndex };
+}
+
+export const ZERO_ADDRESS = addressName(0);
+
+/**
+ * The open-indexer-benchmark ERC20 stream: 90% Transfer (5% of them mints from the zero
+ * address), 10% Approval. Values are uint256 decimal strings, as a decoder would give them.
+ */
+function erc20Event(random: () => number, pickIndex: () => number, logIndex: number): SourceEvent {
+  const pick = () => addressName(1 + pickIndex());
+  const value = () => `${1 + Math.floor(random() * 1_000_000_000)}000000000`;
+  const roll = random();
+  if (roll < 0.9) {
+    const from = roll < 0.045 ? ZERO_ADDRESS : pick();
+    return { name: 'Transfer', payload: { from, to: pick(), value: value() }, logIndex };
+  }
+  return { name: 'Approval', payload: { owner: pick(), spender: pick(), value: value() }, logIndex };
+}
+
+/**
+ * The generator as a block source: the backfill (`blocks`) is available at once; after it, one
+ * block every `liveBlockIntervalMs` (counted from when the backfill was reached), or nothing more
+ * when the interval is 0.
+ */
+export class GeneratorSource implements BlockSource {
+  readonly finite: boolean;
+  private readonly config: GeneratorSourceConfig;
+  private readonly waker = new Waker();
+  private liveStartedAt: number | null = null;
+
+  constructor(config: GeneratorSourceConfig) {
+    this.config = config;
+    this.finite = config.liveBlockIntervalMs === 0;
+  }
+
+  async read(after: number, max: number): Promise<Block[]> {
+    const head = this.headAfter(after);
+    const from = Math.max(after + 1, 1); // the generator's first block is 1
+    return generateBlocks(this.config, from, Math.min(from + max - 1, head));
+  }
+
+  head(): number {
+    if (this.liveStartedAt === null) return this.config.blocks;
+    return this.headAfter(this.config.blocks);
+  }
+
+  private headAfter(after: number): number {
+    const { blocks, liveBlockIntervalMs } = this.config;
+    if (liveBlockIntervalMs === 0 || after < blocks) return blocks;
+    // Live: the first call past the backfill starts the clock (a resumed run continues from
+    // where it is, as a chain's head would have moved on meanwhile).
+    this.liveStartedAt ??= Date.now() - (after - blocks) * liveBlockIntervalMs;
+    return blocks + Math.floor((Date.now() - this.liveStartedAt) / liveBlockIntervalMs);
+  }
+
+  waitForMore(ms: number): Promise<void> {
+    const wait = this.config.liveBlockIntervalMs > 0 ? Math.min(ms, this.config.liveBlockIntervalMs) : ms;
+    return this.waker.wait(wait);
+  }
+
+  wake(): void {
+    this.waker.wake();
+  }
+
+  async close(): Promise<void> {
+    this.waker.wake();
+  }
 }
 
 function blockHash(seed: number, number: number): string {

@@ -18,6 +18,7 @@ export interface PipelineRouterOptions {
   processing: Map<string, ActorRef<ProcessingMethods, any>>;
   onFatal: (error: Error, context: Record<string, unknown>) => void;
   onCommitted?: (report: CommitReport) => void;
+  onProgress?: (progress: PipelineProgress) => void;
 }
 
 export class PipelineRouter {
@@ -39,6 +40,7 @@ export class PipelineRouter {
       }
       case 'progress':
         this.progressByPipeline.set(pipeline, event.progress);
+        this.options.onProgress?.(event.progress);
         return;
       case 'fatal':
         this.options.onFatal(deserializeError(event.error), event.context);
@@ -58,6 +60,7 @@ export class PipelineRouter {
           progress.committedCheckpoint = report.committedCheckpoint;
         }
         this.options.onCommitted?.(report);
+        if (progress !== undefined) this.options.onProgress?.(progress);
         return;
       }
       case 'fatal':
@@ -72,6 +75,11 @@ export class PipelineRouter {
   /** The writer came back after a crash: every pipeline re-sends what is not yet committed. */
   writerRestarted(): void {
     for (const processing of this.options.processing.values()) processing.notify('resend');
+  }
+
+  /** New blocks were stored for a pipeline: wake its processing actor. */
+  wake(pipeline: string): void {
+    this.options.processing.get(pipeline)?.notify('wake');
   }
 
   progress(): PipelineProgress[] {

@@ -44,4 +44,5 @@ export const TEST_SOURCE: GeneratorShape = {
   seed: 7,
   eventsPerBlock: 10,
   addresses: 500,
+  distribution: 'uniform',
 };

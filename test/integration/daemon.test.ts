@@ -37,7 +37,7 @@ async function committedCheckpoint(): Promise<number> {
 async function expectTablesToEqualReference(lastBlock: number): Promise<void> {
   const expected = referenceTotals(TEST_SOURCE, lastBlock);
   const rows = await db.query<{ id: string; credited: string; debited: string; events: number }>(
-    'SELECT id, credited, debited, events FROM pipeline_credits.account_total',
+    'SELECT id, credited, debited, events FROM pipeline_credits."AccountTotal"',
   );
   const actual = new Map(
     rows.map((row) => [

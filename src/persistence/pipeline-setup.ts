@@ -1,0 +1,69 @@
+// Preparing a pipeline's storage before its first write: the pipeline's row in
+// `strata.pipelines`, its Postgres schema and entity tables (generated from the schema
+// declaration), and the fingerprint check that refuses to resume over data built from a
+// different schema or source — with a message that says what changed and how to reset.
+
+import type { PipelineConfig, SourceConfig } from '../config.ts';
+import type { Queryable } from '../db/pool.ts';
+import { StrataError } from '../errors.ts';
+import {
+  createPipelineTables,
+  fingerprintChanges,
+  fingerprintHash,
+  type PipelineFingerprint,
+} from '../schema/ddl.ts';
+import { describeSchema, type Schema } from '../schema/define-schema.ts';
+
+/** What of a source decides the data derived from it (not how much of it there is). */
+export function sourceIdentity(source: SourceConfig): Record<string, unknown> {
+  switch (source.kind) {
+    case 'generator':
+      return {
+        kind: source.kind,
+        workload: source.workload,
+        seed: source.seed,
+        eventsPerBlock: source.eventsPerBlock,
+        addresses: source.addresses,
+        distribution: source.distribution,
+      };
+    case 'ndjson':
+      return { kind: source.kind, path: source.path };
+    case 'ingest':
+      return { kind: source.kind };
+  }
+}
+
+export function pipelineFingerprint(pipeline: PipelineConfig, schema: Schema): PipelineFingerprint {
+  return { schema: describeSchema(schema), source: sourceIdentity(pipeline.source) };
+}
+
+/** Run inside one transaction holding the pipeline DDL advisory lock. */
+export async function preparePipeline(
+  db: Queryable,
+  pipeline: PipelineConfig,
+  schema: Schema,
+): Promise<void> {
+  const fingerprint = pipelineFingerprint(pipeline, schema);
+  const hash = fingerprintHash(fingerprint);
+  const { rows } = await db.query<{
+    fingerprint_hash: string | null;
+    fingerprint: PipelineFingerprint | null;
+  }>('SELECT fingerprint_hash, fingerprint FROM strata.pipelines WHERE name = $1', [pipeline.name]);
+  const existing = rows[0];
+  if (existing?.fingerprint_hash != null && existing.fingerprint_hash !== hash) {
+    const changes =
+      existing.fingerprint === null ? ['(unknown)'] : fingerprintChanges(existing.fingerprint, fingerprint);
+    throw new StrataError(
+      'STRATA_ERR_SCHEMA_CHANGED',
+      `pipeline ${pipeline.name} was built with a different schema or source:\n${changes.map((c) => `  - ${c}`).join('\n')}\n` +
+        `Its tables no longer match. To rebuild it from its source, run: strata reset ${pipeline.name}`,
+      { details: { pipeline: pipeline.name, changes } },
+    );
+  }
+  await createPipelineTables(db, pipeline.name, schema);
+  await db.query(
+    `INSERT INTO strata.pipelines (name, fingerprint_hash, fingerprint) VALUES ($1, $2, $3)
+     ON CONFLICT (name) DO UPDATE SET fingerprint_hash = EXCLUDED.fingerprint_hash, fingerprint = EXCLUDED.fingerprint`,
+    [pipeline.name, hash, JSON.stringify(fingerprint)],
+  );
+}

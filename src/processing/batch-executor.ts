@@ -1,0 +1,336 @@
+// Runs a pipeline's handlers over one batch of blocks against the InMemoryStore. One checkpoint per
+// block: every change a handler makes while processing block i of the batch is stamped with
+// `firstCheckpoint + i`.
+//
+// Loading strategy — both ideas were measured on bench/processing (erc20, see bench/RESULTS.md):
+//  - 'two-pass' (Envio): a *preload* pass runs every handler of the batch concurrently against a
+//    read-only context; their reads are grouped per tick by the LoadLayer into one `= ANY` query
+//    per entity (per dependency level). The *execute* pass then runs the handlers in order and
+//    finds everything in memory. Costs one extra (cheap, write-free) run of each handler; finds
+//    every read a handler makes, including ones computed from earlier reads.
+//  - 'prefetch' (Ponder): no second pass; it learns which payload fields hold the ids each event's
+//    handlers read (profiled on misses) and loads those ids before executing. Cheaper per event
+//    when the profile is right; every read it cannot predict becomes a sequential round trip.
+// Two-pass is the default: it was as fast or faster on erc20 and it never degrades into one
+// query per event when a handler's reads do not follow the payload.
+
+import { isRetryable, StrataError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { EntityDescription, Schema } from '../schema/define-schema.ts';
+import { type EntityRow, rowToWire } from '../schema/wire.ts';
+import type { Block, SourceEvent } from '../sources/types.ts';
+import type { EventHandler } from './handler-api.ts';
+import type { EntityStore, InMemoryStore } from './in-memory-store.ts';
+import type { LoadLayer } from './load-layer.ts';
+import { matches, parseFilter } from './where-filter.ts';
+
+export type LoadStrategy = 'two-pass' | 'prefetch';
+
+export interface BatchExecutorOptions {
+  pipeline: string;
+  schema: Schema;
+  handlers: ReadonlyMap<string, ReadonlyArray<EventHandler<Schema, never>>>;
+  store: InMemoryStore;
+  loader: LoadLayer;
+  log: Logger;
+  strategy: LoadStrategy;
+}
+
+/** One handler invocation's view: its checkpoint, and whether it is still running. */
+class Scope {
+  active = true;
+  constructor(
+    readonly executor: BatchExecutor,
+    readonly checkpoint: number,
+    readonly block: Block,
+    readonly event: SourceEvent,
+    readonly preload: boolean,
+    readonly keepHistory: boolean,
+  ) {}
+
+  check(operation: string): void {
+    if (this.active) return;
+    const error = new StrataError(
+      'STRATA_ERR_CONTEXT_EXPIRED',
+      `context.${operation} was called after the ${this.event.name} handler (block ${this.block.number}, log index ${this.event.logIndex}) had resolved — a missed await?`,
+      { details: { event: this.event.name, block: this.block.number, logIndex: this.event.logIndex } },
+    );
+    if (!this.preload) this.executor.lateUse ??= error;
+    throw error;
+  }
+}
+
+class EntityOps {
+  constructor(
+    private readonly scope: Scope,
+    private readonly table: EntityStore,
+  ) {}
+
+  get(id: string): Promise<EntityRow | undefined> {
+    this.scope.check(`${this.table.entity.name}.get`);
+    if (typeof id !== 'string') return Promise.reject(idError(this.table.entity, id));
+    const change = this.table.latest.get(id);
+    if (change !== undefined) return Promise.resolve(change.kind === 'set' ? change.row : undefined);
+    return this.scope.executor.loadMissing(this.scope, this.table, id);
+  }
+
+  async getOrThrow(id: string, message?: string): Promise<EntityRow> {
+    const row = await this.get(id);
+    if (row !== undefined) return row;
+    throw new StrataError(
+      'STRATA_ERR_ENTITY_NOT_FOUND',
+      message ?? `${this.table.entity.name} ${id} does not exist`,
+      {
+        details: { entity: this.table.entity.name, id },
+      },
+    );
+  }
+
+  async getOrCreate(entity: EntityRow): Promise<EntityRow> {
+    const existing = await this.get(entity?.id);
+    if (existing !== undefined) return existing;
+    return this.write(entity);
+  }
+
+  set(entity: EntityRow): void {
+    this.scope.check(`${this.table.entity.name}.set`);
+    this.write(entity);
+  }
+
+  deleteUnsafe(id: string): void {
+    this.scope.check(`${this.table.entity.name}.deleteUnsafe`);
+    if (typeof id !== 'string') throw idError(this.table.entity, id);
+    if (this.scope.preload) return;
+    this.table.apply(id, { kind: 'delete', checkpointId: this.scope.checkpoint }, this.scope.keepHistory);
+  }
+
+  async getWhere(filter: unknown): Promise<EntityRow[]> {
+    this.scope.check(`${this.table.entity.name}.getWhere`);
+    const parsed = parseFilter(this.table.entity, filter);
+    const loader = this.scope.executor.loader;
+    if (!loader.isFilterLoaded(parsed)) await loader.loadWhere(parsed);
+    const rows: EntityRow[] = [];
+    for (const change of this.table.latest.values()) {
+      if (change.kind === 'set' && matches(parsed, change.row)) rows.push(change.row);
+    }
+    return rows;
+  }
+
+  private write(entity: EntityRow): EntityRow {
+    // Validate (and convert to wire form) now, so a bad value names the handler that produced it.
+    const wire = rowToWire(this.table.entity, entity ?? {});
+    const row: Record<string, unknown> = {};
+    for (const column of this.table.entity.columns) row[column.name] = entity[column.name] ?? null;
+    Object.freeze(row);
+    if (!this.scope.preload) {
+      this.table.apply(
+        row.id as string,
+        { kind: 'set', row: row as EntityRow, checkpointId: this.scope.checkpoint, wire },
+        this.scope.keepHistory,
+      );
+    }
+    return row as EntityRow;
+  }
+}
+
+function idError(entity: EntityDescription, id: unknown): StrataError {
+  return new StrataError(
+    'STRATA_ERR_ENTITY_INVALID',
+    `${entity.name} id must be a string, got ${typeof id}`,
+    {
+      details: { entity: entity.name },
+    },
+  );
+}
+
+/** Builds the `context` class of a schema: one lazily created accessor per entity. */
+function contextClass(schema: Schema, store: InMemoryStore, baseLog: Logger) {
+  class Context {
+    readonly accessors: Record<string, EntityOps> = {};
+    constructor(readonly scope: Scope) {}
+    get isPreload(): boolean {
+      return this.scope.preload;
+    }
+    get log(): Logger {
+      return baseLog.child({
+        block: this.scope.block.number,
+        event: this.scope.event.name,
+        logIndex: this.scope.event.logIndex,
+      });
+    }
+  }
+  for (const entity of schema.entities) {
+    const table = store.table(entity.name);
+    Object.defineProperty(Context.prototype, entity.name, {
+      get(this: Context) {
+        let ops = this.accessors[entity.name];
+        if (ops === undefined) {
+          ops = new EntityOps(this.scope, table);
+          this.accessors[entity.name] = ops;
+        }
+        return ops;
+      },
+    });
+  }
+  return Context;
+}
+
+export class BatchExecutor {
+  readonly loader: LoadLayer;
+  /** The first use of an expired context during the execute pass (fails the batch). */
+  lateUse: StrataError | null = null;
+  private readonly options: BatchExecutorOptions;
+  private readonly Context: ReturnType<typeof contextClass>;
+  /** 'prefetch': event name → entity → payload fields whose values were ids read on a miss. */
+  private readonly profile = new Map<string, Map<string, Set<string>>>();
+
+  constructor(options: BatchExecutorOptions) {
+    this.options = options;
+    this.loader = options.loader;
+    this.Context = contextClass(options.schema, options.store, options.log);
+  }
+
+  /** Runs the batch; on any error the store is exactly as before the batch. */
+  async run(blocks: readonly Block[], firstCheckpoint: number, keepHistory: boolean): Promise<number> {
+    try {
+      if (this.options.strategy === 'two-pass') await this.preload(blocks, firstCheckpoint);
+      else await this.prefetch(blocks);
+      const events = await this.execute(blocks, firstCheckpoint, keepHistory);
+      if (this.lateUse !== null) {
+        const error = this.lateUse;
+        this.lateUse = null;
+        throw error;
+      }
+      return events;
+    } catch (error) {
+      this.options.store.undoBatch();
+      throw error;
+    } finally {
+      this.loader.endBatch();
+    }
+  }
+
+  /** A read that missed the store. In 'prefetch' mode the miss also teaches the profile. */
+  loadMissing(scope: Scope, table: EntityStore, id: string): Promise<EntityRow | undefined> {
+    if (!scope.preload && this.options.strategy === 'prefetch')
+      this.learn(scope.event, table.entity.name, id);
+    return this.loader.load(table.entity.name, id).then(() => {
+      const change = table.latest.get(id);
+      return change?.kind === 'set' ? change.row : undefined;
+    });
+  }
+
+  private async preload(blocks: readonly Block[], firstCheckpoint: number): Promise<void> {
+    const runs: Array<Promise<unknown>> = [];
+    for (let index = 0; index < blocks.length; index++) {
+      const block = blocks[index]!;
+      for (const event of block.events) {
+        const handlers = this.options.handlers.get(event.name);
+        if (handlers === undefined) continue;
+        for (const handler of handlers) {
+          const scope = new Scope(this, firstCheckpoint + index, block, event, true, false);
+          // Preload errors are ignored: the execute pass runs the handler again and reports them.
+          runs.push(
+            Promise.resolve()
+              .then(() =>
+                handler({ event: event as never, block, context: new this.Context(scope) as never }),
+              )
+              .catch(() => undefined)
+              .finally(() => {
+                scope.active = false;
+              }),
+          );
+        }
+      }
+    }
+    await Promise.all(runs);
+  }
+
+  private async prefetch(blocks: readonly Block[]): Promise<void> {
+    if (this.profile.size === 0) return;
+    const wanted = new Map<string, Set<string>>();
+    for (const block of blocks) {
+      for (const event of block.events) {
+        const byEntity = this.profile.get(event.name);
+        if (byEntity === undefined) continue;
+        for (const [entity, fields] of byEntity) {
+          let ids = wanted.get(entity);
+          if (ids === undefined) {
+            ids = new Set();
+            wanted.set(entity, ids);
+          }
+          for (const field of fields) {
+            const value = event.payload[field];
+            if (typeof value === 'string') ids.add(value);
+          }
+        }
+      }
+    }
+    await Promise.all([...wanted].map(([entity, ids]) => this.loader.loadMany(entity, ids)));
+  }
+
+  private learn(event: SourceEvent, entity: string, id: string): void {
+    for (const [field, value] of Object.entries(event.payload)) {
+      if (value !== id) continue;
+      let byEntity = this.profile.get(event.name);
+      if (byEntity === undefined) {
+        byEntity = new Map();
+        this.profile.set(event.name, byEntity);
+      }
+      let fields = byEntity.get(entity);
+      if (fields === undefined) {
+        fields = new Set();
+        byEntity.set(entity, fields);
+      }
+      fields.add(field);
+    }
+  }
+
+  private async execute(
+    blocks: readonly Block[],
+    firstCheckpoint: number,
+    keepHistory: boolean,
+  ): Promise<number> {
+    let events = 0;
+    for (let index = 0; index < blocks.length; index++) {
+      const block = blocks[index]!;
+      const checkpoint = firstCheckpoint + index;
+      for (const event of block.events) {
+        events += 1;
+        const handlers = this.options.handlers.get(event.name);
+        if (handlers === undefined) continue;
+        for (const handler of handlers) {
+          const scope = new Scope(this, checkpoint, block, event, false, keepHistory);
+          try {
+            await handler({ event: event as never, block, context: new this.Context(scope) as never });
+          } catch (error) {
+            throw this.handlerError(error, block, event);
+          } finally {
+            scope.active = false;
+          }
+        }
+      }
+    }
+    return events;
+  }
+
+  private handlerError(error: unknown, block: Block, event: SourceEvent): unknown {
+    // A lost connection while loading is not the handler's fault: the batch is undone and retried.
+    if (isRetryable(error)) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    return new StrataError(
+      'STRATA_ERR_HANDLER_FAILED',
+      `handler for ${event.name} failed in pipeline ${this.options.pipeline} at block ${block.number}, log index ${event.logIndex}: ${message}`,
+      {
+        cause: error,
+        details: {
+          pipeline: this.options.pipeline,
+          block: block.number,
+          event: event.name,
+          logIndex: event.logIndex,
+          ...(error instanceof StrataError ? { causeCode: error.code } : {}),
+        },
+      },
+    );
+  }
+}

@@ -1,0 +1,158 @@
+// The InMemoryStore: for every entity of a pipeline, the latest change per id, each stamped with
+// the checkpoint that made it. It is the processing actor's working set and the source of truth
+// for everything not yet committed:
+//  - `Set`/`Delete` changes made by handlers carry their checkpoint (> 0);
+//  - rows read from the database carry LOADED_FROM_DB (and so do known-absent ids, as `Delete`
+//    markers) — always droppable, never written back;
+//  - a change is kept at least until the writer has committed its checkpoint (commit-gated);
+//  - inside the reorg threshold, an uncommitted change overwritten by a later checkpoint moves to
+//    `previous`, so history rows can be written (Processing engine II).
+//
+// Counters are maintained on every mutation so the capacity check before each batch needs no scan.
+// A batch's own changes are tracked in `touched` together with what they replaced, which gives the
+// batch's change list without scanning and lets a failed batch be undone exactly.
+
+import type { EntityDescription, Schema } from '../schema/define-schema.ts';
+import type { EntityRow, WireRow } from '../schema/wire.ts';
+
+export const LOADED_FROM_DB = -1;
+
+export type StoredChange =
+  | {
+      kind: 'set';
+      row: EntityRow;
+      checkpointId: number;
+      /** Wire form computed (and validated) at `set`; dropped once encoded for the writer. */
+      wire: WireRow | null;
+    }
+  | { kind: 'delete'; checkpointId: number };
+
+export class EntityStore {
+  readonly entity: EntityDescription;
+  readonly latest = new Map<string, StoredChange>();
+  /** Overwritten uncommitted changes (kept only inside the reorg threshold). */
+  previous: Array<{ id: string; change: StoredChange }> = [];
+  /** id → the change it replaced in the current batch (undefined: the id was absent). */
+  readonly touched = new Map<string, StoredChange | undefined>();
+  loadedCount = 0;
+
+  constructor(entity: EntityDescription) {
+    this.entity = entity;
+  }
+
+  /** A row from the database (or a known-absent id) — only if nothing newer is held. */
+  putLoaded(id: string, row: EntityRow | null): void {
+    if (this.latest.has(id)) return;
+    this.latest.set(
+      id,
+      row === null
+        ? { kind: 'delete', checkpointId: LOADED_FROM_DB }
+        : { kind: 'set', row, checkpointId: LOADED_FROM_DB, wire: null },
+    );
+    this.loadedCount += 1;
+  }
+
+  /** A handler's change at `checkpointId`. */
+  apply(id: string, change: StoredChange, keepHistory: boolean): void {
+    const before = this.latest.get(id);
+    if (!this.touched.has(id)) this.touched.set(id, before);
+    if (before !== undefined && before.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
+    if (
+      keepHistory &&
+      before !== undefined &&
+      before.checkpointId !== LOADED_FROM_DB &&
+      before.checkpointId < change.checkpointId
+    ) {
+      this.previous.push({ id, change: before });
+    }
+    this.latest.set(id, change);
+  }
+
+  /** Restores every id the current batch changed to what it was before the batch. */
+  undoBatch(): void {
+    for (const [id, before] of this.touched) {
+      const now = this.latest.get(id);
+      if (now !== undefined && now.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
+      if (before === undefined) this.latest.delete(id);
+      else {
+        this.latest.set(id, before);
+        if (before.checkpointId === LOADED_FROM_DB) this.loadedCount += 1;
+      }
+    }
+    this.touched.clear();
+  }
+
+  /** Drops changes whose checkpoint is committed; returns how many were dropped. */
+  dropCommitted(committedCheckpoint: number): number {
+    let dropped = 0;
+    for (const [id, change] of this.latest) {
+      if (change.checkpointId !== LOADED_FROM_DB && change.checkpointId <= committedCheckpoint) {
+        this.latest.delete(id);
+        dropped += 1;
+      }
+    }
+    const keep = this.previous.filter((entry) => entry.change.checkpointId > committedCheckpoint);
+    dropped += this.previous.length - keep.length;
+    this.previous = keep;
+    return dropped;
+  }
+
+  /** Drops rows loaded from the database (and known-absent markers). */
+  dropLoaded(): number {
+    if (this.loadedCount === 0) return 0;
+    let dropped = 0;
+    for (const [id, change] of this.latest) {
+      if (change.checkpointId === LOADED_FROM_DB) {
+        this.latest.delete(id);
+        dropped += 1;
+      }
+    }
+    this.loadedCount = 0;
+    return dropped;
+  }
+
+  size(): number {
+    return this.latest.size + this.previous.length;
+  }
+}
+
+export class InMemoryStore {
+  readonly tables: ReadonlyMap<string, EntityStore>;
+
+  constructor(schema: Schema) {
+    this.tables = new Map(schema.entities.map((entity) => [entity.name, new EntityStore(entity)]));
+  }
+
+  table(entity: string): EntityStore {
+    const table = this.tables.get(entity);
+    if (table === undefined) throw new Error(`no entity ${entity} in this pipeline's schema`);
+    return table;
+  }
+
+  size(): number {
+    let size = 0;
+    for (const table of this.tables.values()) size += table.size();
+    return size;
+  }
+
+  dropCommitted(committedCheckpoint: number): number {
+    let dropped = 0;
+    for (const table of this.tables.values()) dropped += table.dropCommitted(committedCheckpoint);
+    return dropped;
+  }
+
+  dropLoaded(): number {
+    let dropped = 0;
+    for (const table of this.tables.values()) dropped += table.dropLoaded();
+    return dropped;
+  }
+
+  undoBatch(): void {
+    for (const table of this.tables.values()) table.undoBatch();
+  }
+
+  /** Ends the current batch: its touched sets are cleared (call after encoding its changes). */
+  endBatch(): void {
+    for (const table of this.tables.values()) table.touched.clear();
+  }
+}

@@ -1,0 +1,180 @@
+// The LoadLayer: every read that misses the InMemoryStore comes here, and reads are grouped per
+// tick — all ids of one entity requested before the next macrotask become ONE
+// `WHERE id = ANY($1)` query; `getWhere` filters on one field with `_eq`/`_in` merge into one
+// `= ANY` query per (entity, field); other filters run as their own queries, concurrently.
+// Results land in the store marked LOADED_FROM_DB; ids the database does not have are cached as
+// known-absent, so a miss costs one query per batch at most.
+//
+// Grouping "per tick" uses setImmediate, not a microtask: handlers of a preload pass each run up
+// to their first `await`, their continuations run as microtasks, and only once the microtask
+// queue is empty does the flush run — so reads that depend on earlier reads of the same pass are
+// grouped too (one query per dependency level, not per handler).
+
+import type { Queryable } from '../db/pool.ts';
+import { entityTable, quoteIdent } from '../schema/ddl.ts';
+import type { EntityDescription } from '../schema/define-schema.ts';
+import { rowFromDb } from '../schema/wire.ts';
+import type { InMemoryStore } from './in-memory-store.ts';
+import { arrayCast, mergeableField, type ParsedFilter, sqlFor, sqlValue } from './where-filter.ts';
+
+interface Waiter {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export interface LoadLayerStats {
+  queries: number;
+  rowsLoaded: number;
+}
+
+export class LoadLayer {
+  private readonly db: Queryable;
+  private readonly pipeline: string;
+  private readonly store: InMemoryStore;
+  private pendingIds = new Map<string, Set<string>>();
+  private pendingFilters = new Map<string, ParsedFilter>();
+  private waiters: Waiter[] = [];
+  private scheduled = false;
+  /** Filters already loaded in this batch: their rows are in memory until the batch ends. */
+  private readonly loadedFilters = new Set<string>();
+  readonly stats: LoadLayerStats = { queries: 0, rowsLoaded: 0 };
+
+  constructor(db: Queryable, pipeline: string, store: InMemoryStore) {
+    this.db = db;
+    this.pipeline = pipeline;
+    this.store = store;
+  }
+
+  /** Resolves once `id` of `entity` is in the store (as a row or as known-absent). */
+  load(entity: string, id: string): Promise<void> {
+    let ids = this.pendingIds.get(entity);
+    if (ids === undefined) {
+      ids = new Set();
+      this.pendingIds.set(entity, ids);
+    }
+    ids.add(id);
+    return this.enqueue();
+  }
+
+  loadMany(entity: string, ids: Iterable<string>): Promise<void> {
+    const table = this.store.table(entity);
+    let pending = this.pendingIds.get(entity);
+    let added = false;
+    for (const id of ids) {
+      if (table.latest.has(id)) continue;
+      if (pending === undefined) {
+        pending = new Set();
+        this.pendingIds.set(entity, pending);
+      }
+      pending.add(id);
+      added = true;
+    }
+    return added ? this.enqueue() : Promise.resolve();
+  }
+
+  /** Resolves once every committed row matching `filter` is in the store. */
+  loadWhere(filter: ParsedFilter): Promise<void> {
+    if (this.loadedFilters.has(filter.key)) return Promise.resolve();
+    this.pendingFilters.set(filter.key, filter);
+    return this.enqueue();
+  }
+
+  isFilterLoaded(filter: ParsedFilter): boolean {
+    return this.loadedFilters.has(filter.key);
+  }
+
+  /** A batch ended: the store may evict between batches, so filter results must be reloaded. */
+  endBatch(): void {
+    this.loadedFilters.clear();
+  }
+
+  private enqueue(): Promise<void> {
+    const promise = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => void this.flush());
+    }
+    return promise;
+  }
+
+  private async flush(): Promise<void> {
+    this.scheduled = false;
+    const ids = this.pendingIds;
+    const filters = this.pendingFilters;
+    const waiters = this.waiters;
+    this.pendingIds = new Map();
+    this.pendingFilters = new Map();
+    this.waiters = [];
+    try {
+      const queries: Array<Promise<void>> = [];
+      for (const [entity, wanted] of ids) {
+        const table = this.store.table(entity);
+        const missing = [...wanted].filter((id) => !table.latest.has(id));
+        if (missing.length > 0) queries.push(this.loadIds(table.entity, missing));
+      }
+      const merged = new Map<string, { entity: EntityDescription; field: string; values: unknown[] }>();
+      for (const filter of filters.values()) {
+        const mergeable = mergeableField(filter);
+        if (mergeable === null) {
+          queries.push(this.loadFilter(filter));
+          continue;
+        }
+        const key = `${filter.entity.name}.${mergeable.field}`;
+        const group = merged.get(key);
+        if (group === undefined)
+          merged.set(key, { entity: filter.entity, field: mergeable.field, values: mergeable.values });
+        else group.values.push(...mergeable.values);
+      }
+      for (const group of merged.values())
+        queries.push(this.loadByField(group.entity, group.field, group.values));
+      await Promise.all(queries);
+      for (const key of filters.keys()) this.loadedFilters.add(key);
+      for (const waiter of waiters) waiter.resolve();
+    } catch (error) {
+      for (const waiter of waiters) waiter.reject(error);
+    }
+  }
+
+  private async loadIds(entity: EntityDescription, ids: string[]): Promise<void> {
+    const rows = await this.select(entity, `"id" = ANY($1::text[])`, [ids]);
+    const table = this.store.table(entity.name);
+    const found = new Set<string>();
+    for (const row of rows) {
+      table.putLoaded(row.id as string, rowFromDb(entity, row));
+      found.add(row.id as string);
+    }
+    for (const id of ids) if (!found.has(id)) table.putLoaded(id, null);
+  }
+
+  private async loadByField(entity: EntityDescription, field: string, values: unknown[]): Promise<void> {
+    const column = entity.columns.find((candidate) => candidate.name === field)!;
+    const unique = [...new Set(values.map((value) => sqlValue(column, value)))];
+    const rows = await this.select(entity, `${quoteIdent(field)} = ANY($1::${arrayCast(column)})`, [unique]);
+    this.putRows(entity, rows);
+  }
+
+  private async loadFilter(filter: ParsedFilter): Promise<void> {
+    const { where, params } = sqlFor(filter);
+    this.putRows(filter.entity, await this.select(filter.entity, where, params));
+  }
+
+  private putRows(entity: EntityDescription, rows: Array<Record<string, unknown>>): void {
+    const table = this.store.table(entity.name);
+    for (const row of rows) table.putLoaded(row.id as string, rowFromDb(entity, row));
+  }
+
+  private async select(
+    entity: EntityDescription,
+    where: string,
+    params: unknown[],
+  ): Promise<Array<Record<string, unknown>>> {
+    const columns = entity.columns.map((column) => quoteIdent(column.name)).join(', ');
+    this.stats.queries += 1;
+    const { rows } = await this.db.query<Record<string, unknown>>(
+      `SELECT ${columns} FROM ${entityTable(this.pipeline, entity.name)} WHERE ${where}`,
+      params,
+    );
+    this.stats.rowsLoaded += rows.length;
+    return rows;
+  }
+}

@@ -1,0 +1,149 @@
+// The durable ingest log: `POST /v1/pipelines/:name/events` appends blocks to
+// `strata.ingest_blocks` and answers only once they are committed; the pipeline's processing
+// actor reads them back in order as its source. Appends of one pipeline are serialised by a
+// transaction-scoped advisory lock, so "strictly increasing block numbers" holds across
+// concurrent requests and processes; a request is stored whole or not at all.
+
+import type { z } from 'zod';
+import type { Db, Queryable } from '../db/pool.ts';
+import { StrataError } from '../errors.ts';
+import type { blockSchema } from './block-schema.ts';
+import { type BlockSource, Waker } from './block-source.ts';
+import type { Block } from './types.ts';
+
+type ParsedBlock = z.output<typeof blockSchema>;
+
+/** A validated block in the form the processing path uses (defaults filled in). */
+export function toBlock(parsed: ParsedBlock): Block {
+  return {
+    number: parsed.number,
+    hash: parsed.hash ?? null,
+    parentHash: parsed.parentHash ?? null,
+    timestamp: parsed.timestamp,
+    events: parsed.events.map((event, index) => ({
+      name: event.name,
+      payload: event.payload,
+      logIndex: event.logIndex ?? index,
+    })),
+  };
+}
+
+export async function appendBlocks(
+  db: Db,
+  pipeline: string,
+  blocks: Block[],
+): Promise<{ stored: number; head: number }> {
+  for (let i = 1; i < blocks.length; i++) {
+    if (blocks[i]!.number <= blocks[i - 1]!.number) {
+      throw outOfOrder(
+        `block ${blocks[i]!.number} follows block ${blocks[i - 1]!.number} in the request`,
+        pipeline,
+      );
+    }
+  }
+  return db.transaction(async (client) => {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.ingest:' || $1))`, [pipeline]);
+    const head = await storedHead(client, pipeline);
+    if (head !== null && blocks[0]!.number <= head) {
+      throw outOfOrder(`block ${blocks[0]!.number} is not above the stored head ${head}`, pipeline);
+    }
+    try {
+      await client.query(
+        `INSERT INTO strata.ingest_blocks (pipeline, number, hash, parent_hash, timestamp, events)
+         SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[])`,
+        [
+          pipeline,
+          blocks.map((block) => block.number),
+          blocks.map((block) => block.hash),
+          blocks.map((block) => block.parentHash),
+          blocks.map((block) => block.timestamp),
+          blocks.map((block) => JSON.stringify(block.events)),
+        ],
+      );
+    } catch (error) {
+      // 22P05: a \u0000 in a payload (jsonb cannot hold it); 22021/22P02: invalid text.
+      const code = (error as { code?: string }).code;
+      if (code === '22P05' || code === '22021' || code === '22P02') {
+        throw new StrataError(
+          'STRATA_ERR_BLOCK_INVALID',
+          `blocks rejected by the database: ${(error as Error).message}`,
+          {
+            cause: error,
+            details: { pipeline },
+          },
+        );
+      }
+      throw error;
+    }
+    return { stored: blocks.length, head: blocks[blocks.length - 1]!.number };
+  });
+}
+
+async function storedHead(db: Queryable, pipeline: string): Promise<number | null> {
+  const { rows } = await db.query<{ head: string | null }>(
+    'SELECT max(number) AS head FROM strata.ingest_blocks WHERE pipeline = $1',
+    [pipeline],
+  );
+  return rows[0]?.head === null || rows[0]?.head === undefined ? null : Number(rows[0].head);
+}
+
+function outOfOrder(message: string, pipeline: string): StrataError {
+  return new StrataError('STRATA_ERR_BLOCK_OUT_OF_ORDER', message, { details: { pipeline } });
+}
+
+/** The ingest log as a block source. Woken by the ingest route; polls as a fallback. */
+export class IngestLogSource implements BlockSource {
+  readonly finite = false;
+  private readonly db: Queryable;
+  private readonly pipeline: string;
+  private readonly waker = new Waker();
+  private knownHead: number | null = null;
+
+  constructor(db: Queryable, pipeline: string) {
+    this.db = db;
+    this.pipeline = pipeline;
+  }
+
+  async read(after: number, max: number): Promise<Block[]> {
+    const { rows } = await this.db.query<{
+      number: string;
+      hash: string | null;
+      parent_hash: string | null;
+      timestamp: string;
+      events: Block['events'];
+    }>(
+      `SELECT number, hash, parent_hash, timestamp, events FROM strata.ingest_blocks
+        WHERE pipeline = $1 AND number > $2 ORDER BY number LIMIT $3`,
+      [this.pipeline, after, max],
+    );
+    const blocks = rows.map((row) => ({
+      number: Number(row.number),
+      hash: row.hash,
+      parentHash: row.parent_hash,
+      timestamp: Number(row.timestamp),
+      events: row.events,
+    }));
+    const last = blocks[blocks.length - 1];
+    if (last !== undefined && (this.knownHead === null || last.number > this.knownHead))
+      this.knownHead = last.number;
+    if (blocks.length < max)
+      this.knownHead = last?.number ?? (await storedHead(this.db, this.pipeline)) ?? this.knownHead;
+    return blocks;
+  }
+
+  head(): number | null {
+    return this.knownHead;
+  }
+
+  waitForMore(ms: number): Promise<void> {
+    return this.waker.wait(ms);
+  }
+
+  wake(): void {
+    this.waker.wake();
+  }
+
+  async close(): Promise<void> {
+    this.waker.wake();
+  }
+}
