@@ -160,7 +160,7 @@ describe('strata start (child process, Postgres)', () => {
     const writer = status.body.actors.find((a) => a.name === 'persistence')!;
     expect(writer).toMatchObject({ incarnation: 2, restarts: 1, state: 'running' });
     expect(writer.lastExitReason).toMatch(/crash/);
-    expect(daemon.logs.some((l) => l.msg === 're-sent uncommitted batches to the restarted writer')).toBe(
+    expect(daemon.logs.some((l) => l.msg === 're-sent uncommitted changes to the restarted writer')).toBe(
       true,
     );
     await expectTablesToEqualReference(3000);

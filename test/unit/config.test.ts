@@ -83,7 +83,7 @@ describe('buildConfig', () => {
   it('rejects duplicate pipeline names and missing handler files', async () => {
     const source = `{ kind: 'generator', workload: 'credits' }`;
     const dir = projectWith(
-      `{ pipelines: [{ name: 'a', source: ${source}, handlers: './handlers.ts' }, { name: 'a', source: ${source}, handlers: './nope.ts' }] }`,
+      `{ pipelines: [{ name: 'a', source: ${source}, schema: './schema.ts', handlers: './handlers.ts' }, { name: 'a', source: ${source}, schema: './schema.ts', handlers: './nope.ts' }] }`,
     );
     const error = (await buildConfig({ flags: { project: dir }, env: {}, cwd: tmpdir() }).catch(
       (e: unknown) => e,
