@@ -313,6 +313,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
             head: pipeline.headBlockNumber,
             eventsPerSecond: pipeline.eventsPerSecond,
             inMemoryObjects: pipeline.inMemoryObjects,
+            writerBusyMs: pipeline.writerBusyMs,
           },
           'progress',
         );

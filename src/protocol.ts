@@ -155,6 +155,8 @@ export interface PipelineProgress {
   queuedBatches: number;
   /** Blocks processed per second over the last ten seconds. */
   blocksPerSecond: number;
+  /** Time the writer spent in this pipeline's transactions since the actor started. */
+  writerBusyMs: number;
   state: 'starting' | 'backfill' | 'live' | 'caught-up' | 'stopping' | 'stopped';
 }
 

@@ -17,7 +17,7 @@
 import { isRetryable, StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
-import { type EntityRow, rowToWire } from '../schema/wire.ts';
+import { type EntityRow, validateRow } from '../schema/wire.ts';
 import type { Block, SourceEvent } from '../sources/types.ts';
 import type { EventHandler } from './handler-api.ts';
 import type { EntityStore, InMemoryStore } from './in-memory-store.ts';
@@ -36,78 +36,89 @@ export interface BatchExecutorOptions {
   strategy: LoadStrategy;
 }
 
-/** One handler invocation's view: its checkpoint, and whether it is still running. */
-class Scope {
+/**
+ * One handler invocation's `context`: its checkpoint, and whether it is still running. Entity
+ * accessors (`context.Account`) are created on first use. The hot path allocates little: one
+ * context and one accessor per entity the handler touches.
+ */
+class InvocationContext {
   active = true;
+  /** Accessor per entity index, created on first use. */
+  readonly accessors: Array<EntityOps | undefined> = [];
   constructor(
     readonly executor: BatchExecutor,
     readonly checkpoint: number,
     readonly block: Block,
     readonly event: SourceEvent,
-    readonly preload: boolean,
+    readonly isPreload: boolean,
     readonly keepHistory: boolean,
   ) {}
 
-  check(operation: string): void {
+  get log(): Logger {
+    return this.executor.log.child({ block: this.block.number, event: this.event.name, logIndex: this.event.logIndex });
+  }
+
+  /** Throws if the handler already resolved. The message is built only then (hot path). */
+  check(table: EntityStore, operation: string): void {
     if (this.active) return;
     const error = new StrataError(
       'STRATA_ERR_CONTEXT_EXPIRED',
-      `context.${operation} was called after the ${this.event.name} handler (block ${this.block.number}, log index ${this.event.logIndex}) had resolved — a missed await?`,
+      `context.${table.entity.name}.${operation} was called after the ${this.event.name} handler (block ${this.block.number}, log index ${this.event.logIndex}) had resolved — a missed await?`,
       { details: { event: this.event.name, block: this.block.number, logIndex: this.event.logIndex } },
     );
-    if (!this.preload) this.executor.lateUse ??= error;
+    if (!this.isPreload) this.executor.lateUse ??= error;
     throw error;
   }
 }
 
 class EntityOps {
   constructor(
-    private readonly scope: Scope,
+    private readonly context: InvocationContext,
     private readonly table: EntityStore,
   ) {}
 
   get(id: string): Promise<EntityRow | undefined> {
-    this.scope.check(`${this.table.entity.name}.get`);
+    this.context.check(this.table, 'get');
     if (typeof id !== 'string') return Promise.reject(idError(this.table.entity, id));
     const change = this.table.latest.get(id);
     if (change !== undefined) return Promise.resolve(change.kind === 'set' ? change.row : undefined);
-    return this.scope.executor.loadMissing(this.scope, this.table, id);
+    return this.context.executor.loadMissing(this.context, this.table, id);
   }
 
-  async getOrThrow(id: string, message?: string): Promise<EntityRow> {
-    const row = await this.get(id);
-    if (row !== undefined) return row;
-    throw new StrataError(
-      'STRATA_ERR_ENTITY_NOT_FOUND',
-      message ?? `${this.table.entity.name} ${id} does not exist`,
-      {
+  getOrThrow(id: string, message?: string): Promise<EntityRow> {
+    return this.get(id).then((row) => {
+      if (row !== undefined) return row;
+      throw new StrataError('STRATA_ERR_ENTITY_NOT_FOUND', message ?? `${this.table.entity.name} ${id} does not exist`, {
         details: { entity: this.table.entity.name, id },
-      },
-    );
+      });
+    });
   }
 
-  async getOrCreate(entity: EntityRow): Promise<EntityRow> {
-    const existing = await this.get(entity?.id);
-    if (existing !== undefined) return existing;
-    return this.write(entity);
+  getOrCreate(entity: EntityRow): Promise<EntityRow> {
+    this.context.check(this.table, 'getOrCreate');
+    const id = entity?.id;
+    // Fast path: the store answers synchronously (the usual case after the preload pass).
+    const change = typeof id === 'string' ? this.table.latest.get(id) : undefined;
+    if (change !== undefined) return Promise.resolve(change.kind === 'set' ? change.row : this.write(entity));
+    return this.get(id).then((existing) => existing ?? this.write(entity));
   }
 
   set(entity: EntityRow): void {
-    this.scope.check(`${this.table.entity.name}.set`);
+    this.context.check(this.table, 'set');
     this.write(entity);
   }
 
   deleteUnsafe(id: string): void {
-    this.scope.check(`${this.table.entity.name}.deleteUnsafe`);
+    this.context.check(this.table, 'deleteUnsafe');
     if (typeof id !== 'string') throw idError(this.table.entity, id);
-    if (this.scope.preload) return;
-    this.table.apply(id, { kind: 'delete', checkpointId: this.scope.checkpoint }, this.scope.keepHistory);
+    if (this.context.isPreload) return;
+    this.table.apply(id, { kind: 'delete', checkpointId: this.context.checkpoint }, this.context.keepHistory);
   }
 
   async getWhere(filter: unknown): Promise<EntityRow[]> {
-    this.scope.check(`${this.table.entity.name}.getWhere`);
+    this.context.check(this.table, 'getWhere');
     const parsed = parseFilter(this.table.entity, filter);
-    const loader = this.scope.executor.loader;
+    const loader = this.context.executor.loader;
     if (!loader.isFilterLoaded(parsed)) await loader.loadWhere(parsed);
     const rows: EntityRow[] = [];
     for (const change of this.table.latest.values()) {
@@ -117,77 +128,64 @@ class EntityOps {
   }
 
   private write(entity: EntityRow): EntityRow {
-    // Validate (and convert to wire form) now, so a bad value names the handler that produced it.
-    const wire = rowToWire(this.table.entity, entity ?? {});
-    const row: Record<string, unknown> = {};
-    for (const column of this.table.entity.columns) row[column.name] = entity[column.name] ?? null;
-    Object.freeze(row);
-    if (!this.scope.preload) {
-      this.table.apply(
-        row.id as string,
-        { kind: 'set', row: row as EntityRow, checkpointId: this.scope.checkpoint, wire },
-        this.scope.keepHistory,
-      );
-    }
-    return row as EntityRow;
+    // The preload pass only collects reads: writes cost nothing there.
+    if (this.context.isPreload) return entity;
+    // Validate now, so a bad value names the handler that produced it (the wire form is built
+    // once per id when the batch ends). The object itself is stored, frozen: a handler that
+    // mutates it after `set` gets a TypeError instead of silently changing stored state.
+    validateRow(this.table.entity, entity ?? {});
+    Object.freeze(entity);
+    this.table.apply(entity.id, { kind: 'set', row: entity, checkpointId: this.context.checkpoint }, this.context.keepHistory);
+    return entity;
   }
 }
 
 function idError(entity: EntityDescription, id: unknown): StrataError {
-  return new StrataError(
-    'STRATA_ERR_ENTITY_INVALID',
-    `${entity.name} id must be a string, got ${typeof id}`,
-    {
-      details: { entity: entity.name },
-    },
-  );
+  return new StrataError('STRATA_ERR_ENTITY_INVALID', `${entity.name} id must be a string, got ${typeof id}`, {
+    details: { entity: entity.name },
+  });
 }
 
-/** Builds the `context` class of a schema: one lazily created accessor per entity. */
-function contextClass(schema: Schema, store: InMemoryStore, baseLog: Logger) {
-  class Context {
-    readonly accessors: Record<string, EntityOps> = {};
-    constructor(readonly scope: Scope) {}
-    get isPreload(): boolean {
-      return this.scope.preload;
-    }
-    get log(): Logger {
-      return baseLog.child({
-        block: this.scope.block.number,
-        event: this.scope.event.name,
-        logIndex: this.scope.event.logIndex,
-      });
-    }
-  }
-  for (const entity of schema.entities) {
+/** The `context` class of one schema: InvocationContext plus a lazy accessor per entity. */
+function contextClass(schema: Schema, store: InMemoryStore): typeof InvocationContext {
+  class Context extends InvocationContext {}
+  schema.entities.forEach((entity, index) => {
     const table = store.table(entity.name);
     Object.defineProperty(Context.prototype, entity.name, {
       get(this: Context) {
-        let ops = this.accessors[entity.name];
+        let ops = this.accessors[index];
         if (ops === undefined) {
-          ops = new EntityOps(this.scope, table);
-          this.accessors[entity.name] = ops;
+          ops = new EntityOps(this, table);
+          this.accessors[index] = ops;
         }
         return ops;
       },
     });
-  }
+  });
   return Context;
 }
+
+function isPromise(value: unknown): value is Promise<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
+const ignore = () => undefined;
 
 export class BatchExecutor {
   readonly loader: LoadLayer;
   /** The first use of an expired context during the execute pass (fails the batch). */
   lateUse: StrataError | null = null;
   private readonly options: BatchExecutorOptions;
-  private readonly Context: ReturnType<typeof contextClass>;
+  readonly log: Logger;
+  private readonly Context: typeof InvocationContext;
   /** 'prefetch': event name → entity → payload fields whose values were ids read on a miss. */
   private readonly profile = new Map<string, Map<string, Set<string>>>();
 
   constructor(options: BatchExecutorOptions) {
     this.options = options;
     this.loader = options.loader;
-    this.Context = contextClass(options.schema, options.store, options.log);
+    this.log = options.log;
+    this.Context = contextClass(options.schema, options.store);
   }
 
   /** Runs the batch; on any error the store is exactly as before the batch. */
@@ -211,9 +209,8 @@ export class BatchExecutor {
   }
 
   /** A read that missed the store. In 'prefetch' mode the miss also teaches the profile. */
-  loadMissing(scope: Scope, table: EntityStore, id: string): Promise<EntityRow | undefined> {
-    if (!scope.preload && this.options.strategy === 'prefetch')
-      this.learn(scope.event, table.entity.name, id);
+  loadMissing(context: InvocationContext, table: EntityStore, id: string): Promise<EntityRow | undefined> {
+    if (!context.isPreload && this.options.strategy === 'prefetch') this.learn(context.event, table.entity.name, id);
     return this.loader.load(table.entity.name, id).then(() => {
       const change = table.latest.get(id);
       return change?.kind === 'set' ? change.row : undefined;
@@ -221,29 +218,23 @@ export class BatchExecutor {
   }
 
   private async preload(blocks: readonly Block[], firstCheckpoint: number): Promise<void> {
-    const runs: Array<Promise<unknown>> = [];
+    const pending: Array<Promise<unknown>> = [];
     for (let index = 0; index < blocks.length; index++) {
       const block = blocks[index]!;
       for (const event of block.events) {
         const handlers = this.options.handlers.get(event.name);
         if (handlers === undefined) continue;
         for (const handler of handlers) {
-          const scope = new Scope(this, firstCheckpoint + index, block, event, true, false);
+          const context = new this.Context(this, firstCheckpoint + index, block, event, true, false);
           // Preload errors are ignored: the execute pass runs the handler again and reports them.
-          runs.push(
-            Promise.resolve()
-              .then(() =>
-                handler({ event: event as never, block, context: new this.Context(scope) as never }),
-              )
-              .catch(() => undefined)
-              .finally(() => {
-                scope.active = false;
-              }),
-          );
+          try {
+            const result = handler({ event: event as never, block, context: context as never });
+            if (isPromise(result)) pending.push(result.then(ignore, ignore));
+          } catch {}
         }
       }
     }
-    await Promise.all(runs);
+    await Promise.all(pending);
   }
 
   private async prefetch(blocks: readonly Block[]): Promise<void> {
@@ -300,13 +291,14 @@ export class BatchExecutor {
         const handlers = this.options.handlers.get(event.name);
         if (handlers === undefined) continue;
         for (const handler of handlers) {
-          const scope = new Scope(this, checkpoint, block, event, false, keepHistory);
+          const context = new this.Context(this, checkpoint, block, event, false, keepHistory);
           try {
-            await handler({ event: event as never, block, context: new this.Context(scope) as never });
+            const result = handler({ event: event as never, block, context: context as never });
+            if (isPromise(result)) await result;
           } catch (error) {
             throw this.handlerError(error, block, event);
           } finally {
-            scope.active = false;
+            context.active = false;
           }
         }
       }

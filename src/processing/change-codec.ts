@@ -61,10 +61,10 @@ function pushChange(
     entry.deletes.push([change.checkpointId, id]);
     return;
   }
-  // The wire row was computed when the handler called `set`; it is recomputed only for a re-send.
-  const wire = change.wire ?? rowToWire(table.entity, change.row);
-  change.wire = null;
-  entry.sets.push([change.checkpointId, ...wire]);
+  // Built once per id per batch, for the final value (`set` only validated).
+  const wire = rowToWire(table.entity, change.row);
+  wire.unshift(change.checkpointId);
+  entry.sets.push(wire);
 }
 
 export function encodeChanges(changes: EntityChanges): Uint8Array {

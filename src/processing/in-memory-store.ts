@@ -13,18 +13,12 @@
 // batch's change list without scanning and lets a failed batch be undone exactly.
 
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
-import type { EntityRow, WireRow } from '../schema/wire.ts';
+import type { EntityRow } from '../schema/wire.ts';
 
 export const LOADED_FROM_DB = -1;
 
 export type StoredChange =
-  | {
-      kind: 'set';
-      row: EntityRow;
-      checkpointId: number;
-      /** Wire form computed (and validated) at `set`; dropped once encoded for the writer. */
-      wire: WireRow | null;
-    }
+  | { kind: 'set'; row: EntityRow; checkpointId: number }
   | { kind: 'delete'; checkpointId: number };
 
 export class EntityStore {
@@ -47,7 +41,7 @@ export class EntityStore {
       id,
       row === null
         ? { kind: 'delete', checkpointId: LOADED_FROM_DB }
-        : { kind: 'set', row, checkpointId: LOADED_FROM_DB, wire: null },
+        : { kind: 'set', row, checkpointId: LOADED_FROM_DB },
     );
     this.loadedCount += 1;
   }

@@ -126,6 +126,7 @@ class PipelineRuntime {
   private processedBlock = 0;
   private eventsProcessed = 0;
   private peakInMemoryObjects = 0;
+  private writerBusyMs = 0;
   private readonly eventRate = new RateMeter(10_000);
   private readonly blockRate = new RateMeter(10_000);
   private state: PipelineProgress['state'] = 'starting';
@@ -307,6 +308,7 @@ class PipelineRuntime {
   private onCommitted(report: CommitReport): void {
     if (report.committedCheckpoint <= this.committedCheckpoint) return;
     this.committedCheckpoint = report.committedCheckpoint;
+    this.writerBusyMs += report.durationMs;
     while (
       this.uncommitted.length > 0 &&
       this.uncommitted[0]!.checkpoint.checkpointId <= this.committedCheckpoint
@@ -368,6 +370,7 @@ class PipelineRuntime {
       blocksPerSecond: Math.round(this.blockRate.perSecond()),
       inMemoryObjects: this.store === undefined ? 0 : this.inMemoryObjects(),
       peakInMemoryObjects: this.peakInMemoryObjects,
+      writerBusyMs: Math.round(this.writerBusyMs),
       queuedBatches: this.uncommitted.length,
       state: this.state,
     };

@@ -17,6 +17,38 @@ const NUMERIC = /^-?(\d+(\.\d*)?|\.\d+)$/;
 const INT32_MIN = -2_147_483_648;
 const INT32_MAX = 2_147_483_647;
 
+/**
+ * Checks a handler's row against the entity without converting it (no allocation): `set` calls
+ * this on every write, while the wire form is built once per id per batch, for the final value.
+ */
+export function validateRow(entity: EntityDescription, row: Record<string, unknown>): void {
+  const columns = entity.columns;
+  for (let i = 0; i < columns.length; i++) {
+    const column = columns[i]!;
+    const value = row[column.name];
+    if (!column.spec.array && isValidScalar(column.spec, value)) continue;
+    // Slow path (arrays, nulls, errors): the converter validates and throws the precise error.
+    valueToWire(entity.name, column.name, column.spec, value);
+  }
+}
+
+function isValidScalar(spec: FieldSpec, value: unknown): boolean {
+  switch (spec.kind) {
+    case 'text':
+      return typeof value === 'string';
+    case 'integer':
+      return Number.isInteger(value) && (value as number) >= INT32_MIN && (value as number) <= INT32_MAX;
+    case 'bigint':
+      return typeof value === 'bigint';
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'timestamptz':
+      return value instanceof Date && !Number.isNaN(value.getTime());
+    default:
+      return false;
+  }
+}
+
 /** Checks a handler's row against the entity and returns it in wire form (column order). */
 export function rowToWire(entity: EntityDescription, row: Record<string, unknown>): WireRow {
   const out: unknown[] = new Array(entity.columns.length);

@@ -1,0 +1,28 @@
+// The ERC20 workload of the open-indexer-benchmark over the deterministic generator:
+// `strata start --project examples/erc20`. Sizes can be overridden from the environment
+// (bench/processing.ts does) — ERC20_BLOCKS × ERC20_EVENTS_PER_BLOCK events in all.
+import { defineProject } from 'strata';
+
+const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+
+export default defineProject({
+  pipelines: [
+    {
+      name: 'erc20',
+      source: {
+        kind: 'generator',
+        workload: 'erc20',
+        seed: env('ERC20_SEED', 1),
+        blocks: env('ERC20_BLOCKS', 100_000), // 1,000,000 events
+        eventsPerBlock: env('ERC20_EVENTS_PER_BLOCK', 10),
+        addresses: env('ERC20_ADDRESSES', 50_000),
+        distribution: 'skewed',
+        liveBlockIntervalMs: 0, // a finite backfill: the pipeline is caught up at its end
+      },
+      schema: './schema.ts',
+      handlers: './handlers.ts',
+      batchSize: env('ERC20_BATCH_SIZE', 500),
+      loadStrategy: process.env.ERC20_LOAD_STRATEGY === 'prefetch' ? 'prefetch' : 'two-pass',
+    },
+  ],
+});
