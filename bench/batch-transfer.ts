@@ -13,12 +13,16 @@ const BATCH = 10_000;
 const ROUNDS = Number(process.env.ROUNDS ?? 60);
 
 function makeBatch(seed: number): EntityChanges {
-  const sets: unknown[][] = [];
+  const ids: string[] = [];
+  const checkpoints: number[] = [];
+  const lines: string[] = [];
   for (let i = 0; i < BATCH; i++) {
     const id = `0x${(seed * BATCH + i).toString(16).padStart(40, '0')}`;
-    sets.push([seed * 100 + (i % 100), id, String(i * 7), String(i * 3), i % 50]);
+    ids.push(id);
+    checkpoints.push(seed * 100 + (i % 100));
+    lines.push(`${id}\t${i * 7}\t${i * 3}\t${i % 50}`);
   }
-  return { AccountTotal: { sets, deletes: [] } };
+  return { AccountTotal: { ids, checkpoints, rows: `${lines.join('\n')}\n`, deletes: [] } };
 }
 
 if (!isMainThread) {
@@ -30,7 +34,7 @@ if (!isMainThread) {
     else changes = v8.deserialize(message.data as Uint8Array) as EntityChanges;
     // Touch every row so lazy work cannot hide.
     let sum = 0;
-    for (const set of changes.AccountTotal!.sets) sum += set[0] as number;
+    for (const checkpoint of changes.AccountTotal!.checkpoints) sum += checkpoint;
     port.postMessage(sum);
   });
 } else {

@@ -95,10 +95,14 @@ export function isToActorMessage(value: unknown): value is ToActorMessage {
 // ─── Data path ──────────────────────────────────────────────────────────────────────────────────
 
 /**
- * A batch's changes, per entity: each set is `[checkpointId, ...wireRow]` (columns in schema
- * order, see src/schema/wire.ts), each delete `[checkpointId, id]`. At most one change per id.
+ * A batch's changes, per entity, at most one per id. Sets travel as Postgres COPY text: `rows`
+ * holds one line per set (tab-separated columns in schema order, see src/schema/copy-text.ts),
+ * aligned with `ids` and `checkpoints`; deletes as `[checkpointId, id]`.
  */
-export type EntityChanges = Record<string, { sets: unknown[][]; deletes: Array<[number, string]> }>;
+export type EntityChanges = Record<
+  string,
+  { ids: string[]; checkpoints: number[]; rows: string; deletes: Array<[number, string]> }
+>;
 
 /** A checkpoint boundary the writer records (the last checkpoint of a processed batch). */
 export interface BatchCheckpoint {

@@ -82,7 +82,7 @@ export function createDb(options: DbOptions): Db {
       } catch {
         client.release(true); // the connection is unusable; do not return it to the pool
       }
-      throw error;
+      throw classify(error);
     }
   }
 

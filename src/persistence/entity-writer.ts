@@ -1,20 +1,24 @@
-// Writes a run of batches' entity changes inside the writer's transaction: per entity, the last
-// change per id across the run wins; deletes go out as one `DELETE … WHERE id = ANY($1)`, sets as
-// one `INSERT … SELECT * FROM unnest($1::t1[], $2::t2[], …) ON CONFLICT (id) DO UPDATE`.
-// Values arrive in wire form (src/schema/wire.ts) and are forwarded untouched: array columns
-// travel as their text literal and are cast in the SELECT, since unnest would flatten a
-// two-dimensional parameter.
+// Writes a run of batches' entity changes inside the writer's transaction. Per entity, the last
+// change per id across the run wins; deletes go out as one `DELETE … WHERE id = ANY($1)`; sets are
+// streamed with `COPY … FROM STDIN` into a session-local staging table and upserted from it in
+// one `INSERT … SELECT … ON CONFLICT (id) DO UPDATE` — Ponder's approach. Measured here on 100k
+// ERC20 transfer rows: unnest upsert 942 ms, COPY + upsert from staging 394 ms (bench/README.md).
+// The sets arrive as ready COPY text lines (src/schema/copy-text.ts): this thread never looks at
+// a value, it only merges lines by id and streams them.
 
-import type { Queryable } from '../db/pool.ts';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { EntityChanges } from '../protocol.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
-import { columnType } from '../schema/fields.ts';
 
 interface PreparedEntity {
+  createStageSql: string;
+  copySql: string;
   upsertSql: string;
   deleteSql: string;
-  columnCount: number;
 }
 
 export class EntityWriter {
@@ -23,75 +27,77 @@ export class EntityWriter {
 
   constructor(pipeline: string, schema: Schema) {
     this.schema = schema;
-    for (const entity of schema.entities) this.prepared.set(entity.name, prepare(pipeline, entity));
+    schema.entities.forEach((entity, index) =>
+      this.prepared.set(entity.name, prepare(pipeline, entity, index)),
+    );
   }
 
   /** Merges the run's changes (in batch order) and writes them. Returns rows written. */
-  async write(client: Queryable, runChanges: readonly EntityChanges[]): Promise<number> {
+  async write(client: pg.PoolClient, runChanges: readonly EntityChanges[]): Promise<number> {
     let written = 0;
     for (const entity of this.schema.entities) {
       const parts = runChanges.map((changes) => changes[entity.name]).filter((part) => part !== undefined);
       if (parts.length === 0) continue;
       const prepared = this.prepared.get(entity.name)!;
-      const { columns, deletes } = merge(parts, prepared.columnCount);
+      const { rows, rowCount, deletes } = merge(parts);
       if (deletes.length > 0) {
         await client.query(prepared.deleteSql, [deletes]);
         written += deletes.length;
       }
-      if (columns[0]!.length > 0) {
-        await client.query(prepared.upsertSql, columns);
-        written += columns[0]!.length;
+      if (rowCount > 0) {
+        // The staging table lives as long as the connection and empties itself at COMMIT.
+        await client.query(prepared.createStageSql);
+        await pipeline(Readable.from([rows]), client.query(copyFrom(prepared.copySql)));
+        await client.query(prepared.upsertSql);
+        written += rowCount;
       }
     }
     return written;
   }
 }
 
-/** Last change per id wins across the run; sets come out as one array per column. */
-function merge(
-  parts: ReadonlyArray<EntityChanges[string]>,
-  columnCount: number,
-): { columns: unknown[][]; deletes: string[] } {
-  const columns: unknown[][] = Array.from({ length: columnCount }, () => []);
+/** Last change per id wins across the run (ids within one batch are unique). */
+function merge(parts: ReadonlyArray<EntityChanges[string]>): {
+  rows: string;
+  rowCount: number;
+  deletes: string[];
+} {
   if (parts.length === 1) {
-    // One batch holds at most one change per id: no merge needed.
     const [part] = parts as [EntityChanges[string]];
-    for (const set of part.sets) for (let c = 0; c < columnCount; c++) columns[c]!.push(set[c + 1]);
-    return { columns, deletes: part.deletes.map(([, id]) => id) };
+    return { rows: part.rows, rowCount: part.ids.length, deletes: part.deletes.map(([, id]) => id) };
   }
-  const latest = new Map<string, unknown[] | null>();
+  const latest = new Map<string, string | null>();
   for (const part of parts) {
-    for (const set of part.sets) latest.set(set[1] as string, set);
+    if (part.ids.length > 0) {
+      const lines = part.rows.split('\n'); // values never contain a raw newline (COPY escapes)
+      for (let i = 0; i < part.ids.length; i++) latest.set(part.ids[i]!, lines[i]!);
+    }
     for (const [, id] of part.deletes) latest.set(id, null);
   }
+  const lines: string[] = [];
   const deletes: string[] = [];
-  for (const [id, set] of latest) {
-    if (set === null) deletes.push(id);
-    else for (let c = 0; c < columnCount; c++) columns[c]!.push(set[c + 1]);
+  for (const [id, line] of latest) {
+    if (line === null) deletes.push(id);
+    else lines.push(line);
   }
-  return { columns, deletes };
+  return { rows: lines.length === 0 ? '' : `${lines.join('\n')}\n`, rowCount: lines.length, deletes };
 }
 
-function prepare(pipeline: string, entity: EntityDescription): PreparedEntity {
+function prepare(pipeline: string, entity: EntityDescription, index: number): PreparedEntity {
   const table = entityTable(pipeline, entity.name);
-  const names = entity.columns.map((column) => quoteIdent(column.name));
-  const aliases = entity.columns.map((_, index) => `c${index}`);
-  const params = entity.columns.map(
-    (column, index) => `$${index + 1}::${column.spec.array ? 'text' : columnType(column.spec)}[]`,
-  );
-  const selects = entity.columns.map((column, index) =>
-    column.spec.array ? `u.c${index}::${columnType(column.spec)}` : `u.c${index}`,
-  );
+  const stage = quoteIdent(`strata_stage_${pipeline}_${index}`);
+  const columns = entity.columns.map((column) => quoteIdent(column.name)).join(', ');
   const updates = entity.columns
     .filter((column) => column.name !== 'id')
     .map((column) => `${quoteIdent(column.name)} = EXCLUDED.${quoteIdent(column.name)}`);
   return {
+    createStageSql: `CREATE TEMP TABLE IF NOT EXISTS ${stage} (LIKE ${table}) ON COMMIT DELETE ROWS`,
+    copySql: `COPY ${stage} (${columns}) FROM STDIN`,
     upsertSql:
-      `INSERT INTO ${table} (${names.join(', ')}) SELECT ${selects.join(', ')} FROM unnest(${params.join(', ')}) AS u(${aliases.join(', ')}) ` +
+      `INSERT INTO ${table} (${columns}) SELECT ${columns} FROM ${stage} ` +
       (updates.length === 0
         ? 'ON CONFLICT ("id") DO NOTHING'
         : `ON CONFLICT ("id") DO UPDATE SET ${updates.join(', ')}`),
     deleteSql: `DELETE FROM ${table} WHERE "id" = ANY($1::text[])`,
-    columnCount: entity.columns.length,
   };
 }

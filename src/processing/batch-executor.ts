@@ -55,7 +55,11 @@ class InvocationContext {
   ) {}
 
   get log(): Logger {
-    return this.executor.log.child({ block: this.block.number, event: this.event.name, logIndex: this.event.logIndex });
+    return this.executor.log.child({
+      block: this.block.number,
+      event: this.event.name,
+      logIndex: this.event.logIndex,
+    });
   }
 
   /** Throws if the handler already resolved. The message is built only then (hot path). */
@@ -88,9 +92,13 @@ class EntityOps {
   getOrThrow(id: string, message?: string): Promise<EntityRow> {
     return this.get(id).then((row) => {
       if (row !== undefined) return row;
-      throw new StrataError('STRATA_ERR_ENTITY_NOT_FOUND', message ?? `${this.table.entity.name} ${id} does not exist`, {
-        details: { entity: this.table.entity.name, id },
-      });
+      throw new StrataError(
+        'STRATA_ERR_ENTITY_NOT_FOUND',
+        message ?? `${this.table.entity.name} ${id} does not exist`,
+        {
+          details: { entity: this.table.entity.name, id },
+        },
+      );
     });
   }
 
@@ -135,15 +143,23 @@ class EntityOps {
     // mutates it after `set` gets a TypeError instead of silently changing stored state.
     validateRow(this.table.entity, entity ?? {});
     Object.freeze(entity);
-    this.table.apply(entity.id, { kind: 'set', row: entity, checkpointId: this.context.checkpoint }, this.context.keepHistory);
+    this.table.apply(
+      entity.id,
+      { kind: 'set', row: entity, checkpointId: this.context.checkpoint },
+      this.context.keepHistory,
+    );
     return entity;
   }
 }
 
 function idError(entity: EntityDescription, id: unknown): StrataError {
-  return new StrataError('STRATA_ERR_ENTITY_INVALID', `${entity.name} id must be a string, got ${typeof id}`, {
-    details: { entity: entity.name },
-  });
+  return new StrataError(
+    'STRATA_ERR_ENTITY_INVALID',
+    `${entity.name} id must be a string, got ${typeof id}`,
+    {
+      details: { entity: entity.name },
+    },
+  );
 }
 
 /** The `context` class of one schema: InvocationContext plus a lazy accessor per entity. */
@@ -190,6 +206,7 @@ export class BatchExecutor {
 
   /** Runs the batch; on any error the store is exactly as before the batch. */
   async run(blocks: readonly Block[], firstCheckpoint: number, keepHistory: boolean): Promise<number> {
+    this.options.store.beginBatch(firstCheckpoint);
     try {
       if (this.options.strategy === 'two-pass') await this.preload(blocks, firstCheckpoint);
       else await this.prefetch(blocks);
@@ -210,7 +227,8 @@ export class BatchExecutor {
 
   /** A read that missed the store. In 'prefetch' mode the miss also teaches the profile. */
   loadMissing(context: InvocationContext, table: EntityStore, id: string): Promise<EntityRow | undefined> {
-    if (!context.isPreload && this.options.strategy === 'prefetch') this.learn(context.event, table.entity.name, id);
+    if (!context.isPreload && this.options.strategy === 'prefetch')
+      this.learn(context.event, table.entity.name, id);
     return this.loader.load(table.entity.name, id).then(() => {
       const change = table.latest.get(id);
       return change?.kind === 'set' ? change.row : undefined;

@@ -1,10 +1,12 @@
-// How a batch's changes cross from the processing actor to the writer: grouped per entity, each
-// set as `[checkpointId, ...wireRow]` (columns in schema order, values already in the text form
-// Postgres parses) and each delete as `[checkpointId, id]`, JSON-encoded into one buffer that is
-// *transferred* (moved, not copied) with postMessage. bench/batch-transfer.ts measured this
-// against structured clone of the objects; see bench/RESULTS.md and bench/README.md.
+// How a batch's changes cross from the processing actor to the writer: grouped per entity, sets
+// as ready-made COPY text lines (with their ids and checkpoints alongside), deletes as
+// `[checkpointId, id]`, JSON-encoded into one buffer that is *transferred* (moved, not copied)
+// with postMessage. bench/batch-transfer.ts measured this against structured clone of the
+// objects; see bench/RESULTS.md and bench/README.md. The processing actor does the conversion,
+// so the writer's thread only merges and streams.
 
 import type { EntityChanges } from '../protocol.ts';
+import { copyLine } from '../schema/copy-text.ts';
 import { rowToWire } from '../schema/wire.ts';
 import {
   type EntityStore,
@@ -21,13 +23,13 @@ export function collectBatchChanges(store: InMemoryStore): { changes: EntityChan
   const changes: EntityChanges = {};
   let count = 0;
   for (const [name, table] of store.tables) {
-    if (table.touched.size === 0) continue;
-    const entry: EntityChanges[string] = { sets: [], deletes: [] };
-    for (const id of table.touched.keys()) {
-      pushChange(entry, table, id, table.latest.get(id)!);
+    if (table.touched.length === 0) continue;
+    const entry = new EntryBuilder();
+    for (const { id } of table.touched) {
+      entry.push(table, id, table.latest.get(id)!);
       count += 1;
     }
-    changes[name] = entry;
+    changes[name] = entry.build();
   }
   return { changes, count };
 }
@@ -40,31 +42,46 @@ export function collectUncommittedChanges(
   const changes: EntityChanges = {};
   let count = 0;
   for (const [name, table] of store.tables) {
-    const entry: EntityChanges[string] = { sets: [], deletes: [] };
+    const entry = new EntryBuilder();
     for (const [id, change] of table.latest) {
       if (change.checkpointId === LOADED_FROM_DB || change.checkpointId <= committedCheckpoint) continue;
-      pushChange(entry, table, id, change);
+      entry.push(table, id, change);
       count += 1;
     }
-    if (entry.sets.length + entry.deletes.length > 0) changes[name] = entry;
+    if (entry.size() > 0) changes[name] = entry.build();
   }
   return { changes, count };
 }
 
-function pushChange(
-  entry: EntityChanges[string],
-  table: EntityStore,
-  id: string,
-  change: StoredChange,
-): void {
-  if (change.kind === 'delete') {
-    entry.deletes.push([change.checkpointId, id]);
-    return;
+class EntryBuilder {
+  private readonly ids: string[] = [];
+  private readonly checkpoints: number[] = [];
+  private readonly lines: string[] = [];
+  private readonly deletes: Array<[number, string]> = [];
+
+  push(table: EntityStore, id: string, change: StoredChange): void {
+    if (change.kind === 'delete') {
+      this.deletes.push([change.checkpointId, id]);
+      return;
+    }
+    // Built once per id per batch, for the final value (`set` only validated).
+    this.ids.push(id);
+    this.checkpoints.push(change.checkpointId);
+    this.lines.push(copyLine(rowToWire(table.entity, change.row)));
   }
-  // Built once per id per batch, for the final value (`set` only validated).
-  const wire = rowToWire(table.entity, change.row);
-  wire.unshift(change.checkpointId);
-  entry.sets.push(wire);
+
+  size(): number {
+    return this.ids.length + this.deletes.length;
+  }
+
+  build(): EntityChanges[string] {
+    return {
+      ids: this.ids,
+      checkpoints: this.checkpoints,
+      rows: this.lines.length === 0 ? '' : `${this.lines.join('\n')}\n`,
+      deletes: this.deletes,
+    };
+  }
 }
 
 export function encodeChanges(changes: EntityChanges): Uint8Array {

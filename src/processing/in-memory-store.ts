@@ -26,8 +26,14 @@ export class EntityStore {
   readonly latest = new Map<string, StoredChange>();
   /** Overwritten uncommitted changes (kept only inside the reorg threshold). */
   previous: Array<{ id: string; change: StoredChange }> = [];
-  /** id → the change it replaced in the current batch (undefined: the id was absent). */
-  readonly touched = new Map<string, StoredChange | undefined>();
+  /**
+   * Ids the current batch changed, each with the change it replaced (undefined: absent), in
+   * first-touch order. A change is a first touch when what it replaces predates the batch, so
+   * tracking needs no lookup of its own.
+   */
+  touched: Array<{ id: string; before: StoredChange | undefined }> = [];
+  /** First checkpoint of the batch being executed. */
+  batchStart = Number.POSITIVE_INFINITY;
   loadedCount = 0;
 
   constructor(entity: EntityDescription) {
@@ -49,7 +55,7 @@ export class EntityStore {
   /** A handler's change at `checkpointId`. */
   apply(id: string, change: StoredChange, keepHistory: boolean): void {
     const before = this.latest.get(id);
-    if (!this.touched.has(id)) this.touched.set(id, before);
+    if (before === undefined || before.checkpointId < this.batchStart) this.touched.push({ id, before });
     if (before !== undefined && before.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
     if (
       keepHistory &&
@@ -64,7 +70,8 @@ export class EntityStore {
 
   /** Restores every id the current batch changed to what it was before the batch. */
   undoBatch(): void {
-    for (const [id, before] of this.touched) {
+    for (let i = this.touched.length - 1; i >= 0; i--) {
+      const { id, before } = this.touched[i]!;
       const now = this.latest.get(id);
       if (now !== undefined && now.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
       if (before === undefined) this.latest.delete(id);
@@ -73,7 +80,7 @@ export class EntityStore {
         if (before.checkpointId === LOADED_FROM_DB) this.loadedCount += 1;
       }
     }
-    this.touched.clear();
+    this.touched = [];
   }
 
   /** Drops changes whose checkpoint is committed; returns how many were dropped. */
@@ -141,12 +148,23 @@ export class InMemoryStore {
     return dropped;
   }
 
+  /** A batch starting at `firstCheckpoint` begins executing. */
+  beginBatch(firstCheckpoint: number): void {
+    for (const table of this.tables.values()) {
+      table.touched = [];
+      table.batchStart = firstCheckpoint;
+    }
+  }
+
   undoBatch(): void {
     for (const table of this.tables.values()) table.undoBatch();
   }
 
-  /** Ends the current batch: its touched sets are cleared (call after encoding its changes). */
+  /** Ends the current batch: its touched lists are cleared (call after encoding its changes). */
   endBatch(): void {
-    for (const table of this.tables.values()) table.touched.clear();
+    for (const table of this.tables.values()) {
+      table.touched = [];
+      table.batchStart = Number.POSITIVE_INFINITY;
+    }
   }
 }

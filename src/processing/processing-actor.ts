@@ -172,7 +172,11 @@ class PipelineRuntime {
     this.processedBlock = rows[0]?.committed_block == null ? -1 : Number(rows[0].committed_block);
     this.source = createSource(this.pipeline, this.db);
     this.context.log.info(
-      { pipeline: this.pipeline.name, resumeFrom: this.committedCheckpoint + 1, afterBlock: this.processedBlock },
+      {
+        pipeline: this.pipeline.name,
+        resumeFrom: this.committedCheckpoint + 1,
+        afterBlock: this.processedBlock,
+      },
       this.committedCheckpoint === 0 ? 'pipeline starting from the first block' : 'pipeline resuming',
     );
     this.progressTimer = setInterval(() => this.reportProgress(), this.context.data.progressIntervalMs);

@@ -42,8 +42,21 @@ export function generateBlocks(source: GeneratorShape, from: number, to: number)
   return blocks;
 }
 
+/**
+ * Address strings are made once per index and reused: a template literal yields a rope that
+ * every Map lookup would flatten and hash anew, which real sources (JSON.parse) never produce.
+ */
+const addressNames: string[] = [];
+
 export function addressName(index: number): string {
-  return `0x${index.toString(16).padStart(40, '0')}`;
+  let name = addressNames[index];
+  if (name === undefined) {
+    name = `0x${index.toString(16).padStart(40, '0')}`;
+    // Flatten now (a Map lookup hashes the flat string once and caches the hash in it).
+    new Map([[name, 0]]);
+    addressNames[index] = name;
+  }
+  return name;
 }
 
 /**
