@@ -355,7 +355,8 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         await supervisor.stop();
         await cleanup();
         resolveExited(0);
-        log.info('stopped');
+        // Peak resident memory of the whole process (main thread and every actor thread).
+        log.info({ maxRssBytes: process.resourceUsage().maxRSS * 1024 }, 'stopped');
       })();
       return shuttingDown;
     }

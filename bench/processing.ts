@@ -1,0 +1,276 @@
+// bench/processing: the ERC20 workload (examples/erc20) on real Postgres, every figure of the
+// Processing engine issue printed from ONE run:
+//  - end to end: the daemon (child process, worker threads, single writer) from the first block
+//    to the last commit, for both load strategies (two-pass, prefetch);
+//  - the limit: (a) the same handlers over the same events with the in-memory store and no
+//    persistence (reads answered "absent" without a database), (b) `COPY` of the final rows into
+//    fresh tables with the same DDL; limit = max(a, b), what perfect overlap would give;
+//  - ratio end-to-end / limit (target ≤ 2.0);
+//  - a naive baseline on a slice: one `INSERT … ON CONFLICT` per change through `pg`;
+//  - peak RSS of the daemon at 1M and at 5M events (target growth ≤ 15%).
+// Run: `npm run bench:processing` (EVENTS=1000000 BIG_EVENTS=5000000 by default).
+
+import { spawn } from 'node:child_process';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { buildConfig, type PipelineConfig } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
+import { BatchExecutor, type LoadStrategy } from '../src/processing/batch-executor.ts';
+import { collectBatchChanges, encodeChanges } from '../src/processing/change-codec.ts';
+import { InMemoryStore } from '../src/processing/in-memory-store.ts';
+import { LoadLayer } from '../src/processing/load-layer.ts';
+import { loadPipelineModules } from '../src/processing/processing-actor.ts';
+import { createTableSql, entityTable, quoteIdent } from '../src/schema/ddl.ts';
+import { rowToWire } from '../src/schema/wire.ts';
+import { GeneratorSource } from '../src/sources/generator.ts';
+
+const EVENTS = Number(process.env.EVENTS ?? 1_000_000);
+const BIG_EVENTS = Number(process.env.BIG_EVENTS ?? 5_000_000);
+const NAIVE_EVENTS = Number(process.env.NAIVE_EVENTS ?? 20_000);
+const EVENTS_PER_BLOCK = 10;
+const ADMIN_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const BENCH_DB = 'strata_bench_processing';
+const PROJECT = new URL('../examples/erc20', import.meta.url).pathname;
+const STRATA = new URL('../bin/strata.mjs', import.meta.url).pathname;
+
+const databaseUrl = (() => {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${BENCH_DB}`;
+  return url.toString();
+})();
+
+async function recreateDatabase(): Promise<void> {
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${BENCH_DB}`);
+  await admin.end();
+}
+
+interface EndToEnd {
+  seconds: number;
+  maxRssBytes: number;
+}
+
+/** The daemon as users run it, until every event is committed (--exit-when-caught-up). */
+async function endToEnd(events: number, strategy: LoadStrategy): Promise<EndToEnd> {
+  await recreateDatabase();
+  const child = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT, '--exit-when-caught-up'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      STRATA_PORT: '0',
+      STRATA_LOG_FORMAT: 'json',
+      STRATA_PROGRESS: 'never',
+      ERC20_BLOCKS: String(events / EVENTS_PER_BLOCK),
+      ERC20_EVENTS_PER_BLOCK: String(EVENTS_PER_BLOCK),
+      ERC20_LOAD_STRATEGY: strategy,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let started = 0;
+  let finished = 0;
+  let maxRssBytes = 0;
+  let buffered = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      const entry = JSON.parse(line) as { msg: string; time: number; maxRssBytes?: number; eventsPerSecond?: number };
+      if (entry.msg === 'pipeline starting from the first block') started = entry.time;
+      if (entry.msg.startsWith('every pipeline processed and committed')) finished = entry.time;
+      if (entry.msg === 'stopped') maxRssBytes = entry.maxRssBytes ?? 0;
+      if (entry.msg === 'progress') process.stderr.write(`  … ${strategy} ${events.toLocaleString('en-US')}: ${line.slice(0, 160)}\n`);
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  if (code !== 0 || started === 0 || finished === 0) throw new Error(`daemon run failed (exit ${code})`);
+  return { seconds: (finished - started) / 1_000, maxRssBytes };
+}
+
+/** The example's pipeline (its config file is imported once per process, so sizes are set here). */
+async function pipelineConfig(): Promise<PipelineConfig> {
+  const config = await buildConfig({ flags: { project: PROJECT }, env: {} });
+  return config.pipelines[0]!;
+}
+
+function sourceFor(pipelineConf: PipelineConfig, events: number): GeneratorSource {
+  if (pipelineConf.source.kind !== 'generator') throw new Error('examples/erc20 must use the generator');
+  return new GeneratorSource({ ...pipelineConf.source, blocks: events / EVENTS_PER_BLOCK, eventsPerBlock: EVENTS_PER_BLOCK });
+}
+
+/** (a): the processing actor's work without a database: source, handlers, store, change encoding. */
+async function inMemory(events: number, strategy: LoadStrategy): Promise<number> {
+  const pipelineConf = await pipelineConfig();
+  const { schema, handlers } = await loadPipelineModules(pipelineConf);
+  const store = new InMemoryStore(schema);
+  const noDatabase = { query: async () => ({ rows: [] }) } as never;
+  const executor = new BatchExecutor({
+    pipeline: 'erc20',
+    schema,
+    handlers,
+    store,
+    loader: new LoadLayer(noDatabase, 'erc20', store),
+    log: createLogger({ level: 'warn', format: 'json' }),
+    strategy,
+  });
+  const source = sourceFor(pipelineConf, events);
+  const started = performance.now();
+  let checkpoint = 0;
+  let after = 0;
+  for (;;) {
+    const blocks = await source.read(after, pipelineConf.batchSize);
+    if (blocks.length === 0) break;
+    await executor.run(blocks, checkpoint + 1, false);
+    const { changes } = collectBatchChanges(store);
+    store.endBatch();
+    encodeChanges(changes);
+    checkpoint += blocks.length;
+    after = blocks[blocks.length - 1]!.number;
+    // Everything is "committed" at once: the same capacity rule as the daemon's first tier.
+    if (store.size() > 100_000) store.dropCommitted(checkpoint);
+  }
+  return (performance.now() - started) / 1_000;
+}
+
+/** (b): COPY of the final rows into fresh tables with the pipeline's DDL. */
+async function copyFinalRows(): Promise<{ seconds: number; rows: number }> {
+  const { schema } = await loadPipelineModules(await pipelineConfig());
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const dumps: Array<{ entity: string; data: Buffer[]; columns: string }> = [];
+  let rows = 0;
+  for (const entity of schema.entities) {
+    const columns = entity.columns.map((column) => quoteIdent(column.name)).join(', ');
+    const data: Buffer[] = [];
+    await pipeline(
+      client.query(copyTo(`COPY ${entityTable('erc20', entity.name)} (${columns}) TO STDOUT`)),
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          data.push(chunk);
+          done();
+        },
+      }),
+    );
+    const { rows: count } = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM ${entityTable('erc20', entity.name)}`,
+    );
+    rows += count[0]!.n;
+    dumps.push({ entity: entity.name, data, columns });
+  }
+  await client.query('CREATE SCHEMA "pipeline_copylimit"');
+  for (const entity of schema.entities) for (const sql of createTableSql('copylimit', entity)) await client.query(sql);
+  const started = performance.now();
+  for (const dump of dumps) {
+    await pipeline(
+      Readable.from(dump.data),
+      client.query(copyFrom(`COPY ${entityTable('copylimit', dump.entity)} (${dump.columns}) FROM STDIN`)),
+    );
+  }
+  const seconds = (performance.now() - started) / 1_000;
+  await client.end();
+  return { seconds, rows };
+}
+
+/** A slice written the naive way: one upsert statement per change, one transaction per batch. */
+async function naive(events: number): Promise<number> {
+  await recreateDatabase();
+  const pipelineConf = await pipelineConfig();
+  const { schema, handlers } = await loadPipelineModules(pipelineConf);
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  await client.query('CREATE SCHEMA "pipeline_erc20"');
+  for (const entity of schema.entities) for (const sql of createTableSql('erc20', entity)) await client.query(sql);
+  const store = new InMemoryStore(schema);
+  const executor = new BatchExecutor({
+    pipeline: 'erc20',
+    schema,
+    handlers,
+    store,
+    loader: new LoadLayer(client, 'erc20', store),
+    log: createLogger({ level: 'warn', format: 'json' }),
+    strategy: 'two-pass',
+  });
+  const statements = new Map(
+    schema.entities.map((entity) => {
+      const names = entity.columns.map((column) => quoteIdent(column.name));
+      const params = entity.columns.map((_, index) => `$${index + 1}`);
+      const updates = names.slice(1).map((name) => `${name} = EXCLUDED.${name}`);
+      return [
+        entity.name,
+        `INSERT INTO ${entityTable('erc20', entity.name)} (${names.join(', ')}) VALUES (${params.join(', ')}) ON CONFLICT ("id") DO UPDATE SET ${updates.join(', ')}`,
+      ];
+    }),
+  );
+  const source = sourceFor(pipelineConf, events);
+  const started = performance.now();
+  let checkpoint = 0;
+  let after = 0;
+  for (;;) {
+    const blocks = await source.read(after, pipelineConf.batchSize);
+    if (blocks.length === 0) break;
+    await executor.run(blocks, checkpoint + 1, false);
+    await client.query('BEGIN');
+    for (const [name, table] of store.tables) {
+      for (const { id } of table.touched) {
+        const change = table.latest.get(id)!;
+        if (change.kind === 'set') await client.query(statements.get(name)!, rowToWire(table.entity, change.row));
+      }
+    }
+    await client.query('COMMIT');
+    store.endBatch();
+    checkpoint += blocks.length;
+    after = blocks[blocks.length - 1]!.number;
+  }
+  const seconds = (performance.now() - started) / 1_000;
+  await client.end();
+  return events / seconds;
+}
+
+const rate = (events: number, seconds: number) => Math.round(events / seconds).toLocaleString('en-US');
+const mib = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MiB`;
+
+console.log(
+  `bench/processing: erc20 (examples/erc20), ${EVENTS.toLocaleString('en-US')} events, Postgres at ${new URL(ADMIN_URL).host}, node ${process.version}`,
+);
+const results: Record<string, number> = {};
+for (const strategy of ['two-pass', 'prefetch'] as const) {
+  results[`inMemory:${strategy}`] = await inMemory(EVENTS, strategy);
+}
+const e2e: Record<string, EndToEnd> = {};
+for (const strategy of ['prefetch', 'two-pass'] as const) e2e[strategy] = await endToEnd(EVENTS, strategy);
+const copy = await copyFinalRows(); // reads the tables of the last end-to-end run (two-pass)
+const naiveRate = await naive(NAIVE_EVENTS);
+
+const chosen: LoadStrategy = (await pipelineConfig()).loadStrategy;
+console.log('');
+console.log('end to end (daemon, first block → last commit)');
+for (const [strategy, run] of Object.entries(e2e)) {
+  console.log(`  ${strategy.padEnd(9)} ${run.seconds.toFixed(2).padStart(7)} s  ${rate(EVENTS, run.seconds).padStart(9)} events/s  peak RSS ${mib(run.maxRssBytes)}`);
+}
+console.log('limit');
+for (const strategy of ['two-pass', 'prefetch']) {
+  const seconds = results[`inMemory:${strategy}`]!;
+  console.log(`  (a) in-memory, ${strategy.padEnd(9)} ${seconds.toFixed(2).padStart(7)} s  ${rate(EVENTS, seconds).padStart(9)} events/s`);
+}
+console.log(`  (b) COPY of the final ${copy.rows.toLocaleString('en-US')} rows  ${copy.seconds.toFixed(2).padStart(7)} s`);
+for (const strategy of ['two-pass', 'prefetch'] as const) {
+  const limit = Math.max(results[`inMemory:${strategy}`]!, copy.seconds);
+  console.log(
+    `ratio end-to-end / limit, ${strategy}: ${(e2e[strategy]!.seconds / limit).toFixed(2)} (limit ${limit.toFixed(2)} s; target ≤ 2.0)`,
+  );
+}
+console.log(`naive baseline (one upsert per change, ${NAIVE_EVENTS.toLocaleString('en-US')}-event slice): ${Math.round(naiveRate).toLocaleString('en-US')} events/s`);
+console.log(`default load strategy: ${chosen}`);
+
+if (BIG_EVENTS > 0) {
+  const big = await endToEnd(BIG_EVENTS, chosen);
+  const small = e2e[chosen]!;
+  console.log(
+    `peak RSS: ${mib(small.maxRssBytes)} at ${EVENTS.toLocaleString('en-US')} events, ${mib(big.maxRssBytes)} at ${BIG_EVENTS.toLocaleString('en-US')} events (${rate(BIG_EVENTS, big.seconds)} events/s) → growth ${(((big.maxRssBytes - small.maxRssBytes) / small.maxRssBytes) * 100).toFixed(1)}% (target ≤ 15%)`,
+  );
+}
