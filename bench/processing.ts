@@ -80,11 +80,17 @@ async function endToEnd(events: number, strategy: LoadStrategy): Promise<EndToEn
     buffered = lines.pop() ?? '';
     for (const line of lines) {
       if (!line.startsWith('{')) continue;
-      const entry = JSON.parse(line) as { msg: string; time: number; maxRssBytes?: number; eventsPerSecond?: number };
+      const entry = JSON.parse(line) as {
+        msg: string;
+        time: number;
+        maxRssBytes?: number;
+        eventsPerSecond?: number;
+      };
       if (entry.msg === 'pipeline starting from the first block') started = entry.time;
       if (entry.msg.startsWith('every pipeline processed and committed')) finished = entry.time;
       if (entry.msg === 'stopped') maxRssBytes = entry.maxRssBytes ?? 0;
-      if (entry.msg === 'progress') process.stderr.write(`  … ${strategy} ${events.toLocaleString('en-US')}: ${line.slice(0, 160)}\n`);
+      if (entry.msg === 'progress')
+        process.stderr.write(`  … ${strategy} ${events.toLocaleString('en-US')}: ${line.slice(0, 160)}\n`);
     }
   });
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
@@ -100,7 +106,11 @@ async function pipelineConfig(): Promise<PipelineConfig> {
 
 function sourceFor(pipelineConf: PipelineConfig, events: number): GeneratorSource {
   if (pipelineConf.source.kind !== 'generator') throw new Error('examples/erc20 must use the generator');
-  return new GeneratorSource({ ...pipelineConf.source, blocks: events / EVENTS_PER_BLOCK, eventsPerBlock: EVENTS_PER_BLOCK });
+  return new GeneratorSource({
+    ...pipelineConf.source,
+    blocks: events / EVENTS_PER_BLOCK,
+    eventsPerBlock: EVENTS_PER_BLOCK,
+  });
 }
 
 /** (a): the processing actor's work without a database: source, handlers, store, change encoding. */
@@ -163,7 +173,8 @@ async function copyFinalRows(): Promise<{ seconds: number; rows: number }> {
     dumps.push({ entity: entity.name, data, columns });
   }
   await client.query('CREATE SCHEMA "pipeline_copylimit"');
-  for (const entity of schema.entities) for (const sql of createTableSql('copylimit', entity)) await client.query(sql);
+  for (const entity of schema.entities)
+    for (const sql of createTableSql('copylimit', entity)) await client.query(sql);
   const started = performance.now();
   for (const dump of dumps) {
     await pipeline(
@@ -184,7 +195,8 @@ async function naive(events: number): Promise<number> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   await client.query('CREATE SCHEMA "pipeline_erc20"');
-  for (const entity of schema.entities) for (const sql of createTableSql('erc20', entity)) await client.query(sql);
+  for (const entity of schema.entities)
+    for (const sql of createTableSql('erc20', entity)) await client.query(sql);
   const store = new InMemoryStore(schema);
   const executor = new BatchExecutor({
     pipeline: 'erc20',
@@ -218,7 +230,8 @@ async function naive(events: number): Promise<number> {
     for (const [name, table] of store.tables) {
       for (const { id } of table.touched) {
         const change = table.latest.get(id)!;
-        if (change.kind === 'set') await client.query(statements.get(name)!, rowToWire(table.entity, change.row));
+        if (change.kind === 'set')
+          await client.query(statements.get(name)!, rowToWire(table.entity, change.row));
       }
     }
     await client.query('COMMIT');
@@ -238,33 +251,40 @@ console.log(
   `bench/processing: erc20 (examples/erc20), ${EVENTS.toLocaleString('en-US')} events, Postgres at ${new URL(ADMIN_URL).host}, node ${process.version}`,
 );
 const results: Record<string, number> = {};
-for (const strategy of ['two-pass', 'prefetch'] as const) {
-  results[`inMemory:${strategy}`] = await inMemory(EVENTS, strategy);
-}
+const STRATEGIES = ['auto', 'prefetch', 'two-pass'] as const;
+for (const strategy of STRATEGIES) results[`inMemory:${strategy}`] = await inMemory(EVENTS, strategy);
 const e2e: Record<string, EndToEnd> = {};
-for (const strategy of ['prefetch', 'two-pass'] as const) e2e[strategy] = await endToEnd(EVENTS, strategy);
-const copy = await copyFinalRows(); // reads the tables of the last end-to-end run (two-pass)
+for (const strategy of STRATEGIES) e2e[strategy] = await endToEnd(EVENTS, strategy);
+const copy = await copyFinalRows(); // reads the tables of the last end-to-end run
 const naiveRate = await naive(NAIVE_EVENTS);
 
 const chosen: LoadStrategy = (await pipelineConfig()).loadStrategy;
 console.log('');
 console.log('end to end (daemon, first block → last commit)');
 for (const [strategy, run] of Object.entries(e2e)) {
-  console.log(`  ${strategy.padEnd(9)} ${run.seconds.toFixed(2).padStart(7)} s  ${rate(EVENTS, run.seconds).padStart(9)} events/s  peak RSS ${mib(run.maxRssBytes)}`);
+  console.log(
+    `  ${strategy.padEnd(9)} ${run.seconds.toFixed(2).padStart(7)} s  ${rate(EVENTS, run.seconds).padStart(9)} events/s  peak RSS ${mib(run.maxRssBytes)}`,
+  );
 }
 console.log('limit');
-for (const strategy of ['two-pass', 'prefetch']) {
+for (const strategy of STRATEGIES) {
   const seconds = results[`inMemory:${strategy}`]!;
-  console.log(`  (a) in-memory, ${strategy.padEnd(9)} ${seconds.toFixed(2).padStart(7)} s  ${rate(EVENTS, seconds).padStart(9)} events/s`);
+  console.log(
+    `  (a) in-memory, ${strategy.padEnd(9)} ${seconds.toFixed(2).padStart(7)} s  ${rate(EVENTS, seconds).padStart(9)} events/s`,
+  );
 }
-console.log(`  (b) COPY of the final ${copy.rows.toLocaleString('en-US')} rows  ${copy.seconds.toFixed(2).padStart(7)} s`);
-for (const strategy of ['two-pass', 'prefetch'] as const) {
+console.log(
+  `  (b) COPY of the final ${copy.rows.toLocaleString('en-US')} rows  ${copy.seconds.toFixed(2).padStart(7)} s`,
+);
+for (const strategy of STRATEGIES) {
   const limit = Math.max(results[`inMemory:${strategy}`]!, copy.seconds);
   console.log(
     `ratio end-to-end / limit, ${strategy}: ${(e2e[strategy]!.seconds / limit).toFixed(2)} (limit ${limit.toFixed(2)} s; target ≤ 2.0)`,
   );
 }
-console.log(`naive baseline (one upsert per change, ${NAIVE_EVENTS.toLocaleString('en-US')}-event slice): ${Math.round(naiveRate).toLocaleString('en-US')} events/s`);
+console.log(
+  `naive baseline (one upsert per change, ${NAIVE_EVENTS.toLocaleString('en-US')}-event slice): ${Math.round(naiveRate).toLocaleString('en-US')} events/s`,
+);
 console.log(`default load strategy: ${chosen}`);
 
 if (BIG_EVENTS > 0) {

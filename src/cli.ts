@@ -7,6 +7,7 @@ import { startEmbeddedDatabase } from './db/embedded.ts';
 import { migrate } from './db/migrator.ts';
 import { EXIT_NON_RETRYABLE, exitCodeFor, StrataError } from './errors.ts';
 import { createLogger, resolveLogFormat } from './logger.ts';
+import { resetPipeline } from './persistence/pipeline-setup.ts';
 import { fetchStatus, renderStatus } from './status-table.ts';
 
 const USAGE = `strata — turns ordered event streams into live, queryable state
@@ -16,6 +17,12 @@ Usage:
                  [--database-url URL] [--redis-url URL] [--log-level L] [--log-format pretty|json]
   strata status  [--url http://127.0.0.1:4000] [--json]
   strata migrate [--project DIR] [--database-url URL] [--data-dir DIR]
+  strata reset PIPELINE [--project DIR] [--database-url URL] [--data-dir DIR]
+                 drops the pipeline's tables and progress so the next start rebuilds it from
+                 its source (ingested blocks are kept). Stop the daemon first.
+
+Flags of start: --exit-when-caught-up (exit 0 once every pipeline has committed its whole
+finite source), --progress auto|always|never (the live progress line on stderr).
 
 Without DATABASE_URL the daemon runs on embedded PGlite stored in .strata/ (--memory: in memory).
 Environment variables and defaults: docs/operations.md. Error codes: docs/errors.md.`;
@@ -39,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'log-format': { type: 'string' },
       memory: { type: 'boolean' },
+      'exit-when-caught-up': { type: 'boolean' },
+      progress: { type: 'string' },
       url: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -72,7 +81,25 @@ async function main(argv: string[]): Promise<number> {
     case 'migrate': {
       const config = await loadConfig(flags);
       if (config === null) return EXIT_NON_RETRYABLE;
-      return runMigrate(config);
+      return withDatabase(config, async () => 0);
+    }
+    case 'reset': {
+      const pipeline = positionals[1];
+      const config = await loadConfig(flags);
+      if (config === null) return EXIT_NON_RETRYABLE;
+      if (pipeline === undefined || !config.pipelines.some((p) => p.name === pipeline)) {
+        console.error(
+          `STRATA_ERR_UNKNOWN_PIPELINE: strata reset needs one of this project's pipelines: ${config.pipelines.map((p) => p.name).join(', ')}`,
+        );
+        return EXIT_NON_RETRYABLE;
+      }
+      return withDatabase(config, async (url) => {
+        await resetPipeline(url, pipeline);
+        console.log(
+          `pipeline ${pipeline} reset: its tables and progress are gone; the next start rebuilds it`,
+        );
+        return 0;
+      });
     }
     default:
       console.error(`unknown command: ${command}\n\n${USAGE}`);
@@ -96,7 +123,8 @@ async function loadConfig(flags: Record<string, string | boolean | undefined>): 
   }
 }
 
-async function runMigrate(config: StrataConfig): Promise<number> {
+/** Opens the project's database (embedded or DATABASE_URL), migrates it, runs `work`. */
+async function withDatabase(config: StrataConfig, work: (url: string) => Promise<number>): Promise<number> {
   const log = createLogger({
     level: config.log.level,
     format: resolveLogFormat(config.log.format, process.stdout.isTTY === true),
@@ -114,12 +142,12 @@ async function runMigrate(config: StrataConfig): Promise<number> {
     const result = await migrate({ url, log, connectTimeoutMs: config.db.connectTimeoutMs });
     console.log(
       result.applied.length === 0
-        ? `up to date (${result.alreadyApplied} migrations applied earlier)`
-        : `applied ${result.applied.length}: ${result.applied.join(', ')}`,
+        ? `migrations up to date (${result.alreadyApplied} applied earlier)`
+        : `applied ${result.applied.length} migrations: ${result.applied.join(', ')}`,
     );
-    return 0;
+    return await work(url);
   } catch (error) {
-    log.error({ err: error }, 'migration failed');
+    log.error({ err: error }, 'command failed');
     return exitCodeFor(error);
   } finally {
     await embedded?.close();

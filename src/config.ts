@@ -58,8 +58,8 @@ const pipelineSchema = z.object({
   maxReorgDepth: z.number().int().nonnegative().default(200),
   /** Also store every processed event in a raw events table (Processing engine II). */
   rawEvents: z.boolean().default(false),
-  /** How a batch's reads are loaded: Envio's two passes or Ponder's profiled prefetch. */
-  loadStrategy: z.enum(['two-pass', 'prefetch']).default('two-pass'),
+  /** How a batch's reads are loaded: Envio's two passes, Ponder's profiled prefetch, or auto (both). */
+  loadStrategy: z.enum(['auto', 'two-pass', 'prefetch']).default('auto'),
 });
 
 export const projectFileSchema = z.object({

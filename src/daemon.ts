@@ -129,8 +129,14 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       backoffMaxMs: config.supervisor.backoffMaxMs,
       log,
       onGiveUp: (error) => {
-        log.fatal({ err: error }, 'giving up; exiting so the service manager restarts the process');
-        void endOnItsOwn(EXIT_RETRYABLE);
+        const code = exitCodeFor(error) === EXIT_RETRYABLE ? EXIT_RETRYABLE : EXIT_NON_RETRYABLE;
+        log.fatal(
+          { err: error, exitCode: code },
+          code === EXIT_RETRYABLE
+            ? 'giving up; exiting so the service manager restarts the process'
+            : 'giving up; the project must be fixed before a restart can help',
+        );
+        void endOnItsOwn(code);
       },
       onChildExit: (exit) => {
         if (exit.reason !== 'normal') metrics.actorRestarts.inc({ actor: exit.actor, reason: exit.reason });
@@ -147,6 +153,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         pipelines: [...config.pipelines],
         db: dbForActors,
         maxChangesPerWrite: config.processing.maxChangesPerWrite,
+        writeMethod: embedded === null ? 'copy' : 'unnest',
         testFault: config.testFault,
       },
       logger: loggerOptions,

@@ -5,6 +5,10 @@
 // ERC20 transfer rows: unnest upsert 942 ms, COPY + upsert from staging 394 ms (bench/README.md).
 // The sets arrive as ready COPY text lines (src/schema/copy-text.ts): this thread never looks at
 // a value, it only merges lines by id and streams them.
+//
+// Embedded PGlite (behind pglite-socket) does not speak the COPY sub-protocol — the connection
+// dies with "protocol synchronization was lost" — so there the same lines are split back into
+// one text array per column and upserted with `unnest`, each column cast to its type.
 
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,20 +17,28 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { EntityChanges } from '../protocol.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
+import { columnType } from '../schema/fields.ts';
 
 interface PreparedEntity {
   createStageSql: string;
   copySql: string;
   upsertSql: string;
+  unnestSql: string;
   deleteSql: string;
+  columnCount: number;
 }
+
+export type WriteMethod = 'copy' | 'unnest';
 
 export class EntityWriter {
   private readonly schema: Schema;
   private readonly prepared = new Map<string, PreparedEntity>();
 
-  constructor(pipeline: string, schema: Schema) {
+  private readonly method: WriteMethod;
+
+  constructor(pipeline: string, schema: Schema, method: WriteMethod) {
     this.schema = schema;
+    this.method = method;
     schema.entities.forEach((entity, index) =>
       this.prepared.set(entity.name, prepare(pipeline, entity, index)),
     );
@@ -44,7 +56,10 @@ export class EntityWriter {
         await client.query(prepared.deleteSql, [deletes]);
         written += deletes.length;
       }
-      if (rowCount > 0) {
+      if (rowCount > 0 && this.method === 'unnest') {
+        await client.query(prepared.unnestSql, splitColumns(rows, prepared.columnCount));
+        written += rowCount;
+      } else if (rowCount > 0) {
         // The staging table lives as long as the connection and empties itself at COMMIT.
         await client.query(prepared.createStageSql);
         await pipeline(Readable.from([rows]), client.query(copyFrom(prepared.copySql)));
@@ -83,6 +98,29 @@ function merge(parts: ReadonlyArray<EntityChanges[string]>): {
   return { rows: lines.length === 0 ? '' : `${lines.join('\n')}\n`, rowCount: lines.length, deletes };
 }
 
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r' };
+
+/** COPY text lines back into one text array per column (`\N` → null, escapes undone). */
+function splitColumns(rows: string, columnCount: number): string[][] {
+  const columns: Array<Array<string | null>> = Array.from({ length: columnCount }, () => []);
+  const lines = rows.split('\n');
+  for (const line of lines) {
+    if (line === '') continue;
+    const fields = line.split('\t');
+    for (let c = 0; c < columnCount; c++) {
+      const field = fields[c]!;
+      columns[c]!.push(
+        field === '\\N'
+          ? null
+          : field.includes('\\')
+            ? field.replace(/\\(.)/g, (_, char: string) => COPY_ESCAPES[char] ?? char)
+            : field,
+      );
+    }
+  }
+  return columns as string[][];
+}
+
 function prepare(pipeline: string, entity: EntityDescription, index: number): PreparedEntity {
   const table = entityTable(pipeline, entity.name);
   const stage = quoteIdent(`strata_stage_${pipeline}_${index}`);
@@ -90,7 +128,16 @@ function prepare(pipeline: string, entity: EntityDescription, index: number): Pr
   const updates = entity.columns
     .filter((column) => column.name !== 'id')
     .map((column) => `${quoteIdent(column.name)} = EXCLUDED.${quoteIdent(column.name)}`);
+  const conflict =
+    updates.length === 0
+      ? 'ON CONFLICT ("id") DO NOTHING'
+      : `ON CONFLICT ("id") DO UPDATE SET ${updates.join(', ')}`;
+  const unnestParams = entity.columns.map((_, i) => `$${i + 1}::text[]`).join(', ');
+  const unnestSelect = entity.columns.map((column, i) => `u.c${i}::${columnType(column.spec)}`).join(', ');
+  const aliases = entity.columns.map((_, i) => `c${i}`).join(', ');
   return {
+    columnCount: entity.columns.length,
+    unnestSql: `INSERT INTO ${table} (${columns}) SELECT ${unnestSelect} FROM unnest(${unnestParams}) AS u(${aliases}) ${conflict}`,
     createStageSql: `CREATE TEMP TABLE IF NOT EXISTS ${stage} (LIKE ${table}) ON COMMIT DELETE ROWS`,
     copySql: `COPY ${stage} (${columns}) FROM STDIN`,
     upsertSql:

@@ -20,12 +20,14 @@ import { decodeChanges } from '../processing/change-codec.ts';
 import type { BatchForWriter } from '../protocol.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
-import { EntityWriter } from './entity-writer.ts';
+import { EntityWriter, type WriteMethod } from './entity-writer.ts';
 import { preparePipeline } from './pipeline-setup.ts';
 
 export interface PersistenceActorData {
   pipelines: PipelineConfig[];
   db: { url: string; poolMax: number; connectTimeoutMs: number; isolateStatements: boolean };
+  /** COPY through a staging table (Postgres), or unnest (embedded PGlite, which lacks COPY). */
+  writeMethod: WriteMethod;
   /** Changes per transaction before a run is cut (bounds transaction size and memory). */
   maxChangesPerWrite: number;
   testFault: string | null;
@@ -90,7 +92,10 @@ class Writer {
         await preparePipeline(client, pipeline, schemas[index]!);
     });
     for (const [index, pipeline] of pipelines.entries()) {
-      this.entityWriters.set(pipeline.name, new EntityWriter(pipeline.name, schemas[index]!));
+      this.entityWriters.set(
+        pipeline.name,
+        new EntityWriter(pipeline.name, schemas[index]!, this.context.data.writeMethod),
+      );
     }
     const { rows } = await this.db.query<{ name: string; committed_checkpoint: string }>(
       'SELECT name, committed_checkpoint FROM strata.pipelines WHERE name = ANY($1)',

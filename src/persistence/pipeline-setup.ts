@@ -3,11 +3,13 @@
 // declaration), and the fingerprint check that refuses to resume over data built from a
 // different schema or source — with a message that says what changed and how to reset.
 
+import pg from 'pg';
 import type { PipelineConfig, SourceConfig } from '../config.ts';
 import type { Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
 import {
   createPipelineTables,
+  dropPipelineTables,
   fingerprintChanges,
   fingerprintHash,
   type PipelineFingerprint,
@@ -66,4 +68,22 @@ export async function preparePipeline(
      ON CONFLICT (name) DO UPDATE SET fingerprint_hash = EXCLUDED.fingerprint_hash, fingerprint = EXCLUDED.fingerprint`,
     [pipeline.name, hash, JSON.stringify(fingerprint)],
   );
+}
+
+/**
+ * `strata reset <pipeline>`: drops the pipeline's schema and its progress (checkpoints cascade),
+ * so the next start rebuilds it from its source. The ingest log is kept: it is the source.
+ */
+export async function resetPipeline(url: string, pipeline: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.pipeline-ddl'))`);
+    await dropPipelineTables(client, pipeline);
+    await client.query('DELETE FROM strata.pipelines WHERE name = $1', [pipeline]);
+    await client.query('COMMIT');
+  } finally {
+    await client.end();
+  }
 }

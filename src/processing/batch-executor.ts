@@ -2,7 +2,8 @@
 // block: every change a handler makes while processing block i of the batch is stamped with
 // `firstCheckpoint + i`.
 //
-// Loading strategy — both ideas were measured on bench/processing (erc20, see bench/RESULTS.md):
+// Loading strategy — both ideas were measured on bench/processing (erc20, see bench/RESULTS.md),
+// and the default combines them:
 //  - 'two-pass' (Envio): a *preload* pass runs every handler of the batch concurrently against a
 //    read-only context; their reads are grouped per tick by the LoadLayer into one `= ANY` query
 //    per entity (per dependency level). The *execute* pass then runs the handlers in order and
@@ -11,8 +12,12 @@
 //  - 'prefetch' (Ponder): no second pass; it learns which payload fields hold the ids each event's
 //    handlers read (profiled on misses) and loads those ids before executing. Cheaper per event
 //    when the profile is right; every read it cannot predict becomes a sequential round trip.
-// Two-pass is the default: it was as fast or faster on erc20 and it never degrades into one
-// query per event when a handler's reads do not follow the payload.
+//  - 'auto' (default): prefetch while the profile predicts the reads, two-pass when it does not.
+//    The profile is learned from the first batch's preload pass; a prefetch batch whose execute
+//    pass still misses more than 1% of its events switches the next batches to two-pass for a
+//    while. On erc20 prefetch was ~20% faster end to end than two-pass (no second run of every
+//    handler), while two-pass is the safe choice when reads depend on earlier reads — 'auto' takes
+//    the first whenever it works and falls back to the second.
 
 import { isRetryable, StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -24,7 +29,10 @@ import type { EntityStore, InMemoryStore } from './in-memory-store.ts';
 import type { LoadLayer } from './load-layer.ts';
 import { matches, parseFilter } from './where-filter.ts';
 
-export type LoadStrategy = 'two-pass' | 'prefetch';
+export type LoadStrategy = 'two-pass' | 'prefetch' | 'auto';
+
+/** 'auto': how many batches run two-pass after a prefetch batch mispredicted. */
+const AUTO_TWO_PASS_BATCHES = 20;
 
 export interface BatchExecutorOptions {
   pipeline: string;
@@ -194,8 +202,14 @@ export class BatchExecutor {
   private readonly options: BatchExecutorOptions;
   readonly log: Logger;
   private readonly Context: typeof InvocationContext;
-  /** 'prefetch': event name → entity → payload fields whose values were ids read on a miss. */
+  /** 'prefetch'/'auto': event name → entity → payload fields whose values were ids read on a miss. */
   private readonly profile = new Map<string, Map<string, Set<string>>>();
+  /** 'auto': batches still to run two-pass after prefetch mispredicted. */
+  private twoPassBatchesLeft = 0;
+  /** Reads the execute pass had to load itself (prefetch mispredictions), this batch. */
+  private executeMisses = 0;
+  /** How the last batch loaded (for /status and tests). */
+  lastLoadMode: 'two-pass' | 'prefetch' = 'two-pass';
 
   constructor(options: BatchExecutorOptions) {
     this.options = options;
@@ -207,10 +221,25 @@ export class BatchExecutor {
   /** Runs the batch; on any error the store is exactly as before the batch. */
   async run(blocks: readonly Block[], firstCheckpoint: number, keepHistory: boolean): Promise<number> {
     this.options.store.beginBatch(firstCheckpoint);
+    this.executeMisses = 0;
     try {
-      if (this.options.strategy === 'two-pass') await this.preload(blocks, firstCheckpoint);
-      else await this.prefetch(blocks);
+      const { strategy } = this.options;
+      const twoPass =
+        strategy === 'two-pass' ||
+        (strategy === 'auto' && (this.twoPassBatchesLeft > 0 || this.profile.size === 0));
+      this.lastLoadMode = twoPass ? 'two-pass' : 'prefetch';
+      if (twoPass) {
+        this.twoPassBatchesLeft = Math.max(0, this.twoPassBatchesLeft - 1);
+        await this.preload(blocks, firstCheckpoint);
+      } else await this.prefetch(blocks);
       const events = await this.execute(blocks, firstCheckpoint, keepHistory);
+      if (strategy === 'auto' && !twoPass && this.executeMisses > Math.max(8, events / 100)) {
+        this.log.debug(
+          { misses: this.executeMisses, events },
+          'prefetch mispredicted; two-pass for the next batches',
+        );
+        this.twoPassBatchesLeft = AUTO_TWO_PASS_BATCHES;
+      }
       if (this.lateUse !== null) {
         const error = this.lateUse;
         this.lateUse = null;
@@ -225,10 +254,10 @@ export class BatchExecutor {
     }
   }
 
-  /** A read that missed the store. In 'prefetch' mode the miss also teaches the profile. */
+  /** A read that missed the store. Outside 'two-pass' the miss also teaches the profile. */
   loadMissing(context: InvocationContext, table: EntityStore, id: string): Promise<EntityRow | undefined> {
-    if (!context.isPreload && this.options.strategy === 'prefetch')
-      this.learn(context.event, table.entity.name, id);
+    if (this.options.strategy !== 'two-pass') this.learn(context.event, table.entity.name, id);
+    if (!context.isPreload) this.executeMisses += 1;
     return this.loader.load(table.entity.name, id).then(() => {
       const change = table.latest.get(id);
       return change?.kind === 'set' ? change.row : undefined;

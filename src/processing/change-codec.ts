@@ -6,8 +6,7 @@
 // so the writer's thread only merges and streams.
 
 import type { EntityChanges } from '../protocol.ts';
-import { copyLine } from '../schema/copy-text.ts';
-import { rowToWire } from '../schema/wire.ts';
+import { rowToCopyLine } from '../schema/copy-text.ts';
 import {
   type EntityStore,
   type InMemoryStore,
@@ -67,7 +66,7 @@ class EntryBuilder {
     // Built once per id per batch, for the final value (`set` only validated).
     this.ids.push(id);
     this.checkpoints.push(change.checkpointId);
-    this.lines.push(copyLine(rowToWire(table.entity, change.row)));
+    this.lines.push(rowToCopyLine(table.entity, change.row));
   }
 
   size(): number {

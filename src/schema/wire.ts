@@ -59,7 +59,7 @@ export function rowToWire(entity: EntityDescription, row: Record<string, unknown
   return out;
 }
 
-function valueToWire(entity: string, field: string, spec: FieldSpec, value: unknown): unknown {
+export function valueToWire(entity: string, field: string, spec: FieldSpec, value: unknown): unknown {
   if (value === null || value === undefined) {
     if (spec.nullable) return null;
     throw invalid(entity, field, spec, value);

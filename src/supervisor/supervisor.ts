@@ -101,6 +101,12 @@ export class Supervisor {
       'actor exited',
     );
     if (!this.shouldRestart(child.spec.restart, exit)) return;
+    if (exit.reason === 'start-failed' && isPermanentStartError(exit.error)) {
+      // Restarting cannot fix a project that is wrong (a changed schema, an invalid module):
+      // stop now with that error instead of burning the restart budget and exiting "retryable".
+      void this.giveUp(child.spec.id, exit.error);
+      return;
+    }
     this.scheduleRestart(child);
   }
 
@@ -205,14 +211,21 @@ export class Supervisor {
     }
   }
 
-  private async giveUp(actor: string): Promise<void> {
+  private async giveUp(actor: string, cause?: StrataError): Promise<void> {
     if (this.supervisorState !== 'running') return;
-    const error = new StrataError(
-      'STRATA_ERR_RESTART_INTENSITY',
-      `more than ${this.options.intensity} restarts within ${this.options.periodMs} ms (last: ${actor}); stopping`,
-      { details: { actor, intensity: this.options.intensity, periodMs: this.options.periodMs } },
+    const error =
+      cause ??
+      new StrataError(
+        'STRATA_ERR_RESTART_INTENSITY',
+        `more than ${this.options.intensity} restarts within ${this.options.periodMs} ms (last: ${actor}); stopping`,
+        { details: { actor, intensity: this.options.intensity, periodMs: this.options.periodMs } },
+      );
+    this.options.log.fatal(
+      { err: error },
+      cause === undefined
+        ? 'restart intensity exceeded; stopping every actor'
+        : 'cannot start; stopping every actor',
     );
-    this.options.log.fatal({ err: error }, 'restart intensity exceeded; stopping every actor');
     this.supervisorState = 'gave-up';
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
@@ -232,4 +245,16 @@ export class Supervisor {
     this.queue = next.catch(() => undefined);
     return next;
   }
+}
+
+/** Errors at start that no restart can fix: the project itself must change. */
+const PERMANENT_START_CODES = new Set([
+  'STRATA_ERR_CONFIG_INVALID',
+  'STRATA_ERR_SCHEMA_INVALID',
+  'STRATA_ERR_SCHEMA_CHANGED',
+  'STRATA_ERR_SOURCE_INVALID',
+]);
+
+function isPermanentStartError(error: Error | undefined): error is StrataError {
+  return error instanceof StrataError && PERMANENT_START_CODES.has(error.code);
 }

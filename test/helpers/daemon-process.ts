@@ -15,10 +15,16 @@ export interface DaemonProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-export function startDaemonProcess(env: Record<string, string>, args: string[] = []): DaemonProcess {
+export const fixtureProject = (name: string) => path.join(root, 'test/fixtures', name);
+
+export function startDaemonProcess(
+  env: Record<string, string>,
+  args: string[] = [],
+  project = TEST_PROJECT,
+): DaemonProcess {
   const child = spawn(
     process.execPath,
-    ['bin/strata.mjs', 'start', '--project', TEST_PROJECT, '--port', '0', '--log-format', 'json', ...args],
+    ['bin/strata.mjs', 'start', '--project', project, '--port', '0', '--log-format', 'json', ...args],
     {
       cwd: root,
       env: {

@@ -57,7 +57,8 @@ describe('strata start (child process, Postgres)', () => {
 
     const status = await waitFor(
       () => getJson<StatusSnapshot>(`${url}/status`),
-      ({ body }) => body.pipelines[0]?.committedCheckpoint === 3000,
+      // …and every actor has reported its pool at least once (pongs come once a ping interval)
+      ({ body }) => body.pipelines[0]?.committedCheckpoint === 3000 && 'persistence' in body.database.pools,
       60_000,
       'all 3000 blocks committed',
     );

@@ -1,0 +1,82 @@
+// Model test: random event streams through the real daemon (NDJSON source, worker threads, the
+// single writer, Postgres) must leave exactly the tables a plain fold of the stream computes —
+// with eviction forced by a tiny in-memory target, both load strategies, and batch sizes from
+// one block to the whole stream.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixtureProject, startDaemonProcess } from '../helpers/daemon-process.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { foldStream, type ModelItem, randomStream, writeStream } from '../helpers/model-stream.ts';
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+const cases = [
+  { seed: 1, blocks: 600, batchSize: 7, target: 40, strategy: 'two-pass' },
+  { seed: 2, blocks: 600, batchSize: 1, target: 100_000, strategy: 'prefetch' },
+  { seed: 3, blocks: 600, batchSize: 50, target: 25, strategy: 'prefetch' },
+  { seed: 4, blocks: 600, batchSize: 1_000, target: 100_000, strategy: 'two-pass' },
+  { seed: 5, blocks: 600, batchSize: 20, target: 60, strategy: 'auto' },
+] as const;
+
+describe('model: random streams end as the reference fold', () => {
+  for (const c of cases) {
+    it(`seed ${c.seed}: ${c.blocks} blocks, batch ${c.batchSize}, target ${c.target}, ${c.strategy}`, async () => {
+      await db.query('DROP SCHEMA IF EXISTS strata CASCADE');
+      await db.query('DROP SCHEMA IF EXISTS pipeline_model CASCADE');
+      const stream = randomStream(c.seed, c.blocks);
+      const file = path.join(mkdtempSync(path.join(tmpdir(), 'strata-model-')), 'stream.ndjson');
+      writeStream(file, stream);
+      const daemon = startDaemonProcess(
+        {
+          DATABASE_URL: db.url,
+          MODEL_FILE: file,
+          MODEL_BATCH_SIZE: String(c.batchSize),
+          MODEL_LOAD_STRATEGY: c.strategy,
+          STRATA_IN_MEMORY_OBJECTS_TARGET: String(c.target),
+        },
+        ['--exit-when-caught-up'],
+        fixtureProject('model'),
+      );
+      expect((await daemon.exited).code).toBe(0);
+
+      const expected = foldStream(stream);
+      const rows = await db.query<Record<string, unknown>>('SELECT * FROM pipeline_model."Item"');
+      const actual = new Map<string, ModelItem>(
+        rows.map((row) => [
+          row.id as string,
+          {
+            owner: row.owner as string,
+            value: BigInt(row.value as string),
+            label: row.label as string,
+            tags: row.tags as string[],
+            meta: row.meta,
+            price: row.price as string,
+            active: row.active as boolean,
+            updatedAt: (row.updatedAt as Date).getTime(),
+            version: row.version as number,
+          },
+        ]),
+      );
+      expect(actual).toEqual(expected.items);
+      const owners = await db.query<{ id: string; seen: number }>(
+        'SELECT id, seen FROM pipeline_model."Owner"',
+      );
+      expect(new Map(owners.map((row) => [row.id, row.seen]))).toEqual(expected.owners);
+      const [pipeline] = await db.query<{ committed_block: string; events_processed: string }>(
+        `SELECT committed_block, events_processed FROM strata.pipelines WHERE name = 'model'`,
+      );
+      expect(Number(pipeline!.committed_block)).toBe(stream[stream.length - 1]!.number);
+      expect(Number(pipeline!.events_processed)).toBe(
+        stream.reduce((sum, block) => sum + block.events.length, 0),
+      );
+    });
+  }
+});
