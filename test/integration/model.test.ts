@@ -5,6 +5,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixtureProject, startDaemonProcess } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
@@ -46,37 +47,68 @@ describe('model: random streams end as the reference fold', () => {
         fixtureProject('model'),
       );
       expect((await daemon.exited).code).toBe(0);
-
-      const expected = foldStream(stream);
-      const rows = await db.query<Record<string, unknown>>('SELECT * FROM pipeline_model."Item"');
-      const actual = new Map<string, ModelItem>(
-        rows.map((row) => [
-          row.id as string,
-          {
-            owner: row.owner as string,
-            value: BigInt(row.value as string),
-            label: row.label as string,
-            tags: row.tags as string[],
-            meta: row.meta,
-            price: row.price as string,
-            active: row.active as boolean,
-            updatedAt: (row.updatedAt as Date).getTime(),
-            version: row.version as number,
-          },
-        ]),
-      );
-      expect(actual).toEqual(expected.items);
-      const owners = await db.query<{ id: string; seen: number }>(
-        'SELECT id, seen FROM pipeline_model."Owner"',
-      );
-      expect(new Map(owners.map((row) => [row.id, row.seen]))).toEqual(expected.owners);
-      const [pipeline] = await db.query<{ committed_block: string; events_processed: string }>(
-        `SELECT committed_block, events_processed FROM strata.pipelines WHERE name = 'model'`,
-      );
-      expect(Number(pipeline!.committed_block)).toBe(stream[stream.length - 1]!.number);
-      expect(Number(pipeline!.events_processed)).toBe(
-        stream.reduce((sum, block) => sum + block.events.length, 0),
-      );
+      await expectFold(stream, (sql) => db.query(sql) as never);
     });
   }
+
+  it('embedded PGlite (the unnest write path): seed 6 ends as the fold too', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'strata-model-'));
+    const stream = randomStream(6, 400);
+    const file = path.join(dir, 'stream.ndjson');
+    writeStream(file, stream);
+    const daemon = startDaemonProcess(
+      {
+        MODEL_FILE: file,
+        MODEL_BATCH_SIZE: '9',
+        STRATA_DATA_DIR: path.join(dir, 'data'),
+        STRATA_IN_MEMORY_OBJECTS_TARGET: '50',
+      },
+      ['--exit-when-caught-up'],
+      fixtureProject('model'),
+    );
+    expect((await daemon.exited).code).toBe(0);
+    const pglite = new PGlite(path.join(dir, 'data', 'pgdata'));
+    try {
+      await expectFold(
+        stream,
+        async (sql) => (await pglite.query<Record<string, unknown>>(sql)).rows as never,
+      );
+    } finally {
+      await pglite.close();
+    }
+  });
 });
+
+async function expectFold(
+  stream: ReturnType<typeof randomStream>,
+  query: <Row>(sql: string) => Promise<Row[]>,
+): Promise<void> {
+  const expected = foldStream(stream);
+  const rows = await query<Record<string, unknown>>('SELECT * FROM pipeline_model."Item"');
+  const actual = new Map<string, ModelItem>(
+    rows.map((row) => [
+      row.id as string,
+      {
+        owner: row.owner as string,
+        value: BigInt(row.value as string),
+        label: row.label as string,
+        tags: row.tags as string[],
+        meta: row.meta,
+        price: row.price as string,
+        active: row.active as boolean,
+        updatedAt: (row.updatedAt as Date).getTime(),
+        version: row.version as number,
+      },
+    ]),
+  );
+  expect(actual).toEqual(expected.items);
+  const owners = await query<{ id: string; seen: number }>('SELECT id, seen FROM pipeline_model."Owner"');
+  expect(new Map(owners.map((row) => [row.id, row.seen]))).toEqual(expected.owners);
+  const [pipeline] = await query<{ committed_block: string; events_processed: string }>(
+    `SELECT committed_block, events_processed FROM strata.pipelines WHERE name = 'model'`,
+  );
+  expect(Number(pipeline!.committed_block)).toBe(stream[stream.length - 1]!.number);
+  expect(Number(pipeline!.events_processed)).toBe(
+    stream.reduce((sum, block) => sum + block.events.length, 0),
+  );
+}
