@@ -28,11 +28,13 @@ export async function runDaemon(config: StrataConfig): Promise<number> {
   let daemonShutdown: ((reason: string) => Promise<void>) | null = null;
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
-    if (signals > 1 || daemonShutdown === null) {
-      log.warn({ signal }, 'second signal (or signal during start-up): exiting now');
+    if (signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
       process.exit(signal === 'SIGINT' ? 130 : 143);
     }
-    void daemonShutdown(signal);
+    // During start-up the shutdown runs as soon as the daemon is up (below).
+    if (daemonShutdown === null) log.info({ signal }, 'signal during start-up: stopping once started');
+    else void daemonShutdown(signal);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

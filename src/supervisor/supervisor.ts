@@ -101,10 +101,11 @@ export class Supervisor {
       'actor exited',
     );
     if (!this.shouldRestart(child.spec.restart, exit)) return;
-    if (exit.reason === 'start-failed' && isPermanentStartError(exit.error)) {
+    const permanent = exit.reason === 'start-failed' ? permanentStartError(exit.error) : undefined;
+    if (permanent !== undefined) {
       // Restarting cannot fix a project that is wrong (a changed schema, an invalid module):
       // stop now with that error instead of burning the restart budget and exiting "retryable".
-      void this.giveUp(child.spec.id, exit.error);
+      void this.giveUp(child.spec.id, permanent);
       return;
     }
     this.scheduleRestart(child);
@@ -255,6 +256,11 @@ const PERMANENT_START_CODES = new Set([
   'STRATA_ERR_SOURCE_INVALID',
 ]);
 
-function isPermanentStartError(error: Error | undefined): error is StrataError {
-  return error instanceof StrataError && PERMANENT_START_CODES.has(error.code);
+/** The error (or a cause of it: ActorRef wraps start failures) that no restart can fix. */
+function permanentStartError(error: unknown): StrataError | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    if (current instanceof StrataError && PERMANENT_START_CODES.has(current.code)) return current;
+    current = current.cause;
+  }
+  return undefined;
 }

@@ -1,0 +1,101 @@
+// Crash safety and bounded memory on the erc20 example, on real Postgres:
+//  - kill -9 of the daemon at random points, 20 times, then a run to the end: the tables equal
+//    the reference fold (nothing lost, nothing applied twice);
+//  - a tiny in-memory target: objects stay within target + one batch, and the run completes.
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StatusSnapshot } from '../../src/http/status-types.ts';
+import { type DaemonProcess, getJson, startDaemonProcess } from '../helpers/daemon-process.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { erc20Reference, erc20Source, erc20Tables } from '../helpers/erc20-reference.ts';
+
+const ERC20_PROJECT = path.resolve(import.meta.dirname, '../../examples/erc20');
+const KILLS = Number(process.env.STRATA_CRASH_ITERATIONS ?? 20);
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+function erc20Daemon(env: Record<string, string>, args: string[] = []): DaemonProcess {
+  return startDaemonProcess(
+    { DATABASE_URL: db.url, ERC20_ADDRESSES: '2000', ERC20_EVENTS_PER_BLOCK: '10', ...env },
+    args,
+    ERC20_PROJECT,
+  );
+}
+
+async function reset(): Promise<void> {
+  await db.query('DROP SCHEMA IF EXISTS strata CASCADE');
+  await db.query('DROP SCHEMA IF EXISTS pipeline_erc20 CASCADE');
+}
+
+async function committed(): Promise<number> {
+  const rows = await db
+    .query<{ committed_checkpoint: string }>(
+      `SELECT committed_checkpoint FROM strata.pipelines WHERE name = 'erc20'`,
+    )
+    .catch(() => []);
+  return Number(rows[0]?.committed_checkpoint ?? 0);
+}
+
+describe('crash safety (erc20, Postgres)', () => {
+  it(`kill -9 at ${KILLS} random points, then a clean run: tables equal the reference`, async () => {
+    await reset();
+    const env = { ERC20_SEED: '11', ERC20_BLOCKS: '30000', ERC20_BATCH_SIZE: '40' };
+    const progress: number[] = [];
+    for (let i = 0; i < KILLS; i++) {
+      const daemon = erc20Daemon(env);
+      await daemon.url;
+      // Somewhere between start-up and well into the writes.
+      await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 700));
+      daemon.kill('SIGKILL');
+      expect((await daemon.exited).signal).toBe('SIGKILL');
+      progress.push(await committed());
+    }
+    // The committed checkpoint never goes backwards across kills.
+    expect([...progress].sort((a, b) => a - b)).toEqual(progress);
+    expect(progress[progress.length - 1]).toBeGreaterThan(0); // the kills landed during writes
+    const last = erc20Daemon(env, ['--exit-when-caught-up']);
+    expect((await last.exited).code).toBe(0);
+    expect(await committed()).toBe(30_000);
+    const expected = erc20Reference(erc20Source(11), 30_000);
+    const actual = await erc20Tables((sql) => db.query(sql) as never);
+    expect(actual.transfers).toBe(expected.transfers);
+    expect(actual.transferValue).toBe(expected.transferValue);
+    expect(actual.allowances).toEqual(expected.allowances);
+    expect(actual.accounts).toEqual(expected.accounts);
+  });
+
+  it('a small in-memory target bounds memory to target + one batch and the run completes', async () => {
+    await reset();
+    const target = 1_500;
+    const batchBlocks = 20; // 200 events: ≤ 3 changes and ≤ 2 loaded rows each
+    const daemon = erc20Daemon({
+      ERC20_SEED: '12',
+      ERC20_BLOCKS: '5000',
+      ERC20_BATCH_SIZE: String(batchBlocks),
+      STRATA_IN_MEMORY_OBJECTS_TARGET: String(target),
+    });
+    const url = await daemon.url;
+    let status: StatusSnapshot | undefined;
+    for (;;) {
+      status = (await getJson<StatusSnapshot>(`${url}/status`)).body;
+      const pipeline = status.pipelines[0];
+      if (pipeline?.state === 'caught-up' && pipeline.committedCheckpoint === 5_000) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const pipeline = status.pipelines[0]!;
+    expect(pipeline.peakInMemoryObjects).toBeGreaterThan(0);
+    expect(pipeline.peakInMemoryObjects).toBeLessThanOrEqual(target + batchBlocks * 10 * 5);
+    daemon.kill('SIGTERM');
+    expect((await daemon.exited).code).toBe(0);
+    const expected = erc20Reference(erc20Source(12), 5_000);
+    const actual = await erc20Tables((sql) => db.query(sql) as never);
+    expect(actual.accounts).toEqual(expected.accounts);
+    expect(actual.transfers).toBe(expected.transfers);
+  });
+});
