@@ -128,23 +128,13 @@ async function inMemory(events: number, strategy: LoadStrategy): Promise<number>
     log: createLogger({ level: 'warn', format: 'json' }),
     strategy,
   });
-  const source = sourceFor(pipelineConf, events);
-  const started = performance.now();
-  let checkpoint = 0;
-  let after = 0;
-  for (;;) {
-    const blocks = await source.read(after, pipelineConf.batchSize);
-    if (blocks.length === 0) break;
-    await executor.run(blocks, checkpoint + 1, false);
+  return runBatches(sourceFor(pipelineConf, events), pipelineConf.batchSize, executor, (checkpoint) => {
     const { changes } = collectBatchChanges(store);
     store.endBatch();
     encodeChanges(changes);
-    checkpoint += blocks.length;
-    after = blocks[blocks.length - 1]!.number;
     // Everything is "committed" at once: the same capacity rule as the daemon's first tier.
     if (store.size() > 100_000) store.dropCommitted(checkpoint);
-  }
-  return (performance.now() - started) / 1_000;
+  });
 }
 
 /** (b): COPY of the final rows into fresh tables with the pipeline's DDL. */
@@ -218,30 +208,46 @@ async function naive(events: number): Promise<number> {
       ];
     }),
   );
-  const source = sourceFor(pipelineConf, events);
+  const seconds = await runBatches(
+    sourceFor(pipelineConf, events),
+    pipelineConf.batchSize,
+    executor,
+    async () => {
+      await client.query('BEGIN');
+      for (const [name, table] of store.tables) {
+        for (const { id } of table.touched) {
+          const change = table.latest.get(id)!;
+          if (change.kind === 'set')
+            await client.query(statements.get(name)!, rowToWire(table.entity, change.row));
+        }
+      }
+      await client.query('COMMIT');
+      store.endBatch();
+    },
+  );
+  await client.end();
+  return events / seconds;
+}
+
+/** Reads the source batch by batch through the executor; returns the seconds it took. */
+async function runBatches(
+  source: GeneratorSource,
+  batchSize: number,
+  executor: BatchExecutor,
+  afterBatch: (lastCheckpoint: number) => void | Promise<void>,
+): Promise<number> {
   const started = performance.now();
   let checkpoint = 0;
   let after = 0;
   for (;;) {
-    const blocks = await source.read(after, pipelineConf.batchSize);
+    const blocks = await source.read(after, batchSize);
     if (blocks.length === 0) break;
     await executor.run(blocks, checkpoint + 1, false);
-    await client.query('BEGIN');
-    for (const [name, table] of store.tables) {
-      for (const { id } of table.touched) {
-        const change = table.latest.get(id)!;
-        if (change.kind === 'set')
-          await client.query(statements.get(name)!, rowToWire(table.entity, change.row));
-      }
-    }
-    await client.query('COMMIT');
-    store.endBatch();
     checkpoint += blocks.length;
     after = blocks[blocks.length - 1]!.number;
+    await afterBatch(checkpoint);
   }
-  const seconds = (performance.now() - started) / 1_000;
-  await client.end();
-  return events / seconds;
+  return (performance.now() - started) / 1_000;
 }
 
 const rate = (events: number, seconds: number) => Math.round(events / seconds).toLocaleString('en-US');

@@ -98,8 +98,28 @@ export function createMetrics(options: { version: string; status: () => StatusSn
   );
   pipelineGauge(
     'strata_pipeline_in_memory_objects',
-    'Entities and uncommitted changes held in memory.',
+    'Entities held in memory plus changes queued at the writer.',
     (p) => p.inMemoryObjects,
+  );
+  pipelineGauge(
+    'strata_pipeline_blocks_per_second',
+    'Blocks processed per second over the last 10 s.',
+    (p) => p.blocksPerSecond,
+  );
+  pipelineGauge(
+    'strata_pipeline_commit_lag_checkpoints',
+    'Checkpoints processed but not yet committed by the writer.',
+    (p) => Math.max(0, p.processedCheckpoint - p.committedCheckpoint),
+  );
+  pipelineGauge(
+    'strata_pipeline_head_block',
+    'Highest block number the source is known to have (-1 when unknown).',
+    (p) => p.headBlockNumber ?? -1,
+  );
+  pipelineGauge(
+    'strata_pipeline_writer_busy_seconds',
+    "Time the writer spent in this pipeline's transactions since the processing actor started.",
+    (p) => p.writerBusyMs / 1_000,
   );
 
   new Gauge({

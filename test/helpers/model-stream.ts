@@ -2,6 +2,7 @@
 // afterwards. The fold mirrors test/fixtures/model/handlers.ts with Maps and nothing of Strata.
 
 import { writeFileSync } from 'node:fs';
+import { mulberry32 } from '../../src/sources/generator.ts';
 
 export interface ModelItem {
   owner: string;
@@ -38,19 +39,8 @@ const LABELS = [
 ];
 const PRICES = ['0', '12.50', '-0.001', '100', '99999999999999999999.123456789'];
 
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 export function randomStream(seed: number, blocks: number): StreamBlock[] {
-  const random = seeded(seed);
+  const random = mulberry32(seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
   const itemId = () => `item-${Math.floor(random() * 60)}`;
   const owner = () => `owner-${Math.floor(random() * 5)}`;
