@@ -3,7 +3,9 @@
 
 ALTER TABLE strata.pipelines
   ADD COLUMN fingerprint_hash text,
-  ADD COLUMN fingerprint      jsonb;
+  ADD COLUMN fingerprint      jsonb,
+  -- Secondary indexes are built once the pipeline first catches up (deferred during backfill).
+  ADD COLUMN indexes_ready    boolean NOT NULL DEFAULT false;
 
 -- Blocks pushed through the ingest API, per pipeline, in strictly increasing number order. Kept
 -- after processing: they are the pipeline's source of truth (a reset re-processes them).

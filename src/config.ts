@@ -58,6 +58,11 @@ const pipelineSchema = z.object({
   maxReorgDepth: z.number().int().nonnegative().default(200),
   /** Also store every processed event in a raw events table (Processing engine II). */
   rawEvents: z.boolean().default(false),
+  /**
+   * Build secondary indexes once the pipeline first catches up instead of maintaining them during
+   * the backfill (as Envio and Ponder do). getWhere on an indexed field scans until then.
+   */
+  deferIndexes: z.boolean().default(true),
   /** How a batch's reads are loaded: Envio's two passes, Ponder's profiled prefetch, or auto (both). */
   loadStrategy: z.enum(['auto', 'two-pass', 'prefetch']).default('auto'),
 });

@@ -186,6 +186,34 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         }),
       );
     }
+    // Secondary indexes deferred during a backfill are built by the writer once the pipeline has
+    // caught up (its first 'caught-up' or 'live' progress), then never again.
+    const indexes = new Map<string, 'building' | 'ready'>();
+    const requestIndexes = (pipeline: string) => {
+      if (indexes.has(pipeline)) return;
+      indexes.set(pipeline, 'building');
+      persistence.call('buildIndexes', pipeline).then(
+        () => {
+          indexes.set(pipeline, 'ready');
+          exitIfCaughtUp();
+        },
+        (error: unknown) => {
+          indexes.delete(pipeline); // asked again at the next progress report
+          log.warn({ pipeline, err: error }, 'building deferred indexes failed; will retry');
+        },
+      );
+    };
+    const exitIfCaughtUp = () => {
+      if (
+        config.processing.exitWhenCaughtUp &&
+        state === 'running' &&
+        allCaughtUp(router.progress(), config.pipelines.length) &&
+        config.pipelines.every((pipeline) => indexes.get(pipeline.name) === 'ready')
+      ) {
+        log.info('every pipeline processed and committed its whole source; exiting (--exit-when-caught-up)');
+        void shutdown('caught up');
+      }
+    };
     const router = new PipelineRouter({
       log,
       persistence,
@@ -195,18 +223,10 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         void endOnItsOwn(exitCodeFor(error) === EXIT_RETRYABLE ? EXIT_RETRYABLE : EXIT_NON_RETRYABLE);
       },
       onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
-      onProgress: () => {
+      onProgress: (progress) => {
         progressLine?.update(router.progress());
-        if (
-          config.processing.exitWhenCaughtUp &&
-          state === 'running' &&
-          allCaughtUp(router.progress(), config.pipelines.length)
-        ) {
-          log.info(
-            'every pipeline processed and committed its whole source; exiting (--exit-when-caught-up)',
-          );
-          void shutdown('caught up');
-        }
+        if (progress.state === 'caught-up' || progress.state === 'live') requestIndexes(progress.pipeline);
+        exitIfCaughtUp();
       },
     });
 

@@ -18,10 +18,11 @@ import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges } from '../processing/change-codec.ts';
 import type { BatchForWriter } from '../protocol.ts';
+import type { Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
 import { EntityWriter, type WriteMethod } from './entity-writer.ts';
-import { preparePipeline } from './pipeline-setup.ts';
+import { buildDeferredIndexes, preparePipeline } from './pipeline-setup.ts';
 
 export interface PersistenceActorData {
   pipelines: PipelineConfig[];
@@ -38,6 +39,8 @@ export type PersistenceMethods = {
   /** Resolves once every queued batch (of `pipeline`, or all) is committed. */
   flush(pipeline?: string): Promise<Record<string, number>>;
   committedCheckpoints(): Record<string, number>;
+  /** Builds the pipeline's deferred secondary indexes (once it has caught up). */
+  buildIndexes(pipeline: string): Promise<boolean>;
 };
 
 const MAX_WRITE_ATTEMPTS = 8;
@@ -65,6 +68,11 @@ class Writer {
   private transactions = 0;
   private readonly crashBeforeCommit: number | null;
   private readonly entityWriters = new Map<string, EntityWriter>();
+  private readonly schemas = new Map<string, Schema>();
+  /** Pipelines whose secondary indexes exist (the others are deferred until they catch up). */
+  private readonly indexesReady = new Set<string>();
+  /** Work that must not overlap a write transaction (index builds), run between runs. */
+  private readonly tasks: Array<() => Promise<void>> = [];
 
   constructor(context: ActorContext<PersistenceActorData>) {
     this.context = context;
@@ -88,10 +96,13 @@ class Writer {
     await this.db.transaction(async (client) => {
       // Concurrent CREATE SCHEMA IF NOT EXISTS from two processes can still collide; serialise.
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.pipeline-ddl'))`);
-      for (const [index, pipeline] of pipelines.entries())
-        await preparePipeline(client, pipeline, schemas[index]!);
+      for (const [index, pipeline] of pipelines.entries()) {
+        const { indexesReady } = await preparePipeline(client, pipeline, schemas[index]!);
+        if (indexesReady) this.indexesReady.add(pipeline.name);
+      }
     });
     for (const [index, pipeline] of pipelines.entries()) {
+      this.schemas.set(pipeline.name, schemas[index]!);
       this.entityWriters.set(
         pipeline.name,
         new EntityWriter(pipeline.name, schemas[index]!, this.context.data.writeMethod),
@@ -115,6 +126,7 @@ class Writer {
           return Object.fromEntries(this.committed);
         },
         committedCheckpoints: () => Object.fromEntries(this.committed),
+        buildIndexes: (pipeline) => this.buildIndexes(pipeline),
       },
       report: () => poolReport(this.db),
       stop: async () => {
@@ -131,14 +143,47 @@ class Writer {
     if (this.writing || this.failed) return;
     this.writing = true;
     try {
-      for (let run = this.takeRun(); run.length > 0; run = this.takeRun()) {
-        await this.writeWithRetry(run);
-        if (this.failed) break;
+      while (!this.failed) {
+        const run = this.takeRun();
+        if (run.length > 0) {
+          await this.writeWithRetry(run);
+          continue;
+        }
+        const task = this.tasks.shift();
+        if (task === undefined) break;
+        await task();
       }
     } finally {
       this.writing = false;
       for (const resolve of this.flushWaiters.splice(0)) resolve();
     }
+  }
+
+  /**
+   * Builds a pipeline's deferred secondary indexes, in the writer's order (between two write
+   * transactions), and records it. Resolves at once when they exist.
+   */
+  private buildIndexes(pipeline: string): Promise<boolean> {
+    if (this.indexesReady.has(pipeline)) return Promise.resolve(true);
+    const schema = this.schemas.get(pipeline);
+    if (schema === undefined) return Promise.reject(new Error(`unknown pipeline ${pipeline}`));
+    return new Promise<boolean>((resolve, reject) => {
+      this.tasks.push(async () => {
+        const started = performance.now();
+        try {
+          await this.db.transaction((client) => buildDeferredIndexes(client, pipeline, schema));
+          this.indexesReady.add(pipeline);
+          this.context.log.info(
+            { pipeline, durationMs: Math.round(performance.now() - started) },
+            'deferred indexes built',
+          );
+          resolve(true);
+        } catch (error) {
+          reject(error);
+        }
+      });
+      void this.drain();
+    });
   }
 
   /**

@@ -8,6 +8,7 @@ import type { PipelineConfig, SourceConfig } from '../config.ts';
 import type { Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
 import {
+  createPipelineIndexes,
   createPipelineTables,
   dropPipelineTables,
   fingerprintChanges,
@@ -44,13 +45,16 @@ export async function preparePipeline(
   db: Queryable,
   pipeline: PipelineConfig,
   schema: Schema,
-): Promise<void> {
+): Promise<{ indexesReady: boolean }> {
   const fingerprint = pipelineFingerprint(pipeline, schema);
   const hash = fingerprintHash(fingerprint);
   const { rows } = await db.query<{
     fingerprint_hash: string | null;
     fingerprint: PipelineFingerprint | null;
-  }>('SELECT fingerprint_hash, fingerprint FROM strata.pipelines WHERE name = $1', [pipeline.name]);
+    indexes_ready: boolean;
+  }>('SELECT fingerprint_hash, fingerprint, indexes_ready FROM strata.pipelines WHERE name = $1', [
+    pipeline.name,
+  ]);
   const existing = rows[0];
   if (existing?.fingerprint_hash != null && existing.fingerprint_hash !== hash) {
     const changes =
@@ -62,12 +66,21 @@ export async function preparePipeline(
       { details: { pipeline: pipeline.name, changes } },
     );
   }
-  await createPipelineTables(db, pipeline.name, schema);
+  const indexesNow = !pipeline.deferIndexes || existing?.indexes_ready === true;
+  await createPipelineTables(db, pipeline.name, schema, { indexes: indexesNow });
   await db.query(
-    `INSERT INTO strata.pipelines (name, fingerprint_hash, fingerprint) VALUES ($1, $2, $3)
-     ON CONFLICT (name) DO UPDATE SET fingerprint_hash = EXCLUDED.fingerprint_hash, fingerprint = EXCLUDED.fingerprint`,
-    [pipeline.name, hash, JSON.stringify(fingerprint)],
+    `INSERT INTO strata.pipelines (name, fingerprint_hash, fingerprint, indexes_ready) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (name) DO UPDATE SET fingerprint_hash = EXCLUDED.fingerprint_hash, fingerprint = EXCLUDED.fingerprint,
+       indexes_ready = EXCLUDED.indexes_ready`,
+    [pipeline.name, hash, JSON.stringify(fingerprint), indexesNow],
   );
+  return { indexesReady: indexesNow };
+}
+
+/** Builds the deferred secondary indexes and records that they exist. */
+export async function buildDeferredIndexes(db: Queryable, pipeline: string, schema: Schema): Promise<void> {
+  await createPipelineIndexes(db, pipeline, schema);
+  await db.query('UPDATE strata.pipelines SET indexes_ready = true WHERE name = $1', [pipeline]);
 }
 
 /**

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusSnapshot } from '../../src/http/status-types.ts';
-import { type DaemonProcess, getJson, startDaemonProcess } from '../helpers/daemon-process.ts';
+import { type DaemonProcess, getJson, startDaemonProcess, waitFor } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { erc20Reference, erc20Source, erc20Tables } from '../helpers/erc20-reference.ts';
 
@@ -49,9 +49,14 @@ describe('crash safety (erc20, Postgres)', () => {
     const progress: number[] = [];
     for (let i = 0; i < KILLS; i++) {
       const daemon = erc20Daemon(env);
-      await daemon.url;
-      // Somewhere between start-up and well into the writes.
-      await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 700));
+      // Somewhere between the actors' start and well into the writes.
+      await waitFor(
+        async () => daemon.logs.some((l) => l.msg === 'strata daemon running'),
+        (running) => running,
+        30_000,
+        'actors running',
+      );
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 700));
       daemon.kill('SIGKILL');
       expect((await daemon.exited).signal).toBe('SIGKILL');
       progress.push(await committed());
