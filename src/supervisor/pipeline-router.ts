@@ -58,6 +58,9 @@ export class PipelineRouter {
         const progress = this.progressByPipeline.get(report.pipeline);
         if (progress !== undefined && progress.committedCheckpoint < report.committedCheckpoint) {
           progress.committedCheckpoint = report.committedCheckpoint;
+          // Processing reports once a second; what is committed was processed.
+          progress.processedCheckpoint = Math.max(progress.processedCheckpoint, report.committedCheckpoint);
+          progress.processedBlockNumber = Math.max(progress.processedBlockNumber, report.committedBlockNumber);
         }
         this.options.onCommitted?.(report);
         if (progress !== undefined) this.options.onProgress?.(progress);
