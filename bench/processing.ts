@@ -21,7 +21,7 @@ import { BatchExecutor, type LoadStrategy } from '../src/processing/batch-execut
 import { collectBatchChanges, encodeChanges } from '../src/processing/change-codec.ts';
 import { InMemoryStore } from '../src/processing/in-memory-store.ts';
 import { LoadLayer } from '../src/processing/load-layer.ts';
-import { loadPipelineModules } from '../src/processing/processing-actor.ts';
+import { loadPipelineModules } from '../src/processing/pipeline-modules.ts';
 import { createTableSql, entityTable, quoteIdent } from '../src/schema/ddl.ts';
 import { rowToWire } from '../src/schema/wire.ts';
 import { GeneratorSource } from '../src/sources/generator.ts';

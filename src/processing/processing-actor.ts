@@ -8,7 +8,6 @@
 // When the writer's thread dies, the supervisor restarts it and this actor re-sends everything
 // above the committed checkpoint as one merged batch: nothing is lost.
 
-import { pathToFileURL } from 'node:url';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
@@ -19,19 +18,15 @@ import type {
   EntityChanges,
   PipelineProgress,
 } from '../protocol.ts';
-import type { Schema } from '../schema/define-schema.ts';
-import { loadSchema } from '../schema/load-schema.ts';
 import type { BlockSource } from '../sources/block-source.ts';
-import { GeneratorSource } from '../sources/generator.ts';
-import { IngestLogSource } from '../sources/ingest-log.ts';
-import { NdjsonFileSource } from '../sources/ndjson-file.ts';
+import { createSource } from '../sources/create-source.ts';
 import type { Block } from '../sources/types.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
 import { BatchExecutor } from './batch-executor.ts';
 import { collectBatchChanges, collectUncommittedChanges, encodeChanges } from './change-codec.ts';
-import { type EventHandler, isHandlerRegistry } from './handler-api.ts';
 import { InMemoryStore } from './in-memory-store.ts';
 import { LoadLayer } from './load-layer.ts';
+import { loadPipelineModules } from './pipeline-modules.ts';
 import { RateMeter } from './rate-meter.ts';
 
 export interface ProcessingActorData {
@@ -73,44 +68,6 @@ export const processingActor: ActorDefinition<ProcessingActorData, ProcessingMet
     return runtime.instance();
   },
 };
-
-/** Loads a pipeline's schema and handler modules and checks that they belong together. */
-export async function loadPipelineModules(
-  pipeline: PipelineConfig,
-): Promise<{ schema: Schema; handlers: Map<string, Array<EventHandler<Schema, never>>> }> {
-  const schema = await loadSchema(pipeline.schema);
-  const handlers = new Map<string, Array<EventHandler<Schema, never>>>();
-  for (const file of pipeline.handlers) {
-    const module = (await import(pathToFileURL(file).href)) as { default?: unknown };
-    if (!isHandlerRegistry(module.default)) {
-      throw new StrataError(
-        'STRATA_ERR_CONFIG_INVALID',
-        `handler module ${file} must \`export default createHandlers(schema)\` with its onEvent(…) handlers`,
-      );
-    }
-    const names = (s: Schema) => s.entities.map((entity) => entity.name).join(',');
-    if (names(module.default.schema) !== names(schema)) {
-      throw new StrataError(
-        'STRATA_ERR_CONFIG_INVALID',
-        `handler module ${file} was created for entities [${names(module.default.schema)}], but pipeline ${pipeline.name}'s schema declares [${names(schema)}]`,
-      );
-    }
-    for (const [event, list] of module.default.handlers)
-      handlers.set(event, [...(handlers.get(event) ?? []), ...list]);
-  }
-  return { schema, handlers };
-}
-
-export function createSource(pipeline: PipelineConfig, db: Db): BlockSource {
-  switch (pipeline.source.kind) {
-    case 'generator':
-      return new GeneratorSource(pipeline.source);
-    case 'ndjson':
-      return new NdjsonFileSource(pipeline.source.path);
-    case 'ingest':
-      return new IngestLogSource(db, pipeline.name);
-  }
-}
 
 class PipelineRuntime {
   private readonly context: ActorContext<ProcessingActorData>;

@@ -60,7 +60,10 @@ export class PipelineRouter {
           progress.committedCheckpoint = report.committedCheckpoint;
           // Processing reports once a second; what is committed was processed.
           progress.processedCheckpoint = Math.max(progress.processedCheckpoint, report.committedCheckpoint);
-          progress.processedBlockNumber = Math.max(progress.processedBlockNumber, report.committedBlockNumber);
+          progress.processedBlockNumber = Math.max(
+            progress.processedBlockNumber,
+            report.committedBlockNumber,
+          );
         }
         this.options.onCommitted?.(report);
         if (progress !== undefined) this.options.onProgress?.(progress);

@@ -1,0 +1,36 @@
+// Loading a pipeline's user modules: its schema and its handler modules, checked to belong
+// together (a handler module is created for one schema; its entities must be the pipeline's).
+
+import { pathToFileURL } from 'node:url';
+import type { PipelineConfig } from '../config.ts';
+import { StrataError } from '../errors.ts';
+import type { Schema } from '../schema/define-schema.ts';
+import { loadSchema } from '../schema/load-schema.ts';
+import { type EventHandler, isHandlerRegistry } from './handler-api.ts';
+
+/** Loads a pipeline's schema and handler modules and checks that they belong together. */
+export async function loadPipelineModules(
+  pipeline: PipelineConfig,
+): Promise<{ schema: Schema; handlers: Map<string, Array<EventHandler<Schema, never>>> }> {
+  const schema = await loadSchema(pipeline.schema);
+  const handlers = new Map<string, Array<EventHandler<Schema, never>>>();
+  for (const file of pipeline.handlers) {
+    const module = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    if (!isHandlerRegistry(module.default)) {
+      throw new StrataError(
+        'STRATA_ERR_CONFIG_INVALID',
+        `handler module ${file} must \`export default createHandlers(schema)\` with its onEvent(…) handlers`,
+      );
+    }
+    const names = (s: Schema) => s.entities.map((entity) => entity.name).join(',');
+    if (names(module.default.schema) !== names(schema)) {
+      throw new StrataError(
+        'STRATA_ERR_CONFIG_INVALID',
+        `handler module ${file} was created for entities [${names(module.default.schema)}], but pipeline ${pipeline.name}'s schema declares [${names(schema)}]`,
+      );
+    }
+    for (const [event, list] of module.default.handlers)
+      handlers.set(event, [...(handlers.get(event) ?? []), ...list]);
+  }
+  return { schema, handlers };
+}
