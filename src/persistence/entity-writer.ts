@@ -39,9 +39,9 @@ export class EntityWriter {
   constructor(pipeline: string, schema: Schema, method: WriteMethod) {
     this.schema = schema;
     this.method = method;
-    schema.entities.forEach((entity, index) =>
-      this.prepared.set(entity.name, prepare(pipeline, entity, index)),
-    );
+    for (const [index, entity] of schema.entities.entries()) {
+      this.prepared.set(entity.name, prepare(pipeline, entity, index));
+    }
   }
 
   /** Merges the run's changes (in batch order) and writes them. Returns rows written. */

@@ -21,7 +21,10 @@ const root = path.resolve(import.meta.dirname, '../..');
 
 async function post(url: string, body: string, contentType = 'application/json') {
   const response = await fetch(url, { method: 'POST', headers: { 'content-type': contentType }, body });
-  return { status: response.status, body: (await response.json()) as Record<string, any> };
+  return {
+    status: response.status,
+    body: (await response.json()) as { error: { code: string; message: string } } & Record<string, unknown>,
+  };
 }
 
 const block = (number: number, events: unknown[], extra: Record<string, unknown> = {}) => ({
@@ -106,7 +109,7 @@ describe('ingest log', () => {
     const fatal = changed.logs.find(
       (l) => (l.err as { code?: string } | undefined)?.code === 'STRATA_ERR_SCHEMA_CHANGED',
     );
-    const message = (fatal?.err as { message: string }).message;
+    const message = (fatal?.err as { message: string } | undefined)?.message;
     expect(message).toMatch(/AccountTotal indexes changed from \[\] to \[debited\]/);
     expect(message).toMatch(/AccountTotal\.lastSeen added \(timestamptz null\)/);
     expect(message).toMatch(/strata reset feed/);
