@@ -1,11 +1,10 @@
 // Loading a pipeline's user modules: its schema and its handler modules, checked to belong
 // together (a handler module is created for one schema; its entities must be the pipeline's).
 
-import { pathToFileURL } from 'node:url';
 import type { PipelineConfig } from '../config.ts';
 import { StrataError } from '../errors.ts';
 import type { Schema } from '../schema/define-schema.ts';
-import { loadSchema } from '../schema/load-schema.ts';
+import { importUserModule, loadSchema } from '../schema/load-schema.ts';
 import { type EventHandler, isHandlerRegistry } from './handler-api.ts';
 
 /** Loads a pipeline's schema and handler modules and checks that they belong together. */
@@ -15,7 +14,7 @@ export async function loadPipelineModules(
   const schema = await loadSchema(pipeline.schema);
   const handlers = new Map<string, Array<EventHandler<Schema, never>>>();
   for (const file of pipeline.handlers) {
-    const module = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    const module = await importUserModule(file, 'handler');
     if (!isHandlerRegistry(module.default)) {
       throw new StrataError(
         'STRATA_ERR_CONFIG_INVALID',
