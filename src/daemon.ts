@@ -25,6 +25,10 @@ import { ActorRef } from './supervisor/actor-ref.ts';
 import { workerSpawner } from './supervisor/endpoints.ts';
 import { PipelineRouter } from './supervisor/pipeline-router.ts';
 import { Supervisor } from './supervisor/supervisor.ts';
+import { type Coalescer, LocalCoalescer, RedisCoalescer } from './transpile/coalescer.ts';
+import { L2Store } from './transpile/l2-store.ts';
+import { ModuleService } from './transpile/module-service.ts';
+import { TranspilePool } from './transpile/transpile-pool.ts';
 
 export interface Daemon {
   readonly id: string;
@@ -72,7 +76,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
     await migrate({ url: databaseUrl, log, connectTimeoutMs: config.db.connectTimeoutMs });
     const mainDb: Db = createDb({
       url: databaseUrl,
-      max: 2,
+      max: 4,
       connectTimeoutMs: config.db.connectTimeoutMs,
       applicationName: 'strata-main',
       log,
@@ -87,6 +91,29 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       redis = connection;
       cleanups.push(() => connection.close());
     }
+
+    // ─── module cache (GET /v1/modules/*) ───
+    const transpilePool = new TranspilePool({ threads: 2, minThreads: 0 });
+    cleanups.push(() => transpilePool.close());
+    let coalescer: Coalescer = new LocalCoalescer();
+    if (redis !== null) {
+      // A subscribed connection cannot run commands: the coalescer's wake-ups get their own.
+      const subscriber = redis.client.duplicate();
+      subscriber.on('error', () => undefined); // the main connection logs Redis outages
+      coalescer = new RedisCoalescer({ client: redis.client, subscriber, log });
+      const active = coalescer;
+      cleanups.push(async () => {
+        await active.close();
+        subscriber.disconnect();
+      });
+    }
+    const modules = new ModuleService({
+      root: config.project.dir,
+      pool: transpilePool,
+      l2: new L2Store(mainDb, `file://${config.project.dir}`),
+      coalescer,
+      log,
+    });
 
     // ─── actors ───
     const loggerOptions: LoggerOptions = {
@@ -308,6 +335,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       status,
       readiness,
       metrics: metrics.registry,
+      modules: { modules },
       ingest: {
         sourceKinds: new Map(config.pipelines.map((pipeline) => [pipeline.name, pipeline.source.kind])),
         append: async (pipeline, blocks) => {

@@ -96,6 +96,8 @@ export const errorRegistry = {
     status: 409,
     retryable: false,
   },
+  STRATA_ERR_MODULE_NOT_FOUND: { message: 'no such module in the project', status: 404, retryable: false },
+  STRATA_ERR_MODULE_SYNTAX: { message: 'the module does not transpile', status: 422, retryable: false },
   STRATA_ERR_DAEMON_UNREACHABLE: {
     message: 'no Strata daemon answered at that address',
     status: 503,

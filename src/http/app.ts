@@ -11,6 +11,7 @@ import { errorBody, errorHandler } from './errors.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { type IngestDependencies, registerIngestRoute } from './routes/ingest.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
+import { type ModuleRouteDependencies, registerModuleRoutes } from './routes/modules.ts';
 import { registerStatusRoute } from './routes/status.ts';
 import type { ReadinessCheck, StatusSnapshot } from './status-types.ts';
 
@@ -22,6 +23,8 @@ export interface AppDependencies {
   metrics: Registry;
   /** The ingest API; absent in tests that do not need it. */
   ingest?: IngestDependencies;
+  /** Module serving; idem. */
+  modules?: ModuleRouteDependencies;
 }
 
 export function buildApp(deps: AppDependencies): FastifyInstance {
@@ -70,5 +73,6 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   registerStatusRoute(app, deps);
   registerMetricsRoute(app, deps);
   if (deps.ingest !== undefined) registerIngestRoute(app, deps.ingest);
+  if (deps.modules !== undefined) registerModuleRoutes(app, deps.modules);
   return app;
 }

@@ -1,0 +1,78 @@
+// `GET /v1/modules/<path>`: the project's modules as JavaScript (src/transpile/module-service.ts).
+//  - ETag: quoted, strong, from the source's content hash and the transpiler version, so
+//    `If-None-Match` (lists, weak tags, `*`) answers 304 before any transpile.
+//  - `x-strata-cache: l1 | l2 | coalesced | miss`, `content-type: text/javascript`, a source map
+//    at `<path>?map` referenced from the code.
+//  - Paths outside the project root → 404; a syntax error → 422 with its diagnostic.
+// `POST /v1/modules/invalidate` `{ "paths": [...] }` (or `{}` for everything) drops them from
+// every layer (and, with Redis, from every peer's L1).
+
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { StrataError } from '../../errors.ts';
+import type { ModuleService } from '../../transpile/module-service.ts';
+
+export interface ModuleRouteDependencies {
+  modules: ModuleService;
+  /** Invalidation that also reaches peers (falls back to the local service). */
+  invalidate?: (paths: string[] | 'all') => Promise<void>;
+}
+
+export function etagMatches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((candidate) => {
+    const tag = candidate.trim();
+    return tag === '*' || tag.replace(/^W\//, '') === etag;
+  });
+}
+
+const invalidateBody = z
+  .object({ paths: z.array(z.string().min(1).max(1_000)).max(10_000).optional() })
+  .strict();
+
+export function registerModuleRoutes(app: FastifyInstance, deps: ModuleRouteDependencies): void {
+  app.get<{ Params: { '*': string }; Querystring: { map?: string } }>(
+    '/v1/modules/*',
+    async (request, reply) => {
+      const requestPath = request.params['*'];
+      const wantsMap = request.query.map !== undefined;
+      const canonical = await deps.modules.resolve(requestPath);
+      const { etag } = await deps.modules.fingerprint(canonical);
+      void reply
+        .header('etag', wantsMap ? `"${etag.slice(1, -1)}-map"` : etag)
+        .header('cache-control', 'no-cache');
+      if (!wantsMap && etagMatches(request.headers['if-none-match'], etag)) return reply.status(304).send();
+      const result = await deps.modules.get(canonical);
+      void reply.header('x-strata-cache', result.cache);
+      if (wantsMap) return reply.type('application/json; charset=utf-8').send(result.map);
+      return reply
+        .type('text/javascript; charset=utf-8')
+        .send(
+          `${result.code}\n//# sourceMappingURL=${encodeURIComponent(path.posix.basename(canonical))}?map\n`,
+        );
+    },
+  );
+
+  app.post('/v1/modules/invalidate', async (request) => {
+    const parsed = invalidateBody.safeParse(request.body ?? {});
+    if (!parsed.success) {
+      throw new StrataError(
+        'STRATA_ERR_BAD_REQUEST',
+        `expected { "paths"?: string[] }: ${parsed.error.issues[0]?.message}`,
+      );
+    }
+    const paths: string[] = [];
+    for (const requested of parsed.data.paths ?? []) {
+      // A deleted file cannot be resolved any more; its normalized path is what was cached.
+      paths.push(
+        await deps.modules
+          .resolve(requested)
+          .catch(() => path.posix.normalize(requested.replace(/^\/+/, ''))),
+      );
+    }
+    const target = parsed.data.paths === undefined ? 'all' : paths;
+    await (deps.invalidate ?? ((p: string[] | 'all') => deps.modules.invalidate(p)))(target);
+    return { invalidated: target };
+  });
+}
