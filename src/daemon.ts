@@ -6,6 +6,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
 import type { StrataConfig } from './config.ts';
 import { connectRedis, type RedisConnection } from './coordination/redis.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './db/embedded.ts';
@@ -26,6 +27,7 @@ import { workerSpawner } from './supervisor/endpoints.ts';
 import { PipelineRouter } from './supervisor/pipeline-router.ts';
 import { Supervisor } from './supervisor/supervisor.ts';
 import { type Coalescer, LocalCoalescer, RedisCoalescer } from './transpile/coalescer.ts';
+import { ModuleInvalidation } from './transpile/invalidation.ts';
 import { L2Store } from './transpile/l2-store.ts';
 import { ModuleService } from './transpile/module-service.ts';
 import { TranspilePool } from './transpile/transpile-pool.ts';
@@ -96,10 +98,12 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
     const transpilePool = new TranspilePool({ threads: 2, minThreads: 0 });
     cleanups.push(() => transpilePool.close());
     let coalescer: Coalescer = new LocalCoalescer();
+    let pubsub: { client: Redis; subscriber: Redis } | null = null;
     if (redis !== null) {
-      // A subscribed connection cannot run commands: the coalescer's wake-ups get their own.
+      // A subscribed connection cannot run commands: wake-ups and invalidations get their own.
       const subscriber = redis.client.duplicate();
       subscriber.on('error', () => undefined); // the main connection logs Redis outages
+      pubsub = { client: redis.client, subscriber };
       coalescer = new RedisCoalescer({ client: redis.client, subscriber, log });
       const active = coalescer;
       cleanups.push(async () => {
@@ -114,6 +118,9 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       coalescer,
       log,
     });
+    const invalidation = new ModuleInvalidation({ modules, log, redis: pubsub });
+    invalidation.watch(config.project.dir);
+    cleanups.push(async () => invalidation.close());
 
     // ─── actors ───
     const loggerOptions: LoggerOptions = {
@@ -310,6 +317,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
           pools,
         },
         redis: { configured: redis !== null, state: redis?.state() ?? 'not configured' },
+        modules: modules.status(),
       };
     };
 
@@ -335,7 +343,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       status,
       readiness,
       metrics: metrics.registry,
-      modules: { modules },
+      modules: { modules, invalidate: (paths) => invalidation.invalidate(paths) },
       ingest: {
         sourceKinds: new Map(config.pipelines.map((pipeline) => [pipeline.name, pipeline.source.kind])),
         append: async (pipeline, blocks) => {

@@ -122,6 +122,51 @@ export function createMetrics(options: { version: string; status: () => StatusSn
     (p) => p.writerBusyMs / 1_000,
   );
 
+  const moduleCounters: Array<[string, (m: NonNullable<StatusSnapshot['modules']>) => number]> = [
+    ['l1_hit', (m) => m.l1Hits],
+    ['l2_hit', (m) => m.l2Hits],
+    ['in_process_join', (m) => m.inProcessJoins],
+    ['cross_process_join', (m) => m.crossProcessJoins],
+    ['transpile', (m) => m.transpiles],
+    ['syntax_error', (m) => m.syntaxErrors],
+    ['stale_write_rejected', (m) => m.staleWritesRejected],
+    ['l1_write_skipped', (m) => m.l1WritesSkipped],
+    ['l2_failure', (m) => m.l2Failures],
+    ['wait_timeout_fallback', (m) => m.waitTimeoutFallbacks],
+  ];
+  new Gauge({
+    name: 'strata_module_cache_operations',
+    help: 'Module cache operations since start, by kind (hits per layer, joins, transpiles, fences, fallbacks).',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const modules = options.status().modules;
+      if (modules === undefined) return;
+      for (const [kind, read] of moduleCounters) this.set({ kind }, read(modules));
+    },
+  });
+  new Gauge({
+    name: 'strata_module_transpile_seconds',
+    help: 'Transpile time of the last 1,000 transpiles, by quantile.',
+    labelNames: ['quantile'],
+    registers: [registry],
+    collect() {
+      const modules = options.status().modules;
+      if (modules === undefined) return;
+      this.set({ quantile: '0.5' }, modules.transpileP50Ms / 1_000);
+      this.set({ quantile: '0.99' }, modules.transpileP99Ms / 1_000);
+    },
+  });
+  new Gauge({
+    name: 'strata_module_transpile_pool_utilization',
+    help: 'Utilization of the transpile pool (0..1).',
+    registers: [registry],
+    collect() {
+      const modules = options.status().modules;
+      if (modules !== undefined) this.set(modules.pool.utilization);
+    },
+  });
+
   new Gauge({
     name: 'strata_db_pool_connections',
     help: 'Database pool connections by pool and state.',

@@ -28,6 +28,24 @@ export interface StatusSnapshot {
     pools: Record<string, DbPoolStats>;
   };
   redis: { configured: boolean; state: string };
+  /** The module cache (GET /v1/modules): hits per layer, joins, fences, the transpile pool. */
+  modules?: ModuleCacheStatus;
+}
+
+export interface ModuleCacheStatus {
+  l1Hits: number;
+  l2Hits: number;
+  inProcessJoins: number;
+  crossProcessJoins: number;
+  transpiles: number;
+  syntaxErrors: number;
+  staleWritesRejected: number;
+  l1WritesSkipped: number;
+  l2Failures: number;
+  waitTimeoutFallbacks: number;
+  transpileP50Ms: number;
+  transpileP99Ms: number;
+  pool: { threads: number; utilization: number; completed: number; queued: number };
 }
 
 export interface ReadinessCheck {

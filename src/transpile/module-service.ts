@@ -22,6 +22,7 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { StrataError } from '../errors.ts';
+import type { ModuleCacheStatus } from '../http/status-types.ts';
 import type { Logger } from '../logger.ts';
 import type { Coalescer } from './coalescer.ts';
 import type { L2Store } from './l2-store.ts';
@@ -164,27 +165,47 @@ export class ModuleService {
     return work;
   }
 
+  /** Figures for /status and /metrics. */
+  status(): ModuleCacheStatus {
+    const { transpileMs, ...counters } = this.stats;
+    const sorted = [...transpileMs].sort((a, b) => a - b);
+    const at = (q: number) =>
+      sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+    return {
+      ...counters,
+      transpileP50Ms: Math.round(at(0.5) * 100) / 100,
+      transpileP99Ms: Math.round(at(0.99) * 100) / 100,
+      pool: this.options.pool.stats(),
+    };
+  }
+
   /** Drops paths (or everything) from L1, in-flight and L2, and bumps their generations. */
   async invalidate(paths: readonly string[] | 'all'): Promise<void> {
-    // Synchronous part first: nothing started before this line may fill L1 afterwards.
-    if (paths === 'all') {
-      this.globalGeneration += 1;
-      this.l1.clear();
-      this.inFlight.clear();
-    } else {
-      for (const canonical of paths) {
-        this.pathGenerations.set(canonical, (this.pathGenerations.get(canonical) ?? 0) + 1);
-        this.l1.delete(canonical);
-        for (const key of this.inFlight.keys())
-          if (key.startsWith(`${canonical}\0`)) this.inFlight.delete(key);
-      }
-    }
+    this.invalidateLocal(paths);
     try {
       if (paths === 'all') await this.options.l2?.wipe();
       else await this.options.l2?.invalidate(paths);
     } catch (error) {
       this.stats.l2Failures += 1;
       this.options.log.warn({ err: error }, 'module cache: L2 invalidation failed');
+    }
+  }
+
+  /**
+   * The synchronous part of an invalidation (L1, in-flight, generations) — all a peer needs when
+   * another process already tombstoned L2. Nothing started before this call may fill L1 after it.
+   */
+  invalidateLocal(paths: readonly string[] | 'all'): void {
+    if (paths === 'all') {
+      this.globalGeneration += 1;
+      this.l1.clear();
+      this.inFlight.clear();
+      return;
+    }
+    for (const canonical of paths) {
+      this.pathGenerations.set(canonical, (this.pathGenerations.get(canonical) ?? 0) + 1);
+      this.l1.delete(canonical);
+      for (const key of this.inFlight.keys()) if (key.startsWith(`${canonical}\0`)) this.inFlight.delete(key);
     }
   }
 

@@ -10,6 +10,7 @@ import { createDb, type Db } from '../../src/db/pool.ts';
 import { etagMatches } from '../../src/http/routes/modules.ts';
 import { createLogger } from '../../src/logger.ts';
 import { type Coalescer, LocalCoalescer, RedisCoalescer } from '../../src/transpile/coalescer.ts';
+import { ModuleInvalidation } from '../../src/transpile/invalidation.ts';
 import { L2Store } from '../../src/transpile/l2-store.ts';
 import { ModuleService, ModuleSyntaxError } from '../../src/transpile/module-service.ts';
 import { TranspilePool, type TranspileResult } from '../../src/transpile/transpile-pool.ts';
@@ -241,6 +242,35 @@ describe('module cache', () => {
     expect((await modules.get('r')).cache).toBe('miss');
     client.disconnect();
     subscriber.disconnect();
+  });
+
+  it('an invalidation reaches every peer over Redis; the file watcher invalidates edited files', async () => {
+    const root = project({ 'p.ts': 'export const p = 1;' });
+    const prefix = `strata-test-inv-${Date.now()}`;
+    const one = service(root);
+    const two = service(root);
+    const peers = [one, two].map((s) => {
+      const client = new Redis(REDIS_URL, { enableOfflineQueue: true });
+      const subscriber = new Redis(REDIS_URL);
+      redisConnections.push(client, subscriber);
+      return new ModuleInvalidation({ modules: s.modules, log, redis: { client, subscriber }, prefix });
+    });
+    await tick(); // subscriptions
+    await one.modules.get('p');
+    expect((await two.modules.get('p')).cache).toBe('l2');
+    expect((await two.modules.get('p')).cache).toBe('l1');
+    await peers[0]!.invalidate(['p.ts']);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await two.modules.get('p')).cache).toBe('miss'); // peer's L1 dropped, L2 tombstoned
+
+    peers[1]!.watch(root);
+    writeFileSync(path.join(root, 'p.ts'), 'export const p = 2;');
+    const l2 = new L2Store(db, `file://${root}`);
+    const before = (await l2.read('p.ts')).generation;
+    const deadline = Date.now() + 5_000;
+    while ((await l2.read('p.ts')).generation === before && Date.now() < deadline) await tick();
+    expect((await l2.read('p.ts')).generation).toBeGreaterThan(before);
+    for (const peer of peers) peer.close();
   });
 
   it('If-None-Match: lists, weak tags and * match the strong ETag', () => {

@@ -1,0 +1,94 @@
+// Invalidation of the module cache across a fleet: the process that learns of a change (its file
+// watcher, or POST /v1/modules/invalidate) tombstones L2 and drops its own L1, then tells every
+// peer over Redis pub/sub to drop theirs. Peers only run the local part: L2 is shared. Without
+// Redis (the embedded default) there are no peers. A lost message costs nothing for correctness:
+// every request re-hashes the source file, so an edited file never gets old bytes; L1 entries
+// of edited files just age out of the LRU.
+
+import { randomUUID } from 'node:crypto';
+import { type FSWatcher, watch } from 'node:fs';
+import path from 'node:path';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../logger.ts';
+import type { ModuleService } from './module-service.ts';
+
+export interface ModuleInvalidationOptions {
+  modules: ModuleService;
+  log: Logger;
+  redis?: { client: Redis; subscriber: Redis } | null;
+  prefix?: string;
+}
+
+const SOURCE_FILE = /\.(c|m)?(t|j)sx?$/;
+
+export class ModuleInvalidation {
+  private readonly options: ModuleInvalidationOptions;
+  private readonly channel: string;
+  private readonly sender = randomUUID();
+  private watcher: FSWatcher | null = null;
+  private pending = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(options: ModuleInvalidationOptions) {
+    this.options = options;
+    this.channel = `${options.prefix ?? 'strata:modules'}:invalidate`;
+    const subscriber = options.redis?.subscriber;
+    if (subscriber !== undefined) {
+      subscriber.on('message', (channel: string, message: string) => {
+        if (channel !== this.channel) return;
+        try {
+          const { sender, paths } = JSON.parse(message) as { sender: string; paths: string[] | 'all' };
+          if (sender !== this.sender) this.options.modules.invalidateLocal(paths);
+        } catch (error) {
+          this.options.log.warn({ err: error }, 'module cache: unreadable invalidation message');
+        }
+      });
+      subscriber.subscribe(this.channel).catch((error: unknown) => {
+        this.options.log.warn(
+          { err: error },
+          'module cache: cannot subscribe to invalidations (peers keep their L1)',
+        );
+      });
+    }
+  }
+
+  async invalidate(paths: string[] | 'all'): Promise<void> {
+    await this.options.modules.invalidate(paths);
+    const client = this.options.redis?.client;
+    if (client !== undefined && client.status === 'ready') {
+      await client
+        .publish(this.channel, JSON.stringify({ sender: this.sender, paths }))
+        .catch((error: unknown) =>
+          this.options.log.warn({ err: error }, 'module cache: invalidation not broadcast'),
+        );
+    }
+  }
+
+  /** Watches the project folder; changed source files are invalidated (debounced). */
+  watch(root: string): void {
+    this.watcher = watch(root, { recursive: true }, (_event, file) => {
+      if (
+        file === null ||
+        !SOURCE_FILE.test(file) ||
+        file.includes('node_modules') ||
+        file.startsWith('.strata')
+      )
+        return;
+      this.pending.add(file.split(path.sep).join('/'));
+      this.timer ??= setTimeout(() => {
+        const paths = [...this.pending];
+        this.pending = new Set();
+        this.timer = null;
+        void this.invalidate(paths);
+      }, 50);
+    });
+    this.watcher.on('error', (error) =>
+      this.options.log.warn({ err: error }, 'module cache: file watcher failed'),
+    );
+  }
+
+  close(): void {
+    this.watcher?.close();
+    if (this.timer !== null) clearTimeout(this.timer);
+  }
+}
