@@ -1,5 +1,6 @@
 // The module cache against real Postgres (L2), real Redis (coalescing) and the real piscina pool:
 // the pitfalls of ../shared/reference/transpile-cache.md, one test each.
+import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -79,10 +80,12 @@ function service(root: string, options: { pool?: GatedPool; coalescer?: Coalesce
   };
 }
 
-function redisCoalescer(prefix: string, waitMs = 5_000): RedisCoalescer {
+/** A coalescer on ready connections (until then it transpiles locally, by design). */
+async function redisCoalescer(prefix: string, waitMs = 5_000): Promise<RedisCoalescer> {
   const client = new Redis(REDIS_URL, { enableOfflineQueue: true });
   const subscriber = new Redis(REDIS_URL);
   redisConnections.push(client, subscriber);
+  await Promise.all([client, subscriber].map((c) => (c.status === 'ready' ? undefined : once(c, 'ready'))));
   return new RedisCoalescer({ client, subscriber, log, prefix, waitMs });
 }
 
@@ -197,8 +200,8 @@ describe('module cache', () => {
     );
     const root = project(files);
     const prefix = `strata-test-${Date.now()}`;
-    const one = service(root, { coalescer: redisCoalescer(prefix) });
-    const two = service(root, { coalescer: redisCoalescer(prefix) });
+    const one = service(root, { coalescer: await redisCoalescer(prefix) });
+    const two = service(root, { coalescer: await redisCoalescer(prefix) });
     const names = Object.keys(files).map((file) => file.replace('.ts', ''));
     const results = await Promise.all([
       ...names.map((n) => one.modules.get(n)),
@@ -212,7 +215,7 @@ describe('module cache', () => {
   it('a winner that never reports (dead, or the wake-up lost) → the others fall back within the bounded wait', async () => {
     const root = project({ 'w.ts': 'export const w = 1;' });
     const prefix = `strata-test-dead-${Date.now()}`;
-    const coalescer = redisCoalescer(prefix, 300);
+    const coalescer = await redisCoalescer(prefix, 300);
     const { modules, pool: counting } = service(root, { coalescer });
     // A "winner" holds every lease of this prefix and never publishes: the lease of a dead process.
     const client = redisConnections[redisConnections.length - 2]!;
@@ -249,13 +252,17 @@ describe('module cache', () => {
     const prefix = `strata-test-inv-${Date.now()}`;
     const one = service(root);
     const two = service(root);
-    const peers = [one, two].map((s) => {
+    const peers: ModuleInvalidation[] = [];
+    for (const s of [one, two]) {
       const client = new Redis(REDIS_URL, { enableOfflineQueue: true });
       const subscriber = new Redis(REDIS_URL);
       redisConnections.push(client, subscriber);
-      return new ModuleInvalidation({ modules: s.modules, log, redis: { client, subscriber }, prefix });
-    });
-    await tick(); // subscriptions
+      await Promise.all(
+        [client, subscriber].map((c) => (c.status === 'ready' ? undefined : once(c, 'ready'))),
+      );
+      peers.push(new ModuleInvalidation({ modules: s.modules, log, redis: { client, subscriber }, prefix }));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300)); // subscriptions registered
     await one.modules.get('p');
     expect((await two.modules.get('p')).cache).toBe('l2');
     expect((await two.modules.get('p')).cache).toBe('l1');
