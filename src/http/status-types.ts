@@ -3,6 +3,7 @@
 import type { DbPoolStats } from '../db/pool.ts';
 import type { PipelineProgress } from '../protocol.ts';
 import type { ActorStats } from '../supervisor/actor-ref.ts';
+import type { ModuleServiceStats } from '../transpile/module-service.ts';
 
 export interface ActorStatus extends ActorStats {
   name: string;
@@ -32,21 +33,12 @@ export interface StatusSnapshot {
   modules?: ModuleCacheStatus;
 }
 
-export interface ModuleCacheStatus {
-  l1Hits: number;
-  l2Hits: number;
-  inProcessJoins: number;
-  crossProcessJoins: number;
-  transpiles: number;
-  syntaxErrors: number;
-  staleWritesRejected: number;
-  l1WritesSkipped: number;
-  l2Failures: number;
-  waitTimeoutFallbacks: number;
+/** The module service's counters plus transpile quantiles and the pool's figures. */
+export type ModuleCacheStatus = Omit<ModuleServiceStats, 'transpileMs'> & {
   transpileP50Ms: number;
   transpileP99Ms: number;
   pool: { threads: number; utilization: number; completed: number; queued: number };
-}
+};
 
 export interface ReadinessCheck {
   name: string;

@@ -47,13 +47,7 @@ export class LoadLayer {
 
   /** Resolves once `id` of `entity` is in the store (as a row or as known-absent). */
   load(entity: string, id: string): Promise<void> {
-    let ids = this.pendingIds.get(entity);
-    if (ids === undefined) {
-      ids = new Set();
-      this.pendingIds.set(entity, ids);
-    }
-    ids.add(id);
-    return this.enqueue();
+    return this.loadMany(entity, [id]);
   }
 
   loadMany(entity: string, ids: Iterable<string>): Promise<void> {

@@ -2,6 +2,7 @@
 // once at the edge with zod so the processing path can trust it.
 
 import { z } from 'zod';
+import type { Block } from './types.ts';
 
 export const eventSchema = z.object({
   name: z.string().min(1).max(200),
@@ -19,4 +20,19 @@ export const blockSchema = z.object({
   events: z.array(eventSchema),
 });
 
-export type BlockInput = z.input<typeof blockSchema>;
+type ParsedBlock = z.output<typeof blockSchema>;
+
+/** A validated block in the form the processing path uses (defaults filled in). */
+export function toBlock(parsed: ParsedBlock): Block {
+  return {
+    number: parsed.number,
+    hash: parsed.hash ?? null,
+    parentHash: parsed.parentHash ?? null,
+    timestamp: parsed.timestamp,
+    events: parsed.events.map((event, index) => ({
+      name: event.name,
+      payload: event.payload,
+      logIndex: event.logIndex ?? index,
+    })),
+  };
+}

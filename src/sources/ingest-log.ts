@@ -4,29 +4,10 @@
 // transaction-scoped advisory lock, so "strictly increasing block numbers" holds across
 // concurrent requests and processes; a request is stored whole or not at all.
 
-import type { z } from 'zod';
 import type { Db, Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
-import type { blockSchema } from './block-schema.ts';
 import { type BlockSource, Waker } from './block-source.ts';
 import type { Block } from './types.ts';
-
-type ParsedBlock = z.output<typeof blockSchema>;
-
-/** A validated block in the form the processing path uses (defaults filled in). */
-export function toBlock(parsed: ParsedBlock): Block {
-  return {
-    number: parsed.number,
-    hash: parsed.hash ?? null,
-    parentHash: parsed.parentHash ?? null,
-    timestamp: parsed.timestamp,
-    events: parsed.events.map((event, index) => ({
-      name: event.name,
-      payload: event.payload,
-      logIndex: event.logIndex ?? index,
-    })),
-  };
-}
 
 export async function appendBlocks(
   db: Db,
@@ -126,8 +107,9 @@ export class IngestLogSource implements BlockSource {
     const last = blocks[blocks.length - 1];
     if (last !== undefined && (this.knownHead === null || last.number > this.knownHead))
       this.knownHead = last.number;
-    if (blocks.length < max)
-      this.knownHead = last?.number ?? (await storedHead(this.db, this.pipeline)) ?? this.knownHead;
+    // Only an idle read before any block was seen asks for the stored head; afterwards reads move it.
+    if (last === undefined && this.knownHead === null)
+      this.knownHead = await storedHead(this.db, this.pipeline);
     return blocks;
   }
 

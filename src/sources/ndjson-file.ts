@@ -5,9 +5,8 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { StrataError } from '../errors.ts';
-import { blockSchema } from './block-schema.ts';
+import { blockSchema, toBlock } from './block-schema.ts';
 import { type BlockSource, Waker } from './block-source.ts';
-import { toBlock } from './ingest-log.ts';
 import type { Block } from './types.ts';
 
 export class NdjsonFileSource implements BlockSource {

@@ -39,6 +39,13 @@ export interface ModuleResult {
   cache: CacheLayer;
 }
 
+export interface PreparedModule {
+  canonicalPath: string;
+  source: string;
+  sourceHash: string;
+  etag: string;
+}
+
 interface L1Entry {
   sourceHash: string;
   code: string;
@@ -141,8 +148,16 @@ export class ModuleService {
   }
 
   async get(requestPath: string): Promise<ModuleResult> {
+    return this.getPrepared(await this.prepare(requestPath));
+  }
+
+  /** Resolution and fingerprint of a request, done once (the HTTP route needs the ETag first). */
+  async prepare(requestPath: string): Promise<PreparedModule> {
     const canonicalPath = await this.resolve(requestPath);
-    const { source, sourceHash, etag } = await this.fingerprint(canonicalPath);
+    return { canonicalPath, ...(await this.fingerprint(canonicalPath)) };
+  }
+
+  async getPrepared({ canonicalPath, source, sourceHash, etag }: PreparedModule): Promise<ModuleResult> {
     const cached = this.l1.get(canonicalPath);
     if (cached !== undefined && cached.sourceHash === sourceHash) {
       this.stats.l1Hits += 1;

@@ -5,9 +5,11 @@ import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/db/migrator.ts';
 import { createDb, type Db } from '../../src/db/pool.ts';
+import { buildApp } from '../../src/http/app.ts';
 import { etagMatches } from '../../src/http/routes/modules.ts';
 import { createLogger } from '../../src/logger.ts';
 import { type Coalescer, LocalCoalescer, RedisCoalescer } from '../../src/transpile/coalescer.ts';
@@ -278,6 +280,55 @@ describe('module cache', () => {
     while ((await l2.read('p.ts')).generation === before && Date.now() < deadline) await tick();
     expect((await l2.read('p.ts')).generation).toBeGreaterThan(before);
     for (const peer of peers) peer.close();
+  });
+
+  it('GET /v1/modules/*: 200 with ETag and cache layer, 304 on If-None-Match, 404 outside, 422 on a syntax error', async () => {
+    const root = project({ 'h.ts': 'export const h: number = 1;', 'broken.ts': 'export const b: = 1;' });
+    const { modules, pool: counting } = service(root);
+    const app = buildApp({
+      log,
+      bodyLimitBytes: 1_000_000,
+      status: () => ({}) as never,
+      readiness: async () => [],
+      metrics: new Registry(),
+      modules: { modules },
+    });
+    const first = await app.inject({ method: 'GET', url: '/v1/modules/h' });
+    expect(first.statusCode).toBe(200);
+    expect(first.headers).toMatchObject({
+      'x-strata-cache': 'miss',
+      'content-type': 'text/javascript; charset=utf-8',
+    });
+    expect(first.body).toContain('export const h = 1');
+    expect(first.body).toContain('//# sourceMappingURL=h.ts?map');
+    const etag = first.headers.etag as string;
+    expect(etag).toMatch(/^"[0-9a-f]{32}-oxc-[\d.]+"$/);
+    expect((await app.inject({ method: 'GET', url: '/v1/modules/h.ts' })).headers['x-strata-cache']).toBe(
+      'l1',
+    );
+    const notModified = await app.inject({
+      method: 'GET',
+      url: '/v1/modules/h',
+      headers: { 'if-none-match': `W/${etag}` },
+    });
+    expect(notModified.statusCode).toBe(304);
+    expect(counting.calls).toBe(1);
+    const map = await app.inject({ method: 'GET', url: '/v1/modules/h.ts?map' });
+    expect(JSON.parse(map.body)).toMatchObject({ version: 3 });
+    // A traversal never reaches a file (the URL is normalized, or resolve refuses it).
+    const outside = await app.inject({ method: 'GET', url: '/v1/modules/%2e%2e/package.json' });
+    expect(outside.statusCode).toBe(404);
+    expect(outside.body).not.toContain('"dependencies"');
+    const missing = await app.inject({ method: 'GET', url: '/v1/modules/nope' });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json().error.code).toBe('STRATA_ERR_MODULE_NOT_FOUND');
+    const broken = await app.inject({ method: 'GET', url: '/v1/modules/broken' });
+    expect(broken.statusCode).toBe(422);
+    expect(broken.json().error).toMatchObject({
+      code: 'STRATA_ERR_MODULE_SYNTAX',
+      details: { diagnostic: { file: 'broken.ts', line: 1, column: 17 } },
+    });
+    await app.close();
   });
 
   it('If-None-Match: lists, weak tags and * match the strong ETag', () => {

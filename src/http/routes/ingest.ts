@@ -7,8 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { StrataError } from '../../errors.ts';
-import { blockSchema } from '../../sources/block-schema.ts';
-import { toBlock } from '../../sources/ingest-log.ts';
+import { blockSchema, toBlock } from '../../sources/block-schema.ts';
 import type { Block } from '../../sources/types.ts';
 
 export interface IngestDependencies {
