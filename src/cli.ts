@@ -22,7 +22,8 @@ Usage:
                  its source (ingested blocks are kept). Stop the daemon first.
 
 Flags of start: --exit-when-caught-up (exit 0 once every pipeline has committed its whole
-finite source), --progress auto|always|never (the live progress line on stderr).
+finite source), --progress auto|always|never (the live progress line on stderr), --watch
+(reload a pipeline's handlers at the next batch boundary when their files change).
 
 Without DATABASE_URL the daemon runs on embedded PGlite stored in .strata/ (--memory: in memory).
 Environment variables and defaults: docs/operations.md. Error codes: docs/errors.md.`;
@@ -47,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
       'log-format': { type: 'string' },
       memory: { type: 'boolean' },
       'exit-when-caught-up': { type: 'boolean' },
+      watch: { type: 'boolean' },
       progress: { type: 'string' },
       url: { type: 'string' },
       json: { type: 'boolean' },

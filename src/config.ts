@@ -124,6 +124,13 @@ const settingsSchema = z.object({
     .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
     .transform((value) => value === true || value === 'true' || value === '1')
     .default(false),
+  /** Reload a pipeline's handlers when their files change (at the next batch boundary). */
+  watch: z
+    .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
+    .transform((value) => value === true || value === 'true' || value === '1')
+    .default(false),
+  /** Where transpiled project modules are written (default `<project>/.strata/build`). */
+  buildDir: z.string().min(1).optional(),
   /** Live progress line on stderr: auto (when stderr is a TTY), always, never. */
   progress: z.enum(['auto', 'always', 'never']).default('auto'),
   /** Test-only fault injection, e.g. `processing:crash-at-start`. Never set in production. */
@@ -156,6 +163,8 @@ const ENV_KEYS: Record<string, keyof Settings> = {
   STRATA_MAX_CHANGES_PER_WRITE: 'maxChangesPerWrite',
   STRATA_EXIT_WHEN_CAUGHT_UP: 'exitWhenCaughtUp',
   STRATA_PROGRESS: 'progress',
+  STRATA_WATCH: 'watch',
+  STRATA_BUILD_DIR: 'buildDir',
   STRATA_TEST_FAULT: 'testFault',
 };
 
@@ -194,8 +203,9 @@ export interface StrataConfig {
     readonly maxChangesPerWrite: number;
     readonly exitWhenCaughtUp: boolean;
     readonly progress: 'auto' | 'always' | 'never';
+    readonly watch: boolean;
   };
-  readonly project: { readonly dir: string; readonly configFile: string | null };
+  readonly project: { readonly dir: string; readonly configFile: string | null; readonly buildDir: string };
   readonly pipelines: readonly PipelineConfig[];
   readonly testFault: string | null;
 }
@@ -226,6 +236,10 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
     if (flag === 'memory') continue;
     if (flag === 'exit-when-caught-up') {
       raw.exitWhenCaughtUp = value === true;
+      continue;
+    }
+    if (flag === 'watch') {
+      raw.watch = value === true;
       continue;
     }
     const key = FLAG_KEYS[flag];
@@ -280,8 +294,13 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       maxChangesPerWrite: settings.maxChangesPerWrite,
       exitWhenCaughtUp: settings.exitWhenCaughtUp,
       progress: settings.progress,
+      watch: settings.watch,
     },
-    project: { dir: projectDir, configFile: project.file },
+    project: {
+      dir: projectDir,
+      configFile: project.file,
+      buildDir: path.resolve(cwd, settings.buildDir ?? path.join(projectDir, '.strata', 'build')),
+    },
     pipelines: project.pipelines,
     testFault: settings.testFault ?? null,
   };

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
-import type { StrataConfig } from './config.ts';
+import type { PipelineConfig, StrataConfig } from './config.ts';
 import { connectRedis, type RedisConnection } from './coordination/redis.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './db/embedded.ts';
 import { migrate } from './db/migrator.ts';
@@ -30,6 +30,7 @@ import { type Coalescer, LocalCoalescer, RedisCoalescer } from './transpile/coal
 import { ModuleInvalidation } from './transpile/invalidation.ts';
 import { L2Store } from './transpile/l2-store.ts';
 import { ModuleService } from './transpile/module-service.ts';
+import { moduleScope, PipelineBuilds } from './transpile/pipeline-builds.ts';
 import { TranspilePool } from './transpile/transpile-pool.ts';
 
 export interface Daemon {
@@ -94,6 +95,8 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       cleanups.push(() => connection.close());
     }
 
+    const metrics = createMetrics({ version: config.version, status: () => status() });
+
     // ─── module cache (GET /v1/modules/*) ───
     const transpilePool = new TranspilePool({ threads: 2, minThreads: 0 });
     cleanups.push(() => transpilePool.close());
@@ -117,10 +120,46 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       l2: new L2Store(mainDb, `file://${config.project.dir}`),
       coalescer,
       log,
+      // The watcher below keeps L1 fresh, so an L1 hit needs no file system access.
+      freshness: 'watch',
+      onTranspile: (durationMs) => metrics.transpileSeconds.observe(durationMs / 1_000),
     });
-    const invalidation = new ModuleInvalidation({ modules, log, redis: pubsub });
+    // Handlers, schemas and what they import are built through the module cache; actors import
+    // the built files (src/transpile/pipeline-builds.ts). Modules outside the project folder
+    // (shared code of a monorepo) are built by a second service rooted where they live; that one
+    // is not watched, so it checks the source hash on every request.
+    const scope = moduleScope(config.project.dir, config.pipelines);
+    const buildModulesFrom =
+      scope === config.project.dir
+        ? modules
+        : new ModuleService({
+            root: scope,
+            pool: transpilePool,
+            l2: new L2Store(mainDb, `file://${scope}`),
+            coalescer,
+            log,
+            freshness: 'hash',
+            onTranspile: (durationMs) => metrics.transpileSeconds.observe(durationMs / 1_000),
+          });
+    const builds = new PipelineBuilds({
+      modules: buildModulesFrom,
+      projectDir: config.project.dir,
+      buildRoot: config.project.buildDir,
+      pipelines: config.pipelines,
+      log,
+    });
+    let reloadHandlers: (pipeline: PipelineConfig) => Promise<void> = async () => undefined;
+    const invalidation = new ModuleInvalidation({
+      modules,
+      log,
+      redis: pubsub,
+      onInvalidate: (paths) => {
+        if (config.processing.watch) builds.onChange(paths, (pipeline) => reloadHandlers(pipeline));
+      },
+    });
     invalidation.watch(config.project.dir);
     cleanups.push(async () => invalidation.close());
+    await builds.buildAll();
 
     // ─── actors ───
     const loggerOptions: LoggerOptions = {
@@ -154,7 +193,6 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         ? new ProgressLine(process.stderr)
         : null;
     if (progressLine !== null) cleanups.push(async () => progressLine.stop());
-    const metrics = createMetrics({ version: config.version, status: () => status() });
     const supervisor: Supervisor = new Supervisor({
       strategy: 'one_for_one',
       intensity: config.supervisor.restartIntensity,
@@ -183,13 +221,13 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
     const persistence = new ActorRef<PersistenceMethods, PersistenceActorData>({
       name: 'persistence',
       spawn: workerSpawner(PERSISTENCE_ENTRY),
-      data: {
-        pipelines: [...config.pipelines],
+      data: () => ({
+        pipelines: builds.pipelines(),
         db: dbForActors,
         maxChangesPerWrite: config.processing.maxChangesPerWrite,
         writeMethod: embedded === null ? 'copy' : 'unnest',
         testFault: config.testFault,
-      },
+      }),
       logger: loggerOptions,
       log,
       pingIntervalMs: config.supervisor.pingIntervalMs,
@@ -204,13 +242,14 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         new ActorRef<ProcessingMethods, ProcessingActorData>({
           name: `processing:${pipeline.name}`,
           spawn: workerSpawner(PROCESSING_ENTRY),
-          data: {
-            pipeline,
+          // Evaluated at every (re)start: a restarted pipeline loads its latest build.
+          data: () => ({
+            pipeline: builds.pipeline(pipeline.name),
             db: dbForActors,
             inMemoryObjectsTarget: config.processing.inMemoryObjectsTarget,
             progressIntervalMs: 1_000,
             testFault: config.testFault,
-          },
+          }),
           logger: loggerOptions,
           log,
           pingIntervalMs: config.supervisor.pingIntervalMs,
@@ -220,6 +259,9 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         }),
       );
     }
+    reloadHandlers = async (pipeline) => {
+      await processing.get(pipeline.name)!.call('reloadHandlers', pipeline);
+    };
     // Secondary indexes deferred during a backfill are built by the writer once the pipeline has
     // caught up (its first 'caught-up' or 'live' progress), then never again.
     const indexes = new Map<string, 'building' | 'ready'>();

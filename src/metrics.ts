@@ -2,13 +2,15 @@
 // (actor and pipeline names come from config, never from requests). Gauges are read from the
 // same status snapshot `/status` serves, at scrape time, so the two never disagree.
 
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { StatusSnapshot } from './http/status-types.ts';
 
 export interface DaemonMetrics {
   registry: Registry;
   actorRestarts: Counter<'actor' | 'reason'>;
   batchesCommitted: Counter<'pipeline'>;
+  /** Observed by the module service at every transpile. */
+  transpileSeconds: Histogram;
 }
 
 export function createMetrics(options: { version: string; status: () => StatusSnapshot }): DaemonMetrics {
@@ -145,17 +147,11 @@ export function createMetrics(options: { version: string; status: () => StatusSn
       for (const [kind, read] of moduleCounters) this.set({ kind }, read(modules));
     },
   });
-  new Gauge({
+  const transpileSeconds = new Histogram({
     name: 'strata_module_transpile_seconds',
-    help: 'Transpile time of the last 1,000 transpiles, by quantile.',
-    labelNames: ['quantile'],
+    help: 'Time of each transpile in the pool (oxc), seconds.',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
-    collect() {
-      const modules = options.status().modules;
-      if (modules === undefined) return;
-      this.set({ quantile: '0.5' }, modules.transpileP50Ms / 1_000);
-      this.set({ quantile: '0.99' }, modules.transpileP99Ms / 1_000);
-    },
   });
   new Gauge({
     name: 'strata_module_transpile_pool_utilization',
@@ -196,5 +192,6 @@ export function createMetrics(options: { version: string; status: () => StatusSn
       labelNames: ['pipeline'],
       registers: [registry],
     }),
+    transpileSeconds,
   };
 }

@@ -1,13 +1,12 @@
 // Every actor worker starts here. Node 20 does not pass the parent's module loader hooks to
 // worker threads, so a worker spawned from a tsx-run daemon (or from vitest) cannot import
-// `.ts` files on its own: register tsx in this thread first, then the hooks that transpile the
-// project's modules with oxc (registered last, so they run first), then load the actor's entry.
-import { register as registerHooks } from 'node:module';
+// Strata's own `.ts` files on its own: register tsx in this thread first, then load the actor's
+// entry. A project's modules arrive already transpiled (the daemon builds them through the module
+// cache into .strata/build, src/transpile/module-build.ts); their source maps point back at the
+// user's files, so stack traces of handler errors name the user's file and line.
 import { workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 
+process.setSourceMapsEnabled(true);
 register();
-registerHooks('./user-module-hooks.mjs', import.meta.url, {
-  data: { strataSources: new URL('../src/', import.meta.url).href },
-});
 await import(workerData.entry);

@@ -199,7 +199,7 @@ export class BatchExecutor {
   readonly loader: LoadLayer;
   /** The first use of an expired context during the execute pass (fails the batch). */
   lateUse: StrataError | null = null;
-  private readonly options: BatchExecutorOptions;
+  private options: BatchExecutorOptions;
   readonly log: Logger;
   private readonly Context: typeof InvocationContext;
   /** 'prefetch'/'auto': event name → entity → payload fields whose values were ids read on a miss. */
@@ -216,6 +216,12 @@ export class BatchExecutor {
     this.loader = options.loader;
     this.log = options.log;
     this.Context = contextClass(options.schema, options.store);
+  }
+
+  /** New handlers (a `--watch` reload) for the next batch; what they read is profiled afresh. */
+  replaceHandlers(handlers: BatchExecutorOptions['handlers']): void {
+    this.options = { ...this.options, handlers };
+    this.profile.clear();
   }
 
   /** Runs the batch; on any error the store is exactly as before the batch. */

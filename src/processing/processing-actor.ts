@@ -18,11 +18,12 @@ import type {
   EntityChanges,
   PipelineProgress,
 } from '../protocol.ts';
+import { describeSchema, type Schema } from '../schema/define-schema.ts';
 import type { BlockSource } from '../sources/block-source.ts';
 import { createSource } from '../sources/create-source.ts';
 import type { Block } from '../sources/types.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
-import { BatchExecutor } from './batch-executor.ts';
+import { BatchExecutor, type BatchExecutorOptions } from './batch-executor.ts';
 import { collectBatchChanges, collectUncommittedChanges, encodeChanges } from './change-codec.ts';
 import { InMemoryStore } from './in-memory-store.ts';
 import { LoadLayer } from './load-layer.ts';
@@ -45,6 +46,8 @@ export type ProcessingMethods = {
   progress(): PipelineProgress;
   /** New blocks may be available (the ingest API stored some). */
   wake(): void;
+  /** `--watch`: load a new build of the handlers; they take over at the next batch boundary. */
+  reloadHandlers(pipeline: PipelineConfig): Promise<void>;
 };
 
 /** What is kept of a batch until it is committed: its boundary and size, not its changes. */
@@ -71,7 +74,10 @@ export const processingActor: ActorDefinition<ProcessingActorData, ProcessingMet
 
 class PipelineRuntime {
   private readonly context: ActorContext<ProcessingActorData>;
-  private readonly pipeline: PipelineConfig;
+  private pipeline: PipelineConfig;
+  private schema!: Schema;
+  /** Handlers loaded by a reload, swapped in at the next batch boundary. */
+  private pendingHandlers: BatchExecutorOptions['handlers'] | null = null;
   private readonly db: Db;
   private store!: InMemoryStore;
   private executor!: BatchExecutor;
@@ -109,6 +115,7 @@ class PipelineRuntime {
 
   async init(): Promise<void> {
     const { schema, handlers } = await loadPipelineModules(this.pipeline);
+    this.schema = schema;
     this.store = new InMemoryStore(schema);
     this.executor = new BatchExecutor({
       pipeline: this.pipeline.name,
@@ -149,6 +156,7 @@ class PipelineRuntime {
         pauseIntake: () => this.pauseIntake(),
         progress: () => this.progress(),
         wake: () => this.source.wake(),
+        reloadHandlers: (pipeline) => this.reloadHandlers(pipeline),
       },
       report: () => poolReport(this.db),
       stop: async () => {
@@ -167,6 +175,14 @@ class PipelineRuntime {
     while (!this.stopRequested) {
       await this.awaitCapacity();
       if (this.stopRequested) break;
+      if (this.pendingHandlers !== null) {
+        this.executor.replaceHandlers(this.pendingHandlers);
+        this.pendingHandlers = null;
+        this.context.log.info(
+          { pipeline: this.pipeline.name, fromBlock: this.processedBlock + 1 },
+          'new handlers in effect',
+        );
+      }
       try {
         const blocks = await this.source.read(this.processedBlock, batchSize);
         if (blocks.length === 0) {
@@ -190,6 +206,19 @@ class PipelineRuntime {
       }
     }
     this.setState('stopped');
+  }
+
+  private async reloadHandlers(pipeline: PipelineConfig): Promise<void> {
+    const { schema, handlers } = await loadPipelineModules(pipeline);
+    const describe = (value: Schema) => JSON.stringify(describeSchema(value));
+    if (describe(schema) !== describe(this.schema)) {
+      throw new StrataError(
+        'STRATA_ERR_SCHEMA_CHANGED',
+        `pipeline ${pipeline.name}: the schema changed; handlers are reloaded live, a schema is not — restart the daemon (it names what changed and whether \`strata reset ${pipeline.name}\` is needed)`,
+      );
+    }
+    this.pipeline = pipeline;
+    this.pendingHandlers = handlers;
   }
 
   private async processBatch(blocks: Block[]): Promise<void> {

@@ -1,9 +1,10 @@
 // Invalidation of the module cache across a fleet: the process that learns of a change (its file
 // watcher, or POST /v1/modules/invalidate) tombstones L2 and drops its own L1, then tells every
 // peer over Redis pub/sub to drop theirs. Peers only run the local part: L2 is shared. Without
-// Redis (the embedded default) there are no peers. A lost message costs nothing for correctness:
-// every request re-hashes the source file, so an edited file never gets old bytes; L1 entries
-// of edited files just age out of the LRU.
+// Redis (the embedded default) there are no peers. A lost message is survivable: each daemon
+// watches its own copy of the project, and L2 and transpile keys are content-addressed (an edited
+// file never gets another version's bytes from them); what a lost message can leave behind is a
+// peer's L1 entry of an explicit POST /v1/modules/invalidate, until that peer's next change.
 
 import { randomUUID } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
@@ -17,6 +18,8 @@ export interface ModuleInvalidationOptions {
   log: Logger;
   redis?: { client: Redis; subscriber: Redis } | null;
   prefix?: string;
+  /** Told about every invalidation, local or from a peer (the `--watch` handler reload). */
+  onInvalidate?: (paths: readonly string[] | 'all') => void;
 }
 
 const SOURCE_FILE = /\.(c|m)?(t|j)sx?$/;
@@ -38,7 +41,9 @@ export class ModuleInvalidation {
         if (channel !== this.channel) return;
         try {
           const { sender, paths } = JSON.parse(message) as { sender: string; paths: string[] | 'all' };
-          if (sender !== this.sender) this.options.modules.invalidateLocal(paths);
+          if (sender === this.sender) return;
+          this.options.modules.invalidateLocal(paths);
+          this.options.onInvalidate?.(paths);
         } catch (error) {
           this.options.log.warn({ err: error }, 'module cache: unreadable invalidation message');
         }
@@ -54,6 +59,7 @@ export class ModuleInvalidation {
 
   async invalidate(paths: string[] | 'all'): Promise<void> {
     await this.options.modules.invalidate(paths);
+    this.options.onInvalidate?.(paths);
     const client = this.options.redis?.client;
     if (client !== undefined && client.status === 'ready') {
       await client

@@ -16,6 +16,11 @@
 //    settle only if it is still the same promise; invalidation forgets it (later callers start
 //    afresh); an error (a syntax error's diagnostic) is shared by every waiter and never cached.
 //  - L2 is an accelerator: a failed L2 read or write is logged and counted, never surfaced.
+//  - Freshness of L1: with `freshness: 'hash'` every request re-reads and hashes the file before
+//    L1 (always right, ~10 µs). With `freshness: 'watch'` (the daemon, which always runs the file
+//    watcher) an L1 hit answers from memory — request path → canonical path → entry, no file
+//    system access — and the watcher's invalidation keeps it fresh. That is what lets L1 serve
+//    millions of lookups a second; misses still hash the source, so keys stay content-addressed.
 
 import { createHash } from 'node:crypto';
 import { readFile, realpath, stat } from 'node:fs/promises';
@@ -50,6 +55,8 @@ interface L1Entry {
   sourceHash: string;
   code: string;
   map: string;
+  /** The answer to an L1 hit, built once (a hit allocates nothing). */
+  hit: ModuleResult;
 }
 
 export interface ModuleServiceStats {
@@ -75,6 +82,10 @@ export interface ModuleServiceOptions {
   log: Logger;
   /** L1 bound in bytes of transpiled code and maps (default 64 MiB). */
   l1MaxBytes?: number;
+  /** How an L1 hit knows it is fresh (see the invariants above); default 'hash'. */
+  freshness?: 'hash' | 'watch';
+  /** Called with each transpile's duration (the daemon feeds its histogram). */
+  onTranspile?: (durationMs: number) => void;
 }
 
 const EXTENSIONS = ['', '.ts', '.tsx', '.mts', '.js', '.mjs'];
@@ -110,6 +121,8 @@ export class ModuleService {
   private readonly l1: LRUCache<string, L1Entry>;
   private readonly inFlight = new Map<string, Promise<ModuleResult>>();
   private readonly pathGenerations = new Map<string, number>();
+  /** Request path → canonical path, learnt on resolution (the 'watch' fast path). */
+  private readonly aliases = new Map<string, string>();
   private globalGeneration = 0;
 
   constructor(options: ModuleServiceOptions) {
@@ -118,6 +131,11 @@ export class ModuleService {
       maxSize: options.l1MaxBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (entry) => Math.max(1, entry.code.length + entry.map.length),
     });
+  }
+
+  /** The folder modules are served from (canonical paths are relative to its real path). */
+  get root(): string {
+    return this.options.root;
   }
 
   /** The canonical project-relative path of a request path, or a NOT_FOUND error. */
@@ -148,12 +166,27 @@ export class ModuleService {
   }
 
   async get(requestPath: string): Promise<ModuleResult> {
-    return this.getPrepared(await this.prepare(requestPath));
+    return this.peek(requestPath) ?? this.getPrepared(await this.prepare(requestPath));
+  }
+
+  /**
+   * The L1 answer without touching the file system, when freshness comes from the watcher; else
+   * undefined (the caller goes through `prepare`).
+   */
+  peek(requestPath: string): ModuleResult | undefined {
+    if (this.options.freshness !== 'watch') return undefined;
+    const canonical = this.aliases.get(requestPath);
+    const entry = canonical === undefined ? undefined : this.l1.get(canonical);
+    if (entry === undefined) return undefined;
+    this.stats.l1Hits += 1;
+    return entry.hit;
   }
 
   /** Resolution and fingerprint of a request, done once (the HTTP route needs the ETag first). */
   async prepare(requestPath: string): Promise<PreparedModule> {
     const canonicalPath = await this.resolve(requestPath);
+    if (this.aliases.size > 100_000) this.aliases.clear(); // bounded against path-probing clients
+    this.aliases.set(requestPath, canonicalPath);
     return { canonicalPath, ...(await this.fingerprint(canonicalPath)) };
   }
 
@@ -161,7 +194,7 @@ export class ModuleService {
     const cached = this.l1.get(canonicalPath);
     if (cached !== undefined && cached.sourceHash === sourceHash) {
       this.stats.l1Hits += 1;
-      return { canonicalPath, code: cached.code, map: cached.map, etag, cache: 'l1' };
+      return cached.hit;
     }
     const key = `${canonicalPath}\0${sourceHash}\0${TRANSPILER_VERSION}`;
     const running = this.inFlight.get(key);
@@ -215,8 +248,12 @@ export class ModuleService {
       this.globalGeneration += 1;
       this.l1.clear();
       this.inFlight.clear();
+      this.aliases.clear();
       return;
     }
+    // An added or deleted file can change what any alias resolves to (`m` → `m.ts` or `m.tsx`);
+    // aliases are re-learnt by the next resolution, which is cheap.
+    this.aliases.clear();
     for (const canonical of paths) {
       this.pathGenerations.set(canonical, (this.pathGenerations.get(canonical) ?? 0) + 1);
       this.l1.delete(canonical);
@@ -262,7 +299,10 @@ export class ModuleService {
       (this.pathGenerations.get(canonicalPath) ?? 0) !== snapshot.path ||
       this.globalGeneration !== snapshot.global;
     if (moved) this.stats.l1WritesSkipped += 1;
-    else this.l1.set(canonicalPath, { sourceHash, code: result.code, map: result.map });
+    else {
+      const hit = Object.freeze({ ...result, cache: 'l1' as const });
+      this.l1.set(canonicalPath, { sourceHash, code: result.code, map: result.map, hit });
+    }
     return result;
   }
 
@@ -276,6 +316,7 @@ export class ModuleService {
     const transpiled = await this.options.pool.transpile(canonicalPath, source);
     this.stats.transpiles += 1;
     this.stats.transpileMs.push(transpiled.durationMs);
+    this.options.onTranspile?.(transpiled.durationMs);
     if (this.stats.transpileMs.length > 1_000) this.stats.transpileMs.shift();
     if (!transpiled.ok) {
       this.stats.syntaxErrors += 1;

@@ -176,6 +176,7 @@ describe('module cache', () => {
     const b = modules.get('ab');
     await tick();
     const c = modules.get('ab'); // joins B
+    await tick(); // c has resolved and hashed its file and is parked on B before B settles
     gated.open();
     await Promise.all([a, b, c]);
     expect(gated.calls).toBe(2);

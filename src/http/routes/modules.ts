@@ -37,13 +37,15 @@ export function registerModuleRoutes(app: FastifyInstance, deps: ModuleRouteDepe
     async (request, reply) => {
       const requestPath = request.params['*'];
       const wantsMap = request.query.map !== undefined;
-      const prepared = await deps.modules.prepare(requestPath);
-      const { canonicalPath: canonical, etag } = prepared;
+      // An L1 hit (when the watcher keeps L1 fresh) answers without touching the file system.
+      const hit = deps.modules.peek(requestPath);
+      const prepared = hit === undefined ? await deps.modules.prepare(requestPath) : null;
+      const { canonicalPath: canonical, etag } = hit ?? prepared!;
       void reply
         .header('etag', wantsMap ? `"${etag.slice(1, -1)}-map"` : etag)
         .header('cache-control', 'no-cache');
       if (!wantsMap && etagMatches(request.headers['if-none-match'], etag)) return reply.status(304).send();
-      const result = await deps.modules.getPrepared(prepared);
+      const result = hit ?? (await deps.modules.getPrepared(prepared!));
       void reply.header('x-strata-cache', result.cache);
       if (wantsMap) return reply.type('application/json; charset=utf-8').send(result.map);
       return reply
