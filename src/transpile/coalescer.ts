@@ -54,6 +54,18 @@ export interface RedisCoalescerOptions {
   leaseMs?: number;
 }
 
+/** Longest a single Redis call may take before the coalescer treats Redis as unavailable. */
+const REDIS_CALL_DEADLINE_MS = 1_000;
+
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`redis call exceeded ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 const RELEASE_IF_OWNER = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
 export class RedisCoalescer implements Coalescer {
@@ -89,8 +101,13 @@ export class RedisCoalescer implements Coalescer {
       let acquired = false;
       const token = randomUUID();
       try {
-        await this.subscribe();
-        acquired = (await client.set(this.leaseKey(key), token, 'PX', this.options.leaseMs, 'NX')) === 'OK';
+        // A connection that drops mid-command queues it until Redis is back: bound every call.
+        await withDeadline(this.subscribe(), REDIS_CALL_DEADLINE_MS);
+        acquired =
+          (await withDeadline(
+            client.set(this.leaseKey(key), token, 'PX', this.options.leaseMs, 'NX'),
+            REDIS_CALL_DEADLINE_MS,
+          )) === 'OK';
       } catch (error) {
         this.options.log.debug({ err: error }, 'module cache: redis unavailable; transpiling locally');
         return { outcome: 'local', value: await work() };
@@ -100,8 +117,11 @@ export class RedisCoalescer implements Coalescer {
           return { outcome: 'won', value: await work() };
         } finally {
           // Wake the others whether the transpile worked or not (a failure: they fall back).
-          await client.publish(this.channel, key).catch(() => undefined);
-          await client.eval(RELEASE_IF_OWNER, 1, this.leaseKey(key), token).catch(() => undefined);
+          await withDeadline(client.publish(this.channel, key), REDIS_CALL_DEADLINE_MS).catch(() => undefined);
+          await withDeadline(
+            client.eval(RELEASE_IF_OWNER, 1, this.leaseKey(key), token),
+            REDIS_CALL_DEADLINE_MS,
+          ).catch(() => undefined);
         }
       }
       const timedOut = await Promise.race([

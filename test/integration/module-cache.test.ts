@@ -1,9 +1,11 @@
 // The module cache against real Postgres (L2), real Redis (coalescing) and the real piscina pool:
 // the pitfalls of ../shared/reference/transpile-cache.md, one test each.
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +17,7 @@ import { createLogger } from '../../src/logger.ts';
 import { type Coalescer, LocalCoalescer, RedisCoalescer } from '../../src/transpile/coalescer.ts';
 import { ModuleInvalidation } from '../../src/transpile/invalidation.ts';
 import { L2Store } from '../../src/transpile/l2-store.ts';
+import { buildModules } from '../../src/transpile/module-build.ts';
 import { ModuleService, ModuleSyntaxError } from '../../src/transpile/module-service.ts';
 import { TranspilePool, type TranspileResult } from '../../src/transpile/transpile-pool.ts';
 import { createTestDatabase, REDIS_URL, type TestDatabase } from '../helpers/database.ts';
@@ -281,6 +284,60 @@ describe('module cache', () => {
     while ((await l2.read('p.ts')).generation === before && Date.now() < deadline) await tick();
     expect((await l2.read('p.ts')).generation).toBeGreaterThan(before);
     for (const peer of peers) peer.close();
+  });
+
+  it('builds handlers into a build folder: imports rewritten, JSON copied, stack traces map to the user file', async () => {
+    const root = realpathSync(
+      project({
+        'handlers.ts': [
+          "import { twice } from './lib/math';",
+          "import data from './data.json' with { type: 'json' };",
+          'export async function run(): Promise<number> {',
+          "  const { lazy } = await import('./lazy.ts');",
+          '  return twice(data.n) + lazy;',
+          '}',
+          'export function fail(): never {',
+          "  throw new Error('boom');",
+          '}',
+        ].join('\n'),
+        'lib/math.ts': 'export const twice = (n: number): number => n * 2;',
+        'lazy.ts': 'export const lazy: number = 100;',
+        'data.json': '{ "n": 21 }',
+        'escape.ts': "import x from '../outside.ts';\nexport default x;",
+      }),
+    );
+    writeFileSync(path.join(path.dirname(root), 'outside.ts'), 'export default 1;');
+    const { modules } = service(root);
+    const buildRoot = path.join(root, '.strata/build');
+    const entry = path.join(root, 'handlers.ts');
+    const build = await buildModules(modules, [entry], buildRoot);
+    expect([...build.sources].sort()).toEqual(
+      ['data.json', 'handlers.ts', 'lazy.ts', 'lib/math.ts'].map((file) => path.join(root, file)),
+    );
+    const script = `const m = await import(${JSON.stringify(pathToFileURL(build.builtPath(entry)).href)});
+console.log(await m.run());
+try { m.fail(); } catch (error) { console.log(error.stack.split('\\n')[1]); }`;
+    const output = execFileSync(process.execPath, [
+      '--enable-source-maps',
+      '--input-type=module',
+      '-e',
+      script,
+    ])
+      .toString()
+      .split('\n');
+    expect(output[0]).toBe('142');
+    expect(output[1]).toContain(`${path.join(root, 'handlers.ts')}:8`); // the user's file and line
+
+    // The same graph builds to the same folder; an edit anywhere in it to a new one.
+    expect((await buildModules(modules, [entry], buildRoot)).id).toBe(build.id);
+    writeFileSync(path.join(root, 'lazy.ts'), 'export const lazy: number = 200;');
+    const edited = await buildModules(modules, [entry], buildRoot);
+    expect(edited.id).not.toBe(build.id);
+    expect(existsSync(build.dir)).toBe(true); // a running pipeline may still use the old one
+    await expect(buildModules(modules, [path.join(root, 'escape.ts')], buildRoot)).rejects.toMatchObject({
+      code: 'STRATA_ERR_CONFIG_INVALID',
+      message: expect.stringContaining("imports '../outside.ts'"),
+    });
   });
 
   it('GET /v1/modules/*: 200 with ETag and cache layer, 304 on If-None-Match, 404 outside, 422 on a syntax error', async () => {

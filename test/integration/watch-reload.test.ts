@@ -1,0 +1,109 @@
+// `strata start --watch` on a real daemon and Postgres: an edited handler module (or a module it
+// imports) takes over at the next batch boundary; a syntax error mid-edit keeps the running
+// handlers; a changed schema is refused live (it needs a restart).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDaemonProcess, waitFor } from '../helpers/daemon-process.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+
+let db: TestDatabase;
+// Inside the repository, so the project's `import … from 'strata'` resolves to this checkout.
+const project = mkdtempSync(path.resolve(import.meta.dirname, '../fixtures/.watch-'));
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db?.drop();
+  rmSync(project, { recursive: true, force: true });
+});
+
+const files = {
+  'strata.config.ts': `import { defineProject } from 'strata';
+export default defineProject({
+  pipelines: [{ name: 'counter', source: { kind: 'ingest' }, schema: './schema.ts', handlers: './handlers.ts', batchSize: 10 }],
+});`,
+  'schema.ts': `import { defineSchema, t } from 'strata';
+export default defineSchema({ Counter: { fields: { id: t.text(), total: t.integer() } } });`,
+  'handlers.ts': handlers('1'),
+};
+
+function handlers(factor: string, imports = ''): string {
+  return `import { createHandlers } from 'strata';
+import schema from './schema.ts';
+${imports}
+const handlers = createHandlers(schema);
+handlers.onEvent<{ n: number }>('add', async ({ event, context }) => {
+  const counter = await context.Counter.getOrCreate({ id: 'c', total: 0 });
+  context.Counter.set({ ...counter, total: counter.total + event.payload.n * ${factor} });
+});
+export default handlers;`;
+}
+
+describe('--watch', () => {
+  it('reloads edited handlers at the next batch boundary; a broken edit keeps the running ones', async () => {
+    for (const [file, source] of Object.entries(files)) writeFileSync(path.join(project, file), source);
+    const daemon = startDaemonProcess({ DATABASE_URL: db.url }, ['--watch'], project);
+    try {
+      const url = `${await daemon.url}/v1/pipelines/counter/events`;
+      let number = 0;
+      const add = async () => {
+        number += 1;
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ number, timestamp: number, events: [{ name: 'add', payload: { n: 1 } }] }),
+        });
+        expect(response.status).toBe(200);
+      };
+      const total = async () =>
+        Number((await db.query<{ total: number }>('SELECT total FROM pipeline_counter."Counter"'))[0]?.total);
+      const count = (msg: string) => async () => daemon.logs.filter((entry) => entry.msg === msg).length;
+      const reloads = count('handlers reloaded; in effect from the next batch');
+      const refusals = count('handlers not reloaded; the pipeline keeps its current handlers');
+
+      await add();
+      await waitFor(total, (value) => value === 1, 15_000, 'first block with the original handlers');
+
+      writeFileSync(path.join(project, 'handlers.ts'), handlers('10'));
+      await waitFor(reloads, (n) => n === 1, 15_000, 'reload');
+      await add();
+      await waitFor(total, (value) => value === 11, 15_000, 'the edited handler (×10)');
+
+      writeFileSync(path.join(project, 'handlers.ts'), `${handlers('1000')}\nexport const broken = ;`);
+      await waitFor(refusals, (n) => n === 1, 15_000, 'refused reload');
+      await add();
+      await waitFor(total, (value) => value === 21, 15_000, 'still ×10 after a broken edit');
+
+      // A new module imported by the handlers is built and watched too.
+      writeFileSync(path.join(project, 'factor.ts'), 'export const FACTOR: number = 100;');
+      writeFileSync(
+        path.join(project, 'handlers.ts'),
+        handlers('FACTOR', "import { FACTOR } from './factor.ts';"),
+      );
+      await waitFor(reloads, (n) => n === 2, 15_000, 'reload with a new import');
+      await add();
+      await waitFor(total, (value) => value === 121, 15_000, 'the imported factor (×100)');
+      writeFileSync(path.join(project, 'factor.ts'), 'export const FACTOR: number = 1000;');
+      await waitFor(reloads, (n) => n === 3, 15_000, 'reload after editing the imported module');
+      await add();
+      await waitFor(total, (value) => value === 1_121, 15_000, 'the edited import (×1000)');
+
+      // A schema edit cannot be applied live: refused with SCHEMA_CHANGED, the old handlers keep going.
+      writeFileSync(
+        path.join(project, 'schema.ts'),
+        `${files['schema.ts'].replace('total: t.integer()', 'total: t.integer(), extra: t.text().nullable()')}`,
+      );
+      await waitFor(refusals, (n) => n === 2, 15_000, 'schema change refused');
+      const refusal = daemon.logs.findLast((entry) =>
+        entry.msg?.toString().startsWith('handlers not reloaded'),
+      );
+      expect(JSON.stringify(refusal)).toContain('STRATA_ERR_SCHEMA_CHANGED');
+      await add();
+      await waitFor(total, (value) => value === 2_121, 15_000, 'old handlers keep running');
+    } finally {
+      daemon.kill();
+      await daemon.exited;
+    }
+  });
+});
