@@ -1,11 +1,15 @@
 // Worker side of the transpile pool (piscina): TypeScript/TSX → ESM JavaScript with a source map,
 // by oxc-transform. Plain JavaScript on purpose: a pool worker loads no TypeScript loader, so it
 // starts fast and a failing loader can never stop the pool from replacing workers.
-// Messages: src/transpile/transpile-pool.ts (main side) sends { file, source } and gets back
-// { ok: true, code, map } or { ok: false, diagnostic }.
+// Messages: src/transpile/transpile-pool.ts (main side) sends a chunk [{ file, source }, …] and
+// gets back, in order, { ok: true, code, map } or { ok: false, diagnostic } for each.
 import { transformSync } from 'oxc-transform';
 
-export default function transpile({ file, source }) {
+export default function transpileChunk(tasks) {
+  return tasks.map(transpile);
+}
+
+function transpile({ file, source }) {
   const started = performance.now();
   const lang = file.endsWith('.tsx') ? 'tsx' : file.endsWith('.js') || file.endsWith('.mjs') ? 'js' : 'ts';
   const result = transformSync(file, source, { lang, sourcemap: true });

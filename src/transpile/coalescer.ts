@@ -114,10 +114,16 @@ export class RedisCoalescer implements Coalescer {
       }
       if (acquired) {
         try {
+          // A peer may have finished and released the lease between our L2 read and our SET NX.
+          const done = await reread();
+          if (done?.body != null)
+            return { outcome: 'joined', value: { code: done.body, map: done.sourceMap ?? '' } };
           return { outcome: 'won', value: await work() };
         } finally {
           // Wake the others whether the transpile worked or not (a failure: they fall back).
-          await withDeadline(client.publish(this.channel, key), REDIS_CALL_DEADLINE_MS).catch(() => undefined);
+          await withDeadline(client.publish(this.channel, key), REDIS_CALL_DEADLINE_MS).catch(
+            () => undefined,
+          );
           await withDeadline(
             client.eval(RELEASE_IF_OWNER, 1, this.leaseKey(key), token),
             REDIS_CALL_DEADLINE_MS,
