@@ -236,6 +236,29 @@ describe('module cache', () => {
     expect(modules.stats.waitTimeoutFallbacks).toBe(1);
   });
 
+  it('shutdown with parked waiters: closing the coalescer releases them at once (nothing hangs)', async () => {
+    const root = project({ 's.ts': 'export const s = 1;' });
+    const prefix = `strata-test-shutdown-${Date.now()}`;
+    const coalescer = await redisCoalescer(prefix, 60_000); // a wait far longer than the test
+    const { modules } = service(root, { coalescer });
+    const client = redisConnections[redisConnections.length - 2]!;
+    const { sourceHash } = await modules.fingerprint(await modules.resolve('s'));
+    const { TRANSPILER_VERSION } = await import('../../src/transpile/transpile-pool.ts');
+    await client.set(
+      `${prefix}:lease:s.ts\0${sourceHash}\0${TRANSPILER_VERSION}`,
+      'dead-winner',
+      'PX',
+      60_000,
+    );
+    const parked = modules.get('s');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = Date.now();
+    await coalescer.close();
+    const result = await parked; // re-read L2, then its own transpile: no 60 s wait
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(result.code).toContain('export const s = 1');
+  });
+
   it('Redis unreachable → modules are still served (transpiled locally)', async () => {
     const root = project({ 'r.ts': 'export const r = 1;' });
     const client = new Redis('redis://127.0.0.1:1', {
