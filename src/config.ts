@@ -119,6 +119,8 @@ const settingsSchema = z.object({
   inMemoryObjectsTarget: envInt(100_000, 1),
   /** Changes per write transaction before a run of batches is cut. */
   maxChangesPerWrite: envInt(200_000, 1),
+  /** Shortest interval between two chain-metadata writes when no batch flows (ms). */
+  metadataFlushMs: envInt(1_000, 10),
   /** End the daemon (exit 0) once every pipeline has processed and committed its whole source. */
   exitWhenCaughtUp: z
     .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
@@ -161,6 +163,7 @@ const ENV_KEYS: Record<string, keyof Settings> = {
   STRATA_DB_CONNECT_TIMEOUT_MS: 'dbConnectTimeoutMs',
   STRATA_IN_MEMORY_OBJECTS_TARGET: 'inMemoryObjectsTarget',
   STRATA_MAX_CHANGES_PER_WRITE: 'maxChangesPerWrite',
+  STRATA_METADATA_FLUSH_MS: 'metadataFlushMs',
   STRATA_EXIT_WHEN_CAUGHT_UP: 'exitWhenCaughtUp',
   STRATA_PROGRESS: 'progress',
   STRATA_WATCH: 'watch',
@@ -201,6 +204,7 @@ export interface StrataConfig {
   readonly processing: {
     readonly inMemoryObjectsTarget: number;
     readonly maxChangesPerWrite: number;
+    readonly metadataFlushMs: number;
     readonly exitWhenCaughtUp: boolean;
     readonly progress: 'auto' | 'always' | 'never';
     readonly watch: boolean;
@@ -292,6 +296,7 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
     processing: {
       inMemoryObjectsTarget: settings.inMemoryObjectsTarget,
       maxChangesPerWrite: settings.maxChangesPerWrite,
+      metadataFlushMs: settings.metadataFlushMs,
       exitWhenCaughtUp: settings.exitWhenCaughtUp,
       progress: settings.progress,
       watch: settings.watch,

@@ -225,6 +225,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         pipelines: builds.pipelines(),
         db: dbForActors,
         maxChangesPerWrite: config.processing.maxChangesPerWrite,
+        metadataFlushMs: config.processing.metadataFlushMs,
         writeMethod: embedded === null ? 'copy' : 'unnest',
         testFault: config.testFault,
       }),
@@ -301,6 +302,16 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
       onProgress: (progress) => {
         progressLine?.update(router.progress());
+        persistence
+          .call('stageChainMetadata', {
+            pipeline: progress.pipeline,
+            sourceHeadBlock: progress.headBlockNumber,
+            processedBlock: progress.processedBlockNumber,
+            firstEventAt: progress.firstEventAt,
+            readyAt: progress.readyAt,
+            stagedAt: Date.now(),
+          })
+          .catch(() => undefined); // a restarting writer gets the next report's figures
         if (progress.state === 'caught-up' || progress.state === 'live') requestIndexes(progress.pipeline);
         exitIfCaughtUp();
       },

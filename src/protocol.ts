@@ -162,6 +162,21 @@ export interface PipelineProgress {
   /** Time the writer spent in this pipeline's transactions since the actor started. */
   writerBusyMs: number;
   state: 'starting' | 'backfill' | 'live' | 'caught-up' | 'stopping' | 'stopped';
+  /** Wall-clock ms when this incarnation processed its first event (null before). */
+  firstEventAt: number | null;
+  /** Wall-clock ms when this incarnation first caught up with its source (null before). */
+  readyAt: number | null;
+}
+
+/** What the writer stores as a pipeline's chain metadata (src/persistence/chain-metadata.ts). */
+export interface ChainMetadata {
+  pipeline: string;
+  sourceHeadBlock: number | null;
+  processedBlock: number;
+  firstEventAt: number | null;
+  readyAt: number | null;
+  /** When it was staged (wall-clock ms). */
+  stagedAt: number;
 }
 
 /** Domain events an actor emits to the supervisor, which routes them. */

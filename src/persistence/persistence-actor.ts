@@ -17,10 +17,11 @@ import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges } from '../processing/change-codec.ts';
-import type { BatchForWriter } from '../protocol.ts';
+import type { BatchForWriter, ChainMetadata } from '../protocol.ts';
 import type { Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
+import { ChainMetadataStage, writeChainMetadata } from './chain-metadata.ts';
 import { EntityWriter, type WriteMethod } from './entity-writer.ts';
 import { buildDeferredIndexes, preparePipeline } from './pipeline-setup.ts';
 
@@ -31,6 +32,8 @@ export interface PersistenceActorData {
   writeMethod: WriteMethod;
   /** Changes per transaction before a run is cut (bounds transaction size and memory). */
   maxChangesPerWrite: number;
+  /** Shortest interval between two idle chain-metadata flushes (ms). */
+  metadataFlushMs: number;
   testFault: string | null;
 }
 
@@ -41,6 +44,8 @@ export type PersistenceMethods = {
   committedCheckpoints(): Record<string, number>;
   /** Builds the pipeline's deferred secondary indexes (once it has caught up). */
   buildIndexes(pipeline: string): Promise<boolean>;
+  /** Latest chain metadata of a pipeline: folded into its next write, or flushed when idle. */
+  stageChainMetadata(metadata: ChainMetadata): void;
 };
 
 const MAX_WRITE_ATTEMPTS = 8;
@@ -73,6 +78,9 @@ class Writer {
   private readonly indexesReady = new Set<string>();
   /** Work that must not overlap a write transaction (index builds), run between runs. */
   private readonly tasks: Array<() => Promise<void>> = [];
+  private readonly metadata = new ChainMetadataStage();
+  private metadataTimer: NodeJS.Timeout | null = null;
+  private lastMetadataWrite = 0;
 
   constructor(context: ActorContext<PersistenceActorData>) {
     this.context = context;
@@ -127,9 +135,11 @@ class Writer {
         },
         committedCheckpoints: () => Object.fromEntries(this.committed),
         buildIndexes: (pipeline) => this.buildIndexes(pipeline),
+        stageChainMetadata: (metadata) => this.stageChainMetadata(metadata),
       },
       report: () => poolReport(this.db),
       stop: async () => {
+        if (this.metadataTimer !== null) clearTimeout(this.metadataTimer);
         // Write what is queued before the thread ends (the shutdown timeout bounds this).
         while (!this.failed && (this.writing || this.hasWritable())) {
           await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
@@ -157,6 +167,34 @@ class Writer {
       this.writing = false;
       for (const resolve of this.flushWaiters.splice(0)) resolve();
     }
+  }
+
+  private stageChainMetadata(metadata: ChainMetadata): void {
+    this.metadata.stage(metadata);
+    if (this.metadataTimer !== null || this.failed) return;
+    // Throttled: at most one idle flush per interval. A batch write before it fires folds the
+    // figures in, and the flush finds nothing dirty.
+    const wait = Math.max(0, this.lastMetadataWrite + this.context.data.metadataFlushMs - Date.now());
+    this.metadataTimer = setTimeout(() => {
+      this.metadataTimer = null;
+      if (!this.metadata.isDirty) return;
+      this.tasks.push(async () => {
+        const dirty = this.metadata.allDirty();
+        if (dirty.length === 0) return;
+        try {
+          await this.db.transaction(async (client) => {
+            for (const metadata of dirty) await writeChainMetadata(client, metadata);
+          });
+          for (const metadata of dirty) this.metadata.written(metadata);
+          this.lastMetadataWrite = Date.now();
+        } catch (error) {
+          // Metadata is advisory: keep it dirty for the next write, never fail the writer on it.
+          this.context.log.warn({ err: error }, 'chain metadata not written; will retry');
+        }
+      });
+      void this.drain();
+    }, wait);
+    this.metadataTimer.unref();
   }
 
   /**
@@ -280,8 +318,10 @@ class Writer {
     const entityWriter = this.entityWriters.get(pipeline)!;
     this.transactions += 1;
     let rowsWritten = 0;
+    const metadata = this.metadata.dirtyOf(pipeline);
     await this.db.transaction(async (client) => {
       rowsWritten = await entityWriter.write(client, runChanges);
+      if (metadata !== undefined) await writeChainMetadata(client, metadata);
       await client.query(
         `INSERT INTO strata.checkpoints (pipeline, checkpoint_id, block_number, block_hash, event_count)
          SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::int[])
@@ -314,6 +354,10 @@ class Writer {
       }
     });
     this.committed.set(pipeline, last.toCheckpoint);
+    if (metadata !== undefined) {
+      this.metadata.written(metadata);
+      this.lastMetadataWrite = Date.now();
+    }
     this.context.emit({
       type: 'committed',
       report: {

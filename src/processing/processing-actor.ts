@@ -88,6 +88,8 @@ class PipelineRuntime {
   private processedCheckpoint = 0;
   private processedBlock = 0;
   private eventsProcessed = 0;
+  private firstEventAt: number | null = null;
+  private readyAt: number | null = null;
   private peakInMemoryObjects = 0;
   private writerBusyMs = 0;
   private readonly eventRate = new RateMeter(10_000);
@@ -244,6 +246,7 @@ class PipelineRuntime {
     this.processedCheckpoint = batch.checkpoint.checkpointId;
     this.processedBlock = last.number;
     this.eventsProcessed += eventCount;
+    if (eventCount > 0) this.firstEventAt ??= Date.now();
     this.eventRate.add(eventCount);
     this.blockRate.add(blocks.length);
     this.peakInMemoryObjects = Math.max(this.peakInMemoryObjects, this.inMemoryObjects());
@@ -344,6 +347,7 @@ class PipelineRuntime {
   private setState(state: PipelineProgress['state']): void {
     if (this.state === state) return;
     this.state = state;
+    if (state === 'caught-up' || state === 'live') this.readyAt ??= Date.now();
     this.reportProgress();
   }
 
@@ -363,6 +367,8 @@ class PipelineRuntime {
       writerBusyMs: Math.round(this.writerBusyMs),
       queuedBatches: this.uncommitted.length,
       state: this.state,
+      firstEventAt: this.firstEventAt,
+      readyAt: this.readyAt,
     };
   }
 
