@@ -130,6 +130,8 @@ export interface BatchForWriter {
   changeCount: number;
   isInReorgThreshold: boolean;
   checkpoints: BatchCheckpoint[];
+  /** Block number of each checkpoint from `fromCheckpoint` on (names a failing row's block). */
+  blockNumbers: number[];
   encodedChanges: Uint8Array;
 }
 

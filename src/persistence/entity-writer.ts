@@ -14,10 +14,12 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import type { Db } from '../db/pool.ts';
 import type { EntityChanges } from '../protocol.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import { columnType } from '../schema/fields.ts';
+import { escapeNulInCopyText } from './nul-escape.ts';
 
 interface PreparedEntity {
   createStageSql: string;
@@ -44,31 +46,119 @@ export class EntityWriter {
     }
   }
 
-  /** Merges the run's changes (in batch order) and writes them. Returns rows written. */
-  async write(client: pg.PoolClient, runChanges: readonly EntityChanges[]): Promise<number> {
+  /**
+   * Merges the run's changes (in batch order) and writes them. Returns rows written and the
+   * entities whose rows had NULs escaped (only with `escapeNul`, after Postgres refused them).
+   */
+  async write(
+    client: pg.PoolClient,
+    runChanges: readonly EntityChanges[],
+    escapeNul = false,
+  ): Promise<{ written: number; escaped: string[] }> {
     let written = 0;
+    const escaped: string[] = [];
     for (const entity of this.schema.entities) {
       const parts = runChanges.map((changes) => changes[entity.name]).filter((part) => part !== undefined);
       if (parts.length === 0) continue;
-      const prepared = this.prepared.get(entity.name)!;
-      const { rows, rowCount, deletes } = merge(parts);
-      if (deletes.length > 0) {
-        await client.query(prepared.deleteSql, [deletes]);
-        written += deletes.length;
+      const merged = merge(parts);
+      const rows = escapeNul ? (escapeNulInCopyText(merged.rows) ?? merged.rows) : merged.rows;
+      if (rows !== merged.rows) escaped.push(entity.name);
+      written += await this.writeEntity(client, entity.name, rows, merged.rowCount, merged.deletes);
+    }
+    return { written, escaped };
+  }
+
+  /**
+   * After a write failed for a reason other than a lost connection: finds one set that fails on
+   * its own, by bisecting each entity's merged rows in transactions that always roll back.
+   */
+  async findFailingSet(
+    db: Db,
+    runChanges: readonly EntityChanges[],
+    escapeNul: boolean,
+  ): Promise<{ entity: string; id: string; error: unknown } | null> {
+    for (const entity of this.schema.entities) {
+      const parts = runChanges.map((changes) => changes[entity.name]).filter((part) => part !== undefined);
+      if (parts.length === 0) continue;
+      const { ids, rows } = mergeWithIds(parts);
+      const lines = (escapeNul ? (escapeNulInCopyText(rows) ?? rows) : rows).split('\n').slice(0, ids.length);
+      const attempt = async (from: number, to: number): Promise<unknown> => {
+        try {
+          await db.transaction(async (client) => {
+            await this.writeEntity(
+              client,
+              entity.name,
+              `${lines.slice(from, to).join('\n')}\n`,
+              to - from,
+              [],
+            );
+            throw ROLLBACK;
+          });
+        } catch (error) {
+          return error === ROLLBACK ? null : error;
+        }
+        return null;
+      };
+      let from = 0;
+      let to = lines.length;
+      let error = to > 0 ? await attempt(from, to) : null;
+      if (error === null) continue;
+      while (to - from > 1) {
+        const middle = from + Math.floor((to - from) / 2);
+        const left = await attempt(from, middle);
+        if (left !== null) {
+          to = middle;
+          error = left;
+        } else {
+          from = middle;
+          error = (await attempt(from, to)) ?? error;
+        }
       }
-      if (rowCount > 0 && this.method === 'unnest') {
-        await client.query(prepared.unnestSql, splitColumns(rows, prepared.columnCount));
-        written += rowCount;
-      } else if (rowCount > 0) {
-        // The staging table lives as long as the connection and empties itself at COMMIT.
-        await client.query(prepared.createStageSql);
-        await pipeline(Readable.from([rows]), client.query(copyFrom(prepared.copySql)));
-        await client.query(prepared.upsertSql);
-        written += rowCount;
-      }
+      return { entity: entity.name, id: ids[from]!, error };
+    }
+    return null;
+  }
+
+  private async writeEntity(
+    client: pg.PoolClient,
+    entityName: string,
+    rows: string,
+    rowCount: number,
+    deletes: string[],
+  ): Promise<number> {
+    let written = 0;
+    const prepared = this.prepared.get(entityName)!;
+    if (deletes.length > 0) {
+      await client.query(prepared.deleteSql, [deletes]);
+      written += deletes.length;
+    }
+    if (rowCount > 0 && this.method === 'unnest') {
+      await client.query(prepared.unnestSql, splitColumns(rows, prepared.columnCount));
+      written += rowCount;
+    } else if (rowCount > 0) {
+      // The staging table lives as long as the connection and empties itself at COMMIT.
+      await client.query(prepared.createStageSql);
+      await pipeline(Readable.from([rows]), client.query(copyFrom(prepared.copySql)));
+      await client.query(prepared.upsertSql);
+      written += rowCount;
     }
     return written;
   }
+}
+
+const ROLLBACK = Symbol('rollback');
+
+/** The merged sets with their ids, in the same order as their lines (for bisecting). */
+function mergeWithIds(parts: ReadonlyArray<EntityChanges[string]>): { ids: string[]; rows: string } {
+  const latest = new Map<string, string>();
+  for (const part of parts) {
+    if (part.ids.length > 0) {
+      const lines = part.rows.split('\n');
+      for (let i = 0; i < part.ids.length; i++) latest.set(part.ids[i]!, lines[i]!);
+    }
+    for (const [, id] of part.deletes) latest.delete(id);
+  }
+  return { ids: [...latest.keys()], rows: latest.size === 0 ? '' : `${[...latest.values()].join('\n')}\n` };
 }
 
 /** Last change per id wins across the run (ids within one batch are unique). */

@@ -23,6 +23,7 @@ import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
 import { ChainMetadataStage, writeChainMetadata } from './chain-metadata.ts';
 import { EntityWriter, type WriteMethod } from './entity-writer.ts';
+import { isNulEncodingError } from './nul-escape.ts';
 import { buildDeferredIndexes, preparePipeline } from './pipeline-setup.ts';
 
 export interface PersistenceActorData {
@@ -299,13 +300,31 @@ class Writer {
           await sleep(delay);
           continue;
         }
-        this.fail(error, run);
+        this.fail(await this.explain(error, run), run);
         return;
       }
     }
   }
 
+  /**
+   * Writes a run. When Postgres refuses a NUL byte, the transaction is retried once with the rows
+   * of the tables that hold one escaped (src/persistence/nul-escape.ts): the normal path pays
+   * nothing, and no other row or table of the transaction is lost.
+   */
   private async write(run: BatchForWriter[]): Promise<void> {
+    try {
+      await this.writeRun(run, false);
+    } catch (error) {
+      if (!isNulEncodingError(error)) throw error;
+      this.context.log.warn(
+        { pipeline: run[0]!.pipeline, reason: (error as Error).message },
+        'NUL bytes refused by Postgres; retrying with them escaped',
+      );
+      await this.writeRun(run, true);
+    }
+  }
+
+  private async writeRun(run: BatchForWriter[], escapeNul: boolean): Promise<void> {
     const started = performance.now();
     const first = run[0]!;
     const last = run[run.length - 1]!;
@@ -320,7 +339,13 @@ class Writer {
     let rowsWritten = 0;
     const metadata = this.metadata.dirtyOf(pipeline);
     await this.db.transaction(async (client) => {
-      rowsWritten = await entityWriter.write(client, runChanges);
+      const result = await entityWriter.write(client, runChanges, escapeNul);
+      rowsWritten = result.written;
+      if (result.escaped.length > 0)
+        this.context.log.warn(
+          { pipeline, entities: result.escaped },
+          'rows with NUL bytes stored escaped (\\u0000)',
+        );
       if (metadata !== undefined) await writeChainMetadata(client, metadata);
       await client.query(
         `INSERT INTO strata.checkpoints (pipeline, checkpoint_id, block_number, block_hash, event_count)
@@ -370,6 +395,48 @@ class Writer {
         durationMs: performance.now() - started,
       },
     });
+  }
+
+  /**
+   * A write that fails for a reason of its own (not a lost connection): bisect the run's sets to
+   * the one that fails alone and name it — entity, id, the block and checkpoint that set it.
+   */
+  private async explain(error: unknown, run: BatchForWriter[]): Promise<unknown> {
+    if (isRetryable(error) || error instanceof StrataError) return error;
+    const pipeline = run[0]!.pipeline;
+    try {
+      const runChanges = run.map((batch) => decodeChanges(batch.encodedChanges));
+      const culprit = await this.entityWriters
+        .get(pipeline)!
+        .findFailingSet(this.db, runChanges, isNulEncodingError(error));
+      if (culprit === null) return error;
+      let checkpoint = 0;
+      for (const changes of runChanges) {
+        const part = changes[culprit.entity];
+        const index = part?.ids.lastIndexOf(culprit.id) ?? -1;
+        if (index >= 0) checkpoint = part!.checkpoints[index]!;
+      }
+      const batch = run.find((b) => b.fromCheckpoint <= checkpoint && checkpoint <= b.toCheckpoint);
+      const block = batch?.blockNumbers[checkpoint - batch.fromCheckpoint];
+      const reason = (culprit.error as Error).message ?? String(culprit.error);
+      return new StrataError(
+        'STRATA_ERR_WRITE_FAILED',
+        `pipeline ${pipeline}: ${culprit.entity} "${culprit.id}" set at block ${block ?? '?'} (checkpoint ${checkpoint}) cannot be stored: ${reason}`,
+        {
+          cause: culprit.error,
+          details: {
+            pipeline,
+            entity: culprit.entity,
+            id: culprit.id,
+            checkpoint,
+            block,
+          },
+        },
+      );
+    } catch (bisectError) {
+      this.context.log.warn({ err: bisectError }, 'could not narrow the failing write down to a row');
+      return error;
+    }
   }
 
   /** The one fatal path: name the batch range and stop writing; the supervisor ends the process. */

@@ -55,6 +55,8 @@ interface UncommittedBatch {
   checkpoint: BatchCheckpoint;
   fromCheckpoint: number;
   fromBlockNumber: number;
+  /** Block number of each of its checkpoints, in order. */
+  blockNumbers: number[];
   changeCount: number;
 }
 
@@ -239,6 +241,7 @@ class PipelineRuntime {
       },
       fromCheckpoint,
       fromBlockNumber: first.number,
+      blockNumbers: blocks.map((block) => block.number),
       changeCount: count,
     };
     this.uncommitted.push(batch);
@@ -268,6 +271,7 @@ class PipelineRuntime {
       changeCount,
       isInReorgThreshold: false,
       checkpoints: batches.map((b) => b.checkpoint),
+      blockNumbers: batches.flatMap((b) => b.blockNumbers),
       encodedChanges,
     };
     this.context.emit({ type: 'batch-ready', batch }, [encodedChanges.buffer as ArrayBuffer]);

@@ -16,7 +16,7 @@ export interface ModelItem {
   version: number;
 }
 
-interface StreamBlock {
+export interface StreamBlock {
   number: number;
   timestamp: number;
   events: Array<{ name: string; payload: Record<string, unknown> }>;
