@@ -80,7 +80,7 @@ export class EntityWriter {
     for (const entity of this.schema.entities) {
       const parts = runChanges.map((changes) => changes[entity.name]).filter((part) => part !== undefined);
       if (parts.length === 0) continue;
-      const { ids, rows } = mergeWithIds(parts);
+      const { ids, rows } = merge(parts);
       const lines = (escapeNul ? (escapeNulInCopyText(rows) ?? rows) : rows).split('\n').slice(0, ids.length);
       const attempt = async (from: number, to: number): Promise<unknown> => {
         try {
@@ -148,28 +148,21 @@ export class EntityWriter {
 
 const ROLLBACK = Symbol('rollback');
 
-/** The merged sets with their ids, in the same order as their lines (for bisecting). */
-function mergeWithIds(parts: ReadonlyArray<EntityChanges[string]>): { ids: string[]; rows: string } {
-  const latest = new Map<string, string>();
-  for (const part of parts) {
-    if (part.ids.length > 0) {
-      const lines = part.rows.split('\n');
-      for (let i = 0; i < part.ids.length; i++) latest.set(part.ids[i]!, lines[i]!);
-    }
-    for (const [, id] of part.deletes) latest.delete(id);
-  }
-  return { ids: [...latest.keys()], rows: latest.size === 0 ? '' : `${[...latest.values()].join('\n')}\n` };
-}
-
-/** Last change per id wins across the run (ids within one batch are unique). */
+/** Last change per id wins across the run (ids within one batch are unique). `ids` name the lines. */
 function merge(parts: ReadonlyArray<EntityChanges[string]>): {
   rows: string;
   rowCount: number;
+  ids: string[];
   deletes: string[];
 } {
   if (parts.length === 1) {
     const [part] = parts as [EntityChanges[string]];
-    return { rows: part.rows, rowCount: part.ids.length, deletes: part.deletes.map(([, id]) => id) };
+    return {
+      rows: part.rows,
+      rowCount: part.ids.length,
+      ids: part.ids,
+      deletes: part.deletes.map(([, id]) => id),
+    };
   }
   const latest = new Map<string, string | null>();
   for (const part of parts) {
@@ -180,12 +173,16 @@ function merge(parts: ReadonlyArray<EntityChanges[string]>): {
     for (const [, id] of part.deletes) latest.set(id, null);
   }
   const lines: string[] = [];
+  const ids: string[] = [];
   const deletes: string[] = [];
   for (const [id, line] of latest) {
     if (line === null) deletes.push(id);
-    else lines.push(line);
+    else {
+      lines.push(line);
+      ids.push(id);
+    }
   }
-  return { rows: lines.length === 0 ? '' : `${lines.join('\n')}\n`, rowCount: lines.length, deletes };
+  return { rows: lines.length === 0 ? '' : `${lines.join('\n')}\n`, rowCount: lines.length, ids, deletes };
 }
 
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r' };
