@@ -87,6 +87,12 @@ export function defineProject(project: ProjectFile): ProjectFile {
 }
 
 const envInt = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
+/** A switch set by env (`true`/`false`/`1`/`0`) or by a boolean CLI flag. */
+const envBool = (fallback: boolean) =>
+  z
+    .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
+    .transform((value) => value === true || value === 'true' || value === '1')
+    .default(fallback);
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -122,15 +128,9 @@ const settingsSchema = z.object({
   /** Shortest interval between two chain-metadata writes when no batch flows (ms). */
   metadataFlushMs: envInt(1_000, 10),
   /** End the daemon (exit 0) once every pipeline has processed and committed its whole source. */
-  exitWhenCaughtUp: z
-    .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
-    .transform((value) => value === true || value === 'true' || value === '1')
-    .default(false),
+  exitWhenCaughtUp: envBool(false),
   /** Reload a pipeline's handlers when their files change (at the next batch boundary). */
-  watch: z
-    .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
-    .transform((value) => value === true || value === 'true' || value === '1')
-    .default(false),
+  watch: envBool(false),
   /** Where transpiled project modules are written (default `<project>/.strata/build`). */
   buildDir: z.string().min(1).optional(),
   /** Live progress line on stderr: auto (when stderr is a TTY), always, never. */
@@ -169,6 +169,12 @@ const ENV_KEYS: Record<string, keyof Settings> = {
   STRATA_WATCH: 'watch',
   STRATA_BUILD_DIR: 'buildDir',
   STRATA_TEST_FAULT: 'testFault',
+};
+
+/** Boolean CLI flags (`--watch`, no value) → setting. */
+const BOOLEAN_FLAGS: Record<string, keyof Settings> = {
+  'exit-when-caught-up': 'exitWhenCaughtUp',
+  watch: 'watch',
 };
 
 /** CLI flag (without dashes) → setting. Boolean flags are listed in BOOLEAN_FLAGS. */
@@ -238,12 +244,9 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
   }
   for (const [flag, value] of Object.entries(flags)) {
     if (flag === 'memory') continue;
-    if (flag === 'exit-when-caught-up') {
-      raw.exitWhenCaughtUp = value === true;
-      continue;
-    }
-    if (flag === 'watch') {
-      raw.watch = value === true;
+    const switchKey = BOOLEAN_FLAGS[flag];
+    if (switchKey !== undefined) {
+      raw[switchKey] = value === true;
       continue;
     }
     const key = FLAG_KEYS[flag];

@@ -114,33 +114,24 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         subscriber.disconnect();
       });
     }
-    const modules = new ModuleService({
-      root: config.project.dir,
-      pool: transpilePool,
-      l2: new L2Store(mainDb, `file://${config.project.dir}`),
-      coalescer,
-      log,
-      // The watcher below keeps L1 fresh, so an L1 hit needs no file system access.
-      freshness: 'watch',
-      onTranspile: (durationMs) => metrics.transpileSeconds.observe(durationMs / 1_000),
-    });
+    const moduleService = (root: string, freshness: 'watch' | 'hash') =>
+      new ModuleService({
+        root,
+        pool: transpilePool,
+        l2: new L2Store(mainDb, `file://${root}`),
+        coalescer,
+        log,
+        freshness,
+        onTranspile: (durationMs) => metrics.transpileSeconds.observe(durationMs / 1_000),
+      });
+    // The watcher below keeps L1 fresh, so an L1 hit needs no file system access.
+    const modules = moduleService(config.project.dir, 'watch');
     // Handlers, schemas and what they import are built through the module cache; actors import
     // the built files (src/transpile/pipeline-builds.ts). Modules outside the project folder
     // (shared code of a monorepo) are built by a second service rooted where they live; that one
     // is not watched, so it checks the source hash on every request.
     const scope = moduleScope(config.project.dir, config.pipelines);
-    const buildModulesFrom =
-      scope === config.project.dir
-        ? modules
-        : new ModuleService({
-            root: scope,
-            pool: transpilePool,
-            l2: new L2Store(mainDb, `file://${scope}`),
-            coalescer,
-            log,
-            freshness: 'hash',
-            onTranspile: (durationMs) => metrics.transpileSeconds.observe(durationMs / 1_000),
-          });
+    const buildModulesFrom = scope === config.project.dir ? modules : moduleService(scope, 'hash');
     const builds = new PipelineBuilds({
       modules: buildModulesFrom,
       projectDir: config.project.dir,
@@ -302,16 +293,6 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
       onProgress: (progress) => {
         progressLine?.update(router.progress());
-        persistence
-          .call('stageChainMetadata', {
-            pipeline: progress.pipeline,
-            sourceHeadBlock: progress.headBlockNumber,
-            processedBlock: progress.processedBlockNumber,
-            firstEventAt: progress.firstEventAt,
-            readyAt: progress.readyAt,
-            stagedAt: Date.now(),
-          })
-          .catch(() => undefined); // a restarting writer gets the next report's figures
         if (progress.state === 'caught-up' || progress.state === 'live') requestIndexes(progress.pipeline);
         exitIfCaughtUp();
       },

@@ -103,17 +103,17 @@ export class EntityWriter {
       let to = lines.length;
       let error = to > 0 ? await attempt(from, to) : null;
       if (error === null) continue;
+      // `error` belongs to [from, to) while `proven`; a passing left half only implies the right.
+      let proven = true;
       while (to - from > 1) {
         const middle = from + Math.floor((to - from) / 2);
         const left = await attempt(from, middle);
-        if (left !== null) {
-          to = middle;
-          error = left;
-        } else {
-          from = middle;
-          error = (await attempt(from, to)) ?? error;
-        }
+        if (left !== null) [to, error, proven] = [middle, left, true];
+        else [from, proven] = [middle, false];
       }
+      if (!proven) error = await attempt(from, to);
+      // A failure that needs two rows together (no row fails alone) is not narrowed down.
+      if (error === null) return null;
       return { entity: entity.name, id: ids[from]!, error };
     }
     return null;

@@ -11,6 +11,7 @@
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
+import { pipelineFingerprint } from '../persistence/pipeline-setup.ts';
 import type {
   BatchCheckpoint,
   BatchForWriter,
@@ -18,7 +19,8 @@ import type {
   EntityChanges,
   PipelineProgress,
 } from '../protocol.ts';
-import { describeSchema, type Schema } from '../schema/define-schema.ts';
+import { fingerprintChanges } from '../schema/ddl.ts';
+import type { Schema } from '../schema/define-schema.ts';
 import type { BlockSource } from '../sources/block-source.ts';
 import { createSource } from '../sources/create-source.ts';
 import type { Block } from '../sources/types.ts';
@@ -214,11 +216,14 @@ class PipelineRuntime {
 
   private async reloadHandlers(pipeline: PipelineConfig): Promise<void> {
     const { schema, handlers } = await loadPipelineModules(pipeline);
-    const describe = (value: Schema) => JSON.stringify(describeSchema(value));
-    if (describe(schema) !== describe(this.schema)) {
+    const changes = fingerprintChanges(
+      pipelineFingerprint(pipeline, this.schema),
+      pipelineFingerprint(pipeline, schema),
+    );
+    if (changes.length > 0) {
       throw new StrataError(
         'STRATA_ERR_SCHEMA_CHANGED',
-        `pipeline ${pipeline.name}: the schema changed; handlers are reloaded live, a schema is not — restart the daemon (it names what changed and whether \`strata reset ${pipeline.name}\` is needed)`,
+        `pipeline ${pipeline.name}: the schema changed (${changes.join('; ')}); handlers are reloaded live, a schema is not — restart the daemon (\`strata reset ${pipeline.name}\` if it refuses the change)`,
       );
     }
     this.pipeline = pipeline;

@@ -1,6 +1,7 @@
 // Routes the data path's events between actors, in the main thread: a processing actor's batches
 // go to the writer (moving their encoded buffers again, never copying them), the writer's commit
-// reports go back to the pipeline's processing actor. Actor references drop events from dead
+// reports go back to the pipeline's processing actor, and a processing actor's progress reports
+// reach the writer as chain metadata to stage. Actor references drop events from dead
 // incarnations before they get here, so a batch from a crashed processing actor is never written.
 
 import { deserializeError, StrataError } from '../errors.ts';
@@ -38,10 +39,22 @@ export class PipelineRouter {
           .catch((error: unknown) => this.onEnqueueFailed(pipeline, error));
         return;
       }
-      case 'progress':
-        this.progressByPipeline.set(pipeline, event.progress);
-        this.options.onProgress?.(event.progress);
+      case 'progress': {
+        const { progress } = event;
+        this.progressByPipeline.set(pipeline, progress);
+        this.options.persistence
+          .call('stageChainMetadata', {
+            pipeline,
+            sourceHeadBlock: progress.headBlockNumber,
+            processedBlock: progress.processedBlockNumber,
+            firstEventAt: progress.firstEventAt,
+            readyAt: progress.readyAt,
+            stagedAt: Date.now(),
+          })
+          .catch(() => undefined); // a restarting writer gets the next report's figures
+        this.options.onProgress?.(progress);
         return;
+      }
       case 'fatal':
         this.options.onFatal(deserializeError(event.error), event.context);
         return;

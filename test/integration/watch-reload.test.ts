@@ -99,6 +99,7 @@ describe('--watch', () => {
         entry.msg?.toString().startsWith('handlers not reloaded'),
       );
       expect(JSON.stringify(refusal)).toContain('STRATA_ERR_SCHEMA_CHANGED');
+      expect(JSON.stringify(refusal)).toContain('Counter.extra added'); // names what changed
       await add();
       await waitFor(total, (value) => value === 2_121, 15_000, 'old handlers keep running');
     } finally {
