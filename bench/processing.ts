@@ -129,7 +129,7 @@ async function inMemory(events: number, strategy: LoadStrategy): Promise<number>
     strategy,
   });
   return runBatches(sourceFor(pipelineConf, events), pipelineConf.batchSize, executor, (checkpoint) => {
-    const { changes } = collectBatchChanges(store);
+    const { changes } = collectBatchChanges(store, false);
     store.endBatch();
     encodeChanges(changes);
     // Everything is "committed" at once: the same capacity rule as the daemon's first tier.

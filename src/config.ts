@@ -25,6 +25,12 @@ const generatorSourceSchema = z.object({
   distribution: z.enum(['uniform', 'skewed']).default('uniform'),
   /** After the backfill: one new block every this many ms (0 = stop at the backfill's end). */
   liveBlockIntervalMs: z.number().int().nonnegative().default(1_000),
+  /**
+   * Inject reorgs: at every `every`-th block the last 1..`maxDepth` blocks (depth drawn per reorg
+   * from the seed) are first served as an orphaned branch, then replaced by the canonical one.
+   * The canonical chain is the one served without reorgs, so the final state is the same.
+   */
+  reorgs: z.object({ every: z.number().int().positive(), maxDepth: z.number().int().positive() }).optional(),
 });
 
 /** Blocks from a newline-delimited JSON file, one block per line (see docs/sources.md). */
@@ -56,6 +62,8 @@ const pipelineSchema = z.object({
   batchSize: z.number().int().positive().max(100_000).default(100),
   /** Blocks below the source head that may still be replaced (reorgs; Processing engine II). */
   maxReorgDepth: z.number().int().nonnegative().default(200),
+  /** Keep history (and so allow rollback) for every block, not only those inside the reorg threshold. */
+  fullHistory: z.boolean().default(false),
   /** Also store every processed event in a raw events table (Processing engine II). */
   rawEvents: z.boolean().default(false),
   /**
@@ -127,6 +135,8 @@ const settingsSchema = z.object({
   maxChangesPerWrite: envInt(200_000, 1),
   /** Shortest interval between two chain-metadata writes when no batch flows (ms). */
   metadataFlushMs: envInt(1_000, 10),
+  /** Shortest interval between two prunings of a pipeline's history (ms). */
+  historyPruneMs: envInt(5_000, 10),
   /** End the daemon (exit 0) once every pipeline has processed and committed its whole source. */
   exitWhenCaughtUp: envBool(false),
   /** Reload a pipeline's handlers when their files change (at the next batch boundary). */
@@ -164,6 +174,7 @@ const ENV_KEYS: Record<string, keyof Settings> = {
   STRATA_IN_MEMORY_OBJECTS_TARGET: 'inMemoryObjectsTarget',
   STRATA_MAX_CHANGES_PER_WRITE: 'maxChangesPerWrite',
   STRATA_METADATA_FLUSH_MS: 'metadataFlushMs',
+  STRATA_HISTORY_PRUNE_MS: 'historyPruneMs',
   STRATA_EXIT_WHEN_CAUGHT_UP: 'exitWhenCaughtUp',
   STRATA_PROGRESS: 'progress',
   STRATA_WATCH: 'watch',
@@ -211,6 +222,7 @@ export interface StrataConfig {
     readonly inMemoryObjectsTarget: number;
     readonly maxChangesPerWrite: number;
     readonly metadataFlushMs: number;
+    readonly historyPruneMs: number;
     readonly exitWhenCaughtUp: boolean;
     readonly progress: 'auto' | 'always' | 'never';
     readonly watch: boolean;
@@ -300,6 +312,7 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       inMemoryObjectsTarget: settings.inMemoryObjectsTarget,
       maxChangesPerWrite: settings.maxChangesPerWrite,
       metadataFlushMs: settings.metadataFlushMs,
+      historyPruneMs: settings.historyPruneMs,
       exitWhenCaughtUp: settings.exitWhenCaughtUp,
       progress: settings.progress,
       watch: settings.watch,

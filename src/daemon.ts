@@ -217,6 +217,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         db: dbForActors,
         maxChangesPerWrite: config.processing.maxChangesPerWrite,
         metadataFlushMs: config.processing.metadataFlushMs,
+        historyPruneMs: config.processing.historyPruneMs,
         writeMethod: embedded === null ? 'copy' : 'unnest',
         testFault: config.testFault,
       }),

@@ -91,6 +91,12 @@ export const errorRegistry = {
     status: 400,
     retryable: false,
   },
+  STRATA_ERR_REORG_TOO_DEEP: {
+    message:
+      'a reorg reaches below what can be rolled back (maxReorgDepth, or blocks written without history)',
+    status: 500,
+    retryable: false,
+  },
   STRATA_ERR_NOT_AN_INGEST_PIPELINE: {
     message: 'the pipeline does not read from the ingest log',
     status: 409,

@@ -101,15 +101,29 @@ export function isToActorMessage(value: unknown): value is ToActorMessage {
  */
 export type EntityChanges = Record<
   string,
-  { ids: string[]; checkpoints: number[]; rows: string; deletes: Array<[number, string]> }
+  {
+    ids: string[];
+    checkpoints: number[];
+    rows: string;
+    deletes: Array<[number, string]>;
+    /**
+     * Inside the reorg threshold: every change of the batch (not only the last per id), as COPY
+     * lines of the history table — the entity's columns, the checkpoint, `s` or `d`.
+     */
+    history?: string;
+  }
 >;
 
-/** A checkpoint boundary the writer records (the last checkpoint of a processed batch). */
+/**
+ * A checkpoint the writer records: the last of each batch, and inside the reorg threshold every
+ * block's (`history`: its changes were written to the history tables, so a rollback may cross it).
+ */
 export interface BatchCheckpoint {
   checkpointId: number;
   blockNumber: number;
   blockHash: string | null;
   eventCount: number;
+  history: boolean;
 }
 
 /**
@@ -168,6 +182,8 @@ export interface PipelineProgress {
   firstEventAt: number | null;
   /** Wall-clock ms when this incarnation first caught up with its source (null before). */
   readyAt: number | null;
+  /** Reorgs rolled back by this incarnation. */
+  reorgs: number;
 }
 
 /** What the writer stores as a pipeline's chain metadata (src/persistence/chain-metadata.ts). */
@@ -186,4 +202,27 @@ export type ActorEvent =
   | { type: 'batch-ready'; batch: BatchForWriter }
   | { type: 'committed'; report: CommitReport }
   | { type: 'progress'; progress: PipelineProgress }
+  /** A processing actor found a reorg and asks the writer to roll its pipeline back. */
+  | { type: 'rollback'; request: RollbackRequest }
   | { type: 'fatal'; error: SerializedError; context: Record<string, unknown> };
+
+/** Roll a pipeline's stored state back to a checkpoint (every later one is on an orphaned branch). */
+export interface RollbackRequest {
+  pipeline: string;
+  toCheckpoint: number;
+  /** The committed checkpoint the processing actor flushed to (guards against a stale request). */
+  fromCheckpoint: number;
+}
+
+export interface RollbackResult {
+  pipeline: string;
+  toCheckpoint: number;
+  toBlockNumber: number;
+  toBlockHash: string | null;
+  /** Events of the rolled-back checkpoints (subtracted from events processed). */
+  eventsRemoved: number;
+  /** Entity rows restored or deleted. */
+  rowsRestored: number;
+  /** Whether the target checkpoint was written with history. */
+  targetKeptHistory: boolean;
+}

@@ -1,6 +1,7 @@
 // The ERC20 workload of the open-indexer-benchmark over the deterministic generator:
 // `strata start --project examples/erc20`. Sizes can be overridden from the environment
-// (bench/processing.ts does) — ERC20_BLOCKS × ERC20_EVENTS_PER_BLOCK events in all.
+// (bench/processing.ts does) — ERC20_BLOCKS × ERC20_EVENTS_PER_BLOCK events in all — and reorgs
+// injected (ERC20_REORG_EVERY / ERC20_REORG_DEPTH), as the reorg tests and benchmark do.
 import { defineProject } from 'strata';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -18,7 +19,13 @@ export default defineProject({
         addresses: env('ERC20_ADDRESSES', 50_000),
         distribution: 'skewed',
         liveBlockIntervalMs: 0, // a finite backfill: the pipeline is caught up at its end
+        // ERC20_REORG_EVERY=100 ERC20_REORG_DEPTH=10: a reorg of depth 1..10 every 100 blocks
+        ...(process.env.ERC20_REORG_EVERY === undefined
+          ? {}
+          : { reorgs: { every: env('ERC20_REORG_EVERY', 100), maxDepth: env('ERC20_REORG_DEPTH', 10) } }),
       },
+      maxReorgDepth: env('ERC20_MAX_REORG_DEPTH', 200),
+      fullHistory: process.env.ERC20_FULL_HISTORY === 'true',
       schema: './schema.ts',
       handlers: './handlers.ts',
       batchSize: env('ERC20_BATCH_SIZE', 500),

@@ -16,7 +16,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Db } from '../db/pool.ts';
 import type { EntityChanges } from '../protocol.ts';
-import { entityTable, quoteIdent } from '../schema/ddl.ts';
+import { entityTable, HISTORY_CHANGE, HISTORY_CHECKPOINT, historyTable, quoteIdent } from '../schema/ddl.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import { columnType } from '../schema/fields.ts';
 import { escapeNulInCopyText } from './nul-escape.ts';
@@ -28,6 +28,18 @@ interface PreparedEntity {
   unnestSql: string;
   deleteSql: string;
   columnCount: number;
+  /** History (reorg rollback), see src/schema/ddl.ts `historyTable`. */
+  historyCopySql: string;
+  historyUnnestSql: string;
+  anchorSql: string;
+  rollbackSql: [deleteAffected: string, restore: string, dropHistory: string];
+  pruneSql: [superseded: string, settled: string];
+}
+
+/** Inside the reorg threshold: history rows are written too. */
+export interface HistoryWrite {
+  /** The committed checkpoint before this write (a merged re-send's lines at or below it are skipped). */
+  committedCheckpoint: number;
 }
 
 export type WriteMethod = 'copy' | 'unnest';
@@ -38,7 +50,10 @@ export class EntityWriter {
 
   private readonly method: WriteMethod;
 
+  private readonly pipeline: string;
+
   constructor(pipeline: string, schema: Schema, method: WriteMethod) {
+    this.pipeline = pipeline;
     this.schema = schema;
     this.method = method;
     for (const [index, entity] of schema.entities.entries()) {
@@ -54,6 +69,7 @@ export class EntityWriter {
     client: pg.PoolClient,
     runChanges: readonly EntityChanges[],
     escapeNul = false,
+    history: HistoryWrite | null = null,
   ): Promise<{ written: number; escaped: string[] }> {
     let written = 0;
     const escaped: string[] = [];
@@ -63,9 +79,81 @@ export class EntityWriter {
       const merged = merge(parts);
       const rows = escapeNul ? (escapeNulInCopyText(merged.rows) ?? merged.rows) : merged.rows;
       if (rows !== merged.rows) escaped.push(entity.name);
+      // History first: anchors copy the stored rows before this write changes them.
+      if (history !== null) {
+        const lines = historyLines(parts, history.committedCheckpoint);
+        const escapedLines = escapeNul ? (escapeNulInCopyText(lines) ?? lines) : lines;
+        await this.writeHistory(client, entity.name, escapedLines, [...merged.ids, ...merged.deletes]);
+      }
       written += await this.writeEntity(client, entity.name, rows, merged.rowCount, merged.deletes);
     }
     return { written, escaped };
+  }
+
+  private async writeHistory(
+    client: pg.PoolClient,
+    entityName: string,
+    lines: string,
+    ids: string[],
+  ): Promise<void> {
+    const prepared = this.prepared.get(entityName)!;
+    // An id's first history row gets an anchor: its stored state before it (no row: it did not
+    // exist), stamped checkpoint 0. Not the committed checkpoint: the state dates from the id's
+    // last change, which may be below a rollback target that is below the committed checkpoint
+    // (a rollback to there would find no row at or below it and delete the id). An id without
+    // history rows last changed at or below the safe checkpoint (pruning keeps the rows above),
+    // so 0 is exact for every target a rollback can reach.
+    await client.query(prepared.anchorSql, [ids]);
+    if (lines === '') return;
+    if (this.method === 'unnest') {
+      await client.query(prepared.historyUnnestSql, splitColumns(lines, prepared.columnCount + 2));
+    } else {
+      await pipeline(Readable.from([lines]), client.query(copyFrom(prepared.historyCopySql)));
+    }
+  }
+
+  /**
+   * Restores every entity to its state at `checkpoint` from the history tables (the latest
+   * history row at or below it per affected id; none or a delete: the row goes) and drops the
+   * history above it. Returns how many ids were restored or deleted.
+   */
+  async rollback(client: pg.PoolClient, checkpoint: number): Promise<number> {
+    let affected = 0;
+    for (const entity of this.schema.entities) {
+      const [deleteAffected, restore, dropHistory] = this.prepared.get(entity.name)!.rollbackSql;
+      const { rowCount } = await client.query(
+        `SELECT DISTINCT "id" FROM ${historyTable(this.pipeline, entity.name)} WHERE ${HISTORY_CHECKPOINT} > $1`,
+        [checkpoint],
+      );
+      if (rowCount === 0) continue;
+      affected += rowCount ?? 0;
+      await client.query(deleteAffected, [checkpoint]);
+      await client.query(restore, [checkpoint]);
+      await client.query(dropHistory, [checkpoint]);
+    }
+    return affected;
+  }
+
+  /**
+   * Drops all history: when writes re-enter the reorg threshold after writes outside it, no
+   * rollback can cross those, and rows from before them would be stale anchors for ids they
+   * changed (restoring a value older than the one written without history).
+   */
+  async clearHistory(client: pg.PoolClient): Promise<void> {
+    for (const entity of this.schema.entities) {
+      await client.query(`DELETE FROM ${historyTable(this.pipeline, entity.name)}`);
+    }
+  }
+
+  /** Drops history no rollback can reach: below `safeCheckpoint`, keeping one anchor per id. */
+  async prune(client: pg.PoolClient, safeCheckpoint: number): Promise<number> {
+    let pruned = 0;
+    for (const entity of this.schema.entities) {
+      for (const sql of this.prepared.get(entity.name)!.pruneSql) {
+        pruned += (await client.query(sql, [safeCheckpoint])).rowCount ?? 0;
+      }
+    }
+    return pruned;
   }
 
   /**
@@ -148,6 +236,31 @@ export class EntityWriter {
 
 const ROLLBACK = Symbol('rollback');
 
+/**
+ * The run's history lines, in batch order. A merged re-send may straddle the committed
+ * checkpoint: the lines at or below it were written by the transaction that committed it.
+ */
+function historyLines(parts: ReadonlyArray<EntityChanges[string]>, committedCheckpoint: number): string {
+  let lines = '';
+  for (const part of parts) {
+    if (part.history === undefined) continue;
+    const straddles =
+      part.checkpoints.some((c) => c <= committedCheckpoint) ||
+      part.deletes.some(([c]) => c <= committedCheckpoint);
+    if (!straddles) {
+      lines += part.history;
+      continue;
+    }
+    for (const line of part.history.split('\n')) {
+      if (line === '') continue;
+      const end = line.lastIndexOf('\t');
+      const checkpoint = Number(line.slice(line.lastIndexOf('\t', end - 1) + 1, end));
+      if (checkpoint > committedCheckpoint) lines += `${line}\n`;
+    }
+  }
+  return lines;
+}
+
 /** Last change per id wins across the run (ids within one batch are unique). `ids` name the lines. */
 function merge(parts: ReadonlyArray<EntityChanges[string]>): {
   rows: string;
@@ -222,7 +335,33 @@ function prepare(pipeline: string, entity: EntityDescription, index: number): Pr
   const unnestParams = entity.columns.map((_, i) => `$${i + 1}::text[]`).join(', ');
   const unnestSelect = entity.columns.map((column, i) => `u.c${i}::${columnType(column.spec)}`).join(', ');
   const aliases = entity.columns.map((_, i) => `c${i}`).join(', ');
+  const history = historyTable(pipeline, entity.name);
+  const historyColumns = `${columns}, ${HISTORY_CHECKPOINT}, ${HISTORY_CHANGE}`;
+  const historyParams = entity.columns.map((_, i) => `$${i + 1}::text[]`);
+  historyParams.push(`$${entity.columns.length + 1}::text[]`, `$${entity.columns.length + 2}::text[]`);
+  const historyAliases = [...entity.columns.map((_, i) => `c${i}`), 'cp', 'ch'].join(', ');
+  const affectedIds = `SELECT "id" FROM ${history} WHERE ${HISTORY_CHECKPOINT} > $1`;
   return {
+    historyCopySql: `COPY ${history} (${historyColumns}) FROM STDIN`,
+    historyUnnestSql:
+      `INSERT INTO ${history} (${historyColumns}) SELECT ${unnestSelect}, u.cp::bigint, u.ch::"char" ` +
+      `FROM unnest(${historyParams.join(', ')}) AS u(${historyAliases})`,
+    anchorSql:
+      `INSERT INTO ${history} (${historyColumns}) SELECT ${columns}, 0, 's' FROM ${table} t ` +
+      `WHERE t."id" = ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM ${history} h WHERE h."id" = t."id")`,
+    rollbackSql: [
+      `DELETE FROM ${table} WHERE "id" IN (${affectedIds})`,
+      `INSERT INTO ${table} (${columns}) SELECT ${columns} FROM (` +
+        `SELECT DISTINCT ON ("id") * FROM ${history} WHERE "id" IN (${affectedIds}) AND ${HISTORY_CHECKPOINT} <= $1 ` +
+        `ORDER BY "id", ${HISTORY_CHECKPOINT} DESC) AS state WHERE ${HISTORY_CHANGE} = 's'`,
+      `DELETE FROM ${history} WHERE ${HISTORY_CHECKPOINT} > $1`,
+    ],
+    pruneSql: [
+      `DELETE FROM ${history} h WHERE h.${HISTORY_CHECKPOINT} < $1 AND EXISTS (SELECT 1 FROM ${history} n ` +
+        `WHERE n."id" = h."id" AND n.${HISTORY_CHECKPOINT} > h.${HISTORY_CHECKPOINT} AND n.${HISTORY_CHECKPOINT} <= $1)`,
+      `DELETE FROM ${history} h WHERE h.${HISTORY_CHECKPOINT} <= $1 AND NOT EXISTS (SELECT 1 FROM ${history} n ` +
+        `WHERE n."id" = h."id" AND n.${HISTORY_CHECKPOINT} > $1)`,
+    ],
     columnCount: entity.columns.length,
     unnestSql: `INSERT INTO ${table} (${columns}) SELECT ${unnestSelect} FROM unnest(${unnestParams}) AS u(${aliases}) ${conflict}`,
     createStageSql: `CREATE TEMP TABLE IF NOT EXISTS ${stage} (LIKE ${table}) ON COMMIT DELETE ROWS`,

@@ -17,7 +17,7 @@ import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges } from '../processing/change-codec.ts';
-import type { BatchForWriter, ChainMetadata } from '../protocol.ts';
+import type { BatchForWriter, ChainMetadata, RollbackRequest, RollbackResult } from '../protocol.ts';
 import type { Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
@@ -35,6 +35,8 @@ export interface PersistenceActorData {
   maxChangesPerWrite: number;
   /** Shortest interval between two idle chain-metadata flushes (ms). */
   metadataFlushMs: number;
+  /** Shortest interval between two prunings of a pipeline's history (ms). */
+  historyPruneMs: number;
   testFault: string | null;
 }
 
@@ -47,6 +49,8 @@ export type PersistenceMethods = {
   buildIndexes(pipeline: string): Promise<boolean>;
   /** Latest chain metadata of a pipeline: folded into its next write, or flushed when idle. */
   stageChainMetadata(metadata: ChainMetadata): void;
+  /** A reorg: roll the pipeline's stored state back to a checkpoint. */
+  rollback(request: RollbackRequest): Promise<RollbackResult>;
 };
 
 const MAX_WRITE_ATTEMPTS = 8;
@@ -82,6 +86,9 @@ class Writer {
   private readonly metadata = new ChainMetadataStage();
   private metadataTimer: NodeJS.Timeout | null = null;
   private lastMetadataWrite = 0;
+  private readonly lastPrune = new Map<string, number>();
+  /** Whether each pipeline's last committed write kept history (was inside the reorg threshold). */
+  private readonly lastWriteKeptHistory = new Map<string, boolean>();
 
   constructor(context: ActorContext<PersistenceActorData>) {
     this.context = context;
@@ -117,11 +124,20 @@ class Writer {
         new EntityWriter(pipeline.name, schemas[index]!, this.context.data.writeMethod),
       );
     }
-    const { rows } = await this.db.query<{ name: string; committed_checkpoint: string }>(
-      'SELECT name, committed_checkpoint FROM strata.pipelines WHERE name = ANY($1)',
+    const { rows } = await this.db.query<{
+      name: string;
+      committed_checkpoint: string;
+      history: boolean | null;
+    }>(
+      `SELECT p.name, p.committed_checkpoint, c.history FROM strata.pipelines p
+         LEFT JOIN strata.checkpoints c ON c.pipeline = p.name AND c.checkpoint_id = p.committed_checkpoint
+        WHERE p.name = ANY($1)`,
       [pipelines.map((pipeline) => pipeline.name)],
     );
-    for (const row of rows) this.committed.set(row.name, Number(row.committed_checkpoint));
+    for (const row of rows) {
+      this.committed.set(row.name, Number(row.committed_checkpoint));
+      this.lastWriteKeptHistory.set(row.name, row.history === true);
+    }
   }
 
   instance(): ActorInstance<PersistenceMethods> {
@@ -137,6 +153,7 @@ class Writer {
         committedCheckpoints: () => Object.fromEntries(this.committed),
         buildIndexes: (pipeline) => this.buildIndexes(pipeline),
         stageChainMetadata: (metadata) => this.stageChainMetadata(metadata),
+        rollback: (request) => this.rollback(request),
       },
       report: () => poolReport(this.db),
       stop: async () => {
@@ -339,7 +356,16 @@ class Writer {
     let rowsWritten = 0;
     const metadata = this.metadata.dirtyOf(pipeline);
     await this.db.transaction(async (client) => {
-      const result = await entityWriter.write(client, runChanges, escapeNul);
+      // Re-entering the threshold: history from before the writes outside it is unreachable.
+      if (first.isInReorgThreshold && this.lastWriteKeptHistory.get(pipeline) !== true) {
+        await entityWriter.clearHistory(client);
+      }
+      const result = await entityWriter.write(
+        client,
+        runChanges,
+        escapeNul,
+        first.isInReorgThreshold ? { committedCheckpoint: expected } : null,
+      );
       rowsWritten = result.written;
       if (result.escaped.length > 0)
         this.context.log.warn(
@@ -348,8 +374,8 @@ class Writer {
         );
       if (metadata !== undefined) await writeChainMetadata(client, metadata);
       await client.query(
-        `INSERT INTO strata.checkpoints (pipeline, checkpoint_id, block_number, block_hash, event_count)
-         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::int[])
+        `INSERT INTO strata.checkpoints (pipeline, checkpoint_id, block_number, block_hash, event_count, history)
+         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::boolean[])
          ON CONFLICT DO NOTHING`,
         [
           pipeline,
@@ -357,6 +383,7 @@ class Writer {
           checkpoints.map((c) => c.blockNumber),
           checkpoints.map((c) => c.blockHash),
           checkpoints.map((c) => c.eventCount),
+          checkpoints.map((c) => c.history),
         ],
       );
       const updated = await client.query(
@@ -379,6 +406,8 @@ class Writer {
       }
     });
     this.committed.set(pipeline, last.toCheckpoint);
+    this.lastWriteKeptHistory.set(pipeline, first.isInReorgThreshold);
+    if (first.isInReorgThreshold) this.schedulePrune(pipeline, last.toBlockNumber);
     if (metadata !== undefined) {
       this.metadata.written(metadata);
       this.lastMetadataWrite = Date.now();
@@ -394,6 +423,125 @@ class Writer {
         rowsWritten,
         durationMs: performance.now() - started,
       },
+    });
+  }
+
+  /**
+   * A reorg: restores the pipeline's entities to `toCheckpoint` from history and forgets every
+   * checkpoint above it, in one transaction, in the writer's order (the processing actor flushed
+   * first, so nothing of the pipeline is queued). Refused, changing nothing, when a checkpoint
+   * above the target was written without history.
+   */
+  private rollback(request: RollbackRequest): Promise<RollbackResult> {
+    const { pipeline, toCheckpoint, fromCheckpoint } = request;
+    return new Promise<RollbackResult>((resolve, reject) => {
+      this.tasks.push(async () => {
+        try {
+          const expected = this.committed.get(pipeline) ?? 0;
+          if (expected !== fromCheckpoint || this.queue.some((batch) => batch.pipeline === pipeline)) {
+            throw new StrataError(
+              'STRATA_ERR_INTERNAL',
+              `rollback of ${pipeline} requested at checkpoint ${fromCheckpoint}, but the writer is at ${expected} with ${this.queue.length} batches queued`,
+            );
+          }
+          const result = await this.db.transaction(async (client) => {
+            const { rows } = await client.query<{
+              checkpoint_id: string;
+              block_number: string;
+              block_hash: string | null;
+              event_count: number;
+              history: boolean;
+            }>(
+              `SELECT checkpoint_id, block_number, block_hash, event_count, history FROM strata.checkpoints
+                WHERE pipeline = $1 AND checkpoint_id >= $2 ORDER BY checkpoint_id`,
+              [pipeline, toCheckpoint],
+            );
+            const target = rows[0];
+            const above = rows.slice(1);
+            if (
+              target === undefined ||
+              Number(target.checkpoint_id) !== toCheckpoint ||
+              above.length !== expected - toCheckpoint ||
+              above.some((row) => !row.history)
+            ) {
+              throw new StrataError(
+                'STRATA_ERR_REORG_TOO_DEEP',
+                `pipeline ${pipeline}: cannot roll back to checkpoint ${toCheckpoint}: blocks above it were written without history (outside the reorg threshold)`,
+                { details: { pipeline, toCheckpoint } },
+              );
+            }
+            const rowsRestored = await this.entityWriters.get(pipeline)!.rollback(client, toCheckpoint);
+            const eventsRemoved = above.reduce((sum, row) => sum + row.event_count, 0);
+            await client.query('DELETE FROM strata.checkpoints WHERE pipeline = $1 AND checkpoint_id > $2', [
+              pipeline,
+              toCheckpoint,
+            ]);
+            const updated = await client.query(
+              `UPDATE strata.pipelines
+                  SET committed_checkpoint = $2, committed_block = $3, committed_block_hash = $4,
+                      events_processed = events_processed - $5, updated_at = now()
+                WHERE name = $1 AND committed_checkpoint = $6`,
+              [pipeline, toCheckpoint, target.block_number, target.block_hash, eventsRemoved, expected],
+            );
+            if (updated.rowCount !== 1) {
+              throw new StrataError(
+                'STRATA_ERR_WRITE_FAILED',
+                `pipeline ${pipeline} was written by someone else (expected committed checkpoint ${expected})`,
+              );
+            }
+            return {
+              pipeline,
+              toCheckpoint,
+              toBlockNumber: Number(target.block_number),
+              toBlockHash: target.block_hash,
+              eventsRemoved,
+              rowsRestored,
+              targetKeptHistory: target.history,
+            };
+          });
+          this.committed.set(pipeline, toCheckpoint);
+          this.lastWriteKeptHistory.set(pipeline, result.targetKeptHistory);
+          resolve(result);
+        } catch (error) {
+          reject(error);
+        }
+      });
+      void this.drain();
+    });
+  }
+
+  /**
+   * History below the safe checkpoint (the last block at least maxReorgDepth below the committed
+   * block — a reorg's depth is counted from what was processed, which is at least that) can never
+   * be rolled back to: prune it, keeping one anchor per id, at most every `historyPruneMs` per
+   * pipeline, between writes. Not the source head: processing may trail it by more than the depth.
+   */
+  private schedulePrune(pipeline: string, committedBlock: number): void {
+    const now = Date.now();
+    if (now - (this.lastPrune.get(pipeline) ?? 0) < this.context.data.historyPruneMs) return;
+    const config = this.context.data.pipelines.find((p) => p.name === pipeline);
+    if (config === undefined) return;
+    this.lastPrune.set(pipeline, now);
+    this.tasks.push(async () => {
+      try {
+        await this.db.transaction(async (client) => {
+          const { rows } = await client.query<{ safe: string | null }>(
+            `SELECT max(checkpoint_id) AS safe FROM strata.checkpoints WHERE pipeline = $1 AND block_number <= $2`,
+            [pipeline, committedBlock - config.maxReorgDepth],
+          );
+          if (rows[0]?.safe == null) return;
+          const safe = Number(rows[0].safe);
+          const pruned = await this.entityWriters.get(pipeline)!.prune(client, safe);
+          await client.query(
+            'DELETE FROM strata.checkpoints WHERE pipeline = $1 AND checkpoint_id < $2 AND history',
+            [pipeline, safe],
+          );
+          if (pruned > 0) this.context.log.debug({ pipeline, safe, pruned }, 'history pruned');
+        });
+      } catch (error) {
+        // Pruning only saves space: a failed one is retried by a later write.
+        this.context.log.warn({ err: error, pipeline }, 'history pruning failed');
+      }
     });
   }
 

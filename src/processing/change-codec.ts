@@ -10,7 +10,7 @@
 
 import v8 from 'node:v8';
 import type { EntityChanges } from '../protocol.ts';
-import { rowToCopyLine } from '../schema/copy-text.ts';
+import { escapeText, rowToCopyLine } from '../schema/copy-text.ts';
 import {
   type EntityStore,
   type InMemoryStore,
@@ -18,8 +18,15 @@ import {
   type StoredChange,
 } from './in-memory-store.ts';
 
-/** The changes the current batch made (the store's `touched` sets). */
-export function collectBatchChanges(store: InMemoryStore): { changes: EntityChanges; count: number } {
+/**
+ * The changes the current batch made (the store's `touched` sets). With `history` (inside the
+ * reorg threshold) also every change of the batch for the history tables: the overwritten ones
+ * this batch moved to `previous`, then the latest.
+ */
+export function collectBatchChanges(
+  store: InMemoryStore,
+  history: boolean,
+): { changes: EntityChanges; count: number } {
   const changes: EntityChanges = {};
   let count = 0;
   for (const [name, table] of store.tables) {
@@ -29,15 +36,26 @@ export function collectBatchChanges(store: InMemoryStore): { changes: EntityChan
       entry.push(table, id, table.latest.get(id)!);
       count += 1;
     }
+    if (history) {
+      for (let i = table.previousMark; i < table.previous.length; i++) {
+        const { id, change } = table.previous[i]!;
+        if (change.checkpointId >= table.batchStart) entry.pushHistory(table, id, change);
+      }
+      for (const { id } of table.touched) entry.pushHistory(table, id, table.latest.get(id)!);
+    }
     changes[name] = entry.build();
   }
   return { changes, count };
 }
 
-/** Every change not yet committed (after a writer restart: one merged re-send). */
+/**
+ * Every change not yet committed (after a writer restart: one merged re-send), with the history
+ * of everything kept for it.
+ */
 export function collectUncommittedChanges(
   store: InMemoryStore,
   committedCheckpoint: number,
+  history: boolean,
 ): { changes: EntityChanges; count: number } {
   const changes: EntityChanges = {};
   let count = 0;
@@ -46,7 +64,13 @@ export function collectUncommittedChanges(
     for (const [id, change] of table.latest) {
       if (change.checkpointId === LOADED_FROM_DB || change.checkpointId <= committedCheckpoint) continue;
       entry.push(table, id, change);
+      if (history) entry.pushHistory(table, id, change);
       count += 1;
+    }
+    if (history) {
+      for (const { id, change } of table.previous) {
+        if (change.checkpointId > committedCheckpoint) entry.pushHistory(table, id, change);
+      }
     }
     if (entry.size() > 0) changes[name] = entry.build();
   }
@@ -58,6 +82,14 @@ class EntryBuilder {
   private readonly checkpoints: number[] = [];
   private readonly lines: string[] = [];
   private readonly deletes: Array<[number, string]> = [];
+  private readonly history: string[] = [];
+
+  /** A history line: the entity's columns (a delete keeps only its id), checkpoint, s/d. */
+  pushHistory(table: EntityStore, id: string, change: StoredChange): void {
+    const columns =
+      change.kind === 'set' ? rowToCopyLine(table.entity, change.row) : deletedRowLine(table, id);
+    this.history.push(`${columns}\t${change.checkpointId}\t${change.kind === 'set' ? 's' : 'd'}`);
+  }
 
   push(table: EntityStore, id: string, change: StoredChange): void {
     if (change.kind === 'delete') {
@@ -80,8 +112,14 @@ class EntryBuilder {
       checkpoints: this.checkpoints,
       rows: this.lines.length === 0 ? '' : `${this.lines.join('\n')}\n`,
       deletes: this.deletes,
+      ...(this.history.length === 0 ? {} : { history: `${this.history.join('\n')}\n` }),
     };
   }
+}
+
+/** A deleted row in COPY text: the id, every other column NULL. */
+function deletedRowLine(table: EntityStore, id: string): string {
+  return table.entity.columns.map((column) => (column.name === 'id' ? escapeText(id) : '\\N')).join('\t');
 }
 
 export function encodeChanges(changes: EntityChanges): Uint8Array {

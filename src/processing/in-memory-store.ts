@@ -6,7 +6,7 @@
 //    markers) — always droppable, never written back;
 //  - a change is kept at least until the writer has committed its checkpoint (commit-gated);
 //  - inside the reorg threshold, an uncommitted change overwritten by a later checkpoint moves to
-//    `previous`, so history rows can be written (Processing engine II).
+//    `previous`, so every checkpoint's value reaches the history tables (reorg rollback).
 //
 // Counters are maintained on every mutation so the capacity check before each batch needs no scan.
 // A batch's own changes are tracked in `touched` together with what they replaced, which gives the
@@ -34,6 +34,8 @@ export class EntityStore {
   touched: Array<{ id: string; before: StoredChange | undefined }> = [];
   /** First checkpoint of the batch being executed. */
   batchStart = Number.POSITIVE_INFINITY;
+  /** Length of `previous` when the batch began (what an undo truncates it to). */
+  previousMark = 0;
   loadedCount = 0;
 
   constructor(entity: EntityDescription) {
@@ -70,6 +72,7 @@ export class EntityStore {
 
   /** Restores every id the current batch changed to what it was before the batch. */
   undoBatch(): void {
+    this.previous.length = this.previousMark;
     for (let i = this.touched.length - 1; i >= 0; i--) {
       const { id, before } = this.touched[i]!;
       const now = this.latest.get(id);
@@ -115,6 +118,14 @@ export class EntityStore {
   size(): number {
     return this.latest.size + this.previous.length;
   }
+
+  /** Forgets everything (after a reorg rollback, when all of it was committed). */
+  clear(): void {
+    this.latest.clear();
+    this.previous = [];
+    this.touched = [];
+    this.loadedCount = 0;
+  }
 }
 
 export class InMemoryStore {
@@ -153,11 +164,16 @@ export class InMemoryStore {
     for (const table of this.tables.values()) {
       table.touched = [];
       table.batchStart = firstCheckpoint;
+      table.previousMark = table.previous.length;
     }
   }
 
   undoBatch(): void {
     for (const table of this.tables.values()) table.undoBatch();
+  }
+
+  clear(): void {
+    for (const table of this.tables.values()) table.clear();
   }
 
   /** Ends the current batch: its touched lists are cleared (call after encoding its changes). */

@@ -10,7 +10,13 @@
 
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
-import { isRetryable, StrataError, serializeError } from '../errors.ts';
+import {
+  deserializeError,
+  isRetryable,
+  type SerializedError,
+  StrataError,
+  serializeError,
+} from '../errors.ts';
 import { pipelineFingerprint } from '../persistence/pipeline-setup.ts';
 import type {
   BatchCheckpoint,
@@ -18,6 +24,7 @@ import type {
   CommitReport,
   EntityChanges,
   PipelineProgress,
+  RollbackResult,
 } from '../protocol.ts';
 import { fingerprintChanges } from '../schema/ddl.ts';
 import type { Schema } from '../schema/define-schema.ts';
@@ -50,11 +57,17 @@ export type ProcessingMethods = {
   wake(): void;
   /** `--watch`: load a new build of the handlers; they take over at the next batch boundary. */
   reloadHandlers(pipeline: PipelineConfig): Promise<void>;
+  /** The writer's answer to this actor's rollback request (a reorg). */
+  rollbackDone(outcome: { ok: true; result: RollbackResult } | { ok: false; error: SerializedError }): void;
 };
 
 /** What is kept of a batch until it is committed: its boundary and size, not its changes. */
 interface UncommittedBatch {
+  /** Its last checkpoint. */
   checkpoint: BatchCheckpoint;
+  /** What the writer records: every block's inside the reorg threshold, else only the last. */
+  checkpoints: BatchCheckpoint[];
+  isInReorgThreshold: boolean;
   fromCheckpoint: number;
   fromBlockNumber: number;
   /** Block number of each of its checkpoints, in order. */
@@ -63,6 +76,14 @@ interface UncommittedBatch {
 }
 
 const IDLE_POLL_MS = 1_000;
+
+/** A processed block the writer records a checkpoint for: what a reorg's common ancestor is found by. */
+interface RecentBlock {
+  number: number;
+  hash: string | null;
+  checkpointId: number;
+  history: boolean;
+}
 
 export const processingActor: ActorDefinition<ProcessingActorData, ProcessingMethods> = {
   name: 'processing',
@@ -104,6 +125,10 @@ class PipelineRuntime {
   private commitWaiters: Array<() => void> = [];
   private progressTimer: NodeJS.Timeout | null = null;
   private retryDelayMs = 0;
+  /** Recorded checkpoints of the last blocks (up to maxReorgDepth + 2), oldest first. */
+  private recentBlocks: RecentBlock[] = [];
+  private reorgs = 0;
+  private rollbackWaiter: ((outcome: Parameters<ProcessingMethods['rollbackDone']>[0]) => void) | null = null;
 
   constructor(context: ActorContext<ProcessingActorData>) {
     this.context = context;
@@ -140,6 +165,22 @@ class PipelineRuntime {
     this.committedCheckpoint = Number(rows[0]?.committed_checkpoint ?? 0);
     this.processedCheckpoint = this.committedCheckpoint;
     this.processedBlock = rows[0]?.committed_block == null ? -1 : Number(rows[0].committed_block);
+    const recent = await this.db.query<{
+      checkpoint_id: string;
+      block_number: string;
+      block_hash: string | null;
+      history: boolean;
+    }>(
+      `SELECT checkpoint_id, block_number, block_hash, history FROM strata.checkpoints
+        WHERE pipeline = $1 ORDER BY checkpoint_id DESC LIMIT $2`,
+      [this.pipeline.name, this.pipeline.maxReorgDepth + 2],
+    );
+    this.recentBlocks = recent.rows.reverse().map((row) => ({
+      number: Number(row.block_number),
+      hash: row.block_hash,
+      checkpointId: Number(row.checkpoint_id),
+      history: row.history,
+    }));
     this.source = createSource(this.pipeline, this.db);
     this.context.log.info(
       {
@@ -163,6 +204,10 @@ class PipelineRuntime {
         progress: () => this.progress(),
         wake: () => this.source.wake(),
         reloadHandlers: (pipeline) => this.reloadHandlers(pipeline),
+        rollbackDone: (outcome) => {
+          this.rollbackWaiter?.(outcome);
+          this.rollbackWaiter = null;
+        },
       },
       report: () => poolReport(this.db),
       stop: async () => {
@@ -191,9 +236,17 @@ class PipelineRuntime {
       }
       try {
         const blocks = await this.source.read(this.processedBlock, batchSize);
+        if (blocks.length === 0 && (await this.processedBlockReplaced())) {
+          await this.rollBackReorg(null);
+          continue;
+        }
         if (blocks.length === 0) {
           this.setState(this.source.finite ? 'caught-up' : 'live');
           await this.source.waitForMore(IDLE_POLL_MS);
+          continue;
+        }
+        if (this.forksFromProcessed(blocks[0]!)) {
+          await this.rollBackReorg(blocks[0]!);
           continue;
         }
         if (this.state !== 'live') this.setState('backfill');
@@ -230,20 +283,48 @@ class PipelineRuntime {
     this.pendingHandlers = handlers;
   }
 
+  /**
+   * Inside the reorg threshold (the batch reaches within maxReorgDepth of the source head, or
+   * `fullHistory`) every change gets a history row, so the batch can be rolled back. Blocks
+   * without hashes cannot reorg.
+   */
+  private isInReorgThreshold(last: Block): boolean {
+    if (last.hash === null) return false;
+    if (this.pipeline.fullHistory) return true;
+    const head = this.source.head();
+    return head !== null && last.number > head - this.pipeline.maxReorgDepth;
+  }
+
   private async processBatch(blocks: Block[]): Promise<void> {
     const fromCheckpoint = this.processedCheckpoint + 1;
-    const eventCount = await this.executor.run(blocks, fromCheckpoint, false);
-    const { changes, count } = collectBatchChanges(this.store);
-    this.store.endBatch();
     const first = blocks[0]!;
     const last = blocks[blocks.length - 1]!;
+    const isInReorgThreshold = this.isInReorgThreshold(last);
+    const eventCount = await this.executor.run(blocks, fromCheckpoint, isInReorgThreshold);
+    const { changes, count } = collectBatchChanges(this.store, isInReorgThreshold);
+    this.store.endBatch();
+    const checkpoints: BatchCheckpoint[] = isInReorgThreshold
+      ? blocks.map((block, index) => ({
+          checkpointId: fromCheckpoint + index,
+          blockNumber: block.number,
+          blockHash: block.hash,
+          eventCount: block.events.length,
+          history: true,
+        }))
+      : [
+          {
+            checkpointId: fromCheckpoint + blocks.length - 1,
+            blockNumber: last.number,
+            blockHash: last.hash,
+            eventCount,
+            history: false,
+          },
+        ];
+    this.recordRecentBlocks(checkpoints);
     const batch: UncommittedBatch = {
-      checkpoint: {
-        checkpointId: fromCheckpoint + blocks.length - 1,
-        blockNumber: last.number,
-        blockHash: last.hash,
-        eventCount,
-      },
+      checkpoint: checkpoints[checkpoints.length - 1]!,
+      checkpoints,
+      isInReorgThreshold,
       fromCheckpoint,
       fromBlockNumber: first.number,
       blockNumbers: blocks.map((block) => block.number),
@@ -261,6 +342,117 @@ class PipelineRuntime {
     this.emitBatch([batch], changes, count);
   }
 
+  private recordRecentBlocks(checkpoints: BatchCheckpoint[]): void {
+    for (const c of checkpoints) {
+      this.recentBlocks.push({
+        number: c.blockNumber,
+        hash: c.blockHash,
+        checkpointId: c.checkpointId,
+        history: c.history,
+      });
+    }
+    const keep = this.pipeline.maxReorgDepth + 2;
+    if (this.recentBlocks.length > keep * 2) this.recentBlocks = this.recentBlocks.slice(-keep);
+  }
+
+  // ─── reorgs ──────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Nothing new to read, but the source replaced the last processed block (a new branch no
+   * longer than the old one).
+   */
+  private async processedBlockReplaced(): Promise<boolean> {
+    const last = this.recentBlocks[this.recentBlocks.length - 1];
+    if (this.source.hashAt === undefined || last === undefined || last.hash === null) return false;
+    if (last.checkpointId !== this.processedCheckpoint) return false;
+    return (await this.source.hashAt(last.number)) !== last.hash;
+  }
+
+  /** The block does not continue the last processed one: the chain reorganised under us. */
+  private forksFromProcessed(next: Block): boolean {
+    const last = this.recentBlocks[this.recentBlocks.length - 1];
+    return (
+      last !== undefined &&
+      last.checkpointId === this.processedCheckpoint &&
+      last.hash !== null &&
+      next.parentHash !== null &&
+      next.parentHash !== last.hash
+    );
+  }
+
+  /**
+   * Flush pending writes → find the common ancestor with the new branch → have the writer restore
+   * the entities from history and forget the checkpoints above it → rewind. The loop then reads
+   * the new branch from the ancestor on. Too deep (beyond maxReorgDepth, or across blocks written
+   * without history): a fatal error before anything is changed.
+   */
+  private async rollBackReorg(next: Block | null): Promise<void> {
+    const started = performance.now();
+    while (this.committedCheckpoint < this.processedCheckpoint && !this.stopRequested) {
+      await new Promise<void>((resolve) => this.commitWaiters.push(resolve));
+    }
+    if (this.stopRequested) return;
+    const { maxReorgDepth } = this.pipeline;
+    const records = this.recentBlocks.filter((b) => b.number >= this.processedBlock - maxReorgDepth);
+    const lowest = records[0]!;
+    const branch = await this.source.read(lowest.number - 1, this.processedBlock - lowest.number + 1);
+    const branchHashes = new Map(branch.map((block) => [block.number, block.hash]));
+    const ancestor = records.findLast((record) => branchHashes.get(record.number) === record.hash);
+    const context = {
+      pipeline: this.pipeline.name,
+      processedBlock: this.processedBlock,
+      block: next?.number ?? null,
+      parentHash: next?.parentHash ?? null,
+      maxReorgDepth,
+    };
+    if (ancestor === undefined) {
+      throw new StrataError(
+        'STRATA_ERR_REORG_TOO_DEEP',
+        `pipeline ${this.pipeline.name}: ${next === null ? 'the source replaced' : `block ${next.number} does not continue`} processed block ${this.processedBlock}, and no common ancestor was found within maxReorgDepth (${maxReorgDepth}) blocks; nothing was changed. Raise maxReorgDepth and restart, or \`strata reset ${this.pipeline.name}\``,
+        { details: context },
+      );
+    }
+    const above = this.recentBlocks.filter((b) => b.checkpointId > ancestor.checkpointId);
+    if (above.length !== this.processedCheckpoint - ancestor.checkpointId || above.some((b) => !b.history)) {
+      throw new StrataError(
+        'STRATA_ERR_REORG_TOO_DEEP',
+        `pipeline ${this.pipeline.name}: a reorg back to block ${ancestor.number} crosses blocks written outside the reorg threshold (no history); nothing was changed. Set fullHistory or a larger maxReorgDepth and \`strata reset ${this.pipeline.name}\``,
+        { details: { ...context, ancestor: ancestor.number } },
+      );
+    }
+    const outcome = await new Promise<Parameters<ProcessingMethods['rollbackDone']>[0]>((resolve) => {
+      this.rollbackWaiter = resolve;
+      this.context.emit({
+        type: 'rollback',
+        request: {
+          pipeline: this.pipeline.name,
+          toCheckpoint: ancestor.checkpointId,
+          fromCheckpoint: this.committedCheckpoint,
+        },
+      });
+    });
+    if (!outcome.ok) throw deserializeError(outcome.error);
+    const { result } = outcome;
+    this.store.clear();
+    this.recentBlocks = this.recentBlocks.filter((b) => b.checkpointId <= result.toCheckpoint);
+    const depth = this.processedBlock - result.toBlockNumber;
+    this.processedCheckpoint = result.toCheckpoint;
+    this.committedCheckpoint = result.toCheckpoint;
+    this.processedBlock = result.toBlockNumber;
+    this.eventsProcessed -= result.eventsRemoved;
+    this.reorgs += 1;
+    this.context.log.warn(
+      {
+        ...context,
+        ancestor: result.toBlockNumber,
+        depth,
+        rowsRestored: result.rowsRestored,
+        durationMs: Math.round(performance.now() - started),
+      },
+      `reorg: rolled back ${depth} blocks to block ${result.toBlockNumber}`,
+    );
+  }
+
   private emitBatch(batches: UncommittedBatch[], changes: EntityChanges, changeCount: number): void {
     const first = batches[0]!;
     const last = batches[batches.length - 1]!;
@@ -274,8 +466,8 @@ class PipelineRuntime {
       toBlockHash: last.checkpoint.blockHash,
       eventCount: batches.reduce((sum, b) => sum + b.checkpoint.eventCount, 0),
       changeCount,
-      isInReorgThreshold: false,
-      checkpoints: batches.map((b) => b.checkpoint),
+      isInReorgThreshold: batches.some((b) => b.isInReorgThreshold),
+      checkpoints: batches.flatMap((b) => b.checkpoints),
       blockNumbers: batches.flatMap((b) => b.blockNumbers),
       encodedChanges,
     };
@@ -327,7 +519,11 @@ class PipelineRuntime {
    */
   private resend(): number {
     if (this.uncommitted.length === 0) return 0;
-    const { changes, count } = collectUncommittedChanges(this.store, this.committedCheckpoint);
+    const { changes, count } = collectUncommittedChanges(
+      this.store,
+      this.committedCheckpoint,
+      this.uncommitted.some((b) => b.isInReorgThreshold),
+    );
     this.emitBatch(this.uncommitted, changes, count);
     this.context.log.warn(
       {
@@ -378,6 +574,7 @@ class PipelineRuntime {
       state: this.state,
       firstEventAt: this.firstEventAt,
       readyAt: this.readyAt,
+      reorgs: this.reorgs,
     };
   }
 

@@ -9,7 +9,8 @@ import { type EntityRow, valueToWire } from './wire.ts';
 
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
 
-function escapeText(value: string): string {
+/** A text value as a COPY field (backslash, tab, newline and carriage return escaped). */
+export function escapeText(value: string): string {
   if (!NEEDS_ESCAPE.test(value)) return value;
   return value.replace(/[\\\t\n\r]/g, (char) =>
     char === '\\' ? '\\\\' : char === '\t' ? '\\t' : char === '\n' ? '\\n' : '\\r',

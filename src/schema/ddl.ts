@@ -20,6 +20,32 @@ export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
+/**
+ * The entity's history table (reorg rollback): one row per change written inside the reorg
+ * threshold — the entity's columns (all nullable: a delete keeps only the id), the checkpoint
+ * that made it and whether it was a set or a delete — plus *anchor* rows holding an id's stored
+ * state before its first history row. Entity names start with a letter, so `_history_` never
+ * clashes with one; `_strata_` field names are reserved for the same reason.
+ */
+export function historyTable(pipeline: string, entity: string): string {
+  return `${pipelineSchema(pipeline)}."_history_${entity}"`;
+}
+
+export const HISTORY_CHECKPOINT = '_strata_checkpoint';
+export const HISTORY_CHANGE = '_strata_change';
+
+export function createHistoryTableSql(pipeline: string, entity: EntityDescription): string {
+  const columns = entity.columns.map(
+    (column) =>
+      `${quoteIdent(column.name)} ${columnType(column.spec)}${column.name === 'id' ? ' NOT NULL' : ''}`,
+  );
+  return (
+    `CREATE TABLE IF NOT EXISTS ${historyTable(pipeline, entity.name)} (${columns.join(', ')}, ` +
+    `${HISTORY_CHECKPOINT} bigint NOT NULL, ${HISTORY_CHANGE} "char" NOT NULL, ` +
+    `PRIMARY KEY ("id", ${HISTORY_CHECKPOINT}))`
+  );
+}
+
 /** The entity's table and then its secondary indexes (see `createIndexSql`). */
 export function createTableSql(pipeline: string, entity: EntityDescription): string[] {
   const columns = entity.columns.map(
@@ -59,6 +85,7 @@ export async function createPipelineTables(
   for (const entity of schema.entities) {
     const [table, ...indexes] = createTableSql(pipeline, entity);
     await db.query(table!);
+    await db.query(createHistoryTableSql(pipeline, entity));
     if (options.indexes) for (const statement of indexes) await db.query(statement);
   }
 }

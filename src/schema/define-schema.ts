@@ -70,8 +70,8 @@ export function defineSchema<const D extends SchemaDeclaration>(declaration: D):
         problems.push(`entity ${name}: field ${fieldName} is not a t.<type>() declaration`);
         continue;
       }
-      if (!FIELD_NAME.test(fieldName))
-        problems.push(`entity ${name}: field name ${fieldName} is not allowed`);
+      if (!FIELD_NAME.test(fieldName) || fieldName.startsWith('_strata_'))
+        problems.push(`entity ${name}: field name ${fieldName} is not allowed (_strata_ names are reserved)`);
       (spec.derivedFrom === null ? columns : derived).push({ name: fieldName, spec });
     }
     const id = columns.find((column) => column.name === 'id');

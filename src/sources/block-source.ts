@@ -8,6 +8,12 @@ import type { Block } from './types.ts';
 export interface BlockSource {
   /** Up to `max` blocks numbered above `after`, in order; empty when none is available yet. */
   read(after: number, max: number): Promise<Block[]>;
+  /**
+   * The hash the source now holds for block `number` (undefined: no such block any more). Lets
+   * an idle pipeline see a reorg whose new branch is not longer than what it processed; sources
+   * that cannot reorg leave it out.
+   */
+  hashAt?(number: number): Promise<string | null | undefined>;
   /** The highest block number known to exist, or null when unknown. */
   head(): number | null;
   /** True when the stream has a last block (a finite file, a generator with no live phase). */

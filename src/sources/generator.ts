@@ -13,10 +13,37 @@ const BLOCK_TIME_SECONDS = 12;
 export type GeneratorShape = Pick<
   GeneratorSourceConfig,
   'workload' | 'seed' | 'eventsPerBlock' | 'addresses' | 'distribution'
->;
+> & { reorgs?: GeneratorSourceConfig['reorgs'] };
 
 export function generateBlock(source: GeneratorShape, number: number): Block {
-  const random = mulberry32(mix(source.seed, number));
+  return makeBlock(source, number, source.seed, blockHash(source.seed, number - 1));
+}
+
+/** Mixed into the seed for the orphaned branch of a reorg window: other events, other hashes. */
+const ORPHAN_SALT = 0x0bad_c0de;
+
+/** How deep the reorg at block `tip` (a multiple of `every`) goes: 1..maxDepth, from the seed. */
+export function reorgDepthAt(source: GeneratorShape, tip: number): number {
+  if (source.reorgs === undefined) return 0;
+  return 1 + (mix(source.seed ^ ORPHAN_SALT, tip) % source.reorgs.maxDepth);
+}
+
+/**
+ * Block `number` of the branch that the reorg at `tip` orphans (blocks tip-depth+1..tip): its
+ * own events and hash, chained to the orphaned block before it or, at the window's start, to
+ * the canonical parent.
+ */
+export function generateOrphanBlock(source: GeneratorShape, number: number, tip: number): Block {
+  const firstOrphan = tip - reorgDepthAt(source, tip) + 1;
+  const parentHash =
+    number > firstOrphan
+      ? blockHash(source.seed ^ ORPHAN_SALT, number - 1)
+      : blockHash(source.seed, number - 1);
+  return makeBlock(source, number, source.seed ^ ORPHAN_SALT, parentHash);
+}
+
+function makeBlock(source: GeneratorShape, number: number, seed: number, parentHash: string): Block {
+  const random = mulberry32(mix(seed, number));
   const pickIndex = addressPicker(random, source.addresses, source.distribution);
   const events: SourceEvent[] = [];
   for (let logIndex = 0; logIndex < source.eventsPerBlock; logIndex++) {
@@ -28,8 +55,8 @@ export function generateBlock(source: GeneratorShape, number: number): Block {
   }
   return {
     number,
-    hash: blockHash(source.seed, number),
-    parentHash: number === 0 ? null : blockHash(source.seed, number - 1),
+    hash: blockHash(seed, number),
+    parentHash: number === 0 ? null : parentHash,
     timestamp: GENESIS_TIMESTAMP + number * BLOCK_TIME_SECONDS,
     events,
   };
@@ -107,12 +134,21 @@ function erc20Event(random: () => number, pickIndex: () => number, logIndex: num
  * The generator as a block source: the backfill (`blocks`) is available at once; after it, one
  * block every `liveBlockIntervalMs` (counted from when the backfill was reached), or nothing more
  * when the interval is 0.
+ *
+ * With `reorgs`, it behaves like a chain followed at its tip: a read stops at the next reorg tip
+ * R (a multiple of `every`) and serves R's window as the orphaned branch; once a reader asks for
+ * blocks after R, the chain has reorged and every block up to R is served canonical — so the
+ * next block's parent hash no longer matches what the reader processed. Its head is the highest
+ * block served, so everything read is inside the reorg threshold.
  */
 export class GeneratorSource implements BlockSource {
   readonly finite: boolean;
   private readonly config: GeneratorSourceConfig;
   private readonly waker = new Waker();
   private liveStartedAt: number | null = null;
+  /** Reorg tips at or below this have happened: their windows are served canonical. */
+  private reorgedUpTo = 0;
+  private servedHead = 0;
 
   constructor(config: GeneratorSourceConfig) {
     this.config = config;
@@ -122,10 +158,29 @@ export class GeneratorSource implements BlockSource {
   async read(after: number, max: number): Promise<Block[]> {
     const head = this.headAfter(after);
     const from = Math.max(after + 1, 1); // the generator's first block is 1
-    return generateBlocks(this.config, from, Math.min(from + max - 1, head));
+    const to = Math.min(from + max - 1, head);
+    const { reorgs } = this.config;
+    if (reorgs === undefined) return generateBlocks(this.config, from, to);
+    this.reorgedUpTo = Math.max(this.reorgedUpTo, Math.floor(after / reorgs.every) * reorgs.every);
+    const tip = this.reorgedUpTo + reorgs.every;
+    const last = Math.min(to, tip);
+    // A finite stream's end is final: no reorg at or after its last block.
+    const final = this.finite && tip >= this.config.blocks;
+    const firstOrphan = final ? Number.POSITIVE_INFINITY : tip - reorgDepthAt(this.config, tip) + 1;
+    const blocks: Block[] = [];
+    for (let number = from; number <= last; number++) {
+      blocks.push(
+        number >= firstOrphan
+          ? generateOrphanBlock(this.config, number, tip)
+          : generateBlock(this.config, number),
+      );
+    }
+    this.servedHead = Math.max(this.servedHead, last);
+    return blocks;
   }
 
   head(): number {
+    if (this.config.reorgs !== undefined) return this.servedHead;
     if (this.liveStartedAt === null) return this.config.blocks;
     return this.headAfter(this.config.blocks);
   }

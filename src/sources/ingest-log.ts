@@ -25,8 +25,34 @@ export async function appendBlocks(
   return db.transaction(async (client) => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.ingest:' || $1))`, [pipeline]);
     const head = await storedHead(client, pipeline);
-    if (head !== null && blocks[0]!.number <= head) {
-      throw outOfOrder(`block ${blocks[0]!.number} is not above the stored head ${head}`, pipeline);
+    const first = blocks[0]!;
+    if (head !== null && first.number <= head) {
+      // A replacement branch (a reorg): blocks with hashes, attached to the stored chain by the
+      // first one's parent hash, replace every stored block from its number on. Streams without
+      // hashes cannot reorg, so for them this stays an ordering error.
+      if (first.hash === null || first.parentHash === null) {
+        throw outOfOrder(
+          `block ${first.number} is not above the stored head ${head} (a replacement branch needs hash and parentHash)`,
+          pipeline,
+        );
+      }
+      const parent = await client.query<{ number: string; hash: string | null }>(
+        `SELECT number, hash FROM strata.ingest_blocks WHERE pipeline = $1 AND number < $2
+          ORDER BY number DESC LIMIT 1`,
+        [pipeline, first.number],
+      );
+      const stored = parent.rows[0];
+      if (stored !== undefined && stored.hash !== first.parentHash) {
+        throw new StrataError(
+          'STRATA_ERR_BLOCK_INVALID',
+          `replacement block ${first.number} does not attach to the stored chain: its parentHash ${first.parentHash} is not the hash of stored block ${stored.number} (${stored.hash})`,
+          { details: { pipeline, block: first.number } },
+        );
+      }
+      await client.query('DELETE FROM strata.ingest_blocks WHERE pipeline = $1 AND number >= $2', [
+        pipeline,
+        first.number,
+      ]);
     }
     try {
       await client.query(
@@ -104,13 +130,20 @@ export class IngestLogSource implements BlockSource {
       timestamp: Number(row.timestamp),
       events: row.events,
     }));
+    // The head decides the reorg threshold, so it is the stored head, not the last block read:
+    // a short read reached it; a full one asks (one backwards index probe).
     const last = blocks[blocks.length - 1];
-    if (last !== undefined && (this.knownHead === null || last.number > this.knownHead))
-      this.knownHead = last.number;
-    // Only an idle read before any block was seen asks for the stored head; afterwards reads move it.
-    if (last === undefined && this.knownHead === null)
-      this.knownHead = await storedHead(this.db, this.pipeline);
+    if (last !== undefined && blocks.length < max) this.knownHead = last.number;
+    else this.knownHead = await storedHead(this.db, this.pipeline);
     return blocks;
+  }
+
+  async hashAt(number: number): Promise<string | null | undefined> {
+    const { rows } = await this.db.query<{ hash: string | null }>(
+      'SELECT hash FROM strata.ingest_blocks WHERE pipeline = $1 AND number = $2',
+      [this.pipeline, number],
+    );
+    return rows[0]?.hash;
   }
 
   head(): number | null {

@@ -1,10 +1,11 @@
 // Routes the data path's events between actors, in the main thread: a processing actor's batches
 // go to the writer (moving their encoded buffers again, never copying them), the writer's commit
 // reports go back to the pipeline's processing actor, and a processing actor's progress reports
-// reach the writer as chain metadata to stage. Actor references drop events from dead
+// reach the writer as chain metadata to stage, and a processing actor's rollback request (a reorg)
+// is carried out by the writer and answered back. Actor references drop events from dead
 // incarnations before they get here, so a batch from a crashed processing actor is never written.
 
-import { deserializeError, StrataError } from '../errors.ts';
+import { deserializeError, StrataError, serializeError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import type { ProcessingMethods } from '../processing/processing-actor.ts';
@@ -55,6 +56,14 @@ export class PipelineRouter {
         this.options.onProgress?.(progress);
         return;
       }
+      case 'rollback': {
+        const processing = this.options.processing.get(pipeline);
+        this.options.persistence.call('rollback', event.request).then(
+          (result) => processing?.notify('rollbackDone', { ok: true, result }),
+          (error: unknown) => processing?.notify('rollbackDone', { ok: false, error: serializeError(error) }),
+        );
+        return;
+      }
       case 'fatal':
         this.options.onFatal(deserializeError(event.error), event.context);
         return;
@@ -87,6 +96,7 @@ export class PipelineRouter {
         return;
       case 'batch-ready':
       case 'progress':
+      case 'rollback':
         return;
     }
   }

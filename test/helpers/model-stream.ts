@@ -2,6 +2,7 @@
 // afterwards. The fold mirrors test/fixtures/model/handlers.ts with Maps and nothing of Strata.
 
 import { writeFileSync } from 'node:fs';
+import { expect } from 'vitest';
 import { mulberry32 } from '../../src/sources/generator.ts';
 
 export interface ModelItem {
@@ -132,4 +133,39 @@ export function foldStream(stream: StreamBlock[]): {
     }
   }
   return { items, owners };
+}
+
+/** The tables (read through `query`) hold exactly the fold of `stream`, and progress is at its end. */
+export async function expectFold(
+  stream: StreamBlock[],
+  query: <Row>(sql: string) => Promise<Row[]>,
+): Promise<void> {
+  const expected = foldStream(stream);
+  const rows = await query<Record<string, unknown>>('SELECT * FROM pipeline_model."Item"');
+  const actual = new Map<string, ModelItem>(
+    rows.map((row) => [
+      row.id as string,
+      {
+        owner: row.owner as string,
+        value: BigInt(row.value as string),
+        label: row.label as string,
+        tags: row.tags as string[],
+        meta: row.meta,
+        price: row.price as string,
+        active: row.active as boolean,
+        updatedAt: (row.updatedAt as Date).getTime(),
+        version: row.version as number,
+      },
+    ]),
+  );
+  expect(actual).toEqual(expected.items);
+  const owners = await query<{ id: string; seen: number }>('SELECT id, seen FROM pipeline_model."Owner"');
+  expect(new Map(owners.map((row) => [row.id, row.seen]))).toEqual(expected.owners);
+  const [pipeline] = await query<{ committed_block: string; events_processed: string }>(
+    `SELECT committed_block, events_processed FROM strata.pipelines WHERE name = 'model'`,
+  );
+  expect(Number(pipeline!.committed_block)).toBe(stream[stream.length - 1]!.number);
+  expect(Number(pipeline!.events_processed)).toBe(
+    stream.reduce((sum, block) => sum + block.events.length, 0),
+  );
 }

@@ -9,7 +9,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixtureProject, startDaemonProcess } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { foldStream, type ModelItem, randomStream, writeStream } from '../helpers/model-stream.ts';
+import { expectFold, randomStream, writeStream } from '../helpers/model-stream.ts';
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -78,37 +78,3 @@ describe('model: random streams end as the reference fold', () => {
     }
   });
 });
-
-async function expectFold(
-  stream: ReturnType<typeof randomStream>,
-  query: <Row>(sql: string) => Promise<Row[]>,
-): Promise<void> {
-  const expected = foldStream(stream);
-  const rows = await query<Record<string, unknown>>('SELECT * FROM pipeline_model."Item"');
-  const actual = new Map<string, ModelItem>(
-    rows.map((row) => [
-      row.id as string,
-      {
-        owner: row.owner as string,
-        value: BigInt(row.value as string),
-        label: row.label as string,
-        tags: row.tags as string[],
-        meta: row.meta,
-        price: row.price as string,
-        active: row.active as boolean,
-        updatedAt: (row.updatedAt as Date).getTime(),
-        version: row.version as number,
-      },
-    ]),
-  );
-  expect(actual).toEqual(expected.items);
-  const owners = await query<{ id: string; seen: number }>('SELECT id, seen FROM pipeline_model."Owner"');
-  expect(new Map(owners.map((row) => [row.id, row.seen]))).toEqual(expected.owners);
-  const [pipeline] = await query<{ committed_block: string; events_processed: string }>(
-    `SELECT committed_block, events_processed FROM strata.pipelines WHERE name = 'model'`,
-  );
-  expect(Number(pipeline!.committed_block)).toBe(stream[stream.length - 1]!.number);
-  expect(Number(pipeline!.events_processed)).toBe(
-    stream.reduce((sum, block) => sum + block.events.length, 0),
-  );
-}

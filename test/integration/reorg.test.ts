@@ -1,0 +1,257 @@
+// Reorgs on a real daemon and Postgres:
+//  - property test: random chains pushed to the ingest log with random replacement branches
+//    (landing mid-batch, while writes are in flight, before or after processing saw the orphaned
+//    blocks) end in exactly the fold of the final canonical chain — including SET→DELETE→SET on
+//    one id and deletes of rows never committed;
+//  - the generator's injected reorgs on erc20, across a kill -9, end as the reference fold, with
+//    history pruned to one anchor per id below the safe checkpoint;
+//  - a reorg deeper than maxReorgDepth stops the pipeline with STRATA_ERR_REORG_TOO_DEEP and
+//    changes nothing.
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateOrphanBlock, mulberry32, reorgDepthAt } from '../../src/sources/generator.ts';
+import {
+  type DaemonProcess,
+  fixtureProject,
+  startDaemonProcess,
+  waitFor,
+} from '../helpers/daemon-process.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { erc20Reference, erc20Source, erc20Tables } from '../helpers/erc20-reference.ts';
+import { expectFold, randomStream, type StreamBlock } from '../helpers/model-stream.ts';
+
+const ERC20_PROJECT = path.resolve(import.meta.dirname, '../../examples/erc20');
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+async function reset(pipeline: string): Promise<void> {
+  await db.query('DROP SCHEMA IF EXISTS strata CASCADE');
+  await db.query(`DROP SCHEMA IF EXISTS pipeline_${pipeline} CASCADE`);
+}
+
+type ChainBlock = StreamBlock & { hash: string; parentHash: string | null };
+
+/** A canonical chain built by appending and replacing, as the ingest log stores it. */
+class Chain {
+  blocks: ChainBlock[] = [];
+  private branches = 0;
+
+  /** `events` appended as new blocks on the current tip. */
+  append(events: StreamBlock['events'][]): ChainBlock[] {
+    const branch = this.branches;
+    const added = events.map((blockEvents) => {
+      const parent = this.blocks[this.blocks.length - 1];
+      const number = (parent?.number ?? 0) + 1;
+      const block: ChainBlock = {
+        number,
+        timestamp: 1_700_000_000 + number * 12,
+        hash: `b${branch}-${number}`,
+        parentHash: parent?.hash ?? null,
+        events: blockEvents,
+      };
+      this.blocks.push(block);
+      return block;
+    });
+    return added;
+  }
+
+  /** Replaces the last `depth` blocks by a new branch of `events` (a reorg). */
+  replace(depth: number, events: StreamBlock['events'][]): ChainBlock[] {
+    this.blocks = this.blocks.slice(0, this.blocks.length - depth);
+    this.branches += 1;
+    return this.append(events);
+  }
+}
+
+/** Waits until the chain's tip is processed and committed (a timeout shows the daemon's warnings). */
+async function committedTip(chain: Chain, daemon: DaemonProcess): Promise<void> {
+  const tip = chain.blocks[chain.blocks.length - 1]!;
+  await waitFor(
+    () =>
+      db.query<{ committed_block_hash: string }>(
+        `SELECT committed_block_hash FROM strata.pipelines WHERE name = 'model'`,
+      ),
+    (rows) => rows[0]?.committed_block_hash === tip.hash,
+    60_000,
+    `block ${tip.number} (${tip.hash}) committed`,
+  ).catch((error: Error) => {
+    const warnings = daemon.logs.filter((line) => (line.level as number) >= 40).slice(-5);
+    throw new Error(`${error.message}; last warnings: ${JSON.stringify(warnings)}`);
+  });
+}
+
+async function push(url: string, blocks: ChainBlock[]): Promise<void> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ blocks }),
+  });
+  expect(response.status, await response.clone().text()).toBe(200);
+}
+
+const put = (id: string, value: number) => ({
+  name: 'put',
+  payload: { id, owner: 'owner-1', value: String(value), label: 'l', tags: [], meta: null, price: '1' },
+});
+
+describe('reorgs', () => {
+  // More seeds (a soak): STRATA_REORG_SEEDS=101,102,… (batch sizes and targets cycle).
+  const seeds = (process.env.STRATA_REORG_SEEDS ?? '21,22,23').split(',').map(Number);
+  const shapes = [
+    { batchSize: 7, target: 100_000 },
+    { batchSize: 1, target: 30 },
+    { batchSize: 50, target: 100_000 },
+  ];
+  const cases = seeds.map((seed, index) => ({ seed, ...shapes[index % shapes.length]! }));
+  for (const c of cases) {
+    it(`property: random reorgs end as the fold of the final chain (seed ${c.seed}, batch ${c.batchSize}, target ${c.target})`, async () => {
+      await reset('model');
+      const daemon = startDaemonProcess(
+        {
+          DATABASE_URL: db.url,
+          MODEL_SOURCE: 'ingest',
+          MODEL_BATCH_SIZE: String(c.batchSize),
+          MODEL_MAX_REORG_DEPTH: '40',
+          STRATA_IN_MEMORY_OBJECTS_TARGET: String(c.target),
+          STRATA_HISTORY_PRUNE_MS: '50',
+        },
+        [],
+        fixtureProject('model'),
+      );
+      const url = `${await daemon.url}/v1/pipelines/model/events`;
+      const random = mulberry32(c.seed);
+      const events = randomStream(c.seed, 2_000).map((block) => block.events);
+      let next = 0;
+      const take = (count: number) => {
+        const taken = events.slice(next, next + count);
+        next += count;
+        return taken;
+      };
+      const chain = new Chain();
+
+      // SET→DELETE→SET on one id, then a reorg into the middle of it; a row set and deleted
+      // before any commit, then replaced.
+      await push(url, chain.append([[put('item-x', 1)], [{ name: 'remove', payload: { id: 'item-x' } }]]));
+      await push(
+        url,
+        chain.append([[put('item-x', 3)], [put('item-y', 4), { name: 'remove', payload: { id: 'item-y' } }]]),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await push(
+        url,
+        chain.replace(2, [[{ name: 'bump', payload: { id: 'item-x', by: '5' } }], [put('item-y', 9)]]),
+      );
+
+      let reorgs = 1;
+      while (next < events.length) {
+        if (random() < 0.3 && chain.blocks.length > 15) {
+          const depth = 1 + Math.floor(random() * 12);
+          await push(url, chain.replace(depth, take(depth + Math.floor(random() * 4))));
+          reorgs += 1;
+        } else await push(url, chain.append(take(1 + Math.floor(random() * 15))));
+        // Sometimes let processing catch up and commit (the next reorg rolls back written state),
+        // sometimes not (it lands mid-batch, with writes in flight, or before the orphans were read).
+        const pause = random();
+        if (pause < 0.15) await committedTip(chain, daemon);
+        else if (pause < 0.5) await new Promise((resolve) => setTimeout(resolve, random() * 30));
+      }
+      await committedTip(chain, daemon);
+      daemon.kill('SIGTERM');
+      expect((await daemon.exited).code).toBe(0);
+      expect(reorgs).toBeGreaterThan(30);
+      const rolledBack = daemon.logs.filter((line) => String(line.msg).startsWith('reorg: rolled back'));
+      expect(rolledBack.length).toBeGreaterThan(5);
+      await expectFold(chain.blocks, (sql) => db.query(sql) as never);
+    });
+  }
+
+  it('generator reorgs on erc20 across a kill -9 end as the reference, history pruned', async () => {
+    await reset('erc20');
+    const env = {
+      DATABASE_URL: db.url,
+      ERC20_ADDRESSES: '2000',
+      ERC20_BLOCKS: '3000',
+      ERC20_BATCH_SIZE: '40',
+      ERC20_REORG_EVERY: '50',
+      ERC20_REORG_DEPTH: '12',
+      ERC20_MAX_REORG_DEPTH: '30',
+      STRATA_HISTORY_PRUNE_MS: '50',
+    };
+    const first = startDaemonProcess(env, [], ERC20_PROJECT);
+    await waitFor(
+      async () => first.logs.filter((line) => String(line.msg).startsWith('reorg: rolled back')).length,
+      (count) => count >= 3,
+      30_000,
+      'a few reorgs',
+    );
+    first.kill('SIGKILL');
+    await first.exited;
+    const second = startDaemonProcess(env, ['--exit-when-caught-up'], ERC20_PROJECT);
+    expect((await second.exited).code).toBe(0);
+    expect(second.logs.some((line) => String(line.msg).startsWith('reorg: rolled back'))).toBe(true);
+
+    const expected = erc20Reference(erc20Source(1), 3_000);
+    const actual = await erc20Tables((sql) => db.query(sql) as never);
+    expect(actual.transfers).toBe(expected.transfers);
+    expect(actual.transferValue).toBe(expected.transferValue);
+    expect(actual.allowances).toEqual(expected.allowances);
+    expect(actual.accounts).toEqual(expected.accounts);
+    const [pipeline] = await db.query<{ events_processed: string }>(
+      `SELECT events_processed FROM strata.pipelines WHERE name = 'erc20'`,
+    );
+    expect(Number(pipeline!.events_processed)).toBe(30_000);
+
+    // Pruned: below the safe checkpoint at most one (anchor) row per id; history of the whole run
+    // (~17 rows per block) would be ~50,000 rows.
+    const [{ safe }] = (await db.query<{ safe: string }>(
+      `SELECT max(checkpoint_id) AS safe FROM strata.checkpoints WHERE pipeline = 'erc20' AND block_number <= 3000 - 30 - 60`,
+    )) as [{ safe: string }];
+    const [{ rows, duplicated }] = (await db.query<{ rows: string; duplicated: string }>(
+      `SELECT (SELECT count(*) FROM pipeline_erc20."_history_Account") AS rows,
+              (SELECT count(*) FROM (SELECT id FROM pipeline_erc20."_history_Account"
+                WHERE _strata_checkpoint < $1 GROUP BY id HAVING count(*) > 1) AS d) AS duplicated`,
+      [safe],
+    )) as [{ rows: string; duplicated: string }];
+    expect(Number(rows)).toBeLessThan(10_000);
+    expect(Number(duplicated)).toBe(0);
+  });
+
+  it('a reorg deeper than maxReorgDepth stops the pipeline and changes nothing', async () => {
+    await reset('erc20');
+    const env = {
+      DATABASE_URL: db.url,
+      ERC20_ADDRESSES: '2000',
+      ERC20_BLOCKS: '3000',
+      ERC20_BATCH_SIZE: '25',
+      ERC20_REORG_EVERY: '100',
+      ERC20_REORG_DEPTH: '60',
+      ERC20_MAX_REORG_DEPTH: '20',
+    };
+    const source = { ...erc20Source(1), reorgs: { every: 100, maxDepth: 60 } };
+    // The first reorg deeper than 20 blocks.
+    let tip = 100;
+    while (reorgDepthAt(source, tip) <= 20) tip += 100;
+    const daemon = startDaemonProcess(env, [], ERC20_PROJECT);
+    const exit = await daemon.exited;
+    expect(exit.code).not.toBe(0);
+    const fatal = daemon.logs.find(
+      (line) => (line.err as { code?: string })?.code === 'STRATA_ERR_REORG_TOO_DEEP',
+    );
+    expect(fatal, JSON.stringify(daemon.logs.slice(-5))).toBeDefined();
+    expect(String((fatal!.err as { message: string }).message)).toContain(
+      `does not continue processed block ${tip}`,
+    );
+    // Nothing rolled back: the orphaned tip is still what is committed.
+    const [pipeline] = await db.query<{ committed_block: string; committed_block_hash: string }>(
+      `SELECT committed_block, committed_block_hash FROM strata.pipelines WHERE name = 'erc20'`,
+    );
+    expect(Number(pipeline!.committed_block)).toBe(tip);
+    expect(pipeline!.committed_block_hash).toBe(generateOrphanBlock(source, tip, tip).hash);
+  });
+});
