@@ -19,6 +19,7 @@ import { buildConfig, type PipelineConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { BatchExecutor, type LoadStrategy } from '../src/processing/batch-executor.ts';
 import { collectBatchChanges, encodeChanges } from '../src/processing/change-codec.ts';
+import { EffectStore } from '../src/processing/effect-store.ts';
 import { InMemoryStore } from '../src/processing/in-memory-store.ts';
 import { LoadLayer } from '../src/processing/load-layer.ts';
 import { loadPipelineModules } from '../src/processing/pipeline-modules.ts';
@@ -125,6 +126,7 @@ async function inMemory(events: number, strategy: LoadStrategy): Promise<number>
     handlers,
     store,
     loader: new LoadLayer(noDatabase, 'erc20', store),
+    effects: new EffectStore(noDatabase, createLogger({ level: 'warn', format: 'json' })),
     log: createLogger({ level: 'warn', format: 'json' }),
     strategy,
   });
@@ -194,6 +196,7 @@ async function naive(events: number): Promise<number> {
     handlers,
     store,
     loader: new LoadLayer(client, 'erc20', store),
+    effects: new EffectStore(client, createLogger({ level: 'warn', format: 'json' })),
     log: createLogger({ level: 'warn', format: 'json' }),
     strategy: 'two-pass',
   });

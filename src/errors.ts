@@ -91,6 +91,11 @@ export const errorRegistry = {
     status: 400,
     retryable: false,
   },
+  STRATA_ERR_EFFECT_INVALID: {
+    message: "an effect's input or output does not match its schema",
+    status: 500,
+    retryable: false,
+  },
   STRATA_ERR_REORG_TOO_DEEP: {
     message:
       'a reorg reaches below what can be rolled back (maxReorgDepth, or blocks written without history)',

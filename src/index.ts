@@ -1,10 +1,14 @@
 // The public API of Strata for project files: `import { … } from 'strata'`.
 //  - strata.config.ts: `defineProject`
 //  - schema.ts:        `defineSchema`, `t`
-//  - handlers:         `createHandlers` (and the types of what handlers receive)
+//  - handlers:         `createHandlers` (and the types of what handlers receive), `createEffect`, `z`
 
+/** zod, for effect input and output schemas. */
+export { z } from 'zod';
 export type { ProjectFile } from './config.ts';
 export { defineProject } from './config.ts';
+export type { Effect, EffectArgs, EffectOptions } from './processing/effects.ts';
+export { createEffect } from './processing/effects.ts';
 export type {
   EntityOperations,
   EventHandler,

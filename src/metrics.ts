@@ -124,6 +124,26 @@ export function createMetrics(options: { version: string; status: () => StatusSn
     (p) => p.writerBusyMs / 1_000,
   );
 
+  pipelineGauge('strata_pipeline_reorgs', 'Reorgs rolled back since the processing actor started.', (p) => p.reorgs);
+  new Gauge({
+    name: 'strata_effect_calls',
+    help: 'Effect calls since the processing actor started, by result: memory_hit, database_hit, invalidated (a stored output that no longer matches the output schema; recomputed), run.',
+    labelNames: ['pipeline', 'effect', 'result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const pipeline of options.status().pipelines) {
+        for (const [effect, stats] of Object.entries(pipeline.effects ?? {})) {
+          const labels = { pipeline: pipeline.pipeline, effect };
+          this.set({ ...labels, result: 'memory_hit' }, stats.memoryHits);
+          this.set({ ...labels, result: 'database_hit' }, stats.databaseHits);
+          this.set({ ...labels, result: 'invalidated' }, stats.invalidated);
+          this.set({ ...labels, result: 'run' }, stats.runs);
+        }
+      }
+    },
+  });
+
   const moduleCounters: Array<[string, (m: NonNullable<StatusSnapshot['modules']>) => number]> = [
     ['l1_hit', (m) => m.l1Hits],
     ['l2_hit', (m) => m.l2Hits],

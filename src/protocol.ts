@@ -147,6 +147,19 @@ export interface BatchForWriter {
   /** Block number of each checkpoint from `fromCheckpoint` on (names a failing row's block). */
   blockNumbers: number[];
   encodedChanges: Uint8Array;
+  /** `cache: true` effect outputs produced by the batch: [effect, input key, output JSON]. */
+  effectCache: Array<[string, string, string]>;
+  /** Raw events (pipelines with `rawEvents`): the batch's blocks, rows are built by the writer. */
+  rawBlocks?: RawBlock[];
+}
+
+/** What the writer needs of a block to store its events as raw event rows. */
+export interface RawBlock {
+  checkpointId: number;
+  number: number;
+  hash: string | null;
+  timestamp: number;
+  events: Array<{ name: string; logIndex: number; payload: Record<string, unknown> }>;
 }
 
 /** What the writer reports after a transaction commits. */
@@ -184,6 +197,11 @@ export interface PipelineProgress {
   readyAt: number | null;
   /** Reorgs rolled back by this incarnation. */
   reorgs: number;
+  /** Effect calls by effect since this incarnation started. */
+  effects: Record<
+    string,
+    { calls: number; memoryHits: number; databaseHits: number; invalidated: number; runs: number }
+  >;
 }
 
 /** What the writer stores as a pipeline's chain metadata (src/persistence/chain-metadata.ts). */

@@ -31,3 +31,13 @@ export function escapeNulInCopyText(rows: string): string | null {
   if (!rows.includes(RAW_NUL) && !rows.includes(JSON_NUL_ESCAPE)) return null;
   return rows.replaceAll(JSON_NUL_ESCAPE, '\\\\\\\\u0000').replaceAll(RAW_NUL, JSON_NUL_ESCAPE);
 }
+
+/**
+ * JSON text with every `\u0000` escape made storable in jsonb: the escape becomes the six
+ * characters `\u0000` in the string (an escaped backslash followed by `u0000`). An escape is
+ * one when an even number of backslashes precedes it.
+ */
+export function escapeNulInJsonText(json: string): string {
+  if (!json.includes('\\u0000')) return json;
+  return json.replace(/(?<!\\)((?:\\\\)*)\\u0000/g, '$1\\\\u0000');
+}

@@ -22,9 +22,11 @@ import type { Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
 import { ChainMetadataStage, writeChainMetadata } from './chain-metadata.ts';
+import { writeEffectCache } from './effect-cache-writer.ts';
 import { EntityWriter, type WriteMethod } from './entity-writer.ts';
 import { isNulEncodingError } from './nul-escape.ts';
 import { buildDeferredIndexes, preparePipeline } from './pipeline-setup.ts';
+import { rawEventsTable, writeRawEvents } from './raw-events.ts';
 
 export interface PersistenceActorData {
   pipelines: PipelineConfig[];
@@ -372,6 +374,13 @@ class Writer {
           { pipeline, entities: result.escaped },
           'rows with NUL bytes stored escaped (\\u0000)',
         );
+      await writeEffectCache(
+        client,
+        run.flatMap((batch) => batch.effectCache),
+        escapeNul,
+      );
+      const rawBlocks = run.flatMap((batch) => batch.rawBlocks ?? []);
+      if (rawBlocks.length > 0) await writeRawEvents(client, pipeline, rawBlocks, expected, escapeNul);
       if (metadata !== undefined) await writeChainMetadata(client, metadata);
       await client.query(
         `INSERT INTO strata.checkpoints (pipeline, checkpoint_id, block_number, block_hash, event_count, history)
@@ -471,6 +480,11 @@ class Writer {
               );
             }
             const rowsRestored = await this.entityWriters.get(pipeline)!.rollback(client, toCheckpoint);
+            if (this.context.data.pipelines.find((p) => p.name === pipeline)?.rawEvents) {
+              await client.query(`DELETE FROM ${rawEventsTable(pipeline)} WHERE checkpoint_id > $1`, [
+                toCheckpoint,
+              ]);
+            }
             const eventsRemoved = above.reduce((sum, row) => sum + row.event_count, 0);
             await client.query('DELETE FROM strata.checkpoints WHERE pipeline = $1 AND checkpoint_id > $2', [
               pipeline,

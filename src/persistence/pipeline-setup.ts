@@ -16,6 +16,7 @@ import {
   type PipelineFingerprint,
 } from '../schema/ddl.ts';
 import { describeSchema, type Schema } from '../schema/define-schema.ts';
+import { createRawEventsTableSql } from './raw-events.ts';
 
 /** What of a source decides the data derived from it (not how much of it there is). */
 export function sourceIdentity(source: SourceConfig): Record<string, unknown> {
@@ -68,6 +69,7 @@ export async function preparePipeline(
   }
   const indexesNow = !pipeline.deferIndexes || existing?.indexes_ready === true;
   await createPipelineTables(db, pipeline.name, schema, { indexes: indexesNow });
+  if (pipeline.rawEvents) await db.query(createRawEventsTableSql(pipeline.name));
   await db.query(
     `INSERT INTO strata.pipelines (name, fingerprint_hash, fingerprint, indexes_ready) VALUES ($1, $2, $3, $4)
      ON CONFLICT (name) DO UPDATE SET fingerprint_hash = EXCLUDED.fingerprint_hash, fingerprint = EXCLUDED.fingerprint,

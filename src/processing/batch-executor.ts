@@ -24,6 +24,8 @@ import type { Logger } from '../logger.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import { type EntityRow, validateRow } from '../schema/wire.ts';
 import type { Block, SourceEvent } from '../sources/types.ts';
+import type { EffectStore } from './effect-store.ts';
+import { isEffect } from './effects.ts';
 import type { EventHandler } from './handler-api.ts';
 import type { EntityStore, InMemoryStore } from './in-memory-store.ts';
 import type { LoadLayer } from './load-layer.ts';
@@ -40,6 +42,7 @@ export interface BatchExecutorOptions {
   handlers: ReadonlyMap<string, ReadonlyArray<EventHandler<Schema, never>>>;
   store: InMemoryStore;
   loader: LoadLayer;
+  effects: EffectStore;
   log: Logger;
   strategy: LoadStrategy;
 }
@@ -70,12 +73,26 @@ class InvocationContext {
     });
   }
 
+  effect(effect: unknown, input: unknown, options?: { cache?: boolean }): Promise<unknown> {
+    try {
+      this.check('effect', '');
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (!isEffect(effect)) {
+      return Promise.reject(
+        new StrataError('STRATA_ERR_EFFECT_INVALID', 'context.effect needs an effect made by createEffect'),
+      );
+    }
+    return this.executor.effects.call(effect, input, this.checkpoint, options);
+  }
+
   /** Throws if the handler already resolved. The message is built only then (hot path). */
-  check(table: EntityStore, operation: string): void {
+  check(subject: string, operation: string): void {
     if (this.active) return;
     const error = new StrataError(
       'STRATA_ERR_CONTEXT_EXPIRED',
-      `context.${table.entity.name}.${operation} was called after the ${this.event.name} handler (block ${this.block.number}, log index ${this.event.logIndex}) had resolved — a missed await?`,
+      `context.${subject}${operation} was called after the ${this.event.name} handler (block ${this.block.number}, log index ${this.event.logIndex}) had resolved — a missed await?`,
       { details: { event: this.event.name, block: this.block.number, logIndex: this.event.logIndex } },
     );
     if (!this.isPreload) this.executor.lateUse ??= error;
@@ -90,7 +107,7 @@ class EntityOps {
   ) {}
 
   get(id: string): Promise<EntityRow | undefined> {
-    this.context.check(this.table, 'get');
+    this.context.check(this.table.entity.name, '.get');
     if (typeof id !== 'string') return Promise.reject(idError(this.table.entity, id));
     const change = this.table.latest.get(id);
     if (change !== undefined) return Promise.resolve(change.kind === 'set' ? change.row : undefined);
@@ -111,7 +128,7 @@ class EntityOps {
   }
 
   getOrCreate(entity: EntityRow): Promise<EntityRow> {
-    this.context.check(this.table, 'getOrCreate');
+    this.context.check(this.table.entity.name, '.getOrCreate');
     const id = entity?.id;
     // Fast path: the store answers synchronously (the usual case after the preload pass).
     const change = typeof id === 'string' ? this.table.latest.get(id) : undefined;
@@ -120,19 +137,19 @@ class EntityOps {
   }
 
   set(entity: EntityRow): void {
-    this.context.check(this.table, 'set');
+    this.context.check(this.table.entity.name, '.set');
     this.write(entity);
   }
 
   deleteUnsafe(id: string): void {
-    this.context.check(this.table, 'deleteUnsafe');
+    this.context.check(this.table.entity.name, '.deleteUnsafe');
     if (typeof id !== 'string') throw idError(this.table.entity, id);
     if (this.context.isPreload) return;
     this.table.apply(id, { kind: 'delete', checkpointId: this.context.checkpoint }, this.context.keepHistory);
   }
 
   async getWhere(filter: unknown): Promise<EntityRow[]> {
-    this.context.check(this.table, 'getWhere');
+    this.context.check(this.table.entity.name, '.getWhere');
     const parsed = parseFilter(this.table.entity, filter);
     const loader = this.context.executor.loader;
     if (!loader.isFilterLoaded(parsed)) await loader.loadWhere(parsed);
@@ -197,6 +214,7 @@ const ignore = () => undefined;
 
 export class BatchExecutor {
   readonly loader: LoadLayer;
+  readonly effects: EffectStore;
   /** The first use of an expired context during the execute pass (fails the batch). */
   lateUse: StrataError | null = null;
   private options: BatchExecutorOptions;
@@ -214,6 +232,7 @@ export class BatchExecutor {
   constructor(options: BatchExecutorOptions) {
     this.options = options;
     this.loader = options.loader;
+    this.effects = options.effects;
     this.log = options.log;
     this.Context = contextClass(options.schema, options.store);
   }

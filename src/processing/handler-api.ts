@@ -17,6 +17,7 @@
 import type { Logger } from '../logger.ts';
 import type { RowOf, Schema } from '../schema/define-schema.ts';
 import type { Block, SourceEvent } from '../sources/types.ts';
+import type { Effect } from './effects.ts';
 import type { WhereFilter } from './where-filter.ts';
 
 export interface EntityOperations<Row> {
@@ -40,6 +41,15 @@ export type HandlerContext<S extends Schema> = {
   readonly log: Logger;
   /** True during the preload pass (reads only; writes are ignored). */
   readonly isPreload: boolean;
+  /**
+   * Runs an effect (see `createEffect`), or answers from its cache. `{ cache: false }` keeps this
+   * call's output in memory only, even for an effect declared with `cache: true`.
+   */
+  effect<Input, Output>(
+    effect: Effect<Input, Output>,
+    input: Input,
+    options?: { cache?: boolean },
+  ): Promise<Output>;
 };
 
 export interface HandlerArgs<S extends Schema, Payload> {

@@ -24,6 +24,7 @@ import type {
   CommitReport,
   EntityChanges,
   PipelineProgress,
+  RawBlock,
   RollbackResult,
 } from '../protocol.ts';
 import { fingerprintChanges } from '../schema/ddl.ts';
@@ -34,6 +35,7 @@ import type { Block } from '../sources/types.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
 import { BatchExecutor, type BatchExecutorOptions } from './batch-executor.ts';
 import { collectBatchChanges, collectUncommittedChanges, encodeChanges } from './change-codec.ts';
+import { type EffectCacheRow, EffectStore } from './effect-store.ts';
 import { InMemoryStore } from './in-memory-store.ts';
 import { LoadLayer } from './load-layer.ts';
 import { loadPipelineModules } from './pipeline-modules.ts';
@@ -73,6 +75,9 @@ interface UncommittedBatch {
   /** Block number of each of its checkpoints, in order. */
   blockNumbers: number[];
   changeCount: number;
+  /** Its `cache: true` effect outputs, until committed (a writer restart gets them again). */
+  effectCache: EffectCacheRow[];
+  rawBlocks: RawBlock[] | undefined;
 }
 
 const IDLE_POLL_MS = 1_000;
@@ -105,6 +110,7 @@ class PipelineRuntime {
   private pendingHandlers: BatchExecutorOptions['handlers'] | null = null;
   private readonly db: Db;
   private store!: InMemoryStore;
+  private effects!: EffectStore;
   private executor!: BatchExecutor;
   private source!: BlockSource;
   private readonly uncommitted: UncommittedBatch[] = [];
@@ -148,7 +154,9 @@ class PipelineRuntime {
     const { schema, handlers } = await loadPipelineModules(this.pipeline);
     this.schema = schema;
     this.store = new InMemoryStore(schema);
+    this.effects = new EffectStore(this.db, this.context.log.child({ pipeline: this.pipeline.name }));
     this.executor = new BatchExecutor({
+      effects: this.effects,
       pipeline: this.pipeline.name,
       schema,
       handlers,
@@ -329,6 +337,8 @@ class PipelineRuntime {
       fromBlockNumber: first.number,
       blockNumbers: blocks.map((block) => block.number),
       changeCount: count,
+      effectCache: this.effects.takeFresh(),
+      rawBlocks: this.pipeline.rawEvents ? rawBlocks(blocks, fromCheckpoint) : undefined,
     };
     this.uncommitted.push(batch);
     this.uncommittedChanges += count;
@@ -434,6 +444,7 @@ class PipelineRuntime {
     if (!outcome.ok) throw deserializeError(outcome.error);
     const { result } = outcome;
     this.store.clear();
+    this.effects.settleAll();
     this.recentBlocks = this.recentBlocks.filter((b) => b.checkpointId <= result.toCheckpoint);
     const depth = this.processedBlock - result.toBlockNumber;
     this.processedCheckpoint = result.toCheckpoint;
@@ -470,6 +481,8 @@ class PipelineRuntime {
       checkpoints: batches.flatMap((b) => b.checkpoints),
       blockNumbers: batches.flatMap((b) => b.blockNumbers),
       encodedChanges,
+      effectCache: batches.flatMap((b) => b.effectCache),
+      ...(this.pipeline.rawEvents ? { rawBlocks: batches.flatMap((b) => b.rawBlocks ?? []) } : {}),
     };
     this.context.emit({ type: 'batch-ready', batch }, [encodedChanges.buffer as ArrayBuffer]);
   }
@@ -478,7 +491,7 @@ class PipelineRuntime {
 
   /** Entities held (committed, loaded and uncommitted) plus changes queued at the writer. */
   private inMemoryObjects(): number {
-    return this.store.size() + this.uncommittedChanges;
+    return this.store.size() + this.effects.size() + this.uncommittedChanges;
   }
 
   /**
@@ -489,14 +502,25 @@ class PipelineRuntime {
   private async awaitCapacity(): Promise<void> {
     const target = this.context.data.inMemoryObjectsTarget;
     if (this.inMemoryObjects() <= target) return;
-    this.store.dropCommitted(this.committedCheckpoint);
+    this.dropCommitted();
     if (this.inMemoryObjects() <= target) return;
-    this.store.dropLoaded();
+    this.dropLoaded();
     while (this.inMemoryObjects() > target && this.uncommitted.length > 0 && !this.stopRequested) {
       await new Promise<void>((resolve) => this.commitWaiters.push(resolve));
-      this.store.dropCommitted(this.committedCheckpoint);
-      this.store.dropLoaded();
+      this.dropCommitted();
+      this.dropLoaded();
     }
+  }
+
+  /** Entity changes and effect outputs, alike. */
+  private dropCommitted(): void {
+    this.store.dropCommitted(this.committedCheckpoint);
+    this.effects.dropCommitted(this.committedCheckpoint);
+  }
+
+  private dropLoaded(): void {
+    this.store.dropLoaded();
+    this.effects.dropLoaded();
   }
 
   private onCommitted(report: CommitReport): void {
@@ -575,6 +599,7 @@ class PipelineRuntime {
       firstEventAt: this.firstEventAt,
       readyAt: this.readyAt,
       reorgs: this.reorgs,
+      effects: this.effects?.stats() ?? {},
     };
   }
 
@@ -592,4 +617,15 @@ class PipelineRuntime {
       context: { pipeline: this.pipeline.name, actor: this.context.name },
     });
   }
+}
+
+/** The batch's blocks as the writer builds raw event rows from them. */
+function rawBlocks(blocks: Block[], fromCheckpoint: number): RawBlock[] {
+  return blocks.map((block, index) => ({
+    checkpointId: fromCheckpoint + index,
+    number: block.number,
+    hash: block.hash,
+    timestamp: block.timestamp,
+    events: block.events,
+  }));
 }

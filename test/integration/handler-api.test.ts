@@ -5,6 +5,7 @@ import { createDb, type Db } from '../../src/db/pool.ts';
 import { StrataError } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
 import { BatchExecutor } from '../../src/processing/batch-executor.ts';
+import { EffectStore } from '../../src/processing/effect-store.ts';
 import { createHandlers, type HandlerRegistry } from '../../src/processing/handler-api.ts';
 import { InMemoryStore } from '../../src/processing/in-memory-store.ts';
 import { LoadLayer } from '../../src/processing/load-layer.ts';
@@ -47,6 +48,7 @@ function executor(
     loader,
     executor: new BatchExecutor({
       pipeline: 'api',
+      effects: new EffectStore(db, createLogger({ level: 'silent', format: 'json' })),
       schema,
       handlers: handlers.handlers,
       store,
