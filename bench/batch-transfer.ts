@@ -22,7 +22,15 @@ function makeBatch(seed: number): EntityChanges {
     checkpoints.push(seed * 100 + (i % 100));
     lines.push(`${id}\t${i * 7}\t${i * 3}\t${i % 50}`);
   }
-  return { AccountTotal: { ids, checkpoints, rows: `${lines.join('\n')}\n`, deletes: [] } };
+  return {
+    AccountTotal: {
+      ids,
+      checkpoints,
+      events: ids.map(() => 'Transfer#0'),
+      rows: `${lines.join('\n')}\n`,
+      deletes: [],
+    },
+  };
 }
 
 if (!isMainThread) {

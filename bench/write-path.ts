@@ -35,7 +35,13 @@ for (let i = 0; i < ROWS; i++) {
   );
 }
 const changes: EntityChanges = {
-  Transfer: { ids, checkpoints: ids.map(() => 1), rows: `${lines.join('\n')}\n`, deletes: [] },
+  Transfer: {
+    ids,
+    checkpoints: ids.map(() => 1),
+    events: ids.map(() => 'Transfer#0'),
+    rows: `${lines.join('\n')}\n`,
+    deletes: [],
+  },
 };
 
 const client = new pg.Client({ connectionString: URL_ });

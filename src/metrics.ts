@@ -124,7 +124,11 @@ export function createMetrics(options: { version: string; status: () => StatusSn
     (p) => p.writerBusyMs / 1_000,
   );
 
-  pipelineGauge('strata_pipeline_reorgs', 'Reorgs rolled back since the processing actor started.', (p) => p.reorgs);
+  pipelineGauge(
+    'strata_pipeline_reorgs',
+    'Reorgs rolled back since the processing actor started.',
+    (p) => p.reorgs,
+  );
   new Gauge({
     name: 'strata_effect_calls',
     help: 'Effect calls since the processing actor started, by result: memory_hit, database_hit, invalidated (a stored output that no longer matches the output schema; recomputed), run.',

@@ -104,6 +104,8 @@ export type EntityChanges = Record<
   {
     ids: string[];
     checkpoints: number[];
+    /** The event that made each set, `name#logIndex` (names the cause of a refused row). */
+    events: string[];
     rows: string;
     deletes: Array<[number, string]>;
     /**

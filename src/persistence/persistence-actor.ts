@@ -573,17 +573,23 @@ class Writer {
         .findFailingSet(this.db, runChanges, isNulEncodingError(error));
       if (culprit === null) return error;
       let checkpoint = 0;
+      let madeBy = '';
       for (const changes of runChanges) {
         const part = changes[culprit.entity];
         const index = part?.ids.lastIndexOf(culprit.id) ?? -1;
-        if (index >= 0) checkpoint = part!.checkpoints[index]!;
+        if (index >= 0) {
+          checkpoint = part!.checkpoints[index]!;
+          madeBy = part!.events[index] ?? '';
+        }
       }
       const batch = run.find((b) => b.fromCheckpoint <= checkpoint && checkpoint <= b.toCheckpoint);
       const block = batch?.blockNumbers[checkpoint - batch.fromCheckpoint];
+      const [event, logIndex] = madeBy.split('#');
+      const by = event ? ` by the ${event} handler (log index ${logIndex})` : '';
       const reason = (culprit.error as Error).message ?? String(culprit.error);
       return new StrataError(
         'STRATA_ERR_WRITE_FAILED',
-        `pipeline ${pipeline}: ${culprit.entity} "${culprit.id}" set at block ${block ?? '?'} (checkpoint ${checkpoint}) cannot be stored: ${reason}`,
+        `pipeline ${pipeline}: ${culprit.entity} "${culprit.id}" set at block ${block ?? '?'}${by} (checkpoint ${checkpoint}) cannot be stored: ${reason}`,
         {
           cause: culprit.error,
           details: {
@@ -592,6 +598,7 @@ class Writer {
             id: culprit.id,
             checkpoint,
             block,
+            ...(event ? { event, logIndex: Number(logIndex) } : {}),
           },
         },
       );

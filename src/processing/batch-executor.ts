@@ -27,7 +27,7 @@ import type { Block, SourceEvent } from '../sources/types.ts';
 import type { EffectStore } from './effect-store.ts';
 import { isEffect } from './effects.ts';
 import type { EventHandler } from './handler-api.ts';
-import type { EntityStore, InMemoryStore } from './in-memory-store.ts';
+import type { EntityStore, EventStamp, InMemoryStore } from './in-memory-store.ts';
 import type { LoadLayer } from './load-layer.ts';
 import { matches, parseFilter } from './where-filter.ts';
 
@@ -71,6 +71,11 @@ class InvocationContext {
       event: this.event.name,
       logIndex: this.event.logIndex,
     });
+  }
+
+  /** The event this invocation handles, as changes record it. */
+  stamp(): EventStamp {
+    return { name: this.event.name, logIndex: this.event.logIndex };
   }
 
   effect(effect: unknown, input: unknown, options?: { cache?: boolean }): Promise<unknown> {
@@ -145,7 +150,11 @@ class EntityOps {
     this.context.check(this.table.entity.name, '.deleteUnsafe');
     if (typeof id !== 'string') throw idError(this.table.entity, id);
     if (this.context.isPreload) return;
-    this.table.apply(id, { kind: 'delete', checkpointId: this.context.checkpoint }, this.context.keepHistory);
+    this.table.apply(
+      id,
+      { kind: 'delete', checkpointId: this.context.checkpoint, event: this.context.stamp() },
+      this.context.keepHistory,
+    );
   }
 
   async getWhere(filter: unknown): Promise<EntityRow[]> {
@@ -170,7 +179,7 @@ class EntityOps {
     Object.freeze(entity);
     this.table.apply(
       entity.id,
-      { kind: 'set', row: entity, checkpointId: this.context.checkpoint },
+      { kind: 'set', row: entity, checkpointId: this.context.checkpoint, event: this.context.stamp() },
       this.context.keepHistory,
     );
     return entity;

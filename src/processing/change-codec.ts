@@ -80,6 +80,8 @@ export function collectUncommittedChanges(
 class EntryBuilder {
   private readonly ids: string[] = [];
   private readonly checkpoints: number[] = [];
+  /** The event that made each set: `name#logIndex`. */
+  private readonly events: string[] = [];
   private readonly lines: string[] = [];
   private readonly deletes: Array<[number, string]> = [];
   private readonly history: string[] = [];
@@ -99,6 +101,7 @@ class EntryBuilder {
     // Built once per id per batch, for the final value (`set` only validated).
     this.ids.push(id);
     this.checkpoints.push(change.checkpointId);
+    this.events.push(change.event === undefined ? '' : `${change.event.name}#${change.event.logIndex}`);
     this.lines.push(rowToCopyLine(table.entity, change.row));
   }
 
@@ -110,6 +113,7 @@ class EntryBuilder {
     return {
       ids: this.ids,
       checkpoints: this.checkpoints,
+      events: this.events,
       rows: this.lines.length === 0 ? '' : `${this.lines.join('\n')}\n`,
       deletes: this.deletes,
       ...(this.history.length === 0 ? {} : { history: `${this.history.join('\n')}\n` }),

@@ -88,7 +88,7 @@ describe('write errors', () => {
     expect(exit.code).toBe(1);
     const fatal = JSON.stringify(daemon.logs.filter((entry) => (entry.level as number) >= 50));
     expect(fatal).toContain('STRATA_ERR_WRITE_FAILED');
-    expect(fatal).toContain('Item \\"huge\\" set at block 3');
+    expect(fatal).toContain('Item \\"huge\\" set at block 3 by the put handler (log index 1)');
     expect(fatal).toContain('numeric field overflow');
     // Nothing of the failing batch is half-stored.
     expect(await db.query('SELECT id FROM pipeline_model."Item"')).toEqual([]);
