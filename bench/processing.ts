@@ -53,11 +53,20 @@ async function recreateDatabase(): Promise<void> {
 interface EndToEnd {
   seconds: number;
   maxRssBytes: number;
+  reorgs: number;
 }
 
-/** The daemon as users run it, until every event is committed (--exit-when-caught-up). */
-async function endToEnd(events: number, strategy: LoadStrategy): Promise<EndToEnd> {
-  await recreateDatabase();
+/**
+ * The daemon as users run it, until every event is committed (--exit-when-caught-up). `fresh`:
+ * on a new database (otherwise the caller prepared it, e.g. `strata reset` for a warm restart).
+ */
+async function endToEnd(
+  events: number,
+  strategy: LoadStrategy,
+  extraEnv: Record<string, string> = {},
+  fresh = true,
+): Promise<EndToEnd> {
+  if (fresh) await recreateDatabase();
   const child = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT, '--exit-when-caught-up'], {
     env: {
       ...process.env,
@@ -68,12 +77,14 @@ async function endToEnd(events: number, strategy: LoadStrategy): Promise<EndToEn
       ERC20_BLOCKS: String(events / EVENTS_PER_BLOCK),
       ERC20_EVENTS_PER_BLOCK: String(EVENTS_PER_BLOCK),
       ERC20_LOAD_STRATEGY: strategy,
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let started = 0;
   let finished = 0;
   let maxRssBytes = 0;
+  let reorgs = 0;
   let buffered = '';
   child.stdout.on('data', (chunk: Buffer) => {
     buffered += chunk.toString();
@@ -88,6 +99,7 @@ async function endToEnd(events: number, strategy: LoadStrategy): Promise<EndToEn
         eventsPerSecond?: number;
       };
       if (entry.msg === 'pipeline starting from the first block') started = entry.time;
+      if (entry.msg.startsWith('reorg: rolled back')) reorgs += 1;
       if (entry.msg.startsWith('every pipeline processed and committed')) finished = entry.time;
       if (entry.msg === 'stopped') maxRssBytes = entry.maxRssBytes ?? 0;
       if (entry.msg === 'progress')
@@ -96,7 +108,7 @@ async function endToEnd(events: number, strategy: LoadStrategy): Promise<EndToEn
   });
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   if (code !== 0 || started === 0 || finished === 0) throw new Error(`daemon run failed (exit ${code})`);
-  return { seconds: (finished - started) / 1_000, maxRssBytes };
+  return { seconds: (finished - started) / 1_000, maxRssBytes, reorgs };
 }
 
 /** The example's pipeline (its config file is imported once per process, so sizes are set here). */
@@ -259,47 +271,98 @@ const mib = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MiB`;
 console.log(
   `bench/processing: erc20 (examples/erc20), ${EVENTS.toLocaleString('en-US')} events, Postgres at ${new URL(ADMIN_URL).host}, node ${process.version}`,
 );
-const results: Record<string, number> = {};
-const STRATEGIES = ['auto', 'prefetch', 'two-pass'] as const;
-for (const strategy of STRATEGIES) results[`inMemory:${strategy}`] = await inMemory(EVENTS, strategy);
-const e2e: Record<string, EndToEnd> = {};
-for (const strategy of STRATEGIES) e2e[strategy] = await endToEnd(EVENTS, strategy);
-const copy = await copyFinalRows(); // reads the tables of the last end-to-end run
-const naiveRate = await naive(NAIVE_EVENTS);
+// ONLY=engine2: just the Processing engine II figures (reorgs, history, effects).
+if (process.env.ONLY !== 'engine2') await engineOne();
+await engineTwo();
 
-const chosen: LoadStrategy = (await pipelineConfig()).loadStrategy;
-console.log('');
-console.log('end to end (daemon, first block → last commit)');
-for (const [strategy, run] of Object.entries(e2e)) {
-  console.log(
-    `  ${strategy.padEnd(9)} ${run.seconds.toFixed(2).padStart(7)} s  ${rate(EVENTS, run.seconds).padStart(9)} events/s  peak RSS ${mib(run.maxRssBytes)}`,
-  );
-}
-console.log('limit');
-for (const strategy of STRATEGIES) {
-  const seconds = results[`inMemory:${strategy}`]!;
-  console.log(
-    `  (a) in-memory, ${strategy.padEnd(9)} ${seconds.toFixed(2).padStart(7)} s  ${rate(EVENTS, seconds).padStart(9)} events/s`,
-  );
-}
-console.log(
-  `  (b) COPY of the final ${copy.rows.toLocaleString('en-US')} rows  ${copy.seconds.toFixed(2).padStart(7)} s`,
-);
-for (const strategy of STRATEGIES) {
-  const limit = Math.max(results[`inMemory:${strategy}`]!, copy.seconds);
-  console.log(
-    `ratio end-to-end / limit, ${strategy}: ${(e2e[strategy]!.seconds / limit).toFixed(2)} (limit ${limit.toFixed(2)} s; target ≤ 2.0)`,
-  );
-}
-console.log(
-  `naive baseline (one upsert per change, ${NAIVE_EVENTS.toLocaleString('en-US')}-event slice): ${Math.round(naiveRate).toLocaleString('en-US')} events/s`,
-);
-console.log(`default load strategy: ${chosen}`);
+async function engineOne(): Promise<void> {
+  const results: Record<string, number> = {};
+  const STRATEGIES = ['auto', 'prefetch', 'two-pass'] as const;
+  for (const strategy of STRATEGIES) results[`inMemory:${strategy}`] = await inMemory(EVENTS, strategy);
+  const e2e: Record<string, EndToEnd> = {};
+  for (const strategy of STRATEGIES) e2e[strategy] = await endToEnd(EVENTS, strategy);
+  const copy = await copyFinalRows(); // reads the tables of the last end-to-end run
+  const naiveRate = await naive(NAIVE_EVENTS);
 
-if (BIG_EVENTS > 0) {
-  const big = await endToEnd(BIG_EVENTS, chosen);
-  const small = e2e[chosen]!;
+  const chosen: LoadStrategy = (await pipelineConfig()).loadStrategy;
+  console.log('');
+  console.log('end to end (daemon, first block → last commit)');
+  for (const [strategy, run] of Object.entries(e2e)) {
+    console.log(
+      `  ${strategy.padEnd(9)} ${run.seconds.toFixed(2).padStart(7)} s  ${rate(EVENTS, run.seconds).padStart(9)} events/s  peak RSS ${mib(run.maxRssBytes)}`,
+    );
+  }
+  console.log('limit');
+  for (const strategy of STRATEGIES) {
+    const seconds = results[`inMemory:${strategy}`]!;
+    console.log(
+      `  (a) in-memory, ${strategy.padEnd(9)} ${seconds.toFixed(2).padStart(7)} s  ${rate(EVENTS, seconds).padStart(9)} events/s`,
+    );
+  }
   console.log(
-    `peak RSS: ${mib(small.maxRssBytes)} at ${EVENTS.toLocaleString('en-US')} events, ${mib(big.maxRssBytes)} at ${BIG_EVENTS.toLocaleString('en-US')} events (${rate(BIG_EVENTS, big.seconds)} events/s) → growth ${(((big.maxRssBytes - small.maxRssBytes) / small.maxRssBytes) * 100).toFixed(1)}% (target ≤ 15%)`,
+    `  (b) COPY of the final ${copy.rows.toLocaleString('en-US')} rows  ${copy.seconds.toFixed(2).padStart(7)} s`,
   );
+  for (const strategy of STRATEGIES) {
+    const limit = Math.max(results[`inMemory:${strategy}`]!, copy.seconds);
+    console.log(
+      `ratio end-to-end / limit, ${strategy}: ${(e2e[strategy]!.seconds / limit).toFixed(2)} (limit ${limit.toFixed(2)} s; target ≤ 2.0)`,
+    );
+  }
+  console.log(
+    `naive baseline (one upsert per change, ${NAIVE_EVENTS.toLocaleString('en-US')}-event slice): ${Math.round(naiveRate).toLocaleString('en-US')} events/s`,
+  );
+  console.log(`default load strategy: ${chosen}`);
+
+  if (BIG_EVENTS > 0) {
+    const big = await endToEnd(BIG_EVENTS, chosen);
+    const small = e2e[chosen]!;
+    console.log(
+      `peak RSS: ${mib(small.maxRssBytes)} at ${EVENTS.toLocaleString('en-US')} events, ${mib(big.maxRssBytes)} at ${BIG_EVENTS.toLocaleString('en-US')} events (${rate(BIG_EVENTS, big.seconds)} events/s) → growth ${(((big.maxRssBytes - small.maxRssBytes) / small.maxRssBytes) * 100).toFixed(1)}% (target ≤ 15%)`,
+    );
+  }
+}
+
+/**
+ * Processing engine II, one run, ENGINE2_EVENTS events each (default EVENTS / 2), auto strategy:
+ *  - reorgs: a reorg of depth 1..10 every 100 blocks (the generator serves the orphaned branch,
+ *    then the canonical one: orphaned blocks are processed, written with history and rolled
+ *    back) vs the same run without reorgs — both inside the reorg threshold (history written),
+ *    so the ratio is the cost of the reorgs themselves; and vs no history at all;
+ *  - history: the whole run inside the threshold (fullHistory) vs outside it;
+ *  - effects: every Transfer calls an effect (~2 ms latency) over 1,000 distinct inputs; a cold
+ *    run vs a warm restart (`strata reset`: the pipeline rebuilt, the effect cache kept).
+ */
+async function engineTwo(): Promise<void> {
+  const events = Number(process.env.ENGINE2_EVENTS ?? EVENTS / 2);
+  const run = (env: Record<string, string>, fresh = true) => endToEnd(events, 'auto', env, fresh);
+  const outside = await run({});
+  const inside = await run({ ERC20_FULL_HISTORY: 'true' });
+  const reorgs = await run({ ERC20_REORG_EVERY: '100', ERC20_REORG_DEPTH: '10' });
+  const cold = await run({ ERC20_EFFECT: 'true' });
+  const reset = spawn(process.execPath, [STRATA, 'reset', 'erc20', '--project', PROJECT], {
+    env: { ...process.env, DATABASE_URL: databaseUrl },
+    stdio: 'ignore',
+  });
+  if ((await new Promise((resolve) => reset.on('exit', resolve))) !== 0)
+    throw new Error('strata reset failed');
+  const warm = await run({ ERC20_EFFECT: 'true' }, false);
+
+  const line = (label: string, r: EndToEnd) =>
+    console.log(
+      `  ${label.padEnd(34)} ${r.seconds.toFixed(2).padStart(7)} s  ${rate(events, r.seconds).padStart(9)} events/s`,
+    );
+  console.log('');
+  console.log(`processing engine II (erc20, ${events.toLocaleString('en-US')} events each, auto)`);
+  line('no reorgs, outside the threshold', outside);
+  line('no reorgs, inside (fullHistory)', inside);
+  line(`reorgs ≤10 every 100 blocks (${reorgs.reorgs})`, reorgs);
+  line('effect on every Transfer, cold', cold);
+  line('effect on every Transfer, warm', warm);
+  console.log(
+    `reorg throughput ratio: ${(inside.seconds / reorgs.seconds).toFixed(2)} vs the same run without reorgs (both with history; target ≥ 0.8), ${(outside.seconds / reorgs.seconds).toFixed(2)} vs no history`,
+  );
+  console.log(
+    `history cost: inside / outside the threshold = ${(inside.seconds / outside.seconds).toFixed(2)}× the time`,
+  );
+  console.log(`effects: warm restart / cold = ${(cold.seconds / warm.seconds).toFixed(2)}× the throughput`);
 }
