@@ -27,7 +27,8 @@ export default defineProject({
       maxReorgDepth: env('ERC20_MAX_REORG_DEPTH', 200),
       fullHistory: process.env.ERC20_FULL_HISTORY === 'true',
       schema: './schema.ts',
-      handlers: process.env.ERC20_EFFECT === 'true' ? ['./handlers.ts', './effect-handlers.ts'] : './handlers.ts',
+      handlers:
+        process.env.ERC20_EFFECT === 'true' ? ['./handlers.ts', './effect-handlers.ts'] : './handlers.ts',
       batchSize: env('ERC20_BATCH_SIZE', 500),
       // auto (the default) unless the benchmark asks for one idea alone
       loadStrategy: (process.env.ERC20_LOAD_STRATEGY ?? 'auto') as 'auto' | 'two-pass' | 'prefetch',

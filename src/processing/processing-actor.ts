@@ -402,6 +402,7 @@ class PipelineRuntime {
       await new Promise<void>((resolve) => this.commitWaiters.push(resolve));
     }
     if (this.stopRequested) return;
+    const flushMs = Math.round(performance.now() - started);
     const { maxReorgDepth } = this.pipeline;
     const records = this.recentBlocks.filter((b) => b.number >= this.processedBlock - maxReorgDepth);
     const lowest = records[0]!;
@@ -458,6 +459,7 @@ class PipelineRuntime {
         ancestor: result.toBlockNumber,
         depth,
         rowsRestored: result.rowsRestored,
+        flushMs,
         durationMs: Math.round(performance.now() - started),
       },
       `reorg: rolled back ${depth} blocks to block ${result.toBlockNumber}`,

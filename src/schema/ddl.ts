@@ -86,6 +86,10 @@ export async function createPipelineTables(
     const [table, ...indexes] = createTableSql(pipeline, entity);
     await db.query(table!);
     await db.query(createHistoryTableSql(pipeline, entity));
+    // A rollback and pruning select by checkpoint (the primary key leads with the id).
+    await db.query(
+      `CREATE INDEX IF NOT EXISTS ${quoteIdent(`_history_${entity.name}_checkpoint`)} ON ${historyTable(pipeline, entity.name)} (${HISTORY_CHECKPOINT})`,
+    );
     if (options.indexes) for (const statement of indexes) await db.query(statement);
   }
 }
