@@ -1,5 +1,6 @@
 // A plain fold of the generator's erc20 stream — what examples/erc20's handlers must leave in the
 // database — written without anything of Strata's runtime.
+import { expect } from 'vitest';
 import { type GeneratorShape, generateBlock } from '../../src/sources/generator.ts';
 
 export interface Erc20Totals {
@@ -66,4 +67,18 @@ export async function erc20Tables(query: <Row>(sql: string) => Promise<Row[]>): 
     transferValue: BigInt(transfers!.total ?? '0'),
     allowances: new Map(allowances.map((row) => [row.id, BigInt(row.value)])),
   };
+}
+
+/** The erc20 tables (read through `query`) hold exactly the fold of seed `seed` up to `lastBlock`. */
+export async function expectErc20Reference(
+  query: <Row>(sql: string) => Promise<Row[]>,
+  seed: number,
+  lastBlock: number,
+): Promise<void> {
+  const expected = erc20Reference(erc20Source(seed), lastBlock);
+  const actual = await erc20Tables(query);
+  expect(actual.transfers).toBe(expected.transfers);
+  expect(actual.transferValue).toBe(expected.transferValue);
+  expect(actual.allowances).toEqual(expected.allowances);
+  expect(actual.accounts).toEqual(expected.accounts);
 }

@@ -17,7 +17,7 @@ import {
   waitFor,
 } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { erc20Reference, erc20Source, erc20Tables } from '../helpers/erc20-reference.ts';
+import { erc20Source, expectErc20Reference } from '../helpers/erc20-reference.ts';
 import { expectFold, randomStream, type StreamBlock } from '../helpers/model-stream.ts';
 
 const ERC20_PROJECT = path.resolve(import.meta.dirname, '../../examples/erc20');
@@ -196,12 +196,7 @@ describe('reorgs', () => {
     expect((await second.exited).code).toBe(0);
     expect(second.logs.some((line) => String(line.msg).startsWith('reorg: rolled back'))).toBe(true);
 
-    const expected = erc20Reference(erc20Source(1), 3_000);
-    const actual = await erc20Tables((sql) => db.query(sql) as never);
-    expect(actual.transfers).toBe(expected.transfers);
-    expect(actual.transferValue).toBe(expected.transferValue);
-    expect(actual.allowances).toEqual(expected.allowances);
-    expect(actual.accounts).toEqual(expected.accounts);
+    await expectErc20Reference((sql) => db.query(sql) as never, 1, 3_000);
     const [pipeline] = await db.query<{ events_processed: string }>(
       `SELECT events_processed FROM strata.pipelines WHERE name = 'erc20'`,
     );
