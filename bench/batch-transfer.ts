@@ -26,7 +26,8 @@ function makeBatch(seed: number): EntityChanges {
     AccountTotal: {
       ids,
       checkpoints,
-      events: ids.map(() => 'Transfer#0'),
+      eventNames: ids.map(() => 'Transfer'),
+      logIndexes: ids.map(() => 0),
       rows: `${lines.join('\n')}\n`,
       deletes: [],
     },

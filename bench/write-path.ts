@@ -38,7 +38,8 @@ const changes: EntityChanges = {
   Transfer: {
     ids,
     checkpoints: ids.map(() => 1),
-    events: ids.map(() => 'Transfer#0'),
+    eventNames: ids.map(() => 'Transfer'),
+    logIndexes: ids.map(() => 0),
     rows: `${lines.join('\n')}\n`,
     deletes: [],
   },

@@ -104,8 +104,9 @@ export type EntityChanges = Record<
   {
     ids: string[];
     checkpoints: number[];
-    /** The event that made each set, `name#logIndex` (names the cause of a refused row). */
-    events: string[];
+    /** The event that made each set, name and log index (names the cause of a refused row). */
+    eventNames: string[];
+    logIndexes: number[];
     rows: string;
     deletes: Array<[number, string]>;
     /**

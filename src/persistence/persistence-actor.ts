@@ -475,7 +475,7 @@ class Writer {
             ) {
               throw new StrataError(
                 'STRATA_ERR_REORG_TOO_DEEP',
-                `pipeline ${pipeline}: cannot roll back to checkpoint ${toCheckpoint}: blocks above it were written without history (outside the reorg threshold)`,
+                `pipeline ${pipeline}: cannot roll back to checkpoint ${toCheckpoint}: blocks above it were written outside the reorg threshold (no history); nothing was changed. Set fullHistory or a larger maxReorgDepth and \`strata reset ${pipeline}\``,
                 { details: { pipeline, toCheckpoint } },
               );
             }
@@ -573,18 +573,19 @@ class Writer {
         .findFailingSet(this.db, runChanges, isNulEncodingError(error));
       if (culprit === null) return error;
       let checkpoint = 0;
-      let madeBy = '';
+      let event = '';
+      let logIndex = -1;
       for (const changes of runChanges) {
         const part = changes[culprit.entity];
         const index = part?.ids.lastIndexOf(culprit.id) ?? -1;
         if (index >= 0) {
           checkpoint = part!.checkpoints[index]!;
-          madeBy = part!.events[index] ?? '';
+          event = part!.eventNames[index] ?? '';
+          logIndex = part!.logIndexes[index] ?? -1;
         }
       }
       const batch = run.find((b) => b.fromCheckpoint <= checkpoint && checkpoint <= b.toCheckpoint);
       const block = batch?.blockNumbers[checkpoint - batch.fromCheckpoint];
-      const [event, logIndex] = madeBy.split('#');
       const by = event ? ` by the ${event} handler (log index ${logIndex})` : '';
       const reason = (culprit.error as Error).message ?? String(culprit.error);
       return new StrataError(
@@ -598,7 +599,7 @@ class Writer {
             id: culprit.id,
             checkpoint,
             block,
-            ...(event ? { event, logIndex: Number(logIndex) } : {}),
+            ...(event ? { event, logIndex } : {}),
           },
         },
       );

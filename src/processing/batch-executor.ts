@@ -27,7 +27,7 @@ import type { Block, SourceEvent } from '../sources/types.ts';
 import type { EffectStore } from './effect-store.ts';
 import { isEffect } from './effects.ts';
 import type { EventHandler } from './handler-api.ts';
-import type { EntityStore, EventStamp, InMemoryStore } from './in-memory-store.ts';
+import type { EntityStore, InMemoryStore } from './in-memory-store.ts';
 import type { LoadLayer } from './load-layer.ts';
 import { matches, parseFilter } from './where-filter.ts';
 
@@ -71,11 +71,6 @@ class InvocationContext {
       event: this.event.name,
       logIndex: this.event.logIndex,
     });
-  }
-
-  /** The event this invocation handles, as changes record it. */
-  stamp(): EventStamp {
-    return { name: this.event.name, logIndex: this.event.logIndex };
   }
 
   effect(effect: unknown, input: unknown, options?: { cache?: boolean }): Promise<unknown> {
@@ -152,7 +147,12 @@ class EntityOps {
     if (this.context.isPreload) return;
     this.table.apply(
       id,
-      { kind: 'delete', checkpointId: this.context.checkpoint, event: this.context.stamp() },
+      {
+        kind: 'delete',
+        checkpointId: this.context.checkpoint,
+        eventName: this.context.event.name,
+        logIndex: this.context.event.logIndex,
+      },
       this.context.keepHistory,
     );
   }
@@ -179,7 +179,13 @@ class EntityOps {
     Object.freeze(entity);
     this.table.apply(
       entity.id,
-      { kind: 'set', row: entity, checkpointId: this.context.checkpoint, event: this.context.stamp() },
+      {
+        kind: 'set',
+        row: entity,
+        checkpointId: this.context.checkpoint,
+        eventName: this.context.event.name,
+        logIndex: this.context.event.logIndex,
+      },
       this.context.keepHistory,
     );
     return entity;

@@ -80,8 +80,9 @@ export function collectUncommittedChanges(
 class EntryBuilder {
   private readonly ids: string[] = [];
   private readonly checkpoints: number[] = [];
-  /** The event that made each set: `name#logIndex`. */
-  private readonly events: string[] = [];
+  /** The event that made each set: its name and log index. */
+  private readonly eventNames: string[] = [];
+  private readonly logIndexes: number[] = [];
   private readonly lines: string[] = [];
   private readonly deletes: Array<[number, string]> = [];
   private readonly history: string[] = [];
@@ -101,7 +102,8 @@ class EntryBuilder {
     // Built once per id per batch, for the final value (`set` only validated).
     this.ids.push(id);
     this.checkpoints.push(change.checkpointId);
-    this.events.push(change.event === undefined ? '' : `${change.event.name}#${change.event.logIndex}`);
+    this.eventNames.push(change.eventName ?? '');
+    this.logIndexes.push(change.logIndex ?? -1);
     this.lines.push(rowToCopyLine(table.entity, change.row));
   }
 
@@ -113,7 +115,8 @@ class EntryBuilder {
     return {
       ids: this.ids,
       checkpoints: this.checkpoints,
-      events: this.events,
+      eventNames: this.eventNames,
+      logIndexes: this.logIndexes,
       rows: this.lines.length === 0 ? '' : `${this.lines.join('\n')}\n`,
       deletes: this.deletes,
       ...(this.history.length === 0 ? {} : { history: `${this.history.join('\n')}\n` }),

@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import type { Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { stableJson } from '../stable-json.ts';
 import { type Effect, RateLimiter } from './effects.ts';
 import { LOADED_FROM_DB } from './in-memory-store.ts';
 
@@ -242,18 +243,6 @@ export class EffectStore {
 export function inputKey(input: unknown): string {
   const json = stableJson(input);
   return json.length <= 200 ? json : `sha256:${createHash('sha256').update(json).digest('hex')}`;
-}
-
-function stableJson(value: unknown): string {
-  if (typeof value === 'bigint') return `"${value}n"`;
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value)
-      .filter(([, inner]) => inner !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, inner]) => `${JSON.stringify(key)}:${stableJson(inner)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }
 
 function toJson(effect: string, output: unknown): string {

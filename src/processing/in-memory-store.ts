@@ -18,17 +18,13 @@ import type { EntityRow } from '../schema/wire.ts';
 export const LOADED_FROM_DB = -1;
 
 /**
- * A handler's change also names the event that made it (its name and log index; not the event
- * object, which would keep payloads alive), so a row the database refuses can be traced to it.
+ * A handler's change also names the event that made it (its name and log index, as plain fields:
+ * no object per change, and not the event itself, which would keep payloads alive), so a row the
+ * database refuses can be traced to it.
  */
 export type StoredChange =
-  | { kind: 'set'; row: EntityRow; checkpointId: number; event?: EventStamp }
-  | { kind: 'delete'; checkpointId: number; event?: EventStamp };
-
-export interface EventStamp {
-  name: string;
-  logIndex: number;
-}
+  | { kind: 'set'; row: EntityRow; checkpointId: number; eventName?: string; logIndex?: number }
+  | { kind: 'delete'; checkpointId: number; eventName?: string; logIndex?: number };
 
 export class EntityStore {
   readonly entity: EntityDescription;

@@ -87,7 +87,6 @@ interface RecentBlock {
   number: number;
   hash: string | null;
   checkpointId: number;
-  history: boolean;
 }
 
 export const processingActor: ActorDefinition<ProcessingActorData, ProcessingMethods> = {
@@ -177,9 +176,8 @@ class PipelineRuntime {
       checkpoint_id: string;
       block_number: string;
       block_hash: string | null;
-      history: boolean;
     }>(
-      `SELECT checkpoint_id, block_number, block_hash, history FROM strata.checkpoints
+      `SELECT checkpoint_id, block_number, block_hash FROM strata.checkpoints
         WHERE pipeline = $1 ORDER BY checkpoint_id DESC LIMIT $2`,
       [this.pipeline.name, this.pipeline.maxReorgDepth + 2],
     );
@@ -187,7 +185,6 @@ class PipelineRuntime {
       number: Number(row.block_number),
       hash: row.block_hash,
       checkpointId: Number(row.checkpoint_id),
-      history: row.history,
     }));
     this.source = createSource(this.pipeline, this.db);
     this.context.log.info(
@@ -358,7 +355,6 @@ class PipelineRuntime {
         number: c.blockNumber,
         hash: c.blockHash,
         checkpointId: c.checkpointId,
-        history: c.history,
       });
     }
     const keep = this.pipeline.maxReorgDepth + 2;
@@ -423,14 +419,8 @@ class PipelineRuntime {
         { details: context },
       );
     }
-    const above = this.recentBlocks.filter((b) => b.checkpointId > ancestor.checkpointId);
-    if (above.length !== this.processedCheckpoint - ancestor.checkpointId || above.some((b) => !b.history)) {
-      throw new StrataError(
-        'STRATA_ERR_REORG_TOO_DEEP',
-        `pipeline ${this.pipeline.name}: a reorg back to block ${ancestor.number} crosses blocks written outside the reorg threshold (no history); nothing was changed. Set fullHistory or a larger maxReorgDepth and \`strata reset ${this.pipeline.name}\``,
-        { details: { ...context, ancestor: ancestor.number } },
-      );
-    }
+    // Whether every block above the ancestor was written with history is the writer's check, on
+    // the stored checkpoints, in the rollback's own transaction.
     const outcome = await new Promise<Parameters<ProcessingMethods['rollbackDone']>[0]>((resolve) => {
       this.rollbackWaiter = resolve;
       this.context.emit({

@@ -4,6 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Queryable } from '../db/pool.ts';
+import { stableJson } from '../stable-json.ts';
 import type { EntityDescription, Schema } from './define-schema.ts';
 import { columnType } from './fields.ts';
 
@@ -148,15 +149,4 @@ export function fingerprintChanges(before: PipelineFingerprint, after: PipelineF
       );
   }
   return changes;
-}
-
-function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value)
-      .filter(([, inner]) => inner !== undefined)
-      .sort(([a], [b]) => a.localeCompare(b));
-    return `{${entries.map(([key, inner]) => `${JSON.stringify(key)}:${stableJson(inner)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }
