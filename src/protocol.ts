@@ -223,9 +223,38 @@ export type ActorEvent =
   | { type: 'batch-ready'; batch: BatchForWriter }
   | { type: 'committed'; report: CommitReport }
   | { type: 'progress'; progress: PipelineProgress }
-  /** A processing actor found a reorg and asks the writer to roll its pipeline back. */
-  | { type: 'rollback'; request: RollbackRequest }
+  /** A processing actor's request to the writer (a reorg), answered with `writerReply`. */
+  | { type: 'writer-request'; id: number; request: WriterRequest }
   | { type: 'fatal'; error: SerializedError; context: Record<string, unknown> };
+
+/** What a processing actor asks of the writer when the chain reorganises. */
+export type WriterRequest =
+  | { method: 'discardQueued'; args: DiscardRequest }
+  | { method: 'rollback'; args: RollbackRequest };
+
+/** The writer's answer to a WriterRequest, by its id. */
+export type WriterReply = { id: number } & (
+  | { ok: true; result: DiscardResult | RollbackResult }
+  | { ok: false; error: SerializedError }
+);
+
+/**
+ * Forget the pipeline's queued batches that reach above a checkpoint (they hold orphaned blocks):
+ * they are dropped instead of written and rolled back.
+ */
+export interface DiscardRequest {
+  pipeline: string;
+  aboveCheckpoint: number;
+}
+
+export interface DiscardResult {
+  /**
+   * The highest checkpoint of the pipeline the writer has committed, is writing or still holds
+   * queued. Above `aboveCheckpoint`: a write in flight reaches past it, so the stored state must
+   * be rolled back once it commits.
+   */
+  keptUpTo: number;
+}
 
 /** Roll a pipeline's stored state back to a checkpoint (every later one is on an orphaned branch). */
 export interface RollbackRequest {

@@ -17,7 +17,15 @@ import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges } from '../processing/change-codec.ts';
-import type { BatchForWriter, ChainMetadata, RollbackRequest, RollbackResult } from '../protocol.ts';
+import { noHistoryError } from '../processing/reorg-errors.ts';
+import type {
+  BatchForWriter,
+  ChainMetadata,
+  DiscardRequest,
+  DiscardResult,
+  RollbackRequest,
+  RollbackResult,
+} from '../protocol.ts';
 import type { Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
@@ -51,6 +59,8 @@ export type PersistenceMethods = {
   buildIndexes(pipeline: string): Promise<boolean>;
   /** Latest chain metadata of a pipeline: folded into its next write, or flushed when idle. */
   stageChainMetadata(metadata: ChainMetadata): void;
+  /** A reorg: drop the pipeline's queued batches that hold orphaned blocks. */
+  discardQueued(request: DiscardRequest): DiscardResult;
   /** A reorg: roll the pipeline's stored state back to a checkpoint. */
   rollback(request: RollbackRequest): Promise<RollbackResult>;
 };
@@ -75,6 +85,8 @@ class Writer {
   private readonly queue: BatchForWriter[] = [];
   private readonly committed = new Map<string, number>();
   private writing = false;
+  /** The run being written (or retried): its pipeline and last checkpoint. */
+  private inFlight: { pipeline: string; toCheckpoint: number } | null = null;
   private failed = false;
   private flushWaiters: Array<() => void> = [];
   private transactions = 0;
@@ -155,6 +167,7 @@ class Writer {
         committedCheckpoints: () => Object.fromEntries(this.committed),
         buildIndexes: (pipeline) => this.buildIndexes(pipeline),
         stageChainMetadata: (metadata) => this.stageChainMetadata(metadata),
+        discardQueued: (request) => this.discardQueued(request),
         rollback: (request) => this.rollback(request),
       },
       report: () => poolReport(this.db),
@@ -308,6 +321,15 @@ class Writer {
   }
 
   private async writeWithRetry(run: BatchForWriter[]): Promise<void> {
+    this.inFlight = { pipeline: run[0]!.pipeline, toCheckpoint: run[run.length - 1]!.toCheckpoint };
+    try {
+      await this.writeWithRetries(run);
+    } finally {
+      this.inFlight = null;
+    }
+  }
+
+  private async writeWithRetries(run: BatchForWriter[]): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.write(run);
@@ -436,9 +458,32 @@ class Writer {
   }
 
   /**
-   * A reorg: restores the pipeline's entities to `toCheckpoint` from history and forgets every
-   * checkpoint above it, in one transaction, in the writer's order (the processing actor flushed
-   * first, so nothing of the pipeline is queued). Refused, changing nothing, when a checkpoint
+   * A reorg, first step: the pipeline's queued batches that reach above `aboveCheckpoint` hold
+   * orphaned blocks; they are dropped here, never written (the processing actor re-sends what of
+   * them lies at or below it). Synchronous, between two messages, so no run can take them
+   * meanwhile. Batches reach the writer in the order they were sent, before this request.
+   */
+  private discardQueued(request: DiscardRequest): DiscardResult {
+    const { pipeline, aboveCheckpoint } = request;
+    let keptUpTo = this.committed.get(pipeline) ?? 0;
+    if (this.inFlight?.pipeline === pipeline) keptUpTo = Math.max(keptUpTo, this.inFlight.toCheckpoint);
+    for (let i = 0; i < this.queue.length; ) {
+      const batch = this.queue[i]!;
+      if (batch.pipeline === pipeline && batch.toCheckpoint > aboveCheckpoint) {
+        this.queue.splice(i, 1);
+        continue;
+      }
+      if (batch.pipeline === pipeline) keptUpTo = Math.max(keptUpTo, batch.toCheckpoint);
+      i++;
+    }
+    return { keptUpTo };
+  }
+
+  /**
+   * A reorg whose orphaned blocks were partly committed: restores the pipeline's entities to
+   * `toCheckpoint` from history and forgets every checkpoint above it, in one transaction, in the
+   * writer's order (the processing actor discarded what was queued and waited for the write in
+   * flight, so nothing of the pipeline is queued). Refused, changing nothing, when a checkpoint
    * above the target was written without history.
    */
   private rollback(request: RollbackRequest): Promise<RollbackResult> {
@@ -473,11 +518,7 @@ class Writer {
               above.length !== expected - toCheckpoint ||
               above.some((row) => !row.history)
             ) {
-              throw new StrataError(
-                'STRATA_ERR_REORG_TOO_DEEP',
-                `pipeline ${pipeline}: cannot roll back to checkpoint ${toCheckpoint}: blocks above it were written outside the reorg threshold (no history); nothing was changed. Set fullHistory or a larger maxReorgDepth and \`strata reset ${pipeline}\``,
-                { details: { pipeline, toCheckpoint } },
-              );
+              throw noHistoryError(pipeline, toCheckpoint);
             }
             const rowsRestored = await this.entityWriters.get(pipeline)!.rollback(client, toCheckpoint);
             if (this.context.data.pipelines.find((p) => p.name === pipeline)?.rawEvents) {

@@ -159,6 +159,14 @@ export class EffectStore {
     return fresh;
   }
 
+  /**
+   * Stored outputs of batches a reorg discarded before they were written: they go with the next
+   * batch (an effect's output depends on its input, not on the branch that asked).
+   */
+  giveBack(rows: EffectCacheRow[]): void {
+    if (rows.length > 0) this.fresh = [...rows, ...this.fresh];
+  }
+
   size(): number {
     let size = 0;
     for (const table of this.tables.values()) size += table.entries.size;

@@ -124,6 +124,38 @@ export class EntityStore {
     return this.latest.size + this.previous.length;
   }
 
+  /**
+   * Undoes every change above `checkpoint` (a reorg orphaned those blocks before they were
+   * written): each id changed above it gets back its latest change at or below it, from
+   * `previous`, or — none held — is forgotten, so its committed row is read again. Exact when every
+   * change above `checkpoint` was made inside the reorg threshold (overwritten changes kept).
+   * Returns how many ids were restored or forgotten.
+   */
+  rollBackTo(checkpoint: number): number {
+    const changedAbove = new Set<string>();
+    for (const [id, change] of this.latest) {
+      if (change.checkpointId > checkpoint) changedAbove.add(id);
+    }
+    // A change in `previous` above the checkpoint was overwritten by one in `latest` above it.
+    if (changedAbove.size === 0) return 0;
+    // An id's entries in `previous` are in checkpoint order: its last one at or below the
+    // checkpoint is its value there.
+    const restoredFrom = new Set<number>();
+    const restored = new Set<string>();
+    for (let i = this.previous.length - 1; i >= 0; i--) {
+      const { id, change } = this.previous[i]!;
+      if (change.checkpointId > checkpoint || !changedAbove.has(id) || restored.has(id)) continue;
+      this.latest.set(id, change);
+      restored.add(id);
+      restoredFrom.add(i);
+    }
+    for (const id of changedAbove) if (!restored.has(id)) this.latest.delete(id);
+    this.previous = this.previous.filter(
+      (entry, i) => entry.change.checkpointId <= checkpoint && !restoredFrom.has(i),
+    );
+    return changedAbove.size;
+  }
+
   /** Forgets everything (after a reorg rollback, when all of it was committed). */
   clear(): void {
     this.latest.clear();
@@ -179,6 +211,12 @@ export class InMemoryStore {
 
   clear(): void {
     for (const table of this.tables.values()) table.clear();
+  }
+
+  rollBackTo(checkpoint: number): number {
+    let affected = 0;
+    for (const table of this.tables.values()) affected += table.rollBackTo(checkpoint);
+    return affected;
   }
 
   /** Ends the current batch: its touched lists are cleared (call after encoding its changes). */

@@ -8,24 +8,22 @@
 // When the writer's thread dies, the supervisor restarts it and this actor re-sends everything
 // above the committed checkpoint as one merged batch: nothing is lost.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
-import {
-  deserializeError,
-  isRetryable,
-  type SerializedError,
-  StrataError,
-  serializeError,
-} from '../errors.ts';
+import { deserializeError, isRetryable, StrataError, serializeError } from '../errors.ts';
 import { pipelineFingerprint } from '../persistence/pipeline-setup.ts';
 import type {
   BatchCheckpoint,
   BatchForWriter,
   CommitReport,
+  DiscardResult,
   EntityChanges,
   PipelineProgress,
   RawBlock,
   RollbackResult,
+  WriterReply,
+  WriterRequest,
 } from '../protocol.ts';
 import { fingerprintChanges } from '../schema/ddl.ts';
 import type { Schema } from '../schema/define-schema.ts';
@@ -40,6 +38,7 @@ import { InMemoryStore } from './in-memory-store.ts';
 import { LoadLayer } from './load-layer.ts';
 import { loadPipelineModules } from './pipeline-modules.ts';
 import { RateMeter } from './rate-meter.ts';
+import { noCommonAncestorError, noHistoryError } from './reorg-errors.ts';
 
 export interface ProcessingActorData {
   pipeline: PipelineConfig;
@@ -59,8 +58,8 @@ export type ProcessingMethods = {
   wake(): void;
   /** `--watch`: load a new build of the handlers; they take over at the next batch boundary. */
   reloadHandlers(pipeline: PipelineConfig): Promise<void>;
-  /** The writer's answer to this actor's rollback request (a reorg). */
-  rollbackDone(outcome: { ok: true; result: RollbackResult } | { ok: false; error: SerializedError }): void;
+  /** The writer's answer to one of this actor's requests (a reorg). */
+  writerReply(reply: WriterReply): void;
 };
 
 /** What is kept of a batch until it is committed: its boundary and size, not its changes. */
@@ -81,6 +80,8 @@ interface UncommittedBatch {
 }
 
 const IDLE_POLL_MS = 1_000;
+/** How long to wait before asking a restarting writer again. */
+const WRITER_RETRY_MS = 200;
 
 /** A processed block the writer records a checkpoint for: what a reorg's common ancestor is found by. */
 interface RecentBlock {
@@ -133,7 +134,8 @@ class PipelineRuntime {
   /** Recorded checkpoints of the last blocks (up to maxReorgDepth + 2), oldest first. */
   private recentBlocks: RecentBlock[] = [];
   private reorgs = 0;
-  private rollbackWaiter: ((outcome: Parameters<ProcessingMethods['rollbackDone']>[0]) => void) | null = null;
+  private readonly writerRequests = new Map<number, (reply: WriterReply) => void>();
+  private nextWriterRequest = 1;
 
   constructor(context: ActorContext<ProcessingActorData>) {
     this.context = context;
@@ -209,9 +211,9 @@ class PipelineRuntime {
         progress: () => this.progress(),
         wake: () => this.source.wake(),
         reloadHandlers: (pipeline) => this.reloadHandlers(pipeline),
-        rollbackDone: (outcome) => {
-          this.rollbackWaiter?.(outcome);
-          this.rollbackWaiter = null;
+        writerReply: (reply) => {
+          this.writerRequests.get(reply.id)?.(reply);
+          this.writerRequests.delete(reply.id);
         },
       },
       report: () => poolReport(this.db),
@@ -387,73 +389,149 @@ class PipelineRuntime {
   }
 
   /**
-   * Flush pending writes → find the common ancestor with the new branch → have the writer restore
-   * the entities from history and forget the checkpoints above it → rewind. The loop then reads
-   * the new branch from the ancestor on. Too deep (beyond maxReorgDepth, or across blocks written
-   * without history): a fatal error before anything is changed.
+   * The chain reorganised under us: find the common ancestor with the new branch (none within
+   * maxReorgDepth, or blocks above it processed without history: a fatal error, nothing changed),
+   * then roll back to it.
+   *  - The writer drops its queued batches that reach above the ancestor and says how far it has
+   *    committed, is writing or still holds (`keptUpTo`).
+   *  - Usually that is at or below the ancestor: the orphaned blocks were never written. Their
+   *    changes are undone in the store (exact: inside the threshold every overwritten change is
+   *    kept) and what the dropped batches held at or below the ancestor is sent again.
+   *  - Otherwise a write reaching above the ancestor is in flight or committed: everything above
+   *    it is undone in memory the same way, and once it has committed the writer restores the
+   *    stored entities from history, in one transaction.
+   * Processing then rewinds to the ancestor and the loop reads the new branch.
    */
   private async rollBackReorg(next: Block | null): Promise<void> {
     const started = performance.now();
-    while (this.committedCheckpoint < this.processedCheckpoint && !this.stopRequested) {
-      await new Promise<void>((resolve) => this.commitWaiters.push(resolve));
+    const ancestor = await this.findCommonAncestor(next);
+    if (
+      this.uncommitted.some((b) => b.checkpoint.checkpointId > ancestor.checkpointId && !b.isInReorgThreshold)
+    ) {
+      throw noHistoryError(this.pipeline.name, ancestor.checkpointId);
     }
-    if (this.stopRequested) return;
-    const flushMs = Math.round(performance.now() - started);
+    const depth = this.processedBlock - ancestor.number;
+    const { keptUpTo } = await this.askWriter<DiscardResult>({
+      method: 'discardQueued',
+      args: { pipeline: this.pipeline.name, aboveCheckpoint: ancestor.checkpointId },
+    });
+    const inMemoryTo = Math.max(ancestor.checkpointId, keptUpTo);
+    const undone = this.undoAbove(inMemoryTo, keptUpTo);
+    let { eventsRemoved } = undone;
+    let rowsRestored = undone.idsRestored;
+    if (keptUpTo > ancestor.checkpointId) {
+      while (this.committedCheckpoint < keptUpTo && !this.stopRequested) {
+        await new Promise<void>((resolve) => this.commitWaiters.push(resolve));
+      }
+      // Stopping: what is committed includes orphaned blocks; the next start finds the fork again.
+      if (this.stopRequested) return;
+      const result = await this.askWriter<RollbackResult>({
+        method: 'rollback',
+        args: {
+          pipeline: this.pipeline.name,
+          toCheckpoint: ancestor.checkpointId,
+          fromCheckpoint: this.committedCheckpoint,
+        },
+      });
+      this.store.clear();
+      this.effects.settleAll();
+      this.committedCheckpoint = result.toCheckpoint;
+      this.rewindTo(ancestor);
+      eventsRemoved += result.eventsRemoved;
+      rowsRestored += result.rowsRestored;
+    }
+    this.eventsProcessed -= eventsRemoved;
+    this.reorgs += 1;
+    this.context.log.warn(
+      {
+        pipeline: this.pipeline.name,
+        block: next?.number ?? null,
+        parentHash: next?.parentHash ?? null,
+        ancestor: ancestor.number,
+        depth,
+        rowsRestored,
+        rolledBackStoredState: keptUpTo > ancestor.checkpointId,
+        durationMs: Math.round(performance.now() - started),
+      },
+      `reorg: rolled back ${depth} blocks to block ${ancestor.number}`,
+    );
+  }
+
+  /** The last recorded block (within maxReorgDepth) that the source's current branch still has. */
+  private async findCommonAncestor(next: Block | null): Promise<RecentBlock> {
     const { maxReorgDepth } = this.pipeline;
     const records = this.recentBlocks.filter((b) => b.number >= this.processedBlock - maxReorgDepth);
     const lowest = records[0]!;
     const branch = await this.source.read(lowest.number - 1, this.processedBlock - lowest.number + 1);
     const branchHashes = new Map(branch.map((block) => [block.number, block.hash]));
     const ancestor = records.findLast((record) => branchHashes.get(record.number) === record.hash);
-    const context = {
-      pipeline: this.pipeline.name,
-      processedBlock: this.processedBlock,
-      block: next?.number ?? null,
-      parentHash: next?.parentHash ?? null,
-      maxReorgDepth,
-    };
-    if (ancestor === undefined) {
-      throw new StrataError(
-        'STRATA_ERR_REORG_TOO_DEEP',
-        `pipeline ${this.pipeline.name}: ${next === null ? 'the source replaced' : `block ${next.number} does not continue`} processed block ${this.processedBlock}, and no common ancestor was found within maxReorgDepth (${maxReorgDepth}) blocks; nothing was changed. Raise maxReorgDepth and restart, or \`strata reset ${this.pipeline.name}\``,
-        { details: context },
-      );
-    }
-    // Whether every block above the ancestor was written with history is the writer's check, on
-    // the stored checkpoints, in the rollback's own transaction.
-    const outcome = await new Promise<Parameters<ProcessingMethods['rollbackDone']>[0]>((resolve) => {
-      this.rollbackWaiter = resolve;
-      this.context.emit({
-        type: 'rollback',
-        request: {
-          pipeline: this.pipeline.name,
-          toCheckpoint: ancestor.checkpointId,
-          fromCheckpoint: this.committedCheckpoint,
-        },
-      });
-    });
-    if (!outcome.ok) throw deserializeError(outcome.error);
-    const { result } = outcome;
-    this.store.clear();
-    this.effects.settleAll();
-    this.recentBlocks = this.recentBlocks.filter((b) => b.checkpointId <= result.toCheckpoint);
-    const depth = this.processedBlock - result.toBlockNumber;
-    this.processedCheckpoint = result.toCheckpoint;
-    this.committedCheckpoint = result.toCheckpoint;
-    this.processedBlock = result.toBlockNumber;
-    this.eventsProcessed -= result.eventsRemoved;
-    this.reorgs += 1;
-    this.context.log.warn(
+    if (ancestor !== undefined) return ancestor;
+    throw noCommonAncestorError(
+      this.pipeline.name,
+      next === null ? 'the source replaced' : `block ${next.number} does not continue`,
       {
-        ...context,
-        ancestor: result.toBlockNumber,
-        depth,
-        rowsRestored: result.rowsRestored,
-        flushMs,
-        durationMs: Math.round(performance.now() - started),
+        processedBlock: this.processedBlock,
+        block: next?.number ?? null,
+        parentHash: next?.parentHash ?? null,
+        maxReorgDepth,
       },
-      `reorg: rolled back ${depth} blocks to block ${result.toBlockNumber}`,
     );
+  }
+
+  /**
+   * Undoes everything processed above `checkpoint` in memory, after the writer dropped the
+   * batches above `keptUpTo` (≤ checkpoint: the part of them at or below `checkpoint` is sent
+   * again, rebuilt from the store) and rewinds processing to it.
+   */
+  private undoAbove(checkpoint: number, keptUpTo: number): { eventsRemoved: number; idsRestored: number } {
+    const firstDropped = this.uncommitted.findIndex((b) => b.checkpoint.checkpointId > keptUpTo);
+    const dropped = firstDropped < 0 ? [] : this.uncommitted.splice(firstDropped);
+    let eventsRemoved = 0;
+    const resent: UncommittedBatch[] = [];
+    for (const batch of dropped) {
+      for (const c of batch.checkpoints) if (c.checkpointId > checkpoint) eventsRemoved += c.eventCount;
+      if (batch.fromCheckpoint > checkpoint) {
+        this.uncommittedChanges -= batch.changeCount;
+        this.effects.giveBack(batch.effectCache);
+      } else {
+        resent.push(truncateBatch(batch, checkpoint));
+      }
+    }
+    const idsRestored = this.store.rollBackTo(checkpoint);
+    const at = this.recentBlocks.find((b) => b.checkpointId === checkpoint);
+    this.rewindTo(at ?? { number: this.processedBlock, checkpointId: checkpoint, hash: null });
+    if (resent.length > 0) {
+      this.uncommitted.push(...resent);
+      const { changes, count } = collectUncommittedChanges(
+        this.store,
+        keptUpTo,
+        resent.some((b) => b.isInReorgThreshold),
+      );
+      this.emitBatch(resent, changes, count);
+    }
+    return { eventsRemoved, idsRestored };
+  }
+
+  private rewindTo(block: RecentBlock): void {
+    this.recentBlocks = this.recentBlocks.filter((b) => b.checkpointId <= block.checkpointId);
+    this.processedCheckpoint = block.checkpointId;
+    this.processedBlock = block.number;
+  }
+
+  /** A request to the writer, asked again while the writer restarts. */
+  private async askWriter<Result>(request: WriterRequest): Promise<Result> {
+    for (;;) {
+      const reply = await new Promise<WriterReply>((resolve) => {
+        const id = this.nextWriterRequest++;
+        this.writerRequests.set(id, resolve);
+        this.context.emit({ type: 'writer-request', id, request });
+      });
+      if (reply.ok) return reply.result as Result;
+      const error = deserializeError(reply.error);
+      const restarting = error instanceof StrataError && error.code.startsWith('STRATA_ERR_ACTOR_');
+      if (!restarting || this.stopRequested) throw error;
+      await sleep(WRITER_RETRY_MS);
+    }
   }
 
   private emitBatch(batches: UncommittedBatch[], changes: EntityChanges, changeCount: number): void {
@@ -467,7 +545,7 @@ class PipelineRuntime {
       fromBlockNumber: first.fromBlockNumber,
       toBlockNumber: last.checkpoint.blockNumber,
       toBlockHash: last.checkpoint.blockHash,
-      eventCount: batches.reduce((sum, b) => sum + b.checkpoint.eventCount, 0),
+      eventCount: batches.reduce((sum, b) => sum + b.checkpoints.reduce((n, c) => n + c.eventCount, 0), 0),
       changeCount,
       isInReorgThreshold: batches.some((b) => b.isInReorgThreshold),
       checkpoints: batches.flatMap((b) => b.checkpoints),
@@ -609,6 +687,19 @@ class PipelineRuntime {
       context: { pipeline: this.pipeline.name, actor: this.context.name },
     });
   }
+}
+
+/** The part of a batch at or below a checkpoint (a reorg orphaned the blocks above it). */
+function truncateBatch(batch: UncommittedBatch, toCheckpoint: number): UncommittedBatch {
+  if (batch.checkpoint.checkpointId <= toCheckpoint) return batch;
+  const checkpoints = batch.checkpoints.filter((c) => c.checkpointId <= toCheckpoint);
+  return {
+    ...batch,
+    checkpoint: checkpoints[checkpoints.length - 1]!,
+    checkpoints,
+    blockNumbers: batch.blockNumbers.slice(0, toCheckpoint - batch.fromCheckpoint + 1),
+    rawBlocks: batch.rawBlocks?.filter((block) => block.checkpointId <= toCheckpoint),
+  };
 }
 
 /** The batch's blocks as the writer builds raw event rows from them. */

@@ -1,9 +1,10 @@
 // Routes the data path's events between actors, in the main thread: a processing actor's batches
 // go to the writer (moving their encoded buffers again, never copying them), the writer's commit
 // reports go back to the pipeline's processing actor, and a processing actor's progress reports
-// reach the writer as chain metadata to stage, and a processing actor's rollback request (a reorg)
-// is carried out by the writer and answered back. Actor references drop events from dead
-// incarnations before they get here, so a batch from a crashed processing actor is never written.
+// reach the writer as chain metadata to stage, and a processing actor's requests to the writer
+// (a reorg: discard queued batches, roll back stored state) are carried out and answered back.
+// Actor references drop events from dead incarnations before they get here, so a batch from a
+// crashed processing actor is never written.
 
 import { deserializeError, StrataError, serializeError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -56,11 +57,17 @@ export class PipelineRouter {
         this.options.onProgress?.(progress);
         return;
       }
-      case 'rollback': {
+      case 'writer-request': {
         const processing = this.options.processing.get(pipeline);
-        this.options.persistence.call('rollback', event.request).then(
-          (result) => processing?.notify('rollbackDone', { ok: true, result }),
-          (error: unknown) => processing?.notify('rollbackDone', { ok: false, error: serializeError(error) }),
+        const { id, request } = event;
+        const answer =
+          request.method === 'rollback'
+            ? this.options.persistence.call('rollback', request.args)
+            : this.options.persistence.call('discardQueued', request.args);
+        answer.then(
+          (result) => processing?.notify('writerReply', { id, ok: true, result }),
+          (error: unknown) =>
+            processing?.notify('writerReply', { id, ok: false, error: serializeError(error) }),
         );
         return;
       }
@@ -96,7 +103,7 @@ export class PipelineRouter {
         return;
       case 'batch-ready':
       case 'progress':
-      case 'rollback':
+      case 'writer-request':
         return;
     }
   }
