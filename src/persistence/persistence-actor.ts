@@ -91,6 +91,8 @@ class Writer {
   private flushWaiters: Array<() => void> = [];
   private transactions = 0;
   private readonly crashBeforeCommit: number | null;
+  /** Test-only: a slow database, so batches queue up behind the write in flight. */
+  private readonly writeDelayMs: number;
   private readonly entityWriters = new Map<string, EntityWriter>();
   private readonly schemas = new Map<string, Schema>();
   /** Pipelines whose secondary indexes exist (the others are deferred until they catch up). */
@@ -118,6 +120,9 @@ class Writer {
     const fault = /^persistence:crash-before-commit:(\d+)$/.exec(context.data.testFault ?? '');
     // Only the first incarnation crashes, so the test sees one crash and a clean recovery.
     this.crashBeforeCommit = fault === null || context.incarnation !== 1 ? null : Number(fault[1]);
+    this.writeDelayMs = Number(
+      /^persistence:write-delay:(\d+)$/.exec(context.data.testFault ?? '')?.[1] ?? 0,
+    );
   }
 
   async init(): Promise<void> {
@@ -379,6 +384,7 @@ class Writer {
     this.transactions += 1;
     let rowsWritten = 0;
     const metadata = this.metadata.dirtyOf(pipeline);
+    if (this.writeDelayMs > 0) await sleep(this.writeDelayMs);
     await this.db.transaction(async (client) => {
       // Re-entering the threshold: history from before the writes outside it is unreachable.
       if (first.isInReorgThreshold && this.lastWriteKeptHistory.get(pipeline) !== true) {

@@ -103,14 +103,16 @@ const put = (id: string, value: number) => ({
 describe('reorgs', () => {
   // More seeds (a soak): STRATA_REORG_SEEDS=101,102,… (batch sizes and targets cycle).
   const seeds = (process.env.STRATA_REORG_SEEDS ?? '21,22,23').split(',').map(Number);
+  // A slow writer (writeDelayMs) keeps batches queued, so most orphaned blocks are dropped before
+  // they are written; with a fast one most reorgs roll back stored state.
   const shapes = [
-    { batchSize: 7, target: 100_000 },
-    { batchSize: 1, target: 30 },
-    { batchSize: 50, target: 100_000 },
+    { batchSize: 7, target: 100_000, writeDelayMs: 40 },
+    { batchSize: 1, target: 30, writeDelayMs: 0 },
+    { batchSize: 50, target: 100_000, writeDelayMs: 15 },
   ];
   const cases = seeds.map((seed, index) => ({ seed, ...shapes[index % shapes.length]! }));
   for (const c of cases) {
-    it(`property: random reorgs end as the fold of the final chain (seed ${c.seed}, batch ${c.batchSize}, target ${c.target})`, async () => {
+    it(`property: random reorgs end as the fold of the final chain (seed ${c.seed}, batch ${c.batchSize}, target ${c.target}, write delay ${c.writeDelayMs} ms)`, async () => {
       await reset('model');
       const daemon = startDaemonProcess(
         {
@@ -120,6 +122,7 @@ describe('reorgs', () => {
           MODEL_MAX_REORG_DEPTH: '40',
           STRATA_IN_MEMORY_OBJECTS_TARGET: String(c.target),
           STRATA_HISTORY_PRUNE_MS: '50',
+          ...(c.writeDelayMs > 0 ? { STRATA_TEST_FAULT: `persistence:write-delay:${c.writeDelayMs}` } : {}),
         },
         [],
         fixtureProject('model'),
@@ -167,6 +170,10 @@ describe('reorgs', () => {
       expect(reorgs).toBeGreaterThan(30);
       const rolledBack = daemon.logs.filter((line) => String(line.msg).startsWith('reorg: rolled back'));
       expect(rolledBack.length).toBeGreaterThan(5);
+      // Both ways: orphaned blocks dropped before they were written, and rolled back once stored.
+      const stored = rolledBack.filter((line) => line.rolledBackStoredState === true).length;
+      expect(stored).toBeGreaterThan(0);
+      if (c.writeDelayMs > 0) expect(stored).toBeLessThan(rolledBack.length);
       await expectFold(chain.blocks, (sql) => db.query(sql) as never);
     });
   }
