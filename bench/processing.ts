@@ -144,7 +144,6 @@ async function inMemory(events: number, strategy: LoadStrategy): Promise<number>
   });
   return runBatches(sourceFor(pipelineConf, events), pipelineConf.batchSize, executor, (checkpoint) => {
     const { changes } = collectBatchChanges(store, false);
-    store.endBatch();
     encodeChanges(changes);
     // Everything is "committed" at once: the same capacity rule as the daemon's first tier.
     if (store.size() > 100_000) store.dropCommitted(checkpoint);
@@ -237,7 +236,6 @@ async function naive(events: number): Promise<number> {
         }
       }
       await client.query('COMMIT');
-      store.endBatch();
     },
   );
   await client.end();

@@ -10,7 +10,8 @@
 //
 // Counters are maintained on every mutation so the capacity check before each batch needs no scan.
 // A batch's own changes are tracked in `touched` together with what they replaced, which gives the
-// batch's change list without scanning and lets a failed batch be undone exactly.
+// batch's change list without scanning and lets a failed batch be undone exactly — or, while it
+// is the last batch, its part above a reorg's common ancestor.
 
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import type { EntityRow } from '../schema/wire.ts';
@@ -32,9 +33,9 @@ export class EntityStore {
   /** Overwritten uncommitted changes (kept only inside the reorg threshold). */
   previous: Array<{ id: string; change: StoredChange }> = [];
   /**
-   * Ids the current batch changed, each with the change it replaced (undefined: absent), in
-   * first-touch order. A change is a first touch when what it replaces predates the batch, so
-   * tracking needs no lookup of its own.
+   * Ids the current (or, until the next begins, the last) batch changed, each with the change it
+   * replaced (undefined: absent), in first-touch order. A change is a first touch when what it
+   * replaces predates the batch, so tracking needs no lookup of its own.
    */
   touched: Array<{ id: string; before: StoredChange | undefined }> = [];
   /** First checkpoint of the batch being executed. */
@@ -91,6 +92,59 @@ export class EntityStore {
     this.touched = [];
   }
 
+  /**
+   * Undoes the last batch's changes above `checkpoint` (a reorg orphaned its last blocks before it
+   * was sent): each id it changed there gets back its latest change at or below the checkpoint —
+   * one the batch made (from `previous`), else what it was before the batch — so `touched` and
+   * `previous` then describe exactly the batch's part at or below the checkpoint. Returns how
+   * many ids were restored.
+   */
+  undoLastBatchAbove(checkpoint: number): number {
+    // The batch's overwritten changes start at previousMark, in order: per id, the last one within
+    // the batch and at or below the checkpoint, and the one from before the batch it displaced.
+    const restoreFrom = new Map<string, number>();
+    const displaced = new Map<string, number>();
+    for (let i = this.previousMark; i < this.previous.length; i++) {
+      const { id, change } = this.previous[i]!;
+      if (change.checkpointId < this.batchStart) displaced.set(id, i);
+      else if (change.checkpointId <= checkpoint) restoreFrom.set(id, i);
+    }
+    const dropFromPrevious = new Set<number>();
+    const stillTouched: typeof this.touched = [];
+    let restored = 0;
+    for (const touch of this.touched) {
+      const { id, before } = touch;
+      if (this.latest.get(id)!.checkpointId <= checkpoint) {
+        stillTouched.push(touch);
+        continue;
+      }
+      restored += 1;
+      const index = restoreFrom.get(id);
+      if (index !== undefined) {
+        this.latest.set(id, this.previous[index]!.change);
+        dropFromPrevious.add(index);
+        stillTouched.push(touch);
+        continue;
+      }
+      if (before === undefined) this.latest.delete(id);
+      else {
+        this.latest.set(id, before);
+        if (before.checkpointId === LOADED_FROM_DB) this.loadedCount += 1;
+      }
+      const displacedAt = displaced.get(id);
+      if (displacedAt !== undefined) dropFromPrevious.add(displacedAt);
+    }
+    this.touched = stillTouched;
+    const tail = this.previous
+      .slice(this.previousMark)
+      .filter(
+        (entry, k) => entry.change.checkpointId <= checkpoint && !dropFromPrevious.has(this.previousMark + k),
+      );
+    this.previous.length = this.previousMark;
+    this.previous.push(...tail);
+    return restored;
+  }
+
   /** Drops changes whose checkpoint is committed; returns how many were dropped. */
   dropCommitted(committedCheckpoint: number): number {
     let dropped = 0;
@@ -100,9 +154,17 @@ export class EntityStore {
         dropped += 1;
       }
     }
-    const keep = this.previous.filter((entry) => entry.change.checkpointId > committedCheckpoint);
+    // `previousMark` keeps pointing at the last batch's first overwritten change.
+    const keep: typeof this.previous = [];
+    let mark = 0;
+    for (const [index, entry] of this.previous.entries()) {
+      if (entry.change.checkpointId <= committedCheckpoint) continue;
+      keep.push(entry);
+      if (index < this.previousMark) mark += 1;
+    }
     dropped += this.previous.length - keep.length;
     this.previous = keep;
+    this.previousMark = mark;
     return dropped;
   }
 
@@ -153,6 +215,9 @@ export class EntityStore {
     this.previous = this.previous.filter(
       (entry, i) => entry.change.checkpointId <= checkpoint && !restoredFrom.has(i),
     );
+    // No last batch to undo any more.
+    this.previousMark = this.previous.length;
+    this.touched = [];
     return changedAbove.size;
   }
 
@@ -160,6 +225,7 @@ export class EntityStore {
   clear(): void {
     this.latest.clear();
     this.previous = [];
+    this.previousMark = 0;
     this.touched = [];
     this.loadedCount = 0;
   }
@@ -219,11 +285,17 @@ export class InMemoryStore {
     return affected;
   }
 
-  /** Ends the current batch: its touched lists are cleared (call after encoding its changes). */
-  endBatch(): void {
-    for (const table of this.tables.values()) {
-      table.touched = [];
-      table.batchStart = Number.POSITIVE_INFINITY;
-    }
+  /** How many ids the last batch changed (its change count). */
+  lastBatchChangeCount(): number {
+    let count = 0;
+    for (const table of this.tables.values()) count += table.touched.length;
+    return count;
+  }
+
+  /** See EntityStore.undoLastBatchAbove. */
+  undoLastBatchAbove(checkpoint: number): number {
+    let restored = 0;
+    for (const table of this.tables.values()) restored += table.undoLastBatchAbove(checkpoint);
+    return restored;
   }
 }

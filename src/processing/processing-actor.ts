@@ -134,6 +134,13 @@ class PipelineRuntime {
   /** Recorded checkpoints of the last blocks (up to maxReorgDepth + 2), oldest first. */
   private recentBlocks: RecentBlock[] = [];
   private reorgs = 0;
+  /**
+   * The last batch inside the reorg threshold, processed but not yet sent to the writer: it is
+   * sent once the next read shows its tip still stands (or before any wait), so a reorg found by
+   * that read undoes it in memory without a word to the writer. Its changes are collected from the
+   * store when it is sent (it stays the store's last batch until then): once, reorg or not.
+   */
+  private held: UncommittedBatch | null = null;
   private readonly writerRequests = new Map<number, (reply: WriterReply) => void>();
   private nextWriterRequest = 1;
 
@@ -248,6 +255,7 @@ class PipelineRuntime {
           continue;
         }
         if (blocks.length === 0) {
+          this.releaseHeld();
           this.setState(this.source.finite ? 'caught-up' : 'live');
           await this.source.waitForMore(IDLE_POLL_MS);
           continue;
@@ -256,6 +264,7 @@ class PipelineRuntime {
           await this.rollBackReorg(blocks[0]!);
           continue;
         }
+        this.releaseHeld();
         if (this.state !== 'live') this.setState('backfill');
         await this.processBatch(blocks);
         this.retryDelayMs = 0;
@@ -263,6 +272,7 @@ class PipelineRuntime {
         // A lost connection while reading or loading changes nothing in memory (the executor
         // undoes a failed batch): wait and redo it.
         if (!isRetryable(error)) throw error;
+        this.releaseHeld();
         this.retryDelayMs = Math.min(5_000, Math.max(100, this.retryDelayMs * 2));
         this.context.log.warn(
           { err: error, pipeline: this.pipeline.name, retryInMs: this.retryDelayMs },
@@ -271,6 +281,7 @@ class PipelineRuntime {
         await this.source.waitForMore(this.retryDelayMs);
       }
     }
+    this.releaseHeld();
     this.setState('stopped');
   }
 
@@ -308,8 +319,7 @@ class PipelineRuntime {
     const last = blocks[blocks.length - 1]!;
     const isInReorgThreshold = this.isInReorgThreshold(last);
     const eventCount = await this.executor.run(blocks, fromCheckpoint, isInReorgThreshold);
-    const { changes, count } = collectBatchChanges(this.store, isInReorgThreshold);
-    this.store.endBatch();
+    const count = this.store.lastBatchChangeCount();
     const checkpoints: BatchCheckpoint[] = isInReorgThreshold
       ? blocks.map((block, index) => ({
           checkpointId: fromCheckpoint + index,
@@ -348,6 +358,22 @@ class PipelineRuntime {
     this.eventRate.add(eventCount);
     this.blockRate.add(blocks.length);
     this.peakInMemoryObjects = Math.max(this.peakInMemoryObjects, this.inMemoryObjects());
+    if (isInReorgThreshold) this.held = batch;
+    else this.sendLastBatch(batch);
+  }
+
+  private releaseHeld(): void {
+    const { held } = this;
+    if (held === null) return;
+    this.held = null;
+    this.sendLastBatch(held);
+  }
+
+  /** Sends the store's last batch to the writer, its changes collected from the store now. */
+  private sendLastBatch(batch: UncommittedBatch): void {
+    const { changes, count } = collectBatchChanges(this.store, batch.isInReorgThreshold);
+    this.uncommittedChanges += count - batch.changeCount;
+    batch.changeCount = count;
     this.emitBatch([batch], changes, count);
   }
 
@@ -411,6 +437,15 @@ class PipelineRuntime {
       throw noHistoryError(this.pipeline.name, ancestor.checkpointId);
     }
     const depth = this.processedBlock - ancestor.number;
+    const { held } = this;
+    this.held = null;
+    if (held !== null && ancestor.checkpointId >= held.fromCheckpoint - 1) {
+      // Every orphaned block is in the batch not yet sent: the writer never saw them.
+      const { eventsRemoved, idsRestored } = this.truncateHeld(held, ancestor);
+      this.logReorg(next, ancestor, depth, idsRestored, eventsRemoved, 'unsent batch', started);
+      return;
+    }
+    // A held batch is never sent now: undoAbove drops or re-sends it like those the writer drops.
     const { keptUpTo } = await this.askWriter<DiscardResult>({
       method: 'discardQueued',
       args: { pipeline: this.pipeline.name, aboveCheckpoint: ancestor.checkpointId },
@@ -440,6 +475,20 @@ class PipelineRuntime {
       eventsRemoved += result.eventsRemoved;
       rowsRestored += result.rowsRestored;
     }
+    const undid = keptUpTo > ancestor.checkpointId ? 'stored state' : 'queued batches';
+    this.logReorg(next, ancestor, depth, rowsRestored, eventsRemoved, undid, started);
+  }
+
+  private logReorg(
+    next: Block | null,
+    ancestor: RecentBlock,
+    depth: number,
+    rowsRestored: number,
+    eventsRemoved: number,
+    /** Where the orphaned blocks' changes were undone: see rollBackReorg. */
+    undid: 'unsent batch' | 'queued batches' | 'stored state',
+    started: number,
+  ): void {
     this.eventsProcessed -= eventsRemoved;
     this.reorgs += 1;
     this.context.log.warn(
@@ -450,22 +499,57 @@ class PipelineRuntime {
         ancestor: ancestor.number,
         depth,
         rowsRestored,
-        rolledBackStoredState: keptUpTo > ancestor.checkpointId,
+        undid,
         durationMs: Math.round(performance.now() - started),
       },
       `reorg: rolled back ${depth} blocks to block ${ancestor.number}`,
     );
   }
 
-  /** The last recorded block (within maxReorgDepth) that the source's current branch still has. */
+  /**
+   * The reorg's orphaned blocks are all in the held batch (the last one, never sent): undo its
+   * part above the ancestor in the store and send what is left of it.
+   */
+  private truncateHeld(
+    batch: UncommittedBatch,
+    ancestor: RecentBlock,
+  ): { eventsRemoved: number; idsRestored: number } {
+    this.uncommitted.pop();
+    let eventsRemoved = 0;
+    for (const c of batch.checkpoints)
+      if (c.checkpointId > ancestor.checkpointId) eventsRemoved += c.eventCount;
+    const idsRestored = this.store.undoLastBatchAbove(ancestor.checkpointId);
+    this.rewindTo(ancestor);
+    if (ancestor.checkpointId < batch.fromCheckpoint) {
+      this.uncommittedChanges -= batch.changeCount;
+      this.effects.giveBack(batch.effectCache);
+      return { eventsRemoved, idsRestored };
+    }
+    const kept = truncateBatch(batch, ancestor.checkpointId);
+    this.uncommitted.push(kept);
+    this.sendLastBatch(kept);
+    return { eventsRemoved, idsRestored };
+  }
+
+  /**
+   * The last recorded block (within maxReorgDepth) that the source's current branch still has.
+   * Blocks chain by hash, so below a block the branch has, it has them all: the source is read
+   * back from the tip in windows that double (most reorgs are shallow) until one holds a match.
+   */
   private async findCommonAncestor(next: Block | null): Promise<RecentBlock> {
     const { maxReorgDepth } = this.pipeline;
     const records = this.recentBlocks.filter((b) => b.number >= this.processedBlock - maxReorgDepth);
-    const lowest = records[0]!;
-    const branch = await this.source.read(lowest.number - 1, this.processedBlock - lowest.number + 1);
-    const branchHashes = new Map(branch.map((block) => [block.number, block.hash]));
-    const ancestor = records.findLast((record) => branchHashes.get(record.number) === record.hash);
-    if (ancestor !== undefined) return ancestor;
+    const lowest = records[0]!.number;
+    for (let window = 8; ; window *= 2) {
+      const from = Math.max(lowest, this.processedBlock - window + 1);
+      const branch = await this.source.read(from - 1, this.processedBlock - from + 1);
+      const branchHashes = new Map(branch.map((block) => [block.number, block.hash]));
+      const ancestor = records.findLast(
+        (record) => record.number >= from && branchHashes.get(record.number) === record.hash,
+      );
+      if (ancestor !== undefined) return ancestor;
+      if (from === lowest) break;
+    }
     throw noCommonAncestorError(
       this.pipeline.name,
       next === null ? 'the source replaced' : `block ${next.number} does not continue`,
@@ -567,7 +651,9 @@ class PipelineRuntime {
   /**
    * Tiered backpressure before each batch: drop committed changes (cheap to re-read), then rows
    * loaded from the database, and only if memory is still over target wait for a commit — and
-   * only while a batch is queued, so a batch larger than the target cannot deadlock.
+   * only while a batch is queued, so a batch larger than the target cannot deadlock. The held
+   * batch is sent only when nothing else is left to wait for (kept, a reorg next can still undo it
+   * in memory).
    */
   private async awaitCapacity(): Promise<void> {
     const target = this.context.data.inMemoryObjectsTarget;
@@ -576,6 +662,7 @@ class PipelineRuntime {
     if (this.inMemoryObjects() <= target) return;
     this.dropLoaded();
     while (this.inMemoryObjects() > target && this.uncommitted.length > 0 && !this.stopRequested) {
+      if (this.uncommitted.length === 1 && this.held !== null) this.releaseHeld();
       await new Promise<void>((resolve) => this.commitWaiters.push(resolve));
       this.dropCommitted();
       this.dropLoaded();
@@ -613,6 +700,7 @@ class PipelineRuntime {
    */
   private resend(): number {
     if (this.uncommitted.length === 0) return 0;
+    this.held = null; // sent with the rest
     const { changes, count } = collectUncommittedChanges(
       this.store,
       this.committedCheckpoint,
@@ -678,6 +766,9 @@ class PipelineRuntime {
   }
 
   private fatal(error: unknown): void {
+    // A batch processed before the error is written like the others (a reorg too deep to roll
+    // back leaves everything processed before it as it was).
+    this.releaseHeld();
     this.stopRequested = true;
     this.setState('stopped');
     this.context.log.error({ err: error, pipeline: this.pipeline.name }, 'pipeline stopped by an error');

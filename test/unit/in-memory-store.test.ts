@@ -1,0 +1,174 @@
+// The InMemoryStore's reorg undo, against a model. Random batches of sets and deletes (all inside
+// the reorg threshold) over a few ids, with commits, drops of committed and loaded rows, and
+// rollbacks to a random recent checkpoint — of the last batch only (`undoLastBatchAbove`) or of
+// anything uncommitted (`rollBackTo`). After every step:
+//  - every id reads as the model's state at the processed checkpoint (the store's change, else the
+//    database's row as of the committed checkpoint);
+//  - the changes above the committed checkpoint the store keeps (latest and overwritten) are
+//    exactly the model's, with their values: what the writer's history rows are built from;
+//  - the last batch's collected changes are exactly the model's changes of that batch (while it is
+//    held: not sent, so not committed).
+
+import { describe, expect, it } from 'vitest';
+import { collectBatchChanges } from '../../src/processing/change-codec.ts';
+import { InMemoryStore, LOADED_FROM_DB, type StoredChange } from '../../src/processing/in-memory-store.ts';
+import { defineSchema } from '../../src/schema/define-schema.ts';
+import { t } from '../../src/schema/fields.ts';
+import { mulberry32 } from '../../src/sources/generator.ts';
+
+const schema = defineSchema({ Item: { fields: { id: t.text(), value: t.integer() } } });
+const IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+
+type Value = number | null; // null: absent
+type State = Map<string, Value>;
+
+class Model {
+  /** State after each checkpoint (index = checkpoint; 0 = before the first). */
+  states: State[];
+  /** Ids changed at each checkpoint. */
+  changed: Array<Set<string>> = [new Set()];
+
+  constructor(initial: State) {
+    this.states = [initial];
+  }
+
+  get processed(): number {
+    return this.states.length - 1;
+  }
+
+  advance(changes: Array<[string, Value]>): void {
+    const state = new Map(this.states[this.processed]!);
+    const ids = new Set<string>();
+    for (const [id, value] of changes) {
+      state.set(id, value);
+      ids.add(id);
+    }
+    this.states.push(state);
+    this.changed.push(ids);
+  }
+
+  rewind(checkpoint: number): void {
+    this.states.length = checkpoint + 1;
+    this.changed.length = checkpoint + 1;
+  }
+}
+
+function valueOf(change: StoredChange): Value {
+  return change.kind === 'set' ? Number(change.row.value) : null;
+}
+
+function runSeed(seed: number): void {
+  const random = mulberry32(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const initial: State = new Map(IDS.map((id) => [id, random() < 0.5 ? Math.floor(random() * 100) : null]));
+  const model = new Model(initial);
+  const store = new InMemoryStore(schema);
+  const table = store.table('Item');
+  let committed = 0;
+  let lastBatch: { from: number } | null = null;
+  const database = () => model.states[committed]!;
+
+  const check = (step: string) => {
+    const at = model.states[model.processed]!;
+    for (const id of IDS) {
+      const change = table.latest.get(id);
+      const seen = change === undefined ? database().get(id)! : valueOf(change);
+      expect(seen, `${step}: ${id} at checkpoint ${model.processed}`).toBe(at.get(id));
+    }
+    const kept = [...[...table.latest].map(([id, change]) => ({ id, change })), ...table.previous].filter(
+      ({ change }) => change.checkpointId > committed,
+    );
+    const keptKeys = kept.map(({ id, change }) => `${id}@${change.checkpointId}=${valueOf(change)}`).sort();
+    const expected: string[] = [];
+    for (let cp = committed + 1; cp <= model.processed; cp++) {
+      for (const id of model.changed[cp]!) expected.push(`${id}@${cp}=${model.states[cp]!.get(id)}`);
+    }
+    expect(keptKeys, `${step}: kept changes`).toEqual(expected.sort());
+    if (lastBatch === null) return;
+    const { changes, count } = collectBatchChanges(store, true);
+    expect(count).toBe(store.lastBatchChangeCount());
+    const part = changes.Item;
+    const history = (part?.history ?? '')
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => {
+        const [id, value, cp, kind] = line.split('\t');
+        return `${id}@${cp}=${kind === 'd' ? null : Number(value)}`;
+      })
+      .sort();
+    const batchChanges: string[] = [];
+    const finalIds = new Set<string>();
+    for (let cp = lastBatch.from; cp <= model.processed; cp++) {
+      for (const id of model.changed[cp]!) {
+        batchChanges.push(`${id}@${cp}=${model.states[cp]!.get(id)}`);
+        finalIds.add(id);
+      }
+    }
+    expect(history, `${step}: the last batch's history lines`).toEqual(batchChanges.sort());
+    const collected = [...(part?.ids ?? []), ...(part?.deletes ?? []).map(([, id]) => id)].sort();
+    expect(collected, `${step}: the last batch's ids`).toEqual([...finalIds].sort());
+  };
+
+  for (let step = 0; step < 120; step++) {
+    const roll = random();
+    if (roll < 0.5) {
+      // A batch of 1..4 blocks, each changing 0..3 ids; ids not held are loaded first.
+      const from = model.processed + 1;
+      store.beginBatch(from);
+      for (let block = 0; block < 1 + Math.floor(random() * 4); block++) {
+        const cp = model.processed + 1;
+        const changes: Array<[string, Value]> = [];
+        for (let n = Math.floor(random() * 4); n > 0; n--) {
+          const id = pick(IDS);
+          if (!table.latest.has(id) && random() < 0.7) {
+            const row = database().get(id)!;
+            table.putLoaded(id, row === null ? null : { id, value: row });
+          }
+          const value = random() < 0.25 ? null : Math.floor(random() * 1000);
+          table.apply(
+            id,
+            value === null
+              ? { kind: 'delete', checkpointId: cp }
+              : { kind: 'set', row: { id, value }, checkpointId: cp },
+            true,
+          );
+          changes.push([id, value]);
+        }
+        model.advance(changes);
+      }
+      lastBatch = { from };
+      check(`batch from ${from}`);
+    } else if (roll < 0.65) {
+      // The last batch is held (not sent, so not committed) until it is sent.
+      if (lastBatch !== null && random() < 0.5) lastBatch = null;
+      const highest = lastBatch === null ? model.processed : lastBatch.from - 1;
+      committed = committed + Math.floor(random() * (highest - committed + 1));
+      store.dropCommitted(committed);
+      check(`commit ${committed}`);
+    } else if (roll < 0.7) {
+      store.dropLoaded();
+      expect([...table.latest.values()].some((c) => c.checkpointId === LOADED_FROM_DB)).toBe(false);
+      check('drop loaded');
+    } else if (model.processed > committed) {
+      const lowest = Math.max(committed, model.processed - 8);
+      const target = lowest + Math.floor(random() * (model.processed - lowest));
+      if (lastBatch !== null && target >= lastBatch.from - 1 && random() < 0.6) {
+        store.undoLastBatchAbove(target);
+        model.rewind(target);
+        if (target < lastBatch.from) lastBatch = null;
+        check(`undo last batch above ${target}`);
+      } else {
+        store.rollBackTo(target);
+        model.rewind(target);
+        lastBatch = null;
+        check(`roll back to ${target}`);
+      }
+    }
+  }
+}
+
+describe('InMemoryStore reorg undo', () => {
+  for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]) {
+    it(`matches the model (seed ${seed})`, () => runSeed(seed));
+  }
+});
