@@ -193,13 +193,12 @@ class Writer {
     try {
       while (!this.failed) {
         const run = this.takeRun();
-        if (run.length > 0) {
-          await this.writeWithRetry(run);
-          continue;
-        }
-        const task = this.tasks.shift();
-        if (task === undefined) break;
-        await task();
+        if (run.length > 0) await this.writeWithRetry(run);
+        // One task between two runs: a steady stream of batches must not starve pruning (history
+        // would grow without bound through a long backfill) or a rollback.
+        const task = this.failed ? undefined : this.tasks.shift();
+        if (task !== undefined) await task();
+        else if (run.length === 0) break;
       }
     } finally {
       this.writing = false;
@@ -592,12 +591,16 @@ class Writer {
           );
           if (rows[0]?.safe == null) return;
           const safe = Number(rows[0].safe);
+          const started = performance.now();
           const pruned = await this.entityWriters.get(pipeline)!.prune(client, safe);
           await client.query(
             'DELETE FROM strata.checkpoints WHERE pipeline = $1 AND checkpoint_id < $2 AND history',
             [pipeline, safe],
           );
-          if (pruned > 0) this.context.log.debug({ pipeline, safe, pruned }, 'history pruned');
+          if (pruned > 0) {
+            const durationMs = Math.round(performance.now() - started);
+            this.context.log.debug({ pipeline, safe, pruned, durationMs }, 'history pruned');
+          }
         });
       } catch (error) {
         // Pruning only saves space: a failed one is retried by a later write.
