@@ -53,7 +53,7 @@ class Model {
   }
 }
 
-function valueOf(change: StoredChange): Value {
+function storedValue(change: StoredChange): Value {
   return change.kind === 'set' ? Number(change.row.value) : null;
 }
 
@@ -72,13 +72,13 @@ function runSeed(seed: number): void {
     const at = model.states[model.processed]!;
     for (const id of IDS) {
       const change = table.latest.get(id);
-      const seen = change === undefined ? database().get(id)! : valueOf(change);
+      const seen = change === undefined ? database().get(id)! : storedValue(change);
       expect(seen, `${step}: ${id} at checkpoint ${model.processed}`).toBe(at.get(id));
     }
     const kept = [...[...table.latest].map(([id, change]) => ({ id, change })), ...table.previous].filter(
       ({ change }) => change.checkpointId > committed,
     );
-    const keptKeys = kept.map(({ id, change }) => `${id}@${change.checkpointId}=${valueOf(change)}`).sort();
+    const keptKeys = kept.map(({ id, change }) => `${id}@${change.checkpointId}=${storedValue(change)}`).sort();
     const expected: string[] = [];
     for (let cp = committed + 1; cp <= model.processed; cp++) {
       for (const id of model.changed[cp]!) expected.push(`${id}@${cp}=${model.states[cp]!.get(id)}`);
