@@ -78,7 +78,9 @@ function runSeed(seed: number): void {
     const kept = [...[...table.latest].map(([id, change]) => ({ id, change })), ...table.previous].filter(
       ({ change }) => change.checkpointId > committed,
     );
-    const keptKeys = kept.map(({ id, change }) => `${id}@${change.checkpointId}=${storedValue(change)}`).sort();
+    const keptKeys = kept
+      .map(({ id, change }) => `${id}@${change.checkpointId}=${storedValue(change)}`)
+      .sort();
     const expected: string[] = [];
     for (let cp = committed + 1; cp <= model.processed; cp++) {
       for (const id of model.changed[cp]!) expected.push(`${id}@${cp}=${model.states[cp]!.get(id)}`);
