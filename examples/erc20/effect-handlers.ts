@@ -1,6 +1,7 @@
 // With ERC20_EFFECT=true (bench/processing's effects figures): every Transfer also asks an effect
-// — standing in for an RPC or price API with ~2 ms of latency — about one of 1,000 buckets of
-// its sender, so a cold run calls out 1,000 times and a warm restart answers from the cache.
+// — standing in for an RPC or price API: ~20 ms of latency, at most 250 calls a second, like a
+// free RPC tier — about one of 1,000 buckets of its sender, so a cold run calls out 1,000 times
+// (≥ 4 s of rate limit alone) and a warm restart answers from the cache.
 import { createEffect, createHandlers, z } from 'strata';
 import schema from './schema.ts';
 
@@ -10,9 +11,10 @@ export const bucketInfo = createEffect(
     input: z.object({ bucket: z.number().int() }),
     output: z.object({ bucket: z.number().int(), label: z.string() }),
     cache: true,
+    rateLimit: { calls: 250, per: 'second' },
   },
   async ({ input }) => {
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    await new Promise((resolve) => setTimeout(resolve, 20));
     return { bucket: input.bucket, label: `bucket-${input.bucket}` };
   },
 );
