@@ -10,20 +10,26 @@ export default defineProject({
   pipelines: [
     {
       name: 'erc20',
-      source: {
-        kind: 'generator',
-        workload: 'erc20',
-        seed: env('ERC20_SEED', 1),
-        blocks: env('ERC20_BLOCKS', 100_000), // 1,000,000 events
-        eventsPerBlock: env('ERC20_EVENTS_PER_BLOCK', 10),
-        addresses: env('ERC20_ADDRESSES', 50_000),
-        distribution: 'skewed',
-        liveBlockIntervalMs: 0, // a finite backfill: the pipeline is caught up at its end
-        // ERC20_REORG_EVERY=100 ERC20_REORG_DEPTH=10: a reorg of depth 1..10 every 100 blocks
-        ...(process.env.ERC20_REORG_EVERY === undefined
-          ? {}
-          : { reorgs: { every: env('ERC20_REORG_EVERY', 100), maxDepth: env('ERC20_REORG_DEPTH', 10) } }),
-      },
+      // ERC20_SOURCE=ingest: blocks come from the ingest API instead (bench/live-reorg posts them).
+      source:
+        process.env.ERC20_SOURCE === 'ingest'
+          ? { kind: 'ingest' as const }
+          : {
+              kind: 'generator',
+              workload: 'erc20',
+              seed: env('ERC20_SEED', 1),
+              blocks: env('ERC20_BLOCKS', 100_000), // 1,000,000 events
+              eventsPerBlock: env('ERC20_EVENTS_PER_BLOCK', 10),
+              addresses: env('ERC20_ADDRESSES', 50_000),
+              distribution: 'skewed',
+              liveBlockIntervalMs: 0, // a finite backfill: the pipeline is caught up at its end
+              // ERC20_REORG_EVERY=100 ERC20_REORG_DEPTH=10: a reorg of depth 1..10 every 100 blocks
+              ...(process.env.ERC20_REORG_EVERY === undefined
+                ? {}
+                : {
+                    reorgs: { every: env('ERC20_REORG_EVERY', 100), maxDepth: env('ERC20_REORG_DEPTH', 10) },
+                  }),
+            },
       maxReorgDepth: env('ERC20_MAX_REORG_DEPTH', 200),
       fullHistory: process.env.ERC20_FULL_HISTORY === 'true',
       schema: './schema.ts',
