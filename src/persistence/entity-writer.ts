@@ -16,10 +16,11 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Db } from '../db/pool.ts';
 import type { EntityChanges } from '../protocol.ts';
+import { unescapeText } from '../schema/copy-text.ts';
 import { entityTable, HISTORY_CHANGE, HISTORY_CHECKPOINT, historyTable, quoteIdent } from '../schema/ddl.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import { columnType } from '../schema/fields.ts';
-import { escapeNulInCopyText } from './nul-escape.ts';
+import { escapeNulInCopyRows } from './nul-escape.ts';
 
 interface PreparedEntity {
   createStageSql: string;
@@ -77,12 +78,12 @@ export class EntityWriter {
       const parts = runChanges.map((changes) => changes[entity.name]).filter((part) => part !== undefined);
       if (parts.length === 0) continue;
       const merged = merge(parts);
-      const rows = escapeNul ? (escapeNulInCopyText(merged.rows) ?? merged.rows) : merged.rows;
+      const rows = escapeNul ? (escapeNulInCopyRows(entity, merged.rows) ?? merged.rows) : merged.rows;
       if (rows !== merged.rows) escaped.push(entity.name);
       // History first: anchors copy the stored rows before this write changes them.
       if (history !== null) {
         const lines = historyLines(parts, history.committedCheckpoint);
-        const escapedLines = escapeNul ? (escapeNulInCopyText(lines) ?? lines) : lines;
+        const escapedLines = escapeNul ? (escapeNulInCopyRows(entity, lines, 2) ?? lines) : lines;
         await this.writeHistory(client, entity.name, escapedLines, [...merged.ids, ...merged.deletes]);
       }
       written += await this.writeEntity(client, entity.name, rows, merged.rowCount, merged.deletes);
@@ -169,7 +170,9 @@ export class EntityWriter {
       const parts = runChanges.map((changes) => changes[entity.name]).filter((part) => part !== undefined);
       if (parts.length === 0) continue;
       const { ids, rows } = merge(parts);
-      const lines = (escapeNul ? (escapeNulInCopyText(rows) ?? rows) : rows).split('\n').slice(0, ids.length);
+      const lines = (escapeNul ? (escapeNulInCopyRows(entity, rows) ?? rows) : rows)
+        .split('\n')
+        .slice(0, ids.length);
       const attempt = async (from: number, to: number): Promise<unknown> => {
         try {
           await db.transaction(async (client) => {
@@ -298,8 +301,6 @@ function merge(parts: ReadonlyArray<EntityChanges[string]>): {
   return { rows: lines.length === 0 ? '' : `${lines.join('\n')}\n`, rowCount: lines.length, ids, deletes };
 }
 
-const COPY_ESCAPES: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r' };
-
 /** COPY text lines back into one text array per column (`\N` → null, escapes undone). */
 function splitColumns(rows: string, columnCount: number): string[][] {
   const columns: Array<Array<string | null>> = Array.from({ length: columnCount }, () => []);
@@ -309,13 +310,7 @@ function splitColumns(rows: string, columnCount: number): string[][] {
     const fields = line.split('\t');
     for (let c = 0; c < columnCount; c++) {
       const field = fields[c]!;
-      columns[c]!.push(
-        field === '\\N'
-          ? null
-          : field.includes('\\')
-            ? field.replace(/\\(.)/g, (_, char: string) => COPY_ESCAPES[char] ?? char)
-            : field,
-      );
+      columns[c]!.push(field === '\\N' ? null : unescapeText(field));
     }
   }
   return columns as string[][];

@@ -5,6 +5,11 @@
 // rows and tables in the same transaction are never lost. Escaped form: the six characters
 // `\u0000` (in text fields and inside JSON strings alike, at any depth).
 
+import { escapeText, unescapeText } from '../schema/copy-text.ts';
+import type { EntityDescription } from '../schema/define-schema.ts';
+import type { FieldSpec } from '../schema/fields.ts';
+import { arrayLiteral, parseArrayLiteral } from '../schema/wire.ts';
+
 /** Is this Postgres refusing a NUL (text) or a \u0000 escape (jsonb)? */
 export function isNulEncodingError(error: unknown): boolean {
   for (
@@ -18,18 +23,60 @@ export function isNulEncodingError(error: unknown): boolean {
   return false;
 }
 
-// In COPY text a backslash is written `\\`, so JSON's `\u0000` escape appears as `\\u0000`.
-const JSON_NUL_ESCAPE = '\\\\u0000';
 const RAW_NUL = '\u0000';
+/** The six characters a NUL is stored as. */
+const STORED_NUL = '\\u0000';
+// A NUL in a JSON string (JSON.stringify writes it as the escape), in COPY text.
+const JSON_NUL_IN_COPY = '\\\\u0000';
 
 /**
- * COPY text rows with every NUL made storable, or null when they hold none. JSON escapes first
- * (`\u0000` in JSON → the escaped backslash `\\u0000`, a literal `\u0000` in the string), then raw
- * NULs of text fields (→ `\\u0000` in COPY text, the literal `\u0000`).
+ * An entity's COPY text rows (followed by `trailingColumns` more columns that hold no text, like
+ * a history row's checkpoint) with every NUL made storable, or null when they hold none. Only
+ * lines that can hold one are touched; in them each field is decoded and mended by its column's
+ * type — a text value's NULs become the six characters `\u0000`, a JSON value's are replaced in its
+ * strings at any depth, an array's in each element — so a value that merely contains those six
+ * characters is never changed.
  */
-export function escapeNulInCopyText(rows: string): string | null {
-  if (!rows.includes(RAW_NUL) && !rows.includes(JSON_NUL_ESCAPE)) return null;
-  return rows.replaceAll(JSON_NUL_ESCAPE, '\\\\\\\\u0000').replaceAll(RAW_NUL, JSON_NUL_ESCAPE);
+export function escapeNulInCopyRows(
+  entity: EntityDescription,
+  rows: string,
+  trailingColumns = 0,
+): string | null {
+  if (!rows.includes(RAW_NUL) && !rows.includes(JSON_NUL_IN_COPY)) return null;
+  const lines = rows.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (!line.includes(RAW_NUL) && !line.includes(JSON_NUL_IN_COPY)) continue;
+    const fields = line.split('\t');
+    for (let c = 0; c < fields.length - trailingColumns; c++) {
+      const field = fields[c]!;
+      if (field === '\\N') continue;
+      fields[c] = escapeText(mendColumn(entity.columns[c]!.spec, unescapeText(field)));
+    }
+    lines[i] = fields.join('\t');
+  }
+  return lines.join('\n');
+}
+
+function mendColumn(spec: FieldSpec, text: string): string {
+  if (!spec.array) return mendScalar(spec.kind, text);
+  return arrayLiteral(
+    parseArrayLiteral(text).map((element) => (element === null ? null : mendScalar(spec.kind, element))),
+  );
+}
+
+function mendScalar(kind: FieldSpec['kind'], text: string): string {
+  if (kind === 'json') return JSON.stringify(mendJson(JSON.parse(text)));
+  return text.replaceAll(RAW_NUL, STORED_NUL);
+}
+
+function mendJson(value: unknown): unknown {
+  if (typeof value === 'string') return value.replaceAll(RAW_NUL, STORED_NUL);
+  if (Array.isArray(value)) return value.map(mendJson);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([key, inner]) => [mendJson(key) as string, mendJson(inner)]),
+  );
 }
 
 /**

@@ -17,6 +17,14 @@ export function escapeText(value: string): string {
   );
 }
 
+const UNESCAPES: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r' };
+
+/** A COPY field back to its text (escapes undone; `\N`, NULL, is the caller's to check). */
+export function unescapeText(field: string): string {
+  if (!field.includes('\\')) return field;
+  return field.replace(/\\(.)/g, (_, char: string) => UNESCAPES[char] ?? char);
+}
+
 /**
  * A stored row straight to its COPY line, without the intermediate wire array: rows in the store
  * were validated when they were set (or came from the database), so only the formatting is left.

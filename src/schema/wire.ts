@@ -106,13 +106,32 @@ function scalarToWire(entity: string, field: string, spec: FieldSpec, value: unk
 }
 
 /** A one-dimensional Postgres array literal: `{"a","b",NULL}`. Elements are already wire values. */
-function arrayLiteral(elements: unknown[]): string {
+export function arrayLiteral(elements: unknown[]): string {
   const parts = elements.map((element) => {
     if (element === null) return 'NULL';
     const text = String(element);
     return `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
   });
   return `{${parts.join(',')}}`;
+}
+
+/** The elements of an array literal made by `arrayLiteral` (every element quoted, or NULL). */
+export function parseArrayLiteral(literal: string): Array<string | null> {
+  const elements: Array<string | null> = [];
+  let i = 1; // after '{'
+  while (i < literal.length - 1) {
+    if (literal.startsWith('NULL', i)) {
+      elements.push(null);
+      i += 4;
+    } else {
+      let text = '';
+      for (i += 1; literal[i] !== '"'; i++) text += literal[i] === '\\' ? literal[++i] : literal[i];
+      elements.push(text);
+      i += 1; // the closing quote
+    }
+    if (literal[i] === ',') i += 1;
+  }
+  return elements;
 }
 
 /** A row read by `pg` back into the JavaScript form handlers see. */

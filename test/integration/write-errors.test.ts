@@ -52,20 +52,32 @@ describe('write errors', () => {
         number: 2,
         timestamp: 1_700_000_012,
         events: [
-          put('b', { label: 'has\u0000nul', meta: { deep: [{ s: 'x\u0000y' }], plain: 'ok' } }),
+          put('b', {
+            label: 'has\u0000nul',
+            tags: ['t\u0000g', 'plain'],
+            meta: { deep: [{ s: 'x\u0000y' }], plain: 'ok', ['k\u0000']: 1 },
+          }),
+          // The six characters \u0000 (no NUL) in the same rows: stored as they are, never mended.
+          put('d', { label: 'lit\\u0000', tags: ['lit\\u0000'], meta: { s: 'lit\\u0000' } }),
           { name: 'seen', payload: { owner: 'o1' } },
         ],
       },
       { number: 3, timestamp: 1_700_000_024, events: [put('c')] },
     ]);
     expect(exit.code).toBe(0);
-    const items = await db.query<{ id: string; label: string; meta: unknown }>(
-      'SELECT id, label, meta FROM pipeline_model."Item" ORDER BY id',
+    const items = await db.query<{ id: string; label: string; tags: string[]; meta: unknown }>(
+      'SELECT id, label, tags, meta FROM pipeline_model."Item" ORDER BY id',
     );
     expect(items).toEqual([
-      { id: 'a', label: 'clean', meta: { k: 1 } },
-      { id: 'b', label: 'has\\u0000nul', meta: { deep: [{ s: 'x\\u0000y' }], plain: 'ok' } },
-      { id: 'c', label: 'clean', meta: { k: 1 } },
+      { id: 'a', label: 'clean', tags: ['t'], meta: { k: 1 } },
+      {
+        id: 'b',
+        label: 'has\\u0000nul',
+        tags: ['t\\u0000g', 'plain'],
+        meta: { deep: [{ s: 'x\\u0000y' }], plain: 'ok', ['k\\u0000']: 1 },
+      },
+      { id: 'c', label: 'clean', tags: ['t'], meta: { k: 1 } },
+      { id: 'd', label: 'lit\\u0000', tags: ['lit\\u0000'], meta: { s: 'lit\\u0000' } },
     ]);
     expect(await db.query('SELECT id, seen FROM pipeline_model."Owner"')).toEqual([{ id: 'o1', seen: 1 }]);
     expect(
