@@ -4,7 +4,7 @@
 // replaces the row — which also replaces outputs that no longer matched the output schema.
 
 import type { Queryable } from '../db/pool.ts';
-import { escapeNulInJsonText } from './nul-escape.ts';
+import { escapeUnstorableInJsonText } from './nul-escape.ts';
 
 export async function writeEffectCache(
   client: Queryable,
@@ -23,7 +23,7 @@ export async function writeEffectCache(
     [
       unique.map((row) => row[0]),
       unique.map((row) => row[1]),
-      unique.map((row) => (escapeNul ? escapeNulInJsonText(row[2]) : row[2])),
+      unique.map((row) => (escapeNul ? escapeUnstorableInJsonText(row[2]) : row[2])),
     ],
   );
 }

@@ -20,7 +20,7 @@ import { unescapeText } from '../schema/copy-text.ts';
 import { entityTable, HISTORY_CHANGE, HISTORY_CHECKPOINT, historyTable, quoteIdent } from '../schema/ddl.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import { columnType } from '../schema/fields.ts';
-import { escapeNulInCopyRows } from './nul-escape.ts';
+import { escapeUnstorableInCopyRows } from './nul-escape.ts';
 
 interface PreparedEntity {
   createStageSql: string;
@@ -78,12 +78,12 @@ export class EntityWriter {
       const parts = runChanges.map((changes) => changes[entity.name]).filter((part) => part !== undefined);
       if (parts.length === 0) continue;
       const merged = merge(parts);
-      const rows = escapeNul ? (escapeNulInCopyRows(entity, merged.rows) ?? merged.rows) : merged.rows;
+      const rows = escapeNul ? (escapeUnstorableInCopyRows(entity, merged.rows) ?? merged.rows) : merged.rows;
       if (rows !== merged.rows) escaped.push(entity.name);
       // History first: anchors copy the stored rows before this write changes them.
       if (history !== null) {
         const lines = historyLines(parts, history.committedCheckpoint);
-        const escapedLines = escapeNul ? (escapeNulInCopyRows(entity, lines, 2) ?? lines) : lines;
+        const escapedLines = escapeNul ? (escapeUnstorableInCopyRows(entity, lines, 2) ?? lines) : lines;
         await this.writeHistory(client, entity.name, escapedLines, [...merged.ids, ...merged.deletes]);
       }
       written += await this.writeEntity(client, entity.name, rows, merged.rowCount, merged.deletes);
@@ -170,7 +170,7 @@ export class EntityWriter {
       const parts = runChanges.map((changes) => changes[entity.name]).filter((part) => part !== undefined);
       if (parts.length === 0) continue;
       const { ids, rows } = merge(parts);
-      const lines = (escapeNul ? (escapeNulInCopyRows(entity, rows) ?? rows) : rows)
+      const lines = (escapeNul ? (escapeUnstorableInCopyRows(entity, rows) ?? rows) : rows)
         .split('\n')
         .slice(0, ids.length);
       const attempt = async (from: number, to: number): Promise<unknown> => {

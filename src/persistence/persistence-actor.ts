@@ -32,7 +32,7 @@ import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor
 import { ChainMetadataStage, writeChainMetadata } from './chain-metadata.ts';
 import { writeEffectCache } from './effect-cache-writer.ts';
 import { EntityWriter, type WriteMethod } from './entity-writer.ts';
-import { isNulEncodingError } from './nul-escape.ts';
+import { isUnstorableTextError } from './nul-escape.ts';
 import { buildDeferredIndexes, preparePipeline } from './pipeline-setup.ts';
 import { rawEventsTable, writeRawEvents } from './raw-events.ts';
 
@@ -352,18 +352,18 @@ class Writer {
   }
 
   /**
-   * Writes a run. When Postgres refuses a NUL byte, the transaction is retried once with the rows
-   * of the tables that hold one escaped (src/persistence/nul-escape.ts): the normal path pays
-   * nothing, and no other row or table of the transaction is lost.
+   * Writes a run. When Postgres refuses a NUL byte or a lone surrogate, the transaction is
+   * retried once with the rows of the tables that hold one escaped (src/persistence/nul-escape.ts):
+   * the normal path pays nothing, and no other row or table of the transaction is lost.
    */
   private async write(run: BatchForWriter[]): Promise<void> {
     try {
       await this.writeRun(run, false);
     } catch (error) {
-      if (!isNulEncodingError(error)) throw error;
+      if (!isUnstorableTextError(error)) throw error;
       this.context.log.warn(
         { pipeline: run[0]!.pipeline, reason: (error as Error).message },
-        'NUL bytes refused by Postgres; retrying with them escaped',
+        'NUL bytes or lone surrogates refused by Postgres; retrying with them escaped',
       );
       await this.writeRun(run, true);
     }
@@ -399,7 +399,7 @@ class Writer {
       if (result.escaped.length > 0)
         this.context.log.warn(
           { pipeline, entities: result.escaped },
-          'rows with NUL bytes stored escaped (\\u0000)',
+          'rows with NUL bytes or lone surrogates stored escaped (\\u0000, \\ud800)',
         );
       await writeEffectCache(
         client,
@@ -620,7 +620,7 @@ class Writer {
       const runChanges = run.map((batch) => decodeChanges(batch.encodedChanges));
       const culprit = await this.entityWriters
         .get(pipeline)!
-        .findFailingSet(this.db, runChanges, isNulEncodingError(error));
+        .findFailingSet(this.db, runChanges, isUnstorableTextError(error));
       if (culprit === null) return error;
       let checkpoint = 0;
       let event = '';

@@ -8,7 +8,7 @@
 import type { Queryable } from '../db/pool.ts';
 import type { RawBlock } from '../protocol.ts';
 import { pipelineSchema } from '../schema/ddl.ts';
-import { escapeNulInJsonText } from './nul-escape.ts';
+import { escapeUnstorableInJsonText } from './nul-escape.ts';
 
 export function rawEventsTable(pipeline: string): string {
   return `${pipelineSchema(pipeline)}."_raw_events"`;
@@ -52,7 +52,7 @@ export async function writeRawEvents(
       timestamps.push(block.timestamp);
       names.push(event.name);
       const json = JSON.stringify(event.payload);
-      payloads.push(escapeNul ? escapeNulInJsonText(json) : json);
+      payloads.push(escapeNul ? escapeUnstorableInJsonText(json) : json);
     }
   }
   if (names.length === 0) return 0;

@@ -143,7 +143,12 @@ describe('effects', () => {
     const file = path.join(dir, 'stream.ndjson');
     const nul = (number: number) =>
       number === 3
-        ? [{ name: 'note', payload: { text: 'a\u0000b', deep: { list: [{ v: 'x\u0000' }, 1] } } }]
+        ? [
+            {
+              name: 'note',
+              payload: { text: 'a\u0000b', deep: { list: [{ v: 'x\u0000' }, 1] }, lone: 'p\ud800q' },
+            },
+          ]
         : [];
     writeFileSync(file, blocks(1, 5, nul));
     const daemon = startDaemonProcess(
@@ -152,13 +157,17 @@ describe('effects', () => {
       fixtureProject('effects'),
     );
     expect((await daemon.exited).code).toBe(0);
-    expect(daemon.logs.some((line) => String(line.msg).includes('NUL bytes refused'))).toBe(true);
+    expect(daemon.logs.some((line) => String(line.msg).includes('lone surrogates refused'))).toBe(true);
     const rows = await db.query<{ name: string; payload: Record<string, unknown> }>(
       'SELECT name, payload FROM pipeline_fx."_raw_events" ORDER BY checkpoint_id, log_index',
     );
     expect(rows).toHaveLength(51);
     const note = rows.find((row) => row.name === 'note')!;
-    expect(note.payload).toEqual({ text: 'a\\u0000b', deep: { list: [{ v: 'x\\u0000' }, 1] } });
+    expect(note.payload).toEqual({
+      text: 'a\\u0000b',
+      deep: { list: [{ v: 'x\\u0000' }, 1] },
+      lone: 'p\\ud800q',
+    });
     // The same transaction's entities and effect outputs are all there.
     const [{ quotes }] = (await db.query<{ quotes: string }>(
       'SELECT count(*) AS quotes FROM pipeline_fx."Quote"',

@@ -55,7 +55,7 @@ describe('write errors', () => {
           put('b', {
             label: 'has\u0000nul',
             tags: ['t\u0000g', 'plain'],
-            meta: { deep: [{ s: 'x\u0000y' }], plain: 'ok', ['k\u0000']: 1 },
+            meta: { deep: [{ s: 'x\u0000y' }], plain: 'ok', 'k\u0000': 1, lone: 'p\udc00q' },
           }),
           // The six characters \u0000 (no NUL) in the same rows: stored as they are, never mended.
           put('d', { label: 'lit\\u0000', tags: ['lit\\u0000'], meta: { s: 'lit\\u0000' } }),
@@ -74,14 +74,17 @@ describe('write errors', () => {
         id: 'b',
         label: 'has\\u0000nul',
         tags: ['t\\u0000g', 'plain'],
-        meta: { deep: [{ s: 'x\\u0000y' }], plain: 'ok', ['k\\u0000']: 1 },
+        meta: { deep: [{ s: 'x\\u0000y' }], plain: 'ok', 'k\\u0000': 1, lone: 'p\\udc00q' },
       },
       { id: 'c', label: 'clean', tags: ['t'], meta: { k: 1 } },
       { id: 'd', label: 'lit\\u0000', tags: ['lit\\u0000'], meta: { s: 'lit\\u0000' } },
     ]);
     expect(await db.query('SELECT id, seen FROM pipeline_model."Owner"')).toEqual([{ id: 'o1', seen: 1 }]);
     expect(
-      daemon.logs.some((entry) => entry.msg === 'NUL bytes refused by Postgres; retrying with them escaped'),
+      daemon.logs.some(
+        (entry) =>
+          entry.msg === 'NUL bytes or lone surrogates refused by Postgres; retrying with them escaped',
+      ),
     ).toBe(true);
   });
 
