@@ -2,7 +2,9 @@
 // the user's handlers over them in order (BatchExecutor), keeps the entities they touch in the
 // InMemoryStore stamped with one checkpoint per block, and hands each batch's changes to the
 // single writer. It never waits for the writer unless memory is over target (commit-gated
-// backpressure), so processing runs ahead of persistence: processed ≥ committed.
+// backpressure), so processing runs ahead of persistence: processed ≥ committed. Inside the reorg
+// threshold a batch is held until the next read shows its tip still stands, so the commonest
+// reorg is undone in memory (see rollBackReorg for the three ways a reorg is undone).
 //
 // Every uncommitted change stays in the store until the writer reports its checkpoint committed.
 // When the writer's thread dies, the supervisor restarts it and this actor re-sends everything
@@ -417,15 +419,17 @@ class PipelineRuntime {
   /**
    * The chain reorganised under us: find the common ancestor with the new branch (none within
    * maxReorgDepth, or blocks above it processed without history: a fatal error, nothing changed),
-   * then roll back to it.
-   *  - The writer drops its queued batches that reach above the ancestor and says how far it has
-   *    committed, is writing or still holds (`keptUpTo`).
-   *  - Usually that is at or below the ancestor: the orphaned blocks were never written. Their
-   *    changes are undone in the store (exact: inside the threshold every overwritten change is
-   *    kept) and what the dropped batches held at or below the ancestor is sent again.
-   *  - Otherwise a write reaching above the ancestor is in flight or committed: everything above
-   *    it is undone in memory the same way, and once it has committed the writer restores the
-   *    stored entities from history, in one transaction.
+   * then undo everything above it, where it is (the log's `undid`):
+   *  - 'unsent batch': every orphaned block is in the held batch. The store undoes its part above
+   *    the ancestor and what is left of it is sent; the writer never hears of the rest.
+   *  - 'queued batches': the writer drops its queued batches that reach above the ancestor and
+   *    says how far it has committed, is writing or still holds (`keptUpTo`), here at or below the
+   *    ancestor. The store undoes the changes above the ancestor (exact: inside the threshold
+   *    every overwritten change is kept) and what the dropped batches held at or below it is sent
+   *    again.
+   *  - 'stored state': a write reaching above the ancestor is in flight or committed. Everything
+   *    above it is undone in memory the same way, and once it has committed the writer restores
+   *    the stored entities from history, in one transaction.
    * Processing then rewinds to the ancestor and the loop reads the new branch.
    */
   private async rollBackReorg(next: Block | null): Promise<void> {
