@@ -12,11 +12,10 @@ import { spawn } from 'node:child_process';
 import pg from 'pg';
 import { generateBlock, mulberry32 } from '../src/sources/generator.ts';
 import type { Block } from '../src/sources/types.ts';
+import { benchDatabase } from './bench-database.ts';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 40);
 const BACKFILL_BLOCKS = Number(process.env.BACKFILL_BLOCKS ?? 2_000);
-const ADMIN_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const BENCH_DB = 'strata_bench_live_reorg';
 const PROJECT = new URL('../examples/erc20', import.meta.url).pathname;
 const STRATA = new URL('../bin/strata.mjs', import.meta.url).pathname;
 const SHAPE = {
@@ -27,11 +26,8 @@ const SHAPE = {
   distribution: 'skewed' as const,
 };
 
-const databaseUrl = (() => {
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${BENCH_DB}`;
-  return url.toString();
-})();
+const benchDb = benchDatabase('strata_bench_live_reorg');
+const databaseUrl = benchDb.url;
 
 type IngestBlock = Pick<Block, 'number' | 'timestamp' | 'events'> & {
   hash: string;
@@ -75,14 +71,6 @@ class Chain {
   }
 }
 
-async function recreateDatabase(): Promise<void> {
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${BENCH_DB}`);
-  await admin.end();
-}
-
 async function post(url: string, blocks: IngestBlock[]): Promise<void> {
   const response = await fetch(url, {
     method: 'POST',
@@ -109,7 +97,7 @@ async function untilCommitted(client: pg.Client, hash: string, started: number):
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const p90 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length * 0.9)]!;
 
-await recreateDatabase();
+await benchDb.recreate();
 const daemon = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT], {
   env: {
     ...process.env,

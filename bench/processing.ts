@@ -26,29 +26,18 @@ import { loadPipelineModules } from '../src/processing/pipeline-modules.ts';
 import { createTableSql, entityTable, quoteIdent } from '../src/schema/ddl.ts';
 import { rowToWire } from '../src/schema/wire.ts';
 import { GeneratorSource } from '../src/sources/generator.ts';
+import { ADMIN_URL, benchDatabase } from './bench-database.ts';
 
 const EVENTS = Number(process.env.EVENTS ?? 1_000_000);
 const BIG_EVENTS = Number(process.env.BIG_EVENTS ?? 5_000_000);
 const NAIVE_EVENTS = Number(process.env.NAIVE_EVENTS ?? 20_000);
 const EVENTS_PER_BLOCK = 10;
-const ADMIN_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const BENCH_DB = 'strata_bench_processing';
 const PROJECT = new URL('../examples/erc20', import.meta.url).pathname;
 const STRATA = new URL('../bin/strata.mjs', import.meta.url).pathname;
 
-const databaseUrl = (() => {
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${BENCH_DB}`;
-  return url.toString();
-})();
-
-async function recreateDatabase(): Promise<void> {
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${BENCH_DB}`);
-  await admin.end();
-}
+const benchDb = benchDatabase('strata_bench_processing');
+const databaseUrl = benchDb.url;
+const recreateDatabase = () => benchDb.recreate();
 
 interface EndToEnd {
   seconds: number;
