@@ -84,6 +84,8 @@ class Writer {
   private readonly db: Db;
   private readonly queue: BatchForWriter[] = [];
   private readonly committed = new Map<string, number>();
+  /** The block of each pipeline's committed checkpoint. */
+  private readonly committedBlock = new Map<string, number>();
   private writing = false;
   /** The run being written (or retried): its pipeline and last checkpoint. */
   private inFlight: { pipeline: string; toCheckpoint: number } | null = null;
@@ -91,6 +93,7 @@ class Writer {
   private flushWaiters: Array<() => void> = [];
   private transactions = 0;
   private readonly crashBeforeCommit: number | null;
+  private readonly crashAfterCommit: number | null;
   /** Test-only: a slow database, so batches queue up behind the write in flight. */
   private readonly writeDelayMs: number;
   private readonly entityWriters = new Map<string, EntityWriter>();
@@ -120,6 +123,8 @@ class Writer {
     const fault = /^persistence:crash-before-commit:(\d+)$/.exec(context.data.testFault ?? '');
     // Only the first incarnation crashes, so the test sees one crash and a clean recovery.
     this.crashBeforeCommit = fault === null || context.incarnation !== 1 ? null : Number(fault[1]);
+    const after = /^persistence:crash-after-commit:(\d+)$/.exec(context.data.testFault ?? '');
+    this.crashAfterCommit = after === null || context.incarnation !== 1 ? null : Number(after[1]);
     this.writeDelayMs = Number(
       /^persistence:write-delay:(\d+)$/.exec(context.data.testFault ?? '')?.[1] ?? 0,
     );
@@ -146,15 +151,17 @@ class Writer {
     const { rows } = await this.db.query<{
       name: string;
       committed_checkpoint: string;
+      committed_block: string | null;
       history: boolean | null;
     }>(
-      `SELECT p.name, p.committed_checkpoint, c.history FROM strata.pipelines p
+      `SELECT p.name, p.committed_checkpoint, p.committed_block, c.history FROM strata.pipelines p
          LEFT JOIN strata.checkpoints c ON c.pipeline = p.name AND c.checkpoint_id = p.committed_checkpoint
         WHERE p.name = ANY($1)`,
       [pipelines.map((pipeline) => pipeline.name)],
     );
     for (const row of rows) {
       this.committed.set(row.name, Number(row.committed_checkpoint));
+      this.committedBlock.set(row.name, Number(row.committed_block ?? -1));
       this.lastWriteKeptHistory.set(row.name, row.history === true);
     }
   }
@@ -265,15 +272,21 @@ class Writer {
    * The next run to write: the first queued batch that continues its pipeline's committed
    * checkpoint, then the batches of the same pipeline that follow it without a gap and share its
    * `isInReorgThreshold`. Batches already durable or covered by the run (after a re-send) are
-   * dropped. A batch beyond a gap waits: after a writer restart, batches processed meanwhile can
-   * arrive before the re-send that fills the gap.
+   * dropped — and the durable ones' commit reported again: a writer that died between its COMMIT
+   * and its report leaves the processing actor waiting for it. A batch beyond a gap waits: after a
+   * writer restart, batches processed meanwhile can arrive before the re-send that fills the gap.
    */
   private takeRun(): BatchForWriter[] {
     const committed = (pipeline: string) => this.committed.get(pipeline) ?? 0;
+    const durable = new Set<string>();
     for (let i = 0; i < this.queue.length; ) {
-      if (this.queue[i]!.toCheckpoint <= committed(this.queue[i]!.pipeline)) this.queue.splice(i, 1);
-      else i++;
+      const batch = this.queue[i]!;
+      if (batch.toCheckpoint <= committed(batch.pipeline)) {
+        durable.add(batch.pipeline);
+        this.queue.splice(i, 1);
+      } else i++;
     }
+    for (const pipeline of durable) this.reportCommitted(pipeline, 0, 0, 0, 0);
     const start = this.queue.findIndex((batch) => batch.fromCheckpoint <= committed(batch.pipeline) + 1);
     if (start < 0) return [];
     const first = this.queue.splice(start, 1)[0]!;
@@ -441,23 +454,38 @@ class Writer {
         process.exit(1);
       }
     });
+    if (this.crashAfterCommit === this.transactions) {
+      this.context.log.warn({ transaction: this.transactions }, 'injected fault: crashing after COMMIT');
+      process.exit(1);
+    }
     this.committed.set(pipeline, last.toCheckpoint);
+    this.committedBlock.set(pipeline, last.toBlockNumber);
     this.lastWriteKeptHistory.set(pipeline, first.isInReorgThreshold);
     if (first.isInReorgThreshold) this.schedulePrune(pipeline, last.toBlockNumber);
     if (metadata !== undefined) {
       this.metadata.written(metadata);
       this.lastMetadataWrite = Date.now();
     }
+    this.reportCommitted(pipeline, eventCount, run.length, rowsWritten, performance.now() - started);
+  }
+
+  private reportCommitted(
+    pipeline: string,
+    eventCount: number,
+    batches: number,
+    rowsWritten: number,
+    durationMs: number,
+  ): void {
     this.context.emit({
       type: 'committed',
       report: {
         pipeline,
-        committedCheckpoint: last.toCheckpoint,
-        committedBlockNumber: last.toBlockNumber,
+        committedCheckpoint: this.committed.get(pipeline) ?? 0,
+        committedBlockNumber: this.committedBlock.get(pipeline) ?? -1,
         eventCount,
-        batches: run.length,
+        batches,
         rowsWritten,
-        durationMs: performance.now() - started,
+        durationMs,
       },
     });
   }
@@ -560,6 +588,7 @@ class Writer {
             };
           });
           this.committed.set(pipeline, toCheckpoint);
+          this.committedBlock.set(pipeline, result.toBlockNumber);
           this.lastWriteKeptHistory.set(pipeline, result.targetKeptHistory);
           resolve(result);
         } catch (error) {

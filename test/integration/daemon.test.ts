@@ -169,6 +169,27 @@ describe('strata start (child process, Postgres)', () => {
     expect((await daemon.exited).code).toBe(0);
   });
 
+  it('a writer that dies after COMMIT, before reporting it, is restarted and the commit reported again', async () => {
+    await resetDatabase();
+    // One batch, one transaction: nothing written later would report a newer commit.
+    const daemon = start({
+      TEST_BLOCKS: '40',
+      TEST_BATCH_SIZE: '100',
+      STRATA_TEST_FAULT: 'persistence:crash-after-commit:1',
+    });
+    const url = await daemon.url;
+    const status = await waitFor(
+      () => getJson<StatusSnapshot>(`${url}/status`),
+      ({ body }) => body.pipelines[0]?.committedCheckpoint === 40,
+      30_000,
+      'the commit made before the crash reported',
+    );
+    expect(status.body.actors.find((a) => a.name === 'persistence')).toMatchObject({ incarnation: 2 });
+    await expectTablesToEqualReference(40);
+    daemon.kill('SIGTERM');
+    expect((await daemon.exited).code).toBe(0);
+  });
+
   it('an actor that crash-loops at start makes the process exit 75', async () => {
     await resetDatabase();
     const daemon = start({ STRATA_TEST_FAULT: 'processing:crash-at-start', STRATA_RESTART_INTENSITY: '2' });
