@@ -124,11 +124,20 @@ export function createMetrics(options: { version: string; status: () => StatusSn
     (p) => p.writerBusyMs / 1_000,
   );
 
-  pipelineGauge(
-    'strata_pipeline_reorgs',
-    'Reorgs rolled back since the processing actor started.',
-    (p) => p.reorgs,
-  );
+  new Gauge({
+    name: 'strata_pipeline_reorgs',
+    help: 'Reorgs rolled back since the processing actor started, by where the orphaned blocks were undone: unsent batch, queued batches (both in memory), stored state (from history).',
+    labelNames: ['pipeline', 'undid'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const pipeline of options.status().pipelines) {
+        for (const [undid, count] of Object.entries(pipeline.reorgsUndid ?? {})) {
+          this.set({ pipeline: pipeline.pipeline, undid }, count);
+        }
+      }
+    },
+  });
   new Gauge({
     name: 'strata_effect_calls',
     help: 'Effect calls since the processing actor started, by result: memory_hit, database_hit, invalidated (a stored output that no longer matches the output schema; recomputed), run.',

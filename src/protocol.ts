@@ -176,6 +176,9 @@ export interface CommitReport {
   durationMs: number;
 }
 
+/** Where a reorg's orphaned blocks were undone: the cheapest place first. */
+export type ReorgUndoneIn = 'unsent batch' | 'queued batches' | 'stored state';
+
 /** Live figures a processing actor reports for `/status`. */
 export interface PipelineProgress {
   pipeline: string;
@@ -200,6 +203,8 @@ export interface PipelineProgress {
   readyAt: number | null;
   /** Reorgs rolled back by this incarnation. */
   reorgs: number;
+  /** The same, by where their orphaned blocks were undone (see the processing actor). */
+  reorgsUndid: Record<ReorgUndoneIn, number>;
   /** Effect calls by effect since this incarnation started. */
   effects: Record<
     string,

@@ -23,6 +23,7 @@ import type {
   EntityChanges,
   PipelineProgress,
   RawBlock,
+  ReorgUndoneIn,
   RollbackResult,
   WriterReply,
   WriterRequest,
@@ -136,6 +137,11 @@ class PipelineRuntime {
   /** Recorded checkpoints of the last blocks (up to maxReorgDepth + 2), oldest first. */
   private recentBlocks: RecentBlock[] = [];
   private reorgs = 0;
+  private readonly reorgsUndid: Record<ReorgUndoneIn, number> = {
+    'unsent batch': 0,
+    'queued batches': 0,
+    'stored state': 0,
+  };
   /**
    * The last batch inside the reorg threshold, processed but not yet sent to the writer: it is
    * sent once the next read shows its tip still stands (or before any wait), so a reorg found by
@@ -490,11 +496,12 @@ class PipelineRuntime {
     rowsRestored: number,
     eventsRemoved: number,
     /** Where the orphaned blocks' changes were undone: see rollBackReorg. */
-    undid: 'unsent batch' | 'queued batches' | 'stored state',
+    undid: ReorgUndoneIn,
     started: number,
   ): void {
     this.eventsProcessed -= eventsRemoved;
     this.reorgs += 1;
+    this.reorgsUndid[undid] += 1;
     this.context.log.warn(
       {
         pipeline: this.pipeline.name,
@@ -761,6 +768,7 @@ class PipelineRuntime {
       firstEventAt: this.firstEventAt,
       readyAt: this.readyAt,
       reorgs: this.reorgs,
+      reorgsUndid: { ...this.reorgsUndid },
       effects: this.effects?.stats() ?? {},
     };
   }

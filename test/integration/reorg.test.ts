@@ -165,6 +165,19 @@ describe('reorgs', () => {
         else if (pause < 0.5) await new Promise((resolve) => setTimeout(resolve, random() * 30));
       }
       await committedTip(chain, daemon);
+      // /metrics counts the reorgs by way as the log does.
+      const logged = (way: string) =>
+        daemon.logs.filter((line) => String(line.msg).startsWith('reorg: rolled back') && line.undid === way)
+          .length;
+      await waitFor(
+        async () => (await fetch(`${await daemon.url}/metrics`)).text(),
+        (metrics) =>
+          ['unsent batch', 'queued batches', 'stored state'].every((way) =>
+            metrics.includes(`strata_pipeline_reorgs{pipeline="model",undid="${way}"} ${logged(way)}\n`),
+          ),
+        10_000,
+        'strata_pipeline_reorgs by way as logged',
+      );
       daemon.kill('SIGTERM');
       expect((await daemon.exited).code).toBe(0);
       expect(reorgs).toBeGreaterThan(30);
