@@ -245,21 +245,15 @@ export class InMemoryStore {
   }
 
   size(): number {
-    let size = 0;
-    for (const table of this.tables.values()) size += table.size();
-    return size;
+    return this.sum((table) => table.size());
   }
 
   dropCommitted(committedCheckpoint: number): number {
-    let dropped = 0;
-    for (const table of this.tables.values()) dropped += table.dropCommitted(committedCheckpoint);
-    return dropped;
+    return this.sum((table) => table.dropCommitted(committedCheckpoint));
   }
 
   dropLoaded(): number {
-    let dropped = 0;
-    for (const table of this.tables.values()) dropped += table.dropLoaded();
-    return dropped;
+    return this.sum((table) => table.dropLoaded());
   }
 
   /** A batch starting at `firstCheckpoint` begins executing. */
@@ -279,23 +273,24 @@ export class InMemoryStore {
     for (const table of this.tables.values()) table.clear();
   }
 
+  /** See EntityStore.rollBackTo. */
   rollBackTo(checkpoint: number): number {
-    let affected = 0;
-    for (const table of this.tables.values()) affected += table.rollBackTo(checkpoint);
-    return affected;
+    return this.sum((table) => table.rollBackTo(checkpoint));
   }
 
   /** How many ids the last batch changed (its change count). */
   lastBatchChangeCount(): number {
-    let count = 0;
-    for (const table of this.tables.values()) count += table.touched.length;
-    return count;
+    return this.sum((table) => table.touched.length);
   }
 
   /** See EntityStore.undoLastBatchAbove. */
   undoLastBatchAbove(checkpoint: number): number {
-    let restored = 0;
-    for (const table of this.tables.values()) restored += table.undoLastBatchAbove(checkpoint);
-    return restored;
+    return this.sum((table) => table.undoLastBatchAbove(checkpoint));
+  }
+
+  private sum(read: (table: EntityStore) => number): number {
+    let total = 0;
+    for (const table of this.tables.values()) total += read(table);
+    return total;
   }
 }
