@@ -17,7 +17,7 @@ import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges } from '../processing/change-codec.ts';
-import { noHistoryError } from '../processing/reorg-errors.ts';
+import { noHistoryError, prunedHistoryError } from '../processing/reorg-errors.ts';
 import type {
   BatchForWriter,
   ChainMetadata,
@@ -543,15 +543,12 @@ class Writer {
                 WHERE pipeline = $1 AND checkpoint_id >= $2 ORDER BY checkpoint_id`,
               [pipeline, toCheckpoint],
             );
-            const target = rows[0];
-            const above = rows.slice(1);
-            if (
-              target === undefined ||
-              Number(target.checkpoint_id) !== toCheckpoint ||
-              above.length !== expected - toCheckpoint ||
-              above.some((row) => !row.history)
-            ) {
-              throw noHistoryError(pipeline, toCheckpoint);
+            const target = rows[0]?.checkpoint_id === String(toCheckpoint) ? rows[0] : undefined;
+            const above = target === undefined ? rows : rows.slice(1);
+            if (above.some((row) => !row.history)) throw noHistoryError(pipeline, toCheckpoint);
+            // Checkpoints missing: pruned since (a reorg soon after another, reaching further down).
+            if (target === undefined || above.length !== expected - toCheckpoint) {
+              throw prunedHistoryError(pipeline, toCheckpoint);
             }
             const rowsRestored = await this.entityWriters.get(pipeline)!.rollback(client, toCheckpoint);
             if (this.context.data.pipelines.find((p) => p.name === pipeline)?.rawEvents) {

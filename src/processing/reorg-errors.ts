@@ -1,4 +1,4 @@
-// The two ways a reorg can reach below what can be rolled back. Both stop the pipeline before
+// The ways a reorg can reach below what can be rolled back. Each stops the pipeline before
 // anything is changed; the processing actor raises them for what it holds in memory, the writer
 // for what is stored.
 
@@ -14,6 +14,18 @@ export function noCommonAncestorError(
     'STRATA_ERR_REORG_TOO_DEEP',
     `pipeline ${pipeline}: ${what} processed block ${details.processedBlock}, and no common ancestor was found within maxReorgDepth (${details.maxReorgDepth}) blocks; nothing was changed. Raise maxReorgDepth and restart, or \`strata reset ${pipeline}\``,
     { details: { pipeline, ...details } },
+  );
+}
+
+/**
+ * The history down to the common ancestor was pruned: the ancestor is more than maxReorgDepth
+ * below the highest block committed so far (a reorg soon after another, reaching further down).
+ */
+export function prunedHistoryError(pipeline: string, toCheckpoint: number): StrataError {
+  return new StrataError(
+    'STRATA_ERR_REORG_TOO_DEEP',
+    `pipeline ${pipeline}: cannot roll back to checkpoint ${toCheckpoint}: its history was already pruned (it lies more than maxReorgDepth below the highest block committed, which an earlier reorg rolled back); nothing was changed. Raise maxReorgDepth and \`strata reset ${pipeline}\``,
+    { details: { pipeline, toCheckpoint } },
   );
 }
 

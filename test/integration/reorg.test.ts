@@ -2,11 +2,12 @@
 //  - property test: random chains pushed to the ingest log with random replacement branches
 //    (landing mid-batch, while writes are in flight, before or after processing saw the orphaned
 //    blocks) end in exactly the fold of the final canonical chain — including SET→DELETE→SET on
-//    one id and deletes of rows never committed;
+//    one id and deletes of rows never committed — each reorg undone in the unsent batch, in the
+//    writer's queue or in stored state, as /metrics counts them;
 //  - the generator's injected reorgs on erc20, across a kill -9, end as the reference fold, with
 //    history pruned to one anchor per id below the safe checkpoint;
-//  - a reorg deeper than maxReorgDepth stops the pipeline with STRATA_ERR_REORG_TOO_DEEP and
-//    changes nothing.
+//  - a reorg deeper than maxReorgDepth, or reaching history pruned since an earlier reorg, stops
+//    the pipeline with STRATA_ERR_REORG_TOO_DEEP and changes nothing.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateOrphanBlock, mulberry32, reorgDepthAt } from '../../src/sources/generator.ts';
@@ -240,6 +241,47 @@ describe('reorgs', () => {
     )) as [{ rows: string; duplicated: string }];
     expect(Number(rows)).toBeLessThan(10_000);
     expect(Number(duplicated)).toBe(0);
+  });
+
+  it('a reorg reaching history pruned since an earlier reorg stops the pipeline and changes nothing', async () => {
+    await reset('model');
+    const daemon = startDaemonProcess(
+      {
+        DATABASE_URL: db.url,
+        MODEL_SOURCE: 'ingest',
+        MODEL_MAX_REORG_DEPTH: '5',
+        STRATA_HISTORY_PRUNE_MS: '50',
+      },
+      [],
+      fixtureProject('model'),
+    );
+    const url = `${await daemon.url}/v1/pipelines/model/events`;
+    const events = randomStream(7, 40).map((block) => block.events);
+    const chain = new Chain();
+    await push(url, chain.append(events.slice(0, 30)));
+    await committedTip(chain, daemon);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Committing block 31 prunes the history below block 26 (31 - maxReorgDepth).
+    await push(url, chain.append(events.slice(30, 31)));
+    await committedTip(chain, daemon);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // A reorg back to block 27, within reach: blocks 28..31 replaced by one block 28.
+    await push(url, chain.replace(4, events.slice(31, 32)));
+    await committedTip(chain, daemon);
+    const tip = chain.blocks[chain.blocks.length - 1]!;
+    // Back to block 23: within maxReorgDepth of block 28, but below what was pruned.
+    await push(url, chain.replace(5, events.slice(32, 33)));
+    const exit = await daemon.exited;
+    expect(exit.code).not.toBe(0);
+    const fatal = daemon.logs.find(
+      (line) => (line.err as { code?: string })?.code === 'STRATA_ERR_REORG_TOO_DEEP',
+    );
+    expect(fatal, JSON.stringify(daemon.logs.slice(-5))).toBeDefined();
+    expect(String((fatal!.err as { message: string }).message)).toContain('already pruned');
+    const [pipeline] = await db.query<{ committed_block: string; committed_block_hash: string }>(
+      `SELECT committed_block, committed_block_hash FROM strata.pipelines WHERE name = 'model'`,
+    );
+    expect(pipeline).toEqual({ committed_block: '28', committed_block_hash: tip.hash });
   });
 
   it('a reorg deeper than maxReorgDepth stops the pipeline and changes nothing', async () => {
