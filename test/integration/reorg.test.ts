@@ -103,17 +103,19 @@ const put = (id: string, value: number) => ({
 
 describe('reorgs', () => {
   // More seeds (a soak): STRATA_REORG_SEEDS=101,102,… (batch sizes and targets cycle).
-  const seeds = (process.env.STRATA_REORG_SEEDS ?? '21,22,23').split(',').map(Number);
-  // A slow writer (writeDelayMs) keeps batches queued, so most orphaned blocks are dropped before
-  // they are written; with a fast one most reorgs roll back stored state.
+  const seeds = (process.env.STRATA_REORG_SEEDS ?? '21,22,23,24').split(',').map(Number);
+  // A slow writer (`persistence:write-delay`) keeps batches queued, so most orphaned blocks are
+  // dropped before they are written; with a fast one most reorgs roll back stored state. One
+  // writer crashes once (its uncommitted batches re-sent, reorg requests asked again).
   const shapes = [
-    { batchSize: 7, target: 100_000, writeDelayMs: 40 },
-    { batchSize: 1, target: 30, writeDelayMs: 0 },
-    { batchSize: 50, target: 100_000, writeDelayMs: 15 },
+    { batchSize: 7, target: 100_000, fault: 'persistence:write-delay:40' },
+    { batchSize: 1, target: 30, fault: '' },
+    { batchSize: 50, target: 100_000, fault: 'persistence:write-delay:15' },
+    { batchSize: 7, target: 100_000, fault: 'persistence:crash-before-commit:12' },
   ];
   const cases = seeds.map((seed, index) => ({ seed, ...shapes[index % shapes.length]! }));
   for (const c of cases) {
-    it(`property: random reorgs end as the fold of the final chain (seed ${c.seed}, batch ${c.batchSize}, target ${c.target}, write delay ${c.writeDelayMs} ms)`, async () => {
+    it(`property: random reorgs end as the fold of the final chain (seed ${c.seed}, batch ${c.batchSize}, target ${c.target}${c.fault ? `, ${c.fault}` : ''})`, async () => {
       await reset('model');
       const daemon = startDaemonProcess(
         {
@@ -123,7 +125,7 @@ describe('reorgs', () => {
           MODEL_MAX_REORG_DEPTH: '40',
           STRATA_IN_MEMORY_OBJECTS_TARGET: String(c.target),
           STRATA_HISTORY_PRUNE_MS: '50',
-          ...(c.writeDelayMs > 0 ? { STRATA_TEST_FAULT: `persistence:write-delay:${c.writeDelayMs}` } : {}),
+          ...(c.fault ? { STRATA_TEST_FAULT: c.fault } : {}),
         },
         [],
         fixtureProject('model'),
@@ -189,7 +191,12 @@ describe('reorgs', () => {
       const undid = (way: string) => rolledBack.filter((line) => line.undid === way).length;
       expect(undid('stored state')).toBeGreaterThan(0);
       if (c.batchSize > 1) expect(undid('unsent batch')).toBeGreaterThan(0);
-      if (c.writeDelayMs > 0) expect(undid('queued batches')).toBeGreaterThan(0);
+      if (c.fault.includes('write-delay')) expect(undid('queued batches')).toBeGreaterThan(0);
+      if (c.fault.includes('crash')) {
+        expect(
+          daemon.logs.some((line) => line.msg === 're-sent uncommitted changes to the restarted writer'),
+        ).toBe(true);
+      }
       await expectFold(chain.blocks, (sql) => db.query(sql) as never);
     });
   }
