@@ -52,7 +52,18 @@ database: ${status.database.kind}${status.database.storage ? ` (${status.databas
 
   const pipelines = new Table({
     style,
-    head: ['pipeline', 'state', 'processed', 'committed', 'lag', 'head', 'events', 'events/s', 'in memory'],
+    head: [
+      'pipeline',
+      'state',
+      'processed',
+      'committed',
+      'lag',
+      'head',
+      'events',
+      'events/s',
+      'in memory',
+      'reorgs',
+    ],
   });
   for (const pipeline of status.pipelines) {
     pipelines.push([
@@ -65,6 +76,7 @@ database: ${status.database.kind}${status.database.storage ? ` (${status.databas
       pipeline.eventsProcessed.toLocaleString('en-US'),
       pipeline.eventsPerSecond.toLocaleString('en-US'),
       pipeline.inMemoryObjects.toLocaleString('en-US'),
+      reorgsCell(pipeline),
     ]);
   }
 
@@ -73,6 +85,12 @@ database: ${status.database.kind}${status.database.storage ? ` (${status.databas
     pools.push([name, pool.total, pool.idle, pool.waiting]);
 
   return [header, actors.toString(), pipelines.toString(), pools.toString()].join('\n');
+}
+
+/** Reorgs, and how many of them had to roll back stored state (the rest were undone in memory). */
+function reorgsCell(pipeline: StatusSnapshot['pipelines'][number]): string {
+  const stored = pipeline.reorgsUndid?.['stored state'] ?? 0;
+  return stored === 0 ? String(pipeline.reorgs ?? 0) : `${pipeline.reorgs} (${stored} stored)`;
 }
 
 function formatDuration(seconds: number): string {

@@ -8,6 +8,7 @@
 //    history pruned to one anchor per id below the safe checkpoint;
 //  - a reorg deeper than maxReorgDepth, or reaching history pruned since an earlier reorg, stops
 //    the pipeline with STRATA_ERR_REORG_TOO_DEEP and changes nothing.
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateOrphanBlock, mulberry32, reorgDepthAt } from '../../src/sources/generator.ts';
@@ -22,6 +23,7 @@ import { erc20Source, expectErc20Reference } from '../helpers/erc20-reference.ts
 import { expectFold, randomStream, type StreamBlock } from '../helpers/model-stream.ts';
 
 const ERC20_PROJECT = path.resolve(import.meta.dirname, '../../examples/erc20');
+const STRATA_BIN = path.resolve(import.meta.dirname, '../../bin/strata.mjs');
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -181,6 +183,12 @@ describe('reorgs', () => {
         10_000,
         'strata_pipeline_reorgs by way as logged',
       );
+      // `strata status` shows them too, with how many rolled back stored state.
+      const status = execFileSync(process.execPath, [STRATA_BIN, 'status', '--url', await daemon.url], {
+        encoding: 'utf8',
+      });
+      const total = daemon.logs.filter((line) => String(line.msg).startsWith('reorg: rolled back')).length;
+      expect(status).toContain(`${total} (${logged('stored state')} stored)`);
       daemon.kill('SIGTERM');
       expect((await daemon.exited).code).toBe(0);
       expect(reorgs).toBeGreaterThan(30);
