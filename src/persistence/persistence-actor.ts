@@ -200,7 +200,12 @@ class Writer {
     try {
       while (!this.failed) {
         const run = this.takeRun();
-        if (run.length > 0) await this.writeWithRetry(run);
+        if (run.length > 0) {
+          this.inFlight = { pipeline: run[0]!.pipeline, toCheckpoint: run[run.length - 1]!.toCheckpoint };
+          await this.writeWithRetry(run).finally(() => {
+            this.inFlight = null;
+          });
+        }
         // One task between two runs: a steady stream of batches must not starve pruning (history
         // would grow without bound through a long backfill) or a rollback.
         const task = this.failed ? undefined : this.tasks.shift();
@@ -338,15 +343,6 @@ class Writer {
   }
 
   private async writeWithRetry(run: BatchForWriter[]): Promise<void> {
-    this.inFlight = { pipeline: run[0]!.pipeline, toCheckpoint: run[run.length - 1]!.toCheckpoint };
-    try {
-      await this.writeWithRetries(run);
-    } finally {
-      this.inFlight = null;
-    }
-  }
-
-  private async writeWithRetries(run: BatchForWriter[]): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.write(run);

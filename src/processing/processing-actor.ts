@@ -451,7 +451,11 @@ class PipelineRuntime {
     this.held = null;
     if (held !== null && ancestor.checkpointId >= held.fromCheckpoint - 1) {
       // Every orphaned block is in the batch not yet sent: the writer never saw them.
-      const { eventsRemoved, idsRestored } = this.truncateHeld(held, ancestor);
+      const { eventsRemoved, idsRestored } = this.undoAbove(
+        ancestor.checkpointId,
+        held.fromCheckpoint - 1,
+        true,
+      );
       this.logReorg(next, ancestor, depth, idsRestored, eventsRemoved, 'unsent batch', started);
       return;
     }
@@ -461,7 +465,7 @@ class PipelineRuntime {
       args: { pipeline: this.pipeline.name, aboveCheckpoint: ancestor.checkpointId },
     });
     const inMemoryTo = Math.max(ancestor.checkpointId, keptUpTo);
-    const undone = this.undoAbove(inMemoryTo, keptUpTo);
+    const undone = this.undoAbove(inMemoryTo, keptUpTo, false);
     let { eventsRemoved } = undone;
     let rowsRestored = undone.idsRestored;
     if (keptUpTo > ancestor.checkpointId) {
@@ -518,31 +522,6 @@ class PipelineRuntime {
   }
 
   /**
-   * The reorg's orphaned blocks are all in the held batch (the last one, never sent): undo its
-   * part above the ancestor in the store and send what is left of it.
-   */
-  private truncateHeld(
-    batch: UncommittedBatch,
-    ancestor: RecentBlock,
-  ): { eventsRemoved: number; idsRestored: number } {
-    this.uncommitted.pop();
-    let eventsRemoved = 0;
-    for (const c of batch.checkpoints)
-      if (c.checkpointId > ancestor.checkpointId) eventsRemoved += c.eventCount;
-    const idsRestored = this.store.undoLastBatchAbove(ancestor.checkpointId);
-    this.rewindTo(ancestor);
-    if (ancestor.checkpointId < batch.fromCheckpoint) {
-      this.uncommittedChanges -= batch.changeCount;
-      this.effects.giveBack(batch.effectCache);
-      return { eventsRemoved, idsRestored };
-    }
-    const kept = truncateBatch(batch, ancestor.checkpointId);
-    this.uncommitted.push(kept);
-    this.sendLastBatch(kept);
-    return { eventsRemoved, idsRestored };
-  }
-
-  /**
    * The last recorded block (within maxReorgDepth) that the source's current branch still has.
    * Blocks chain by hash, so below a block the branch has, it has them all: the source is read
    * back from the tip in windows that double (most reorgs are shallow) until one holds a match.
@@ -574,11 +553,17 @@ class PipelineRuntime {
   }
 
   /**
-   * Undoes everything processed above `checkpoint` in memory, after the writer dropped the
-   * batches above `keptUpTo` (≤ checkpoint: the part of them at or below `checkpoint` is sent
-   * again, rebuilt from the store) and rewinds processing to it.
+   * Undoes everything processed above `checkpoint` in memory and rewinds processing to it. The
+   * batches above `keptUpTo` (≤ checkpoint) are not at the writer: dropped by it, or the held
+   * one; their part at or below `checkpoint` is sent again, rebuilt from the store. With
+   * `onlyLastBatch` (that part is the held batch alone, still the store's last) the store undoes
+   * just that batch, without scanning.
    */
-  private undoAbove(checkpoint: number, keptUpTo: number): { eventsRemoved: number; idsRestored: number } {
+  private undoAbove(
+    checkpoint: number,
+    keptUpTo: number,
+    onlyLastBatch: boolean,
+  ): { eventsRemoved: number; idsRestored: number } {
     const firstDropped = this.uncommitted.findIndex((b) => b.checkpoint.checkpointId > keptUpTo);
     const dropped = firstDropped < 0 ? [] : this.uncommitted.splice(firstDropped);
     let eventsRemoved = 0;
@@ -592,16 +577,17 @@ class PipelineRuntime {
         resent.push(truncateBatch(batch, checkpoint));
       }
     }
-    const idsRestored = this.store.rollBackTo(checkpoint);
+    const idsRestored = onlyLastBatch
+      ? this.store.undoLastBatchAbove(checkpoint)
+      : this.store.rollBackTo(checkpoint);
     const at = this.recentBlocks.find((b) => b.checkpointId === checkpoint);
     this.rewindTo(at ?? { number: this.processedBlock, checkpointId: checkpoint, hash: null });
-    if (resent.length > 0) {
-      this.uncommitted.push(...resent);
-      const { changes, count } = collectUncommittedChanges(
-        this.store,
-        keptUpTo,
-        resent.some((b) => b.isInReorgThreshold),
-      );
+    if (resent.length === 0) return { eventsRemoved, idsRestored };
+    this.uncommitted.push(...resent);
+    if (onlyLastBatch) this.sendLastBatch(resent[0]!);
+    else {
+      const history = resent.some((b) => b.isInReorgThreshold);
+      const { changes, count } = collectUncommittedChanges(this.store, keptUpTo, history);
       this.emitBatch(resent, changes, count);
     }
     return { eventsRemoved, idsRestored };
