@@ -122,22 +122,32 @@ function sourceFor(pipelineConf: PipelineConfig, events: number): GeneratorSourc
   });
 }
 
+/** The handlers over `store`, reading through `db` (or a stand-in answering nothing). */
+function erc20Executor(
+  modules: Awaited<ReturnType<typeof loadPipelineModules>>,
+  store: InMemoryStore,
+  db: pg.Client,
+  strategy: LoadStrategy,
+): BatchExecutor {
+  const log = createLogger({ level: 'warn', format: 'json' });
+  return new BatchExecutor({
+    pipeline: 'erc20',
+    ...modules,
+    store,
+    loader: new LoadLayer(db, 'erc20', store),
+    effects: new EffectStore(db, log),
+    log,
+    strategy,
+  });
+}
+
 /** (a): the processing actor's work without a database: source, handlers, store, change encoding. */
 async function inMemory(events: number, strategy: LoadStrategy): Promise<number> {
   const pipelineConf = await pipelineConfig();
   const { schema, handlers } = await loadPipelineModules(pipelineConf);
   const store = new InMemoryStore(schema);
   const noDatabase = { query: async () => ({ rows: [] }) } as never;
-  const executor = new BatchExecutor({
-    pipeline: 'erc20',
-    schema,
-    handlers,
-    store,
-    loader: new LoadLayer(noDatabase, 'erc20', store),
-    effects: new EffectStore(noDatabase, createLogger({ level: 'warn', format: 'json' })),
-    log: createLogger({ level: 'warn', format: 'json' }),
-    strategy,
-  });
+  const executor = erc20Executor({ schema, handlers }, store, noDatabase, strategy);
   return runBatches(sourceFor(pipelineConf, events), pipelineConf.batchSize, executor, (checkpoint) => {
     const { changes } = collectBatchChanges(store, false);
     encodeChanges(changes);
@@ -197,16 +207,7 @@ async function naive(events: number): Promise<number> {
   for (const entity of schema.entities)
     for (const sql of createTableSql('erc20', entity)) await client.query(sql);
   const store = new InMemoryStore(schema);
-  const executor = new BatchExecutor({
-    pipeline: 'erc20',
-    schema,
-    handlers,
-    store,
-    loader: new LoadLayer(client, 'erc20', store),
-    effects: new EffectStore(client, createLogger({ level: 'warn', format: 'json' })),
-    log: createLogger({ level: 'warn', format: 'json' }),
-    strategy: 'two-pass',
-  });
+  const executor = erc20Executor({ schema, handlers }, store, client, 'two-pass');
   const statements = new Map(
     schema.entities.map((entity) => {
       const names = entity.columns.map((column) => quoteIdent(column.name));

@@ -11,6 +11,8 @@ export interface TestDatabase {
   url: string;
   name: string;
   query<Row extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<Row[]>;
+  /** The number a `SELECT count(*) …` answers. */
+  count(sql: string, params?: unknown[]): Promise<number>;
   drop(): Promise<void>;
 }
 
@@ -29,6 +31,10 @@ export async function createTestDatabase(prefix = 'strata_test'): Promise<TestDa
     name,
     async query(sql, params) {
       return (await client.query(sql, params)).rows;
+    },
+    async count(sql, params) {
+      const { rows } = await client.query(sql, params);
+      return Number(Object.values(rows[0] ?? {})[0]);
     },
     async drop() {
       await client.end();

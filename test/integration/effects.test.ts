@@ -124,16 +124,10 @@ describe('effects', () => {
     expect((await third.exited).code).toBe(0);
     expect(runs(path.join(dir, 'run3.log'), 'price')).toBe(0);
     expect(runs(path.join(dir, 'run3.log'), 'echo')).toBe(20);
-    const [{ count }] = (await db.query<{ count: string }>(
-      `SELECT count(*) FROM strata.effect_cache WHERE effect = 'echo'`,
-    )) as [{ count: string }];
-    expect(Number(count)).toBe(0);
+    expect(await db.count(`SELECT count(*) FROM strata.effect_cache WHERE effect = 'echo'`)).toBe(0);
 
     // Raw events: one row per event of the three runs.
-    const [{ events }] = (await db.query<{ events: string }>(
-      'SELECT count(*) AS events FROM pipeline_fx."_raw_events"',
-    )) as [{ events: string }];
-    expect(Number(events)).toBe(2_000);
+    expect(await db.count('SELECT count(*) FROM pipeline_fx."_raw_events"')).toBe(2_000);
   });
 
   it('raw events: NUL bytes deep in payloads are stored escaped, nothing else in the transaction lost', async () => {
@@ -169,14 +163,8 @@ describe('effects', () => {
       lone: 'p\\ud800q',
     });
     // The same transaction's entities and effect outputs are all there.
-    const [{ quotes }] = (await db.query<{ quotes: string }>(
-      'SELECT count(*) AS quotes FROM pipeline_fx."Quote"',
-    )) as [{ quotes: string }];
-    expect(Number(quotes)).toBe(20);
-    const [{ cached }] = (await db.query<{ cached: string }>(
-      'SELECT count(*) AS cached FROM strata.effect_cache',
-    )) as [{ cached: string }];
-    expect(Number(cached)).toBe(20);
+    expect(await db.count('SELECT count(*) FROM pipeline_fx."Quote"')).toBe(20);
+    expect(await db.count('SELECT count(*) FROM strata.effect_cache')).toBe(20);
   });
 
   it('a rate limit queues excess calls: 12 calls at 4 per 150 ms take two more windows', async () => {

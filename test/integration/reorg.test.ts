@@ -89,6 +89,13 @@ async function committedTip(chain: Chain, daemon: DaemonProcess): Promise<void> 
   });
 }
 
+/** The message of the fatal error with `code` the daemon logged (the last lines if none). */
+function fatalMessage(daemon: DaemonProcess, code: string): string {
+  const fatal = daemon.logs.find((line) => (line.err as { code?: string })?.code === code);
+  expect(fatal, JSON.stringify(daemon.logs.slice(-5))).toBeDefined();
+  return String((fatal!.err as { message: string }).message);
+}
+
 async function push(url: string, blocks: ChainBlock[]): Promise<void> {
   const response = await fetch(url, {
     method: 'POST',
@@ -288,11 +295,7 @@ describe('reorgs', () => {
     await push(url, chain.replace(5, events.slice(32, 33)));
     const exit = await daemon.exited;
     expect(exit.code).not.toBe(0);
-    const fatal = daemon.logs.find(
-      (line) => (line.err as { code?: string })?.code === 'STRATA_ERR_REORG_TOO_DEEP',
-    );
-    expect(fatal, JSON.stringify(daemon.logs.slice(-5))).toBeDefined();
-    expect(String((fatal!.err as { message: string }).message)).toContain('already pruned');
+    expect(fatalMessage(daemon, 'STRATA_ERR_REORG_TOO_DEEP')).toContain('already pruned');
     const [pipeline] = await db.query<{ committed_block: string; committed_block_hash: string }>(
       `SELECT committed_block, committed_block_hash FROM strata.pipelines WHERE name = 'model'`,
     );
@@ -317,11 +320,7 @@ describe('reorgs', () => {
     const daemon = startDaemonProcess(env, [], ERC20_PROJECT);
     const exit = await daemon.exited;
     expect(exit.code).not.toBe(0);
-    const fatal = daemon.logs.find(
-      (line) => (line.err as { code?: string })?.code === 'STRATA_ERR_REORG_TOO_DEEP',
-    );
-    expect(fatal, JSON.stringify(daemon.logs.slice(-5))).toBeDefined();
-    expect(String((fatal!.err as { message: string }).message)).toContain(
+    expect(fatalMessage(daemon, 'STRATA_ERR_REORG_TOO_DEEP')).toContain(
       `does not continue processed block ${tip}`,
     );
     // Nothing rolled back: the orphaned tip is still what is committed.
