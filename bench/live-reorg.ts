@@ -9,6 +9,7 @@
 // Run: `npm run bench:live-reorg` (ROUNDS=40 by default).
 
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { generateBlock, mulberry32 } from '../src/sources/generator.ts';
 import type { Block } from '../src/sources/types.ts';
@@ -112,20 +113,14 @@ const daemon = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT], 
 const undid: Record<string, number> = {};
 const reorgDurations: number[] = [];
 const url = await new Promise<string>((resolve, reject) => {
-  let buffered = '';
   daemon.on('exit', (code) => reject(new Error(`daemon exited (${code})`)));
-  daemon.stdout.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString();
-    const lines = buffered.split('\n');
-    buffered = lines.pop() ?? '';
-    for (const line of lines) {
-      if (!line.startsWith('{')) continue;
-      const entry = JSON.parse(line) as { msg: string; url?: string; undid?: string; durationMs?: number };
-      if (entry.msg === 'HTTP listening') resolve(entry.url!);
-      if (entry.msg.startsWith('reorg: rolled back')) {
-        undid[entry.undid ?? '?'] = (undid[entry.undid ?? '?'] ?? 0) + 1;
-        reorgDurations.push(entry.durationMs ?? 0);
-      }
+  createInterface({ input: daemon.stdout }).on('line', (line) => {
+    if (!line.startsWith('{')) return;
+    const entry = JSON.parse(line) as { msg: string; url?: string; undid?: string; durationMs?: number };
+    if (entry.msg === 'HTTP listening') resolve(entry.url!);
+    if (entry.msg.startsWith('reorg: rolled back')) {
+      undid[entry.undid ?? '?'] = (undid[entry.undid ?? '?'] ?? 0) + 1;
+      reorgDurations.push(entry.durationMs ?? 0);
     }
   });
 });

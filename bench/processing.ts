@@ -11,6 +11,7 @@
 // Run: `npm run bench:processing` (EVENTS=1000000 BIG_EVENTS=5000000 by default).
 
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
@@ -77,32 +78,28 @@ async function endToEnd(
   let maxRssBytes = 0;
   let reorgs = 0;
   const reorgsUndid: Record<string, number> = {};
-  let buffered = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString();
-    const lines = buffered.split('\n');
-    buffered = lines.pop() ?? '';
-    for (const line of lines) {
-      if (!line.startsWith('{')) continue;
-      const entry = JSON.parse(line) as {
-        msg: string;
-        time: number;
-        maxRssBytes?: number;
-        eventsPerSecond?: number;
-        undid?: string;
-      };
-      if (entry.msg === 'pipeline starting from the first block') started = entry.time;
-      if (entry.msg.startsWith('reorg: rolled back')) {
-        reorgs += 1;
-        reorgsUndid[entry.undid ?? '?'] = (reorgsUndid[entry.undid ?? '?'] ?? 0) + 1;
-      }
-      if (entry.msg.startsWith('every pipeline processed and committed')) finished = entry.time;
-      if (entry.msg === 'stopped') maxRssBytes = entry.maxRssBytes ?? 0;
-      if (entry.msg === 'progress')
-        process.stderr.write(`  … ${strategy} ${events.toLocaleString('en-US')}: ${line.slice(0, 160)}\n`);
+  // Lines are the daemon's JSON log (and a few plain ones).
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    if (!line.startsWith('{')) return;
+    const entry = JSON.parse(line) as {
+      msg: string;
+      time: number;
+      maxRssBytes?: number;
+      eventsPerSecond?: number;
+      undid?: string;
+    };
+    if (entry.msg === 'pipeline starting from the first block') started = entry.time;
+    if (entry.msg.startsWith('reorg: rolled back')) {
+      reorgs += 1;
+      reorgsUndid[entry.undid ?? '?'] = (reorgsUndid[entry.undid ?? '?'] ?? 0) + 1;
     }
+    if (entry.msg.startsWith('every pipeline processed and committed')) finished = entry.time;
+    if (entry.msg === 'stopped') maxRssBytes = entry.maxRssBytes ?? 0;
+    if (entry.msg === 'progress')
+      process.stderr.write(`  … ${strategy} ${events.toLocaleString('en-US')}: ${line.slice(0, 160)}\n`);
   });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  // 'close': the process exited and its output was read to the end.
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   if (code !== 0 || started === 0 || finished === 0) throw new Error(`daemon run failed (exit ${code})`);
   return { seconds: (finished - started) / 1_000, maxRssBytes, reorgs, reorgsUndid };
 }
