@@ -35,7 +35,7 @@ export function historyTable(pipeline: string, entity: string): string {
 export const HISTORY_CHECKPOINT = '_strata_checkpoint';
 export const HISTORY_CHANGE = '_strata_change';
 
-export function createHistoryTableSql(pipeline: string, entity: EntityDescription): string {
+function createHistoryTableSql(pipeline: string, entity: EntityDescription): string {
   const columns = entity.columns.map(
     (column) =>
       `${quoteIdent(column.name)} ${columnType(column.spec)}${column.name === 'id' ? ' NOT NULL' : ''}`,

@@ -63,7 +63,7 @@ function makeBlock(source: GeneratorShape, number: number, seed: number, parentH
 }
 
 /** Blocks `from..to` inclusive. */
-export function generateBlocks(source: GeneratorShape, from: number, to: number): Block[] {
+function generateBlocks(source: GeneratorShape, from: number, to: number): Block[] {
   const blocks: Block[] = [];
   for (let number = from; number <= to; number++) blocks.push(generateBlock(source, number));
   return blocks;
