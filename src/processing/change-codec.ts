@@ -33,7 +33,7 @@ export function collectBatchChanges(
     if (table.touched.length === 0) continue;
     const entry = new EntryBuilder();
     for (const { id } of table.touched) {
-      entry.push(table, id, table.latest.get(id)!);
+      entry.push(table, id, table.latest.get(id)!, history);
       count += 1;
     }
     if (history) {
@@ -41,7 +41,6 @@ export function collectBatchChanges(
         const { id, change } = table.previous[i]!;
         if (change.checkpointId >= table.batchStart) entry.pushHistory(table, id, change);
       }
-      for (const { id } of table.touched) entry.pushHistory(table, id, table.latest.get(id)!);
     }
     changes[name] = entry.build();
   }
@@ -63,8 +62,7 @@ export function collectUncommittedChanges(
     const entry = new EntryBuilder();
     for (const [id, change] of table.latest) {
       if (change.checkpointId === LOADED_FROM_DB || change.checkpointId <= committedCheckpoint) continue;
-      entry.push(table, id, change);
-      if (history) entry.pushHistory(table, id, change);
+      entry.push(table, id, change, history);
       count += 1;
     }
     if (history) {
@@ -87,24 +85,30 @@ class EntryBuilder {
   private readonly deletes: Array<[number, string]> = [];
   private readonly history: string[] = [];
 
-  /** A history line: the entity's columns (a delete keeps only its id), checkpoint, s/d. */
-  pushHistory(table: EntityStore, id: string, change: StoredChange): void {
-    const columns =
-      change.kind === 'set' ? rowToCopyLine(table.entity, change.row) : deletedRowLine(table, id);
+  /**
+   * A history line: the entity's columns (a delete keeps only its id; `columns` when already
+   * built), checkpoint, s/d.
+   */
+  pushHistory(table: EntityStore, id: string, change: StoredChange, columns?: string): void {
+    columns ??= change.kind === 'set' ? rowToCopyLine(table.entity, change.row) : deletedRowLine(table, id);
     this.history.push(`${columns}\t${change.checkpointId}\t${change.kind === 'set' ? 's' : 'd'}`);
   }
 
-  push(table: EntityStore, id: string, change: StoredChange): void {
+  /** An id's final change — and, with `history`, its history line from the same COPY text. */
+  push(table: EntityStore, id: string, change: StoredChange, history: boolean): void {
     if (change.kind === 'delete') {
       this.deletes.push([change.checkpointId, id]);
+      if (history) this.pushHistory(table, id, change);
       return;
     }
     // Built once per id per batch, for the final value (`set` only validated).
+    const line = rowToCopyLine(table.entity, change.row);
     this.ids.push(id);
     this.checkpoints.push(change.checkpointId);
     this.eventNames.push(change.eventName ?? '');
     this.logIndexes.push(change.logIndex ?? -1);
-    this.lines.push(rowToCopyLine(table.entity, change.row));
+    this.lines.push(line);
+    if (history) this.pushHistory(table, id, change, line);
   }
 
   size(): number {
