@@ -258,21 +258,19 @@ class PipelineRuntime {
       }
       try {
         const blocks = await this.source.read(this.processedBlock, batchSize);
-        if (blocks.length === 0 && (await this.processedBlockReplaced())) {
-          await this.rollBackReorg(null);
+        const reorged =
+          blocks.length === 0 ? await this.processedBlockReplaced() : this.forksFromProcessed(blocks[0]!);
+        if (reorged) {
+          await this.rollBackReorg(blocks[0] ?? null);
           continue;
         }
+        // The read shows the held batch's tip still stands.
+        this.releaseHeld();
         if (blocks.length === 0) {
-          this.releaseHeld();
           this.setState(this.source.finite ? 'caught-up' : 'live');
           await this.source.waitForMore(IDLE_POLL_MS);
           continue;
         }
-        if (this.forksFromProcessed(blocks[0]!)) {
-          await this.rollBackReorg(blocks[0]!);
-          continue;
-        }
-        this.releaseHeld();
         if (this.state !== 'live') this.setState('backfill');
         await this.processBatch(blocks);
         this.retryDelayMs = 0;
