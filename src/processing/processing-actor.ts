@@ -136,7 +136,6 @@ class PipelineRuntime {
   private retryDelayMs = 0;
   /** Recorded checkpoints of the last blocks (up to maxReorgDepth + 2), oldest first. */
   private recentBlocks: RecentBlock[] = [];
-  private reorgs = 0;
   private readonly reorgsUndid: Record<ReorgUndoneIn, number> = {
     'unsent batch': 0,
     'queued batches': 0,
@@ -502,7 +501,6 @@ class PipelineRuntime {
     started: number,
   ): void {
     this.eventsProcessed -= eventsRemoved;
-    this.reorgs += 1;
     this.reorgsUndid[undid] += 1;
     this.context.log.warn(
       {
@@ -751,7 +749,7 @@ class PipelineRuntime {
       state: this.state,
       firstEventAt: this.firstEventAt,
       readyAt: this.readyAt,
-      reorgs: this.reorgs,
+      reorgs: Object.values(this.reorgsUndid).reduce((sum, count) => sum + count, 0),
       reorgsUndid: { ...this.reorgsUndid },
       effects: this.effects?.stats() ?? {},
     };
