@@ -3,11 +3,12 @@
 // is reported at once, then deep-frozen. Precedence: flag > env > config file > default.
 // Every default lives in this file; docs/operations.md lists them.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { StrataError } from './errors.ts';
+import { type ApiToken, isLoopbackHost, parseApiTokens } from './http/api-tokens.ts';
 import type { LogFormat, LogLevel } from './logger.ts';
 
 const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
@@ -128,6 +129,15 @@ const settingsSchema = z.object({
   backoffMaxMs: envInt(10_000, 0),
   shutdownTimeoutMs: envInt(15_000, 1),
   bodyLimitBytes: envInt(1_048_576, 1),
+  /** Whole-request budget: headers and body must arrive within it (408 beyond). */
+  httpRequestTimeoutMs: envInt(30_000, 100),
+  /** Budget for the request headers alone. */
+  httpHeadersTimeoutMs: envInt(10_000, 100),
+  /** Bearer tokens and their scopes (src/http/api-tokens.ts); unset: no access control. */
+  apiTokens: z.string().optional(),
+  apiTokensFile: z.string().min(1).optional(),
+  /** Serve a non-loopback host without tokens (logged as a warning). */
+  insecure: envBool(false),
   dbPoolMax: envInt(10, 1),
   dbConnectTimeoutMs: envInt(5_000, 1),
   inMemoryObjectsTarget: envInt(100_000, 1),
@@ -169,6 +179,11 @@ const ENV_KEYS: Record<string, keyof Settings> = {
   STRATA_BACKOFF_MAX_MS: 'backoffMaxMs',
   STRATA_SHUTDOWN_TIMEOUT_MS: 'shutdownTimeoutMs',
   STRATA_BODY_LIMIT_BYTES: 'bodyLimitBytes',
+  STRATA_HTTP_REQUEST_TIMEOUT_MS: 'httpRequestTimeoutMs',
+  STRATA_HTTP_HEADERS_TIMEOUT_MS: 'httpHeadersTimeoutMs',
+  STRATA_API_TOKENS: 'apiTokens',
+  STRATA_API_TOKENS_FILE: 'apiTokensFile',
+  STRATA_INSECURE: 'insecure',
   STRATA_DB_POOL_MAX: 'dbPoolMax',
   STRATA_DB_CONNECT_TIMEOUT_MS: 'dbConnectTimeoutMs',
   STRATA_IN_MEMORY_OBJECTS_TARGET: 'inMemoryObjectsTarget',
@@ -207,7 +222,16 @@ export interface StrataConfig {
     | { readonly kind: 'postgres'; readonly url: string }
     | { readonly kind: 'embedded'; readonly storage: 'disk' | 'memory'; readonly dataDir: string };
   readonly redis: { readonly kind: 'redis'; readonly url: string } | { readonly kind: 'in-process' };
-  readonly http: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    readonly bodyLimitBytes: number;
+    readonly requestTimeoutMs: number;
+    readonly headersTimeoutMs: number;
+    /** Empty: no access control (only allowed on a loopback host, or with `insecure`). */
+    readonly apiTokens: readonly ApiToken[];
+    readonly insecure: boolean;
+  };
   readonly log: { readonly level: LogLevel; readonly format: LogFormat | 'auto' };
   readonly supervisor: {
     readonly pingIntervalMs: number;
@@ -284,6 +308,22 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       (existsSync(path.join(cwd, 'strata.config.ts')) ? '.' : DEFAULT_PROJECT_DIR),
   );
   const project = await loadProjectFile(projectDir, problems);
+  const apiTokens = parsed.success ? loadApiTokens(parsed.data, cwd, problems) : [];
+  if (parsed.success) {
+    const { host, insecure, buildDir } = parsed.data;
+    if (!isLoopbackHost(host) && apiTokens.length === 0 && !insecure) {
+      problems.push(
+        `STRATA_HOST / --host: ${host} serves the network, but no STRATA_API_TOKENS are set; set tokens (docs/operations.md, "Access control") or STRATA_INSECURE=true to serve it open`,
+      );
+    }
+    // Built modules import 'strata' and npm packages by bare name, resolved from where the build
+    // lies: outside the project they would not find the project's node_modules.
+    if (buildDir !== undefined && !isInside(projectDir, path.resolve(cwd, buildDir))) {
+      problems.push(
+        `STRATA_BUILD_DIR: ${path.resolve(cwd, buildDir)} is outside the project ${projectDir}; built modules resolve 'strata' and npm packages from the project's node_modules, so the build folder must lie inside the project`,
+      );
+    }
+  }
 
   if (!parsed.success || project === null || problems.length > 0) {
     throw configError(problems);
@@ -297,7 +337,15 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
         : { kind: 'postgres', url: settings.databaseUrl },
     redis:
       settings.redisUrl === undefined ? { kind: 'in-process' } : { kind: 'redis', url: settings.redisUrl },
-    http: { host: settings.host, port: settings.port, bodyLimitBytes: settings.bodyLimitBytes },
+    http: {
+      host: settings.host,
+      port: settings.port,
+      bodyLimitBytes: settings.bodyLimitBytes,
+      requestTimeoutMs: settings.httpRequestTimeoutMs,
+      headersTimeoutMs: Math.min(settings.httpHeadersTimeoutMs, settings.httpRequestTimeoutMs),
+      apiTokens,
+      insecure: settings.insecure,
+    },
     log: { level: settings.logLevel, format: settings.logFormat },
     supervisor: {
       pingIntervalMs: settings.pingIntervalMs,
@@ -369,6 +417,25 @@ async function loadProjectFile(
       problems.push(`${where}: source file ${pipeline.source.path} not found`);
   }
   return { file, pipelines };
+}
+
+function loadApiTokens(settings: Settings, cwd: string, problems: string[]): ApiToken[] {
+  const tokens: ApiToken[] = [];
+  if (settings.apiTokens !== undefined) tokens.push(...parseApiTokens(settings.apiTokens, problems, 'STRATA_API_TOKENS'));
+  if (settings.apiTokensFile !== undefined) {
+    const file = path.resolve(cwd, settings.apiTokensFile);
+    try {
+      tokens.push(...parseApiTokens(readFileSync(file, 'utf8'), problems, `STRATA_API_TOKENS_FILE ${file}`));
+    } catch (error) {
+      problems.push(`STRATA_API_TOKENS_FILE: cannot read ${file}: ${(error as Error).message}`);
+    }
+  }
+  return tokens;
+}
+
+function isInside(dir: string, candidate: string): boolean {
+  const relative = path.relative(dir, candidate);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
 }
 
 function settingSource(key: string): string {

@@ -12,7 +12,9 @@ import { connectRedis, type RedisConnection } from './coordination/redis.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './db/embedded.ts';
 import { migrate } from './db/migrator.ts';
 import { createDb, type Db } from './db/pool.ts';
+import { retryWhileUnavailable } from './db/retry.ts';
 import { EXIT_NON_RETRYABLE, EXIT_RETRYABLE, exitCodeFor } from './errors.ts';
+import { isLoopbackHost } from './http/api-tokens.ts';
 import { buildApp } from './http/app.ts';
 import type { DaemonState, ReadinessCheck, StatusSnapshot } from './http/status-types.ts';
 import { type Logger, type LoggerOptions, resolveLogFormat } from './logger.ts';
@@ -273,6 +275,22 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       );
     };
     const exitIfCaughtUp = () => {
+      if (!config.processing.exitWhenCaughtUp || state !== 'running') return;
+      const progress = router.progress();
+      const failed = progress.filter((p) => p.state === 'failed');
+      if (
+        failed.length > 0 &&
+        progress.length === config.pipelines.length &&
+        progress.every((p) => p.state === 'failed' || (p.state === 'caught-up' && p.committedCheckpoint >= p.processedCheckpoint))
+      ) {
+        // A batch job cannot finish: every pipeline is done or failed, so end with the failure.
+        log.error(
+          { failed: failed.map((p) => p.pipeline) },
+          'every pipeline caught up or failed; exiting 1 (--exit-when-caught-up)',
+        );
+        void endOnItsOwn(EXIT_NON_RETRYABLE);
+        return;
+      }
       if (
         config.processing.exitWhenCaughtUp &&
         state === 'running' &&
@@ -290,6 +308,13 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       onFatal: (error, context) => {
         log.fatal({ err: error, ...context }, 'fatal pipeline error; stopping');
         void endOnItsOwn(exitCodeFor(error) === EXIT_RETRYABLE ? EXIT_RETRYABLE : EXIT_NON_RETRYABLE);
+      },
+      onPipelineFailed: (pipeline, failure) => {
+        setImmediate(exitIfCaughtUp);
+        log.error(
+          { pipeline, code: failure.code, block: failure.block, event: failure.event, actor: failure.actor },
+          'pipeline failed; the daemon keeps serving the others (see /status, fix the cause and restart)',
+        );
       },
       onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
       onProgress: (progress) => {
@@ -361,6 +386,15 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       for (const actor of allActors()) {
         checks.push({ name: `actor:${actor.name}`, ok: actor.state === 'running', detail: actor.state });
       }
+      for (const pipeline of router.progress()) {
+        if (pipeline.failure !== null) {
+          checks.push({
+            name: `pipeline:${pipeline.pipeline}`,
+            ok: false,
+            detail: `failed: ${pipeline.failure.code}${pipeline.failure.block === null ? '' : ` at block ${pipeline.failure.block}`}`,
+          });
+        }
+      }
       try {
         await withTimeout(mainDb.query('SELECT 1'), 2_000, 'database check timed out');
         checks.push({ name: 'database', ok: true });
@@ -375,25 +409,47 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
     const app = buildApp({
       log,
       bodyLimitBytes: config.http.bodyLimitBytes,
+      requestTimeoutMs: config.http.requestTimeoutMs,
+      headersTimeoutMs: config.http.headersTimeoutMs,
+      apiTokens: config.http.apiTokens,
       status,
       readiness,
       metrics: metrics.registry,
-      modules: { modules, invalidate: (paths) => invalidation.invalidate(paths) },
+      modules: {
+        modules,
+        invalidate: (paths) => invalidation.invalidate(paths),
+        servable: (canonicalPath) => builds.isPipelineModule(canonicalPath),
+      },
       ingest: {
         sourceKinds: new Map(config.pipelines.map((pipeline) => [pipeline.name, pipeline.source.kind])),
         append: async (pipeline, blocks) => {
-          const result = await appendBlocks(mainDb, pipeline, blocks);
+          const { maxReorgDepth } = config.pipelines.find((p) => p.name === pipeline)!;
+          // Replayed whole while the database is unavailable, within the request's own budget; a
+          // replay after a COMMIT whose answer was lost is recognised as already stored.
+          const result = await retryWhileUnavailable(
+            () => appendBlocks(mainDb, pipeline, blocks, { maxReorgDepth }),
+            { deadlineMs: config.http.requestTimeoutMs / 2, log, what: 'ingest append' },
+          );
           router.wake(pipeline);
           return result;
         },
       },
     });
+    if (config.http.apiTokens.length === 0 && !isLoopbackHost(config.http.host)) {
+      log.warn(
+        { host: config.http.host },
+        'STRATA_INSECURE: serving a non-loopback address without access control; anyone who reaches it can ingest and read',
+      );
+    }
     await app.listen({ host: config.http.host, port: config.http.port });
     cleanups.push(() => app.close());
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
     const url = `http://${config.http.host}:${port}`;
-    log.info({ url, database: config.database.kind }, 'HTTP listening');
+    log.info(
+      { url, database: config.database.kind, accessControl: config.http.apiTokens.length > 0 },
+      'HTTP listening',
+    );
 
     await supervisor.start();
     if (!ending) state = 'running';

@@ -91,6 +91,47 @@ export const errorRegistry = {
     status: 400,
     retryable: false,
   },
+  STRATA_ERR_BLOCK_CHAIN_BROKEN: {
+    message: "a block's parentHash is not the hash of the block before it",
+    status: 400,
+    retryable: false,
+  },
+  STRATA_ERR_REPLACEMENT_TOO_DEEP: {
+    message: 'a replacement branch reaches deeper than the pipeline can roll back',
+    status: 400,
+    retryable: false,
+  },
+  STRATA_ERR_BODY_TOO_DEEP: { message: 'the request body is nested too deeply', status: 400, retryable: false },
+  STRATA_ERR_REQUEST_TIMEOUT: {
+    message: 'the request was not received in time',
+    status: 408,
+    retryable: true,
+  },
+  STRATA_ERR_HEADERS_TOO_LARGE: {
+    message: 'the request headers are too large',
+    status: 431,
+    retryable: false,
+  },
+  STRATA_ERR_UNAUTHORIZED: {
+    message: 'a bearer token is required',
+    status: 401,
+    retryable: false,
+  },
+  STRATA_ERR_FORBIDDEN: {
+    message: "the token's scopes do not allow this request",
+    status: 403,
+    retryable: false,
+  },
+  STRATA_ERR_DB_REFUSED: {
+    message: 'the database refused the connection (no such database, or wrong credentials)',
+    status: 500,
+    retryable: false,
+  },
+  STRATA_ERR_PIPELINE_FAILED: {
+    message: 'the pipeline stopped on an error that retrying cannot fix',
+    status: 500,
+    retryable: false,
+  },
   STRATA_ERR_EFFECT_INVALID: {
     message: "an effect's input or output does not match its schema",
     status: 500,

@@ -196,7 +196,9 @@ export interface PipelineProgress {
   blocksPerSecond: number;
   /** Time the writer spent in this pipeline's transactions since the actor started. */
   writerBusyMs: number;
-  state: 'starting' | 'backfill' | 'live' | 'caught-up' | 'stopping' | 'stopped';
+  state: 'starting' | 'backfill' | 'live' | 'caught-up' | 'stopping' | 'stopped' | 'failed';
+  /** Why the pipeline is `failed` (null otherwise). */
+  failure: PipelineFailure | null;
   /** Wall-clock ms when this incarnation processed its first event (null before). */
   firstEventAt: number | null;
   /** Wall-clock ms when this incarnation first caught up with its source (null before). */
@@ -210,6 +212,23 @@ export interface PipelineProgress {
     string,
     { calls: number; memoryHits: number; databaseHits: number; invalidated: number; runs: number }
   >;
+}
+
+/**
+ * A pipeline stopped by an error retrying cannot fix (a handler threw, a write Postgres refuses, a
+ * reorg too deep, a broken source). Only that pipeline stops; the daemon keeps serving.
+ */
+export interface PipelineFailure {
+  code: string;
+  message: string;
+  /** The block and event it stopped at, when known. */
+  block: number | null;
+  event: string | null;
+  logIndex: number | null;
+  /** Which actor stopped it: `processing` or `persistence`. */
+  actor: string;
+  /** ISO time. */
+  at: string;
 }
 
 /** What the writer stores as a pipeline's chain metadata (src/persistence/chain-metadata.ts). */

@@ -11,7 +11,12 @@ import type { StatusSnapshot } from './http/status-types.ts';
 export async function fetchStatus(baseUrl: string, timeoutMs = 3_000): Promise<StatusSnapshot> {
   let response: Response;
   try {
-    response = await fetch(new URL('/status', baseUrl), { signal: AbortSignal.timeout(timeoutMs) });
+    // STRATA_API_TOKEN: the token this client presents when the daemon has access control.
+    const token = process.env.STRATA_API_TOKEN;
+    response = await fetch(new URL('/status', baseUrl), {
+      signal: AbortSignal.timeout(timeoutMs),
+      ...(token === undefined || token === '' ? {} : { headers: { authorization: `Bearer ${token}` } }),
+    });
   } catch (error) {
     throw new StrataError(
       'STRATA_ERR_DAEMON_UNREACHABLE',

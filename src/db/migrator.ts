@@ -9,6 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { classify } from './pool.ts';
 
 export const MIGRATIONS_DIR = path.resolve(import.meta.dirname, '../../migrations');
 /** Arbitrary constant naming the migration lock (pg_advisory_lock takes a bigint). */
@@ -61,9 +62,18 @@ export async function migrate(options: {
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
     application_name: 'strata-migrate',
   });
+  client.on('error', (error) => options.log.warn({ err: error }, 'migration connection error'));
   try {
     await client.connect();
   } catch (error) {
+    const classified = classify(error);
+    if (classified instanceof StrataError && classified.code === 'STRATA_ERR_DB_REFUSED') {
+      throw new StrataError(
+        'STRATA_ERR_DB_REFUSED',
+        `cannot connect to run migrations: ${(error as Error).message} (check DATABASE_URL)`,
+        { cause: error },
+      );
+    }
     throw new StrataError(
       'STRATA_ERR_DB_UNAVAILABLE',
       `cannot connect to run migrations: ${(error as Error).message}`,
@@ -72,7 +82,6 @@ export async function migrate(options: {
       },
     );
   }
-  client.on('error', (error) => options.log.warn({ err: error }, 'migration connection error'));
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS strata`);

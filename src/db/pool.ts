@@ -66,6 +66,15 @@ export function createDb(options: DbOptions): Db {
     // An idle client lost its connection. The pool drops it; the next query opens a new one.
     options.log.warn({ err: error }, 'idle database connection lost');
   });
+  // pg-pool listens for a client's 'error' only while it is idle: a checked-out client whose
+  // connection is terminated between two statements (inside a transaction, during COPY) emits
+  // 'error' with no listener, which kills the thread. The statement in progress rejects anyway
+  // (and the transaction is replayed by its caller), so the event only needs to be observed.
+  pool.on('connect', (client) => {
+    client.on('error', (error) => {
+      options.log.warn({ err: error }, 'database connection lost while in use');
+    });
+  });
 
   async function transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await connect(pool);
@@ -113,15 +122,31 @@ async function connect(pool: pg.Pool): Promise<pg.PoolClient> {
 
 /** SQLSTATE classes and socket errors after which the same statement may succeed. */
 const RETRYABLE_SQLSTATE = /^(08|40|53|57P0[1-3])/;
-const RETRYABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND']);
+const RETRYABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
 
-/** Marks connection-level failures as retryable STRATA_ERR_DB_UNAVAILABLE; leaves SQL errors alone. */
+/**
+ * SQLSTATEs of a server that answered but will not take this connection: the database does not
+ * exist (3D000) or the credentials are wrong (28000, 28P01). Retrying cannot help.
+ */
+const REFUSED_SQLSTATE = new Set(['3D000', '28000', '28P01']);
+
+/**
+ * Marks connection-level failures as retryable STRATA_ERR_DB_UNAVAILABLE and a refused connection
+ * as STRATA_ERR_DB_REFUSED; leaves SQL errors alone.
+ */
 export function classify(error: unknown): unknown {
   if (!(error instanceof Error)) return error;
   const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && REFUSED_SQLSTATE.has(code)) {
+    return new StrataError('STRATA_ERR_DB_REFUSED', `the database refused the connection: ${error.message}`, {
+      cause: error,
+    });
+  }
   const connectionLost =
     (typeof code === 'string' && (RETRYABLE_NODE_CODES.has(code) || /^08/.test(code))) ||
-    /timeout exceeded when trying to connect|Connection terminated/i.test(error.message);
+    /timeout exceeded when trying to connect|Connection terminated|terminating connection|the database system is (starting up|shutting down|in recovery mode)|Client has encountered a connection error|Client was closed/i.test(
+      error.message,
+    );
   if (connectionLost) {
     return new StrataError('STRATA_ERR_DB_UNAVAILABLE', `database unavailable: ${error.message}`, {
       cause: error,

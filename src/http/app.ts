@@ -1,13 +1,19 @@
 // The HTTP app factory, separate from `listen()` so tests drive it with `inject()`. Routes live
 // one concern per file under ./routes; this file wires them and the cross-cutting behaviour:
-// JSON errors with registry codes, 404 for unknown routes, 413 for oversized bodies before any
-// byte of them is read.
+// JSON errors with registry codes (Node's own parser errors too), 404 for unknown routes, 413 for
+// oversized bodies before any byte of them is read, JSON-only bodies (415 otherwise), bearer-token
+// access control, and request/header timeouts that Node enforces within a second of their limit.
 
+import http from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { registerAccessControl } from './access-control.ts';
+import type { ApiToken } from './api-tokens.ts';
+import { clientErrorHandler } from './client-errors.ts';
 import { errorBody, errorHandler } from './errors.ts';
+import { registerJsonBodyParser } from './json-body.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { type IngestDependencies, registerIngestRoute } from './routes/ingest.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
@@ -18,6 +24,11 @@ import type { ReadinessCheck, StatusSnapshot } from './status-types.ts';
 export interface AppDependencies {
   log: Logger;
   bodyLimitBytes: number;
+  /** Whole request (headers and body) and headers alone; defaults 30 s and 10 s. */
+  requestTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  /** Bearer tokens; empty or absent: no access control. */
+  apiTokens?: readonly ApiToken[];
   status: () => StatusSnapshot;
   readiness: () => Promise<ReadinessCheck[]>;
   metrics: Registry;
@@ -28,13 +39,27 @@ export interface AppDependencies {
 }
 
 export function buildApp(deps: AppDependencies): FastifyInstance {
+  const requestTimeout = deps.requestTimeoutMs ?? 30_000;
+  const headersTimeout = Math.min(deps.headersTimeoutMs ?? 10_000, requestTimeout);
   const app = Fastify({
     bodyLimit: deps.bodyLimitBytes,
-    // Requests are bounded so a slow client cannot hold the daemon's sockets forever.
-    requestTimeout: 30_000,
-    connectionTimeout: 60_000,
+    // Requests are bounded so a slow client cannot hold the daemon's sockets forever. Node checks
+    // these limits every `connectionsCheckingInterval` (30 s by default, which let a trickled body
+    // run to 80 s); once a second keeps them within a second of what is configured.
+    requestTimeout,
+    connectionTimeout: requestTimeout * 2,
+    serverFactory: (handler) => {
+      const server = http.createServer(
+        { requestTimeout, headersTimeout, connectionsCheckingInterval: 1_000 },
+        handler,
+      );
+      return server;
+    },
+    clientErrorHandler,
     return503OnClosing: true,
   });
+  registerJsonBodyParser(app);
+  registerAccessControl(app, deps.apiTokens ?? []);
 
   // Refuse a declared oversized body up front, on every route (known or not), without reading it.
   app.addHook('onRequest', async (request, reply) => {

@@ -89,7 +89,8 @@ class Writer {
   private writing = false;
   /** The run being written (or retried): its pipeline and last checkpoint. */
   private inFlight: { pipeline: string; toCheckpoint: number } | null = null;
-  private failed = false;
+  /** Pipelines stopped by a write that cannot succeed: their batches are dropped, the others go on. */
+  private readonly failedPipelines = new Set<string>();
   private flushWaiters: Array<() => void> = [];
   private transactions = 0;
   private readonly crashBeforeCommit: number | null;
@@ -171,7 +172,7 @@ class Writer {
       methods: {
         enqueue: (batch) => this.enqueue(batch),
         flush: async (pipeline) => {
-          while (!this.failed && (this.writing || this.hasWritable(pipeline))) {
+          while (this.writing || this.hasWritable(pipeline)) {
             await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
           }
           return Object.fromEntries(this.committed);
@@ -186,7 +187,7 @@ class Writer {
       stop: async () => {
         if (this.metadataTimer !== null) clearTimeout(this.metadataTimer);
         // Write what is queued before the thread ends (the shutdown timeout bounds this).
-        while (!this.failed && (this.writing || this.hasWritable())) {
+        while (this.writing || this.hasWritable()) {
           await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
         }
         await this.db.close();
@@ -195,10 +196,10 @@ class Writer {
   }
 
   private async drain(): Promise<void> {
-    if (this.writing || this.failed) return;
+    if (this.writing) return;
     this.writing = true;
     try {
-      while (!this.failed) {
+      for (;;) {
         const run = this.takeRun();
         if (run.length > 0) {
           this.inFlight = { pipeline: run[0]!.pipeline, toCheckpoint: run[run.length - 1]!.toCheckpoint };
@@ -208,7 +209,7 @@ class Writer {
         }
         // One task between two runs: a steady stream of batches must not starve pruning (history
         // would grow without bound through a long backfill) or a rollback.
-        const task = this.failed ? undefined : this.tasks.shift();
+        const task = this.tasks.shift();
         if (task !== undefined) await task();
         else if (run.length === 0) break;
       }
@@ -220,7 +221,7 @@ class Writer {
 
   private stageChainMetadata(metadata: ChainMetadata): void {
     this.metadata.stage(metadata);
-    if (this.metadataTimer !== null || this.failed) return;
+    if (this.metadataTimer !== null) return;
     // Throttled: at most one idle flush per interval. A batch write before it fires folds the
     // figures in, and the flush finds nothing dirty.
     const wait = Math.max(0, this.lastMetadataWrite + this.context.data.metadataFlushMs - Date.now());
@@ -286,7 +287,9 @@ class Writer {
     const durable = new Set<string>();
     for (let i = 0; i < this.queue.length; ) {
       const batch = this.queue[i]!;
-      if (batch.toCheckpoint <= committed(batch.pipeline)) {
+      if (this.failedPipelines.has(batch.pipeline)) {
+        this.queue.splice(i, 1);
+      } else if (batch.toCheckpoint <= committed(batch.pipeline)) {
         durable.add(batch.pipeline);
         this.queue.splice(i, 1);
       } else i++;
@@ -327,12 +330,14 @@ class Writer {
     return this.queue.some(
       (batch) =>
         (pipeline === undefined || batch.pipeline === pipeline) &&
+        !this.failedPipelines.has(batch.pipeline) &&
         batch.fromCheckpoint <= (this.committed.get(batch.pipeline) ?? 0) + 1,
     );
   }
 
   /** Queues a batch in checkpoint order within its pipeline (a re-send may arrive late). */
   private enqueue(batch: BatchForWriter): number {
+    if (this.failedPipelines.has(batch.pipeline)) return this.queue.length;
     const after = this.queue.findIndex(
       (queued) => queued.pipeline === batch.pipeline && queued.fromCheckpoint > batch.fromCheckpoint,
     );
@@ -342,15 +347,24 @@ class Writer {
     return this.queue.length;
   }
 
+  /**
+   * A lost connection or an unavailable database is never fatal: the transaction is replayed
+   * whole, with capped backoff, for as long as it takes (processing waits through backpressure
+   * meanwhile). Other retryable errors (serialization failures, resource limits) get a few tries.
+   */
   private async writeWithRetry(run: BatchForWriter[]): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.write(run);
         return;
       } catch (error) {
-        if (isRetryable(error) && attempt < MAX_WRITE_ATTEMPTS) {
-          const delay = Math.min(5_000, 100 * 2 ** (attempt - 1));
-          this.context.log.warn({ err: error, attempt, retryInMs: delay }, 'write failed; retrying');
+        const unavailable = error instanceof StrataError && error.code === 'STRATA_ERR_DB_UNAVAILABLE';
+        if (isRetryable(error) && (unavailable || attempt < MAX_WRITE_ATTEMPTS)) {
+          const delay = Math.min(5_000, 100 * 2 ** Math.min(attempt - 1, 10));
+          this.context.log.warn(
+            { err: error, pipeline: run[0]!.pipeline, attempt, retryInMs: delay },
+            'write failed; retrying the transaction',
+          );
           await sleep(delay);
           continue;
         }
@@ -681,9 +695,14 @@ class Writer {
     }
   }
 
-  /** The one fatal path: name the batch range and stop writing; the supervisor ends the process. */
+  /**
+   * The one fatal path: name the batch range and stop writing this pipeline (its queued batches
+   * are dropped; the processing actor keeps them uncommitted and is told to stop). Other
+   * pipelines go on being written.
+   */
   private fail(error: unknown, run: BatchForWriter[]): void {
-    this.failed = true;
+    const pipeline = run[0]?.pipeline;
+    if (pipeline !== undefined) this.failedPipelines.add(pipeline);
     const context = {
       pipeline: run[0]?.pipeline,
       fromCheckpoint: run[0]?.fromCheckpoint,
@@ -691,7 +710,7 @@ class Writer {
       fromBlock: run[0]?.fromBlockNumber,
       toBlock: run[run.length - 1]?.toBlockNumber,
     };
-    this.context.log.fatal({ err: error, ...context }, 'batch write failed; not retryable');
+    this.context.log.error({ err: error, ...context }, 'batch write failed; not retryable; the pipeline stops');
     this.context.emit({
       type: 'fatal',
       error: serializeError(error),

@@ -91,6 +91,8 @@ export async function buildDeferredIndexes(db: Queryable, pipeline: string, sche
  */
 export async function resetPipeline(url: string, pipeline: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
+  // Without a listener a connection lost between statements would throw from an event emitter.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     await client.query('BEGIN');

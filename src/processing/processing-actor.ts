@@ -21,6 +21,7 @@ import type {
   CommitReport,
   DiscardResult,
   EntityChanges,
+  PipelineFailure,
   PipelineProgress,
   RawBlock,
   ReorgUndoneIn,
@@ -40,6 +41,7 @@ import { type EffectCacheRow, EffectStore } from './effect-store.ts';
 import { InMemoryStore } from './in-memory-store.ts';
 import { LoadLayer } from './load-layer.ts';
 import { loadPipelineModules } from './pipeline-modules.ts';
+import { failureOf } from '../pipeline/failure.ts';
 import { RateMeter } from './rate-meter.ts';
 import { noCommonAncestorError, noHistoryError } from './reorg-errors.ts';
 
@@ -63,6 +65,8 @@ export type ProcessingMethods = {
   reloadHandlers(pipeline: PipelineConfig): Promise<void>;
   /** The writer's answer to one of this actor's requests (a reorg). */
   writerReply(reply: WriterReply): void;
+  /** The writer could not store this pipeline (a permanent error): stop, and report `failed`. */
+  failed(failure: PipelineFailure): Promise<void>;
 };
 
 /** What is kept of a batch until it is committed: its boundary and size, not its changes. */
@@ -129,6 +133,7 @@ class PipelineRuntime {
   private readonly eventRate = new RateMeter(10_000);
   private readonly blockRate = new RateMeter(10_000);
   private state: PipelineProgress['state'] = 'starting';
+  private failure: PipelineFailure | null = null;
   private stopRequested = false;
   private loop: Promise<void> = Promise.resolve();
   private commitWaiters: Array<() => void> = [];
@@ -229,6 +234,11 @@ class PipelineRuntime {
           this.writerRequests.get(reply.id)?.(reply);
           this.writerRequests.delete(reply.id);
         },
+        failed: async (failure) => {
+          this.failure ??= failure;
+          await this.pauseIntake();
+          this.setState('failed');
+        },
       },
       report: () => poolReport(this.db),
       stop: async () => {
@@ -287,7 +297,7 @@ class PipelineRuntime {
       }
     }
     this.releaseHeld();
-    this.setState('stopped');
+    this.setState(this.failure === null ? 'stopped' : 'failed');
   }
 
   private async reloadHandlers(pipeline: PipelineConfig): Promise<void> {
@@ -438,6 +448,15 @@ class PipelineRuntime {
   private async rollBackReorg(next: Block | null): Promise<void> {
     const started = performance.now();
     const ancestor = await this.findCommonAncestor(next);
+    if (next !== null && ancestor.checkpointId === this.processedCheckpoint) {
+      // The source still holds the processed tip, yet its next block names another parent: not a
+      // reorg but a broken chain. Rolling back nothing and reading again would spin forever.
+      throw new StrataError(
+        'STRATA_ERR_SOURCE_INVALID',
+        `pipeline ${this.pipeline.name}: block ${next.number} names parent ${next.parentHash}, but the source still holds processed block ${ancestor.number} with hash ${ancestor.hash}: the source's chain is broken`,
+        { details: { pipeline: this.pipeline.name, block: next.number, parentHash: next.parentHash } },
+      );
+    }
     if (
       this.uncommitted.some((b) => b.checkpoint.checkpointId > ancestor.checkpointId && !b.isInReorgThreshold)
     ) {
@@ -605,8 +624,9 @@ class PipelineRuntime {
       });
       if (reply.ok) return reply.result as Result;
       const error = deserializeError(reply.error);
+      // A restarting writer, or a database blip during its rollback: ask again.
       const restarting = error instanceof StrataError && error.code.startsWith('STRATA_ERR_ACTOR_');
-      if (!restarting || this.stopRequested) throw error;
+      if (!(restarting || isRetryable(error)) || this.stopRequested) throw error;
       await sleep(WRITER_RETRY_MS);
     }
   }
@@ -716,7 +736,7 @@ class PipelineRuntime {
   private async pauseIntake(): Promise<number> {
     if (!this.stopRequested) {
       this.stopRequested = true;
-      this.setState('stopping');
+      if (this.state !== 'failed') this.setState('stopping');
       for (const resolve of this.commitWaiters.splice(0)) resolve();
       this.source.wake();
     }
@@ -747,6 +767,7 @@ class PipelineRuntime {
       writerBusyMs: Math.round(this.writerBusyMs),
       queuedBatches: this.uncommitted.length,
       state: this.state,
+      failure: this.failure,
       firstEventAt: this.firstEventAt,
       readyAt: this.readyAt,
       reorgs: Object.values(this.reorgsUndid).reduce((sum, count) => sum + count, 0),
@@ -759,13 +780,18 @@ class PipelineRuntime {
     this.context.emit({ type: 'progress', progress: this.progress() });
   }
 
+  /**
+   * An error retrying cannot fix: this pipeline stops in state `failed` (the daemon, its HTTP and
+   * the other pipelines go on) and the supervisor is told, so `/status` and `/readyz` name it.
+   */
   private fatal(error: unknown): void {
     // A batch processed before the error is written like the others (a reorg too deep to roll
     // back leaves everything processed before it as it was).
     this.releaseHeld();
     this.stopRequested = true;
-    this.setState('stopped');
-    this.context.log.error({ err: error, pipeline: this.pipeline.name }, 'pipeline stopped by an error');
+    this.failure ??= failureOf(error, 'processing');
+    this.setState('failed');
+    this.context.log.error({ err: error, pipeline: this.pipeline.name }, 'pipeline failed; it stays stopped until a restart');
     this.context.emit({
       type: 'fatal',
       error: serializeError(error),

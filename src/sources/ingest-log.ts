@@ -9,93 +9,222 @@ import { StrataError } from '../errors.ts';
 import { type BlockSource, Waker } from './block-source.ts';
 import type { Block } from './types.ts';
 
+export interface AppendOptions {
+  /** The pipeline's reorg threshold: a replacement branch must attach within it. */
+  maxReorgDepth: number;
+}
+
+export interface AppendResult {
+  /** Blocks stored by this request (0 for a retry of blocks already stored). */
+  stored: number;
+  /** The stored head after the request. */
+  head: number;
+  /** A replacement branch: the first block number it replaced. */
+  replacedFrom?: number;
+  /** True when every block of the request was already stored, identically (a retried request). */
+  alreadyStored?: boolean;
+}
+
+/**
+ * Appends a request's blocks to the log, or replaces the stored tail with them (a reorg), in one
+ * transaction under the pipeline's advisory lock. Everything that could wedge processing is
+ * refused before anything changes (docs/projects.md, "Ingest limits"):
+ *  - numbers strictly increase and hashed blocks chain (`parentHash` = the previous block's hash),
+ *    within the request and onto the stored head;
+ *  - a replacement branch starts with a hashed block that attaches to a stored block, no deeper
+ *    than `maxReorgDepth` below the highest block the log ever held;
+ *  - a request whose blocks are all stored already, identically, is a retry: 200, nothing changes
+ *    (a client whose connection dropped after COMMIT can safely send it again).
+ * The log is never shortened except by an accepted replacement, atomically with it.
+ */
 export async function appendBlocks(
   db: Db,
   pipeline: string,
   blocks: Block[],
-): Promise<{ stored: number; head: number }> {
-  for (let i = 1; i < blocks.length; i++) {
-    if (blocks[i]!.number <= blocks[i - 1]!.number) {
-      throw outOfOrder(
-        `block ${blocks[i]!.number} follows block ${blocks[i - 1]!.number} in the request`,
-        pipeline,
-      );
-    }
-  }
+  options: AppendOptions,
+): Promise<AppendResult> {
+  checkRequestChain(pipeline, blocks);
+  const first = blocks[0]!;
+  const last = blocks[blocks.length - 1]!;
   return db.transaction(async (client) => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.ingest:' || $1))`, [pipeline]);
-    const head = await storedHead(client, pipeline);
-    const first = blocks[0]!;
-    if (head !== null && first.number <= head) {
-      // A replacement branch (a reorg): blocks with hashes, attached to the stored chain by the
-      // first one's parent hash, replace every stored block from its number on. Streams without
-      // hashes cannot reorg, so for them this stays an ordering error.
-      if (first.hash === null || first.parentHash === null) {
-        throw outOfOrder(
-          `block ${first.number} is not above the stored head ${head} (a replacement branch needs hash and parentHash)`,
-          pipeline,
-        );
+    const head = await storedHeadBlock(client, pipeline);
+    let replacedFrom: number | undefined;
+    if (head !== null && first.number <= head.number) {
+      if (last.number <= head.number && (await allStoredIdentically(client, pipeline, blocks))) {
+        return { stored: 0, head: head.number, alreadyStored: true };
       }
-      const parent = await client.query<{ number: string; hash: string | null }>(
-        `SELECT number, hash FROM strata.ingest_blocks WHERE pipeline = $1 AND number < $2
-          ORDER BY number DESC LIMIT 1`,
-        [pipeline, first.number],
-      );
-      const stored = parent.rows[0];
-      if (stored !== undefined && stored.hash !== first.parentHash) {
-        throw new StrataError(
-          'STRATA_ERR_BLOCK_INVALID',
-          `replacement block ${first.number} does not attach to the stored chain: its parentHash ${first.parentHash} is not the hash of stored block ${stored.number} (${stored.hash})`,
-          { details: { pipeline, block: first.number } },
-        );
-      }
+      await checkReplacement(client, pipeline, first, head.number, options.maxReorgDepth);
       await client.query('DELETE FROM strata.ingest_blocks WHERE pipeline = $1 AND number >= $2', [
         pipeline,
         first.number,
       ]);
+      replacedFrom = first.number;
+    } else if (head !== null && chainBreaks(head, first)) {
+      throw chainBroken(
+        pipeline,
+        first,
+        `its parentHash ${first.parentHash} is not the hash of the stored head, block ${head.number} (${head.hash}); to replace stored blocks, send the branch from its first differing block`,
+      );
     }
     try {
       await client.query(
         `INSERT INTO strata.ingest_blocks (pipeline, number, hash, parent_hash, timestamp, events)
          SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[])`,
-        [
-          pipeline,
-          blocks.map((block) => block.number),
-          blocks.map((block) => block.hash),
-          blocks.map((block) => block.parentHash),
-          blocks.map((block) => block.timestamp),
-          blocks.map((block) => JSON.stringify(block.events)),
-        ],
+        blockColumns(pipeline, blocks),
       );
     } catch (error) {
-      // 22P05: a \u0000 in a payload (jsonb cannot hold it); 22021/22P02: invalid text.
-      const code = (error as { code?: string }).code;
-      if (code === '22P05' || code === '22021' || code === '22P02') {
-        throw new StrataError(
-          'STRATA_ERR_BLOCK_INVALID',
-          `blocks rejected by the database: ${(error as Error).message}`,
-          {
-            cause: error,
-            details: { pipeline },
-          },
-        );
-      }
-      throw error;
+      throw refusedByDatabase(error, pipeline);
     }
-    return { stored: blocks.length, head: blocks[blocks.length - 1]!.number };
+    await client.query(
+      `INSERT INTO strata.ingest_high_water (pipeline, number) VALUES ($1, $2)
+       ON CONFLICT (pipeline) DO UPDATE SET number = greatest(strata.ingest_high_water.number, EXCLUDED.number)`,
+      [pipeline, last.number],
+    );
+    return { stored: blocks.length, head: last.number, ...(replacedFrom === undefined ? {} : { replacedFrom }) };
   });
 }
 
-async function storedHead(db: Queryable, pipeline: string): Promise<number | null> {
-  const { rows } = await db.query<{ head: string | null }>(
-    'SELECT max(number) AS head FROM strata.ingest_blocks WHERE pipeline = $1',
+/** Numbers increase strictly and hashed blocks chain, inside the request. */
+function checkRequestChain(pipeline: string, blocks: Block[]): void {
+  for (let i = 1; i < blocks.length; i++) {
+    const previous = blocks[i - 1]!;
+    const block = blocks[i]!;
+    if (block.number <= previous.number) {
+      throw outOfOrder(`block ${block.number} follows block ${previous.number} in the request`, pipeline);
+    }
+    if (chainBreaks(previous, block)) {
+      throw chainBroken(
+        pipeline,
+        block,
+        `its parentHash ${block.parentHash} is not the hash of block ${previous.number} before it in the request (${previous.hash})`,
+      );
+    }
+  }
+}
+
+/** A block names a parent hash that is not its predecessor's (both known). */
+function chainBreaks(previous: { hash: string | null }, block: Block): boolean {
+  return previous.hash !== null && block.parentHash !== null && block.parentHash !== previous.hash;
+}
+
+/**
+ * A replacement branch must be one a processing actor can roll back to: hashed, attached to a
+ * stored block by its parent hash, and no deeper than maxReorgDepth below the highest block the
+ * log has held (blocks below that may have been processed without history).
+ */
+async function checkReplacement(
+  client: Queryable,
+  pipeline: string,
+  first: Block,
+  head: number,
+  maxReorgDepth: number,
+): Promise<void> {
+  if (first.hash === null || first.parentHash === null) {
+    throw outOfOrder(
+      `block ${first.number} is not above the stored head ${head} (a replacement branch needs hash and parentHash)`,
+      pipeline,
+    );
+  }
+  const { rows } = await client.query<{ number: string; hash: string | null; high_water: string | null }>(
+    `SELECT b.number, b.hash,
+            (SELECT number FROM strata.ingest_high_water WHERE pipeline = $1) AS high_water
+       FROM strata.ingest_blocks b WHERE b.pipeline = $1 AND b.number < $2
+      ORDER BY b.number DESC LIMIT 1`,
+    [pipeline, first.number],
+  );
+  const parent = rows[0];
+  if (parent === undefined) {
+    throw chainBroken(
+      pipeline,
+      first,
+      `replacement block ${first.number} attaches to no stored block (nothing is stored below it); a replacement branch starts above a block it keeps`,
+    );
+  }
+  if (parent.hash !== first.parentHash) {
+    throw chainBroken(
+      pipeline,
+      first,
+      `replacement block ${first.number} does not attach to the stored chain: its parentHash ${first.parentHash} is not the hash of stored block ${parent.number} (${parent.hash})`,
+    );
+  }
+  const highest = Math.max(head, Number(parent.high_water ?? head));
+  const depth = highest - Number(parent.number);
+  if (depth > maxReorgDepth) {
+    throw new StrataError(
+      'STRATA_ERR_REPLACEMENT_TOO_DEEP',
+      `replacement block ${first.number} would roll back ${depth} blocks (to block ${parent.number}, from block ${highest}), more than the pipeline's maxReorgDepth ${maxReorgDepth}; nothing was changed`,
+      { details: { pipeline, block: first.number, ancestor: Number(parent.number), highest, maxReorgDepth } },
+    );
+  }
+}
+
+/** Every block of the request is stored with the same hash, parent, timestamp and events. */
+async function allStoredIdentically(client: Queryable, pipeline: string, blocks: Block[]): Promise<boolean> {
+  try {
+    const { rows } = await client.query<{ same: number }>(
+      `SELECT count(*)::int AS same
+         FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[])
+              AS r(number, hash, parent_hash, timestamp, events)
+         JOIN strata.ingest_blocks b
+           ON b.pipeline = $1 AND b.number = r.number AND b.timestamp = r.timestamp
+          AND b.hash IS NOT DISTINCT FROM r.hash AND b.parent_hash IS NOT DISTINCT FROM r.parent_hash
+          AND b.events = r.events`,
+      blockColumns(pipeline, blocks),
+    );
+    return rows[0]?.same === blocks.length;
+  } catch (error) {
+    throw refusedByDatabase(error, pipeline);
+  }
+}
+
+function blockColumns(pipeline: string, blocks: Block[]): unknown[] {
+  return [
+    pipeline,
+    blocks.map((block) => block.number),
+    blocks.map((block) => block.hash),
+    blocks.map((block) => block.parentHash),
+    blocks.map((block) => block.timestamp),
+    blocks.map((block) => JSON.stringify(block.events)),
+  ];
+}
+
+/** 22P05: a \u0000 in a payload (jsonb cannot hold it); 22021/22P02: invalid text or a lone surrogate. */
+function refusedByDatabase(error: unknown, pipeline: string): unknown {
+  const code = (error as { code?: string }).code;
+  if (code === '22P05' || code === '22021' || code === '22P02') {
+    return new StrataError('STRATA_ERR_BLOCK_INVALID', `blocks rejected by the database: ${(error as Error).message}`, {
+      cause: error,
+      details: { pipeline },
+    });
+  }
+  return error;
+}
+
+async function storedHeadBlock(
+  db: Queryable,
+  pipeline: string,
+): Promise<{ number: number; hash: string | null } | null> {
+  const { rows } = await db.query<{ number: string; hash: string | null }>(
+    'SELECT number, hash FROM strata.ingest_blocks WHERE pipeline = $1 ORDER BY number DESC LIMIT 1',
     [pipeline],
   );
-  return rows[0]?.head === null || rows[0]?.head === undefined ? null : Number(rows[0].head);
+  const row = rows[0];
+  return row === undefined ? null : { number: Number(row.number), hash: row.hash };
+}
+
+async function storedHead(db: Queryable, pipeline: string): Promise<number | null> {
+  return (await storedHeadBlock(db, pipeline))?.number ?? null;
 }
 
 function outOfOrder(message: string, pipeline: string): StrataError {
   return new StrataError('STRATA_ERR_BLOCK_OUT_OF_ORDER', message, { details: { pipeline } });
+}
+
+function chainBroken(pipeline: string, block: Block, message: string): StrataError {
+  return new StrataError('STRATA_ERR_BLOCK_CHAIN_BROKEN', message, {
+    details: { pipeline, block: block.number, parentHash: block.parentHash },
+  });
 }
 
 /** The ingest log as a block source. Woken by the ingest route; polls as a fallback. */

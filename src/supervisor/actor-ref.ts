@@ -36,6 +36,8 @@ export interface ActorStats {
   eventLoopUtilization: number;
   heapUsedBytes: number;
   droppedStaleMessages: number;
+  /** Times the supervisor's own thread was paused and the missed pongs were forgiven. */
+  pausesForgiven: number;
   threadId: number | null;
   extra: Record<string, number>;
 }
@@ -74,6 +76,8 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
   private pingTimer: NodeJS.Timeout | null = null;
   private pingSeq = 0;
   private lastPongAt = 0;
+  /** Pauses of this thread noticed by the ping timer (see startPinging). */
+  private pausesSeen = 0;
   private lastReport: ActorSelfReport = {
     eventLoopUtilization: 0,
     heapUsedBytes: 0,
@@ -243,6 +247,7 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
       eventLoopUtilization: this.lastReport.eventLoopUtilization,
       heapUsedBytes: this.lastReport.heapUsedBytes,
       droppedStaleMessages: this.droppedStale,
+      pausesForgiven: this.pausesSeen,
       threadId: this.endpoint?.threadId ?? null,
       extra: this.lastReport.extra,
     };
@@ -298,10 +303,25 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
     this.stopPinging();
     const interval = this.options.pingIntervalMs;
     this.lastPongAt = performance.now();
+    let lastTickAt = performance.now();
     this.pingTimer = setInterval(() => {
       if (this.endpoint !== endpoint || this.currentIncarnation !== incarnation) return;
+      const now = performance.now();
+      const lateMs = now - lastTickAt - interval;
+      lastTickAt = now;
+      if (lateMs > interval) {
+        // This tick is late by more than an interval: this thread itself was frozen (SIGSTOP, a
+        // VM or GC pause, a busy main thread), so pongs could not be received either. The actor
+        // is not to blame: its silence is counted again from now.
+        this.lastPongAt = now;
+        this.pausesSeen += 1;
+        this.options.log.warn(
+          { actor: this.name, incarnation, pausedMs: Math.round(lateMs + interval) },
+          'supervisor thread was paused; not counting the missed pongs against the actor',
+        );
+      }
       // A pong is due every interval; none for two means the event loop is blocked.
-      if (performance.now() - this.lastPongAt > 2 * interval) {
+      if (now - this.lastPongAt > 2 * interval) {
         const silentMs = Math.round(performance.now() - this.lastPongAt);
         this.options.log.error(
           { actor: this.name, incarnation, silentMs },

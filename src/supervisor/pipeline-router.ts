@@ -10,7 +10,8 @@ import { deserializeError, StrataError, serializeError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import type { ProcessingMethods } from '../processing/processing-actor.ts';
-import type { ActorEvent, CommitReport, PipelineProgress } from '../protocol.ts';
+import { failureOf } from '../pipeline/failure.ts';
+import type { ActorEvent, CommitReport, PipelineFailure, PipelineProgress } from '../protocol.ts';
 import type { ActorRef } from './actor-ref.ts';
 
 export interface PipelineRouterOptions {
@@ -19,7 +20,10 @@ export interface PipelineRouterOptions {
   persistence: ActorRef<PersistenceMethods, any>;
   // biome-ignore lint/suspicious/noExplicitAny: idem.
   processing: Map<string, ActorRef<ProcessingMethods, any>>;
+  /** An error that stops the whole daemon (one not tied to a pipeline). */
   onFatal: (error: Error, context: Record<string, unknown>) => void;
+  /** A pipeline stopped on an error retrying cannot fix; the daemon goes on. */
+  onPipelineFailed?: (pipeline: string, failure: PipelineFailure) => void;
   onCommitted?: (report: CommitReport) => void;
   onProgress?: (progress: PipelineProgress) => void;
 }
@@ -72,7 +76,8 @@ export class PipelineRouter {
         return;
       }
       case 'fatal':
-        this.options.onFatal(deserializeError(event.error), event.context);
+        // The actor already stopped its loop and reports itself `failed`.
+        this.options.onPipelineFailed?.(pipeline, failureOf(deserializeError(event.error), 'processing'));
         return;
       case 'committed':
         return;
@@ -98,9 +103,24 @@ export class PipelineRouter {
         if (progress !== undefined) this.options.onProgress?.(progress);
         return;
       }
-      case 'fatal':
-        this.options.onFatal(deserializeError(event.error), event.context);
+      case 'fatal': {
+        const error = deserializeError(event.error);
+        const pipeline = event.context.pipeline;
+        if (typeof pipeline !== 'string' || !this.options.processing.has(pipeline)) {
+          this.options.onFatal(error, event.context);
+          return;
+        }
+        // The writer stopped writing this pipeline: its processing actor stops and says why.
+        const failure = failureOf(error, 'persistence');
+        this.options.processing
+          .get(pipeline)!
+          .call('failed', failure)
+          .catch((reason: unknown) =>
+            this.options.log.warn({ pipeline, err: reason }, 'could not tell the pipeline it failed'),
+          );
+        this.options.onPipelineFailed?.(pipeline, failure);
         return;
+      }
       case 'batch-ready':
       case 'progress':
       case 'writer-request':

@@ -53,6 +53,17 @@ export class PipelineBuilds {
     return built.pipeline;
   }
 
+  /**
+   * Whether a project-relative canonical path (as ModuleService.resolve gives it) is a module of
+   * some pipeline's current graph: what `GET /v1/modules/*` may serve. Dotfiles, configs, data and
+   * scripts no pipeline imports are not.
+   */
+  isPipelineModule(canonicalPath: string): boolean {
+    const absolute = path.join(this.projectReal, canonicalPath);
+    for (const built of this.current.values()) if (built.sources.has(absolute)) return true;
+    return false;
+  }
+
   pipelines(): PipelineConfig[] {
     return this.options.pipelines.map((pipeline) => this.pipeline(pipeline.name));
   }

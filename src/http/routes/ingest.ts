@@ -8,15 +8,18 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { StrataError } from '../../errors.ts';
 import { blockSchema, toBlock } from '../../sources/block-schema.ts';
+import type { AppendResult } from '../../sources/ingest-log.ts';
 import type { Block } from '../../sources/types.ts';
 
 export interface IngestDependencies {
   /** Pipeline name → its source kind (only 'ingest' pipelines accept blocks). */
   sourceKinds: ReadonlyMap<string, string>;
-  append(pipeline: string, blocks: Block[]): Promise<{ stored: number; head: number }>;
+  append(pipeline: string, blocks: Block[]): Promise<AppendResult>;
 }
 
-const bodySchema = z.union([z.object({ blocks: z.array(blockSchema).min(1).max(10_000) }), blockSchema]);
+// `{ blocks: [...] }` is strict: a body that mixes `blocks` with a block's own fields is refused
+// rather than half read.
+const batchBody = z.object({ blocks: z.array(blockSchema).min(1).max(10_000) }).strict();
 
 export function registerIngestRoute(app: FastifyInstance, deps: IngestDependencies): void {
   app.post<{ Params: { name: string } }>('/v1/pipelines/:name/events', async (request, reply) => {
@@ -29,7 +32,9 @@ export function registerIngestRoute(app: FastifyInstance, deps: IngestDependenci
         `pipeline ${name} reads from a ${kind} source; only pipelines with source { kind: 'ingest' } accept blocks`,
       );
     }
-    const parsed = bodySchema.safeParse(request.body);
+    const body = request.body;
+    const isBatch = typeof body === 'object' && body !== null && !Array.isArray(body) && 'blocks' in body;
+    const parsed = (isBatch ? batchBody : blockSchema).safeParse(body);
     if (!parsed.success) {
       const problems = parsed.error.issues
         .slice(0, 20)
@@ -38,7 +43,9 @@ export function registerIngestRoute(app: FastifyInstance, deps: IngestDependenci
         details: { problems },
       });
     }
-    const blocks = ('blocks' in parsed.data ? parsed.data.blocks : [parsed.data]).map(toBlock);
+    const blocks = ('blocks' in parsed.data ? parsed.data.blocks : [parsed.data]).map((block) =>
+      toBlock(block as z.output<typeof blockSchema>),
+    );
     const result = await deps.append(name, blocks);
     void reply.status(200);
     return { pipeline: name, ...result };

@@ -3,9 +3,12 @@
 //    `If-None-Match` (lists, weak tags, `*`) answers 304 before any transpile.
 //  - `x-strata-cache: l1 | l2 | coalesced | miss`, `content-type: text/javascript`, a source map
 //    at `<path>?map` referenced from the code.
-//  - Paths outside the project root → 404; a syntax error → 422 with its diagnostic.
-// `POST /v1/modules/invalidate` `{ "paths": [...] }` (or `{}` for everything) drops them from
-// every layer (and, with Redis, from every peer's L1).
+//  - Only modules: files some pipeline's module graph reaches (its schema, handlers and what they
+//    import), and their maps. Anything else — dotfiles, `strata.config.ts`, package.json, data,
+//    paths outside the project — is 404 before it is read, so no code frame ever shows it.
+//  - A syntax error in a module → 422 with its diagnostic.
+// `POST /v1/modules/invalidate` `{ "paths": [...] }` (or `{ "all": true }` for everything) drops
+// them from every layer (and, with Redis, from every peer's L1); an empty body is refused.
 
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -17,6 +20,8 @@ export interface ModuleRouteDependencies {
   modules: ModuleService;
   /** Invalidation that also reaches peers (falls back to the local service). */
   invalidate?: (paths: string[] | 'all') => Promise<void>;
+  /** Whether a canonical path may be served (a pipeline module); absent: every path may. */
+  servable?: (canonicalPath: string) => boolean;
 }
 
 export function etagMatches(header: string | undefined, etag: string): boolean {
@@ -27,9 +32,10 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
   });
 }
 
-const invalidateBody = z
-  .object({ paths: z.array(z.string().min(1).max(1_000)).max(10_000).optional() })
-  .strict();
+const invalidateBody = z.union([
+  z.object({ paths: z.array(z.string().min(1).max(1_000)).min(1).max(10_000) }).strict(),
+  z.object({ all: z.literal(true) }).strict(),
+]);
 
 export function registerModuleRoutes(app: FastifyInstance, deps: ModuleRouteDependencies): void {
   app.get<{ Params: { '*': string }; Querystring: { map?: string } }>(
@@ -39,8 +45,14 @@ export function registerModuleRoutes(app: FastifyInstance, deps: ModuleRouteDepe
       const wantsMap = request.query.map !== undefined;
       // An L1 hit (when the watcher keeps L1 fresh) answers without touching the file system.
       const hit = deps.modules.peek(requestPath);
+      if (hit === undefined && deps.servable !== undefined) {
+        // Resolved (cheap: a stat) and checked before the file is read or transpiled.
+        const canonical = await deps.modules.resolve(requestPath);
+        if (!deps.servable(canonical)) throw notAModule(requestPath);
+      }
       const prepared = hit === undefined ? await deps.modules.prepare(requestPath) : null;
       const { canonicalPath: canonical, etag } = hit ?? prepared!;
+      if (deps.servable !== undefined && !deps.servable(canonical)) throw notAModule(requestPath);
       void reply
         .header('etag', wantsMap ? `"${etag.slice(1, -1)}-map"` : etag)
         .header('cache-control', 'no-cache');
@@ -57,15 +69,15 @@ export function registerModuleRoutes(app: FastifyInstance, deps: ModuleRouteDepe
   );
 
   app.post('/v1/modules/invalidate', async (request) => {
-    const parsed = invalidateBody.safeParse(request.body ?? {});
+    const parsed = invalidateBody.safeParse(request.body);
     if (!parsed.success) {
       throw new StrataError(
         'STRATA_ERR_BAD_REQUEST',
-        `expected { "paths"?: string[] }: ${parsed.error.issues[0]?.message}`,
+        'expected { "paths": [string, …] } or { "all": true } (an empty body invalidates nothing)',
       );
     }
     const paths: string[] = [];
-    for (const requested of parsed.data.paths ?? []) {
+    for (const requested of 'paths' in parsed.data ? parsed.data.paths : []) {
       // A deleted file cannot be resolved any more; its normalized path is what was cached.
       paths.push(
         await deps.modules
@@ -73,8 +85,15 @@ export function registerModuleRoutes(app: FastifyInstance, deps: ModuleRouteDepe
           .catch(() => path.posix.normalize(requested.replace(/^\/+/, ''))),
       );
     }
-    const target = parsed.data.paths === undefined ? 'all' : paths;
+    const target = 'all' in parsed.data ? 'all' : paths;
     await (deps.invalidate ?? ((p: string[] | 'all') => deps.modules.invalidate(p)))(target);
     return { invalidated: target };
   });
+}
+
+function notAModule(requestPath: string): StrataError {
+  return new StrataError(
+    'STRATA_ERR_MODULE_NOT_FOUND',
+    `no module ${requestPath} in the project (only files a pipeline's module graph reaches are served)`,
+  );
 }
