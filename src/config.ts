@@ -421,7 +421,8 @@ async function loadProjectFile(
 
 function loadApiTokens(settings: Settings, cwd: string, problems: string[]): ApiToken[] {
   const tokens: ApiToken[] = [];
-  if (settings.apiTokens !== undefined) tokens.push(...parseApiTokens(settings.apiTokens, problems, 'STRATA_API_TOKENS'));
+  if (settings.apiTokens !== undefined)
+    tokens.push(...parseApiTokens(settings.apiTokens, problems, 'STRATA_API_TOKENS'));
   if (settings.apiTokensFile !== undefined) {
     const file = path.resolve(cwd, settings.apiTokensFile);
     try {
@@ -460,7 +461,8 @@ function configError(problems: string[]): StrataError {
 }
 
 function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+  // Typed arrays (token digests) cannot be frozen; nothing writes to them.
+  if (typeof value === 'object' && value !== null && !ArrayBuffer.isView(value) && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const inner of Object.values(value)) deepFreeze(inner);
   }

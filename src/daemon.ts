@@ -281,7 +281,11 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       if (
         failed.length > 0 &&
         progress.length === config.pipelines.length &&
-        progress.every((p) => p.state === 'failed' || (p.state === 'caught-up' && p.committedCheckpoint >= p.processedCheckpoint))
+        progress.every(
+          (p) =>
+            p.state === 'failed' ||
+            (p.state === 'caught-up' && p.committedCheckpoint >= p.processedCheckpoint),
+        )
       ) {
         // A batch job cannot finish: every pipeline is done or failed, so end with the failure.
         log.error(

@@ -101,7 +101,11 @@ export const errorRegistry = {
     status: 400,
     retryable: false,
   },
-  STRATA_ERR_BODY_TOO_DEEP: { message: 'the request body is nested too deeply', status: 400, retryable: false },
+  STRATA_ERR_BODY_TOO_DEEP: {
+    message: 'the request body is nested too deeply',
+    status: 400,
+    retryable: false,
+  },
   STRATA_ERR_REQUEST_TIMEOUT: {
     message: 'the request was not received in time',
     status: 408,

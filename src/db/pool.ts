@@ -122,7 +122,14 @@ async function connect(pool: pg.Pool): Promise<pg.PoolClient> {
 
 /** SQLSTATE classes and socket errors after which the same statement may succeed. */
 const RETRYABLE_SQLSTATE = /^(08|40|53|57P0[1-3])/;
-const RETRYABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+const RETRYABLE_NODE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 /**
  * SQLSTATEs of a server that answered but will not take this connection: the database does not

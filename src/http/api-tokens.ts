@@ -49,7 +49,9 @@ export function parseApiTokens(text: string, problems: string[], where: string):
       continue;
     }
     if (token.length < MIN_TOKEN_LENGTH) {
-      problems.push(`${where}: the token of entry #${position} is shorter than ${MIN_TOKEN_LENGTH} characters`);
+      problems.push(
+        `${where}: the token of entry #${position} is shorter than ${MIN_TOKEN_LENGTH} characters`,
+      );
       continue;
     }
     tokens.push({ digest: digest(token), scopes: scopes as ApiScope[], position });

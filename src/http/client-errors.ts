@@ -5,7 +5,11 @@
 import type { Socket } from 'node:net';
 import { type ErrorCode, errorRegistry } from '../errors.ts';
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+};
 
 function codeFor(error: NodeJS.ErrnoException): ErrorCode {
   if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'STRATA_ERR_REQUEST_TIMEOUT';

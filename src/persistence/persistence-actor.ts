@@ -710,7 +710,10 @@ class Writer {
       fromBlock: run[0]?.fromBlockNumber,
       toBlock: run[run.length - 1]?.toBlockNumber,
     };
-    this.context.log.error({ err: error, ...context }, 'batch write failed; not retryable; the pipeline stops');
+    this.context.log.error(
+      { err: error, ...context },
+      'batch write failed; not retryable; the pipeline stops',
+    );
     this.context.emit({
       type: 'fatal',
       error: serializeError(error),

@@ -8,7 +8,10 @@ export function failureOf(error: unknown, actor: string): PipelineFailure {
   const details = (error as { details?: Record<string, unknown> } | null)?.details ?? {};
   const number = (value: unknown) => (typeof value === 'number' ? value : null);
   return {
-    code: typeof (error as { code?: unknown })?.code === 'string' ? (error as { code: string }).code : 'STRATA_ERR_INTERNAL',
+    code:
+      typeof (error as { code?: unknown })?.code === 'string'
+        ? (error as { code: string }).code
+        : 'STRATA_ERR_INTERNAL',
     message: error instanceof Error ? error.message : String(error),
     block: number(details.block) ?? number(details.fromBlock),
     event: typeof details.event === 'string' ? details.event : null,
@@ -17,4 +20,3 @@ export function failureOf(error: unknown, actor: string): PipelineFailure {
     at: new Date().toISOString(),
   };
 }
-

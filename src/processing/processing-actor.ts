@@ -15,6 +15,7 @@ import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { deserializeError, isRetryable, StrataError, serializeError } from '../errors.ts';
 import { pipelineFingerprint } from '../persistence/pipeline-setup.ts';
+import { failureOf } from '../pipeline/failure.ts';
 import type {
   BatchCheckpoint,
   BatchForWriter,
@@ -41,7 +42,6 @@ import { type EffectCacheRow, EffectStore } from './effect-store.ts';
 import { InMemoryStore } from './in-memory-store.ts';
 import { LoadLayer } from './load-layer.ts';
 import { loadPipelineModules } from './pipeline-modules.ts';
-import { failureOf } from '../pipeline/failure.ts';
 import { RateMeter } from './rate-meter.ts';
 import { noCommonAncestorError, noHistoryError } from './reorg-errors.ts';
 
@@ -791,7 +791,10 @@ class PipelineRuntime {
     this.stopRequested = true;
     this.failure ??= failureOf(error, 'processing');
     this.setState('failed');
-    this.context.log.error({ err: error, pipeline: this.pipeline.name }, 'pipeline failed; it stays stopped until a restart');
+    this.context.log.error(
+      { err: error, pipeline: this.pipeline.name },
+      'pipeline failed; it stays stopped until a restart',
+    );
     this.context.emit({
       type: 'fatal',
       error: serializeError(error),

@@ -81,7 +81,11 @@ export async function appendBlocks(
        ON CONFLICT (pipeline) DO UPDATE SET number = greatest(strata.ingest_high_water.number, EXCLUDED.number)`,
       [pipeline, last.number],
     );
-    return { stored: blocks.length, head: last.number, ...(replacedFrom === undefined ? {} : { replacedFrom }) };
+    return {
+      stored: blocks.length,
+      head: last.number,
+      ...(replacedFrom === undefined ? {} : { replacedFrom }),
+    };
   });
 }
 
@@ -193,10 +197,14 @@ function blockColumns(pipeline: string, blocks: Block[]): unknown[] {
 function refusedByDatabase(error: unknown, pipeline: string): unknown {
   const code = (error as { code?: string }).code;
   if (code === '22P05' || code === '22021' || code === '22P02') {
-    return new StrataError('STRATA_ERR_BLOCK_INVALID', `blocks rejected by the database: ${(error as Error).message}`, {
-      cause: error,
-      details: { pipeline },
-    });
+    return new StrataError(
+      'STRATA_ERR_BLOCK_INVALID',
+      `blocks rejected by the database: ${(error as Error).message}`,
+      {
+        cause: error,
+        details: { pipeline },
+      },
+    );
   }
   return error;
 }

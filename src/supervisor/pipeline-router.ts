@@ -9,8 +9,8 @@
 import { deserializeError, StrataError, serializeError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
-import type { ProcessingMethods } from '../processing/processing-actor.ts';
 import { failureOf } from '../pipeline/failure.ts';
+import type { ProcessingMethods } from '../processing/processing-actor.ts';
 import type { ActorEvent, CommitReport, PipelineFailure, PipelineProgress } from '../protocol.ts';
 import type { ActorRef } from './actor-ref.ts';
 
