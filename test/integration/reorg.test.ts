@@ -6,21 +6,25 @@
 //    writer's queue or in stored state, as /metrics counts them;
 //  - the generator's injected reorgs on erc20, across a kill -9, end as the reference fold, with
 //    history pruned to one anchor per id below the safe checkpoint;
-//  - a reorg deeper than maxReorgDepth, or reaching history pruned since an earlier reorg, stops
-//    the pipeline with STRATA_ERR_REORG_TOO_DEEP and changes nothing.
+//  - a generator reorg deeper than maxReorgDepth puts the pipeline in state `failed` with
+//    STRATA_ERR_REORG_TOO_DEEP and changes nothing, while the daemon keeps serving; a pushed
+//    replacement reaching history pruned since an earlier reorg is refused at the door.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StatusSnapshot } from '../../src/http/status-types.ts';
 import { generateOrphanBlock, mulberry32, reorgDepthAt } from '../../src/sources/generator.ts';
+import { Chain, type ChainBlock, postBlocks, waitForCommittedTip } from '../helpers/chain.ts';
 import {
   type DaemonProcess,
   fixtureProject,
+  getJson,
   startDaemonProcess,
   waitFor,
 } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { erc20Source, expectErc20Reference } from '../helpers/erc20-reference.ts';
-import { expectFold, randomStream, type StreamBlock } from '../helpers/model-stream.ts';
+import { expectFold, randomStream } from '../helpers/model-stream.ts';
 
 const ERC20_PROJECT = path.resolve(import.meta.dirname, '../../examples/erc20');
 const STRATA_BIN = path.resolve(import.meta.dirname, '../../bin/strata.mjs');
@@ -38,57 +42,6 @@ async function reset(pipeline: string): Promise<void> {
   await db.query(`DROP SCHEMA IF EXISTS pipeline_${pipeline} CASCADE`);
 }
 
-type ChainBlock = StreamBlock & { hash: string; parentHash: string | null };
-
-/** A canonical chain built by appending and replacing, as the ingest log stores it. */
-class Chain {
-  blocks: ChainBlock[] = [];
-  private branches = 0;
-
-  /** `events` appended as new blocks on the current tip. */
-  append(events: StreamBlock['events'][]): ChainBlock[] {
-    const branch = this.branches;
-    const added = events.map((blockEvents) => {
-      const parent = this.blocks[this.blocks.length - 1];
-      const number = (parent?.number ?? 0) + 1;
-      const block: ChainBlock = {
-        number,
-        timestamp: 1_700_000_000 + number * 12,
-        hash: `b${branch}-${number}`,
-        parentHash: parent?.hash ?? null,
-        events: blockEvents,
-      };
-      this.blocks.push(block);
-      return block;
-    });
-    return added;
-  }
-
-  /** Replaces the last `depth` blocks by a new branch of `events` (a reorg). */
-  replace(depth: number, events: StreamBlock['events'][]): ChainBlock[] {
-    this.blocks = this.blocks.slice(0, this.blocks.length - depth);
-    this.branches += 1;
-    return this.append(events);
-  }
-}
-
-/** Waits until the chain's tip is processed and committed (a timeout shows the daemon's warnings). */
-async function committedTip(chain: Chain, daemon: DaemonProcess): Promise<void> {
-  const tip = chain.blocks[chain.blocks.length - 1]!;
-  await waitFor(
-    () =>
-      db.query<{ committed_block_hash: string }>(
-        `SELECT committed_block_hash FROM strata.pipelines WHERE name = 'model'`,
-      ),
-    (rows) => rows[0]?.committed_block_hash === tip.hash,
-    60_000,
-    `block ${tip.number} (${tip.hash}) committed`,
-  ).catch((error: Error) => {
-    const warnings = daemon.logs.filter((line) => (line.level as number) >= 40).slice(-5);
-    throw new Error(`${error.message}; last warnings: ${JSON.stringify(warnings)}`);
-  });
-}
-
 /** The message of the fatal error with `code` the daemon logged (the last lines if none). */
 function fatalMessage(daemon: DaemonProcess, code: string): string {
   const fatal = daemon.logs.find((line) => (line.err as { code?: string })?.code === code);
@@ -97,13 +50,11 @@ function fatalMessage(daemon: DaemonProcess, code: string): string {
 }
 
 async function push(url: string, blocks: ChainBlock[]): Promise<void> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ blocks }),
-  });
-  expect(response.status, await response.clone().text()).toBe(200);
+  const response = await postBlocks(url, blocks);
+  expect(response.status, JSON.stringify(response.body)).toBe(200);
 }
+
+const committedTip = (chain: Chain, daemon: DaemonProcess) => waitForCommittedTip(db, chain, daemon);
 
 const put = (id: string, value: number) => ({
   name: 'put',
@@ -265,7 +216,7 @@ describe('reorgs', () => {
     expect(Number(duplicated)).toBe(0);
   });
 
-  it('a reorg reaching history pruned since an earlier reorg stops the pipeline and changes nothing', async () => {
+  it('a replacement reaching history pruned since an earlier reorg is refused at the door; nothing changes', async () => {
     await reset('model');
     const daemon = startDaemonProcess(
       {
@@ -291,18 +242,27 @@ describe('reorgs', () => {
     await push(url, chain.replace(4, events.slice(31, 32)));
     await committedTip(chain, daemon);
     const tip = chain.blocks[chain.blocks.length - 1]!;
-    // Back to block 23: within maxReorgDepth of block 28, but below what was pruned.
-    await push(url, chain.replace(5, events.slice(32, 33)));
-    const exit = await daemon.exited;
-    expect(exit.code).not.toBe(0);
-    expect(fatalMessage(daemon, 'STRATA_ERR_REORG_TOO_DEEP')).toContain('already pruned');
+    // Back to block 23: within maxReorgDepth of block 28, but below what was pruned (more than
+    // maxReorgDepth below block 31, the highest the log held): refused at the door, nothing changed.
+    const storedBefore = await db.count(`SELECT count(*) FROM strata.ingest_blocks WHERE pipeline = 'model'`);
+    const deep = new Chain();
+    deep.blocks = [...chain.blocks];
+    const refused = await postBlocks(url, deep.replace(5, events.slice(32, 33)));
+    expect(refused.status).toBe(400);
+    expect(refused.body.error?.code).toBe('STRATA_ERR_REPLACEMENT_TOO_DEEP');
+    expect(refused.body.error?.message).toContain("more than the pipeline's maxReorgDepth 5");
+    expect(await db.count(`SELECT count(*) FROM strata.ingest_blocks WHERE pipeline = 'model'`)).toBe(
+      storedBefore,
+    );
+    daemon.kill('SIGTERM');
+    expect((await daemon.exited).code).toBe(0);
     const [pipeline] = await db.query<{ committed_block: string; committed_block_hash: string }>(
       `SELECT committed_block, committed_block_hash FROM strata.pipelines WHERE name = 'model'`,
     );
     expect(pipeline).toEqual({ committed_block: '28', committed_block_hash: tip.hash });
   });
 
-  it('a reorg deeper than maxReorgDepth stops the pipeline and changes nothing', async () => {
+  it('a reorg deeper than maxReorgDepth fails the pipeline, changing nothing, while the daemon serves', async () => {
     await reset('erc20');
     const env = {
       DATABASE_URL: db.url,
@@ -318,11 +278,27 @@ describe('reorgs', () => {
     let tip = 100;
     while (reorgDepthAt(source, tip) <= 20) tip += 100;
     const daemon = startDaemonProcess(env, [], ERC20_PROJECT);
-    const exit = await daemon.exited;
-    expect(exit.code).not.toBe(0);
+    const base = await daemon.url;
+    // The pipeline fails; the daemon keeps serving and says why.
+    const { body } = await waitFor(
+      () => getJson<StatusSnapshot>(`${base}/status`),
+      ({ body }) => body.pipelines[0]?.state === 'failed',
+      60_000,
+      'the pipeline failed',
+    );
+    expect(body.pipelines[0]!.failure).toMatchObject({
+      code: 'STRATA_ERR_REORG_TOO_DEEP',
+      actor: 'processing',
+    });
     expect(fatalMessage(daemon, 'STRATA_ERR_REORG_TOO_DEEP')).toContain(
       `does not continue processed block ${tip}`,
     );
+    expect((await getJson(`${base}/livez`)).status).toBe(200);
+    const ready = await getJson<{ error: { message: string } }>(`${base}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(ready.body.error.message).toContain('pipeline:erc20 (failed: STRATA_ERR_REORG_TOO_DEEP');
+    daemon.kill('SIGTERM');
+    expect((await daemon.exited).code).toBe(0);
     // Nothing rolled back: the orphaned tip is still what is committed.
     const [pipeline] = await db.query<{ committed_block: string; committed_block_hash: string }>(
       `SELECT committed_block, committed_block_hash FROM strata.pipelines WHERE name = 'erc20'`,
