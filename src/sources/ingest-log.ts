@@ -32,7 +32,8 @@ export interface AppendResult {
  *  - numbers strictly increase and hashed blocks chain (`parentHash` = the previous block's hash),
  *    within the request and onto the stored head;
  *  - a replacement branch starts with a hashed block that attaches to a stored block, no deeper
- *    than `maxReorgDepth` below the highest block the log ever held;
+ *    than `maxReorgDepth` below the highest block the log ever held, and replaces no block stored
+ *    without a hash;
  *  - a request whose blocks are all stored already, identically, is a retry: 200, nothing changes
  *    (a client whose connection dropped after COMMIT can safely send it again).
  * The log is never shortened except by an accepted replacement, atomically with it.
@@ -150,6 +151,20 @@ async function checkReplacement(
       pipeline,
       first,
       `replacement block ${first.number} does not attach to the stored chain: its parentHash ${first.parentHash} is not the hash of stored block ${parent.number} (${parent.hash})`,
+    );
+  }
+  // Blocks without a hash were processed without history (they cannot reorg): a branch must not
+  // replace one.
+  const { rows: unhashed } = await client.query<{ number: string }>(
+    `SELECT number FROM strata.ingest_blocks WHERE pipeline = $1 AND number >= $2 AND hash IS NULL
+      ORDER BY number LIMIT 1`,
+    [pipeline, first.number],
+  );
+  if (unhashed[0] !== undefined) {
+    throw chainBroken(
+      pipeline,
+      first,
+      `replacement block ${first.number} would replace stored block ${unhashed[0].number}, which has no hash; blocks without hashes cannot be replaced`,
     );
   }
   const highest = Math.max(head, Number(parent.high_water ?? head));
