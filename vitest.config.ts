@@ -25,6 +25,19 @@ export default defineConfig({
           maxWorkers: 2,
         },
       },
+      // Opt-in (`npm run chaos:pg-restart`): restarts the shared Postgres, so never beside others.
+      ...(process.env.STRATA_CHAOS === '1'
+        ? [
+            {
+              test: {
+                name: 'chaos',
+                include: ['test/chaos/**/*.test.ts'],
+                testTimeout: 300_000,
+                hookTimeout: 60_000,
+              },
+            },
+          ]
+        : []),
     ],
   },
 });

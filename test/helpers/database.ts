@@ -24,8 +24,10 @@ export async function createTestDatabase(prefix = 'strata_test'): Promise<TestDa
   await admin.end();
   const url = new URL(ADMIN_DATABASE_URL);
   url.pathname = `/${name}`;
-  const client = new pg.Client({ connectionString: url.toString() });
-  await client.connect();
+  // A pool, not one client: a test that terminates connections or restarts Postgres must not
+  // lose its own (the pool reconnects; the listener keeps a dropped idle one from throwing).
+  const client = new pg.Pool({ connectionString: url.toString(), max: 2 });
+  client.on('error', () => undefined);
   return {
     url: url.toString(),
     name,
