@@ -102,7 +102,8 @@ describe('ingest fuzz', () => {
             timestamp: 1_700_000_000 + number * 12,
             hash,
             parentHash: parent?.hash ?? null,
-            events: streamEvents[nextEvents++ % streamEvents.length]!,
+            // A copy: mutations change it in place.
+            events: structuredClone(streamEvents[nextEvents++ % streamEvents.length]!),
           });
           parent = { number, hash, timestamp: 0, events: [] };
         }

@@ -290,6 +290,14 @@ describe('reorgs', () => {
       code: 'STRATA_ERR_REORG_TOO_DEEP',
       actor: 'processing',
     });
+    // The log line is read from the child's stdout, maybe after /status answered.
+    await waitFor(
+      async () =>
+        daemon.logs.some((line) => (line.err as { code?: string })?.code === 'STRATA_ERR_REORG_TOO_DEEP'),
+      (logged) => logged,
+      10_000,
+      'the failure logged',
+    );
     expect(fatalMessage(daemon, 'STRATA_ERR_REORG_TOO_DEEP')).toContain(
       `does not continue processed block ${tip}`,
     );
