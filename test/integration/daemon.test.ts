@@ -102,7 +102,9 @@ describe('strata start (child process, Postgres)', () => {
 
   it('SIGTERM during processing drains the writer, exits 0, and a restart resumes to the same final state', async () => {
     await resetDatabase();
-    const env = { TEST_BLOCKS: '200000', TEST_BATCH_SIZE: '50' };
+    // 400k events: the signal lands after the first commit, with most of the stream still ahead;
+    // small enough that the resume to the end holds on a busy machine.
+    const env = { TEST_BLOCKS: '40000', TEST_BATCH_SIZE: '50' };
     const first = start(env);
     await first.url;
     // Signal as soon as the first commits land, while most of the stream is still ahead.
@@ -125,24 +127,24 @@ describe('strata start (child process, Postgres)', () => {
     expect(flushed?.committed.credits).toBe(intake?.processedCheckpoint);
     const stoppedAt = await committedCheckpoint();
     expect(stoppedAt).toBe(intake?.processedCheckpoint);
-    expect(stoppedAt).toBeLessThan(200_000);
+    expect(stoppedAt).toBeLessThan(40_000);
     await expectTablesToEqualReference(stoppedAt);
 
     const second = start(env);
     const secondUrl = await second.url;
     await waitFor(
       () => getJson<StatusSnapshot>(`${secondUrl}/status`),
-      ({ body }) => body.pipelines[0]?.committedCheckpoint === 200_000,
-      120_000,
+      ({ body }) => body.pipelines[0]?.committedCheckpoint === 40_000,
+      180_000,
       'resume to the end',
     );
     expect(second.logs.some((l) => l.msg === 'pipeline resuming' && l.resumeFrom === stoppedAt + 1)).toBe(
       true,
     );
-    await expectTablesToEqualReference(200_000);
+    await expectTablesToEqualReference(40_000);
     second.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
-  });
+  }, 240_000);
 
   it('a writer that dies before COMMIT is restarted, the batches are re-sent, nothing is lost or doubled', async () => {
     await resetDatabase();
