@@ -296,9 +296,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         return;
       }
       if (
-        config.processing.exitWhenCaughtUp &&
-        state === 'running' &&
-        allCaughtUp(router.progress(), config.pipelines.length) &&
+        allCaughtUp(progress, config.pipelines.length) &&
         config.pipelines.every((pipeline) => indexes.get(pipeline.name) === 'ready')
       ) {
         log.info('every pipeline processed and committed its whole source; exiting (--exit-when-caught-up)');
@@ -310,7 +308,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       persistence,
       processing,
       onFatal: (error, context) => {
-        log.fatal({ err: error, ...context }, 'fatal pipeline error; stopping');
+        log.fatal({ err: error, ...context }, 'fatal error outside any pipeline; stopping');
         void endOnItsOwn(exitCodeFor(error) === EXIT_RETRYABLE ? EXIT_RETRYABLE : EXIT_NON_RETRYABLE);
       },
       onPipelineFailed: (pipeline, failure) => {

@@ -131,11 +131,6 @@ export const errorRegistry = {
     status: 500,
     retryable: false,
   },
-  STRATA_ERR_PIPELINE_FAILED: {
-    message: 'the pipeline stopped on an error that retrying cannot fix',
-    status: 500,
-    retryable: false,
-  },
   STRATA_ERR_EFFECT_INVALID: {
     message: "an effect's input or output does not match its schema",
     status: 500,

@@ -15,7 +15,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
-import { isRetryable, StrataError, serializeError } from '../errors.ts';
+import { isRetryable, type SerializedError, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges } from '../processing/change-codec.ts';
 import { noHistoryError, prunedHistoryError } from '../processing/reorg-errors.ts';
 import type {
@@ -89,8 +89,11 @@ class Writer {
   private writing = false;
   /** The run being written (or retried): its pipeline and last checkpoint. */
   private inFlight: { pipeline: string; toCheckpoint: number } | null = null;
-  /** Pipelines stopped by a write that cannot succeed: their batches are dropped, the others go on. */
-  private readonly failedPipelines = new Set<string>();
+  /**
+   * Pipelines stopped by a write that cannot succeed, with the error: their batches are dropped,
+   * the others go on.
+   */
+  private readonly failedPipelines = new Map<string, SerializedError>();
   private flushWaiters: Array<() => void> = [];
   private transactions = 0;
   private readonly crashBeforeCommit: number | null;
@@ -337,7 +340,17 @@ class Writer {
 
   /** Queues a batch in checkpoint order within its pipeline (a re-send may arrive late). */
   private enqueue(batch: BatchForWriter): number {
-    if (this.failedPipelines.has(batch.pipeline)) return this.queue.length;
+    const failed = this.failedPipelines.get(batch.pipeline);
+    if (failed !== undefined) {
+      // A restarted processing actor of a failed pipeline: tell it again instead of dropping its
+      // batches without a word (it would wait for commits forever).
+      this.context.emit({
+        type: 'fatal',
+        error: failed,
+        context: { actor: 'persistence', pipeline: batch.pipeline },
+      });
+      return this.queue.length;
+    }
     const after = this.queue.findIndex(
       (queued) => queued.pipeline === batch.pipeline && queued.fromCheckpoint > batch.fromCheckpoint,
     );
@@ -702,7 +715,7 @@ class Writer {
    */
   private fail(error: unknown, run: BatchForWriter[]): void {
     const pipeline = run[0]?.pipeline;
-    if (pipeline !== undefined) this.failedPipelines.add(pipeline);
+    if (pipeline !== undefined) this.failedPipelines.set(pipeline, serializeError(error));
     const context = {
       pipeline: run[0]?.pipeline,
       fromCheckpoint: run[0]?.fromCheckpoint,

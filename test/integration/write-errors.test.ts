@@ -105,6 +105,11 @@ describe('write errors', () => {
     expect(fatal).toContain('STRATA_ERR_WRITE_FAILED');
     expect(fatal).toContain('Item \\"huge\\" set at block 3 by the put handler (log index 1)');
     expect(fatal).toContain('numeric field overflow');
+    // The writer stopped this pipeline only; --exit-when-caught-up then ends the batch job with 1.
+    expect(daemon.logs.some((line) => String(line.msg).startsWith('pipeline failed'))).toBe(true);
+    expect(
+      daemon.logs.some((line) => String(line.msg).startsWith('every pipeline caught up or failed')),
+    ).toBe(true);
     // Nothing of the failing batch is half-stored.
     expect(await db.query('SELECT id FROM pipeline_model."Item"')).toEqual([]);
   });
