@@ -2,6 +2,7 @@
 // and reports how it exited.
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import type { StatusSnapshot } from '../../src/http/status-types.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 export const TEST_PROJECT = path.join(root, 'test/fixtures/project');
@@ -90,4 +91,19 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/** Waits until `/status` shows the daemon's first pipeline in `state`; resolves with the snapshot. */
+export async function waitForPipelineState(
+  baseUrl: string,
+  state: StatusSnapshot['pipelines'][number]['state'],
+  timeoutMs: number,
+): Promise<StatusSnapshot> {
+  const { body } = await waitFor(
+    () => getJson<StatusSnapshot>(`${baseUrl}/status`),
+    ({ body }) => body.pipelines[0]?.state === state,
+    timeoutMs,
+    `the pipeline ${state}`,
+  );
+  return body;
 }

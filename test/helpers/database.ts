@@ -3,6 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 
 export const ADMIN_DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -45,5 +46,34 @@ export async function createTestDatabase(prefix = 'strata_test'): Promise<TestDa
       await cleanup.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await cleanup.end();
     },
+  };
+}
+
+/**
+ * A database for this test file: created before its tests, dropped after them. Call at the top
+ * level of the file; the answer stands for the database once its tests run.
+ */
+export function useTestDatabase(prefix?: string): TestDatabase {
+  let db: TestDatabase | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase(prefix);
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  const current = () => {
+    if (db === undefined) throw new Error('the test database is created in beforeAll');
+    return db;
+  };
+  return {
+    get url() {
+      return current().url;
+    },
+    get name() {
+      return current().name;
+    },
+    query: (sql, params) => current().query(sql, params),
+    count: (sql, params) => current().count(sql, params),
+    drop: () => current().drop(),
   };
 }

@@ -16,7 +16,7 @@
 //  - a DATABASE_URL naming no database exits 1 (not 75) with STRATA_ERR_DB_REFUSED.
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { StatusSnapshot } from '../../src/http/status-types.ts';
 import { mulberry32 } from '../../src/sources/generator.ts';
 import { Chain, type ChainBlock, postBlocks, waitForCommittedTip } from '../helpers/chain.ts';
@@ -26,17 +26,12 @@ import {
   getJson,
   startDaemonProcess,
   waitFor,
+  waitForPipelineState,
 } from '../helpers/daemon-process.ts';
-import { ADMIN_DATABASE_URL, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { ADMIN_DATABASE_URL, useTestDatabase } from '../helpers/database.ts';
 import { expectFold, randomStream } from '../helpers/model-stream.ts';
 
-let db: TestDatabase;
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db?.drop();
-});
+const db = useTestDatabase();
 
 const MODEL = fixtureProject('model');
 
@@ -175,12 +170,7 @@ describe('hardening', () => {
       { number: 2, timestamp: 1_700_000_001, events: [put, { name: 'bump', payload: { id: 'a', by: 'x' } }] },
     ]);
     expect(ok.status).toBe(200);
-    const { body } = await waitFor(
-      () => getJson<StatusSnapshot>(`${base}/status`),
-      ({ body }) => body.pipelines[0]?.state === 'failed',
-      30_000,
-      'the pipeline failed',
-    );
+    const body = await waitForPipelineState(base, 'failed', 30_000);
     expect(body.pipelines[0]!.failure).toMatchObject({
       code: 'STRATA_ERR_HANDLER_FAILED',
       block: 2,

@@ -6,7 +6,7 @@
 // holds exactly the accepted chain and the tables equal its fold.
 // Replay a failure with STRATA_FUZZ_SEED=<the seed in the message>; more requests with
 // STRATA_FUZZ_REQUESTS.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isErrorCode } from '../../src/errors.ts';
 import type { StatusSnapshot } from '../../src/http/status-types.ts';
 import { mulberry32 } from '../../src/sources/generator.ts';
@@ -17,16 +17,10 @@ import {
   startDaemonProcess,
   waitFor,
 } from '../helpers/daemon-process.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { useTestDatabase } from '../helpers/database.ts';
 import { expectFold, randomStream, type StreamBlock } from '../helpers/model-stream.ts';
 
-let db: TestDatabase;
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db?.drop();
-});
+const db = useTestDatabase();
 
 const MAX_REORG_DEPTH = 10;
 

@@ -12,7 +12,6 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StatusSnapshot } from '../../src/http/status-types.ts';
 import { generateOrphanBlock, mulberry32, reorgDepthAt } from '../../src/sources/generator.ts';
 import { Chain, type ChainBlock, postBlocks, waitForCommittedTip } from '../helpers/chain.ts';
 import {
@@ -21,6 +20,7 @@ import {
   getJson,
   startDaemonProcess,
   waitFor,
+  waitForPipelineState,
 } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { erc20Source, expectErc20Reference } from '../helpers/erc20-reference.ts';
@@ -280,12 +280,7 @@ describe('reorgs', () => {
     const daemon = startDaemonProcess(env, [], ERC20_PROJECT);
     const base = await daemon.url;
     // The pipeline fails; the daemon keeps serving and says why.
-    const { body } = await waitFor(
-      () => getJson<StatusSnapshot>(`${base}/status`),
-      ({ body }) => body.pipelines[0]?.state === 'failed',
-      60_000,
-      'the pipeline failed',
-    );
+    const body = await waitForPipelineState(base, 'failed', 60_000);
     expect(body.pipelines[0]!.failure).toMatchObject({
       code: 'STRATA_ERR_REORG_TOO_DEEP',
       actor: 'processing',
