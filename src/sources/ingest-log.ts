@@ -65,7 +65,7 @@ export async function appendBlocks(
       throw chainBroken(
         pipeline,
         first,
-        `its parentHash ${first.parentHash} is not the hash of the stored head, block ${head.number} (${head.hash}); to replace stored blocks, send the branch from its first differing block`,
+        `block ${first.number} does not chain: its parentHash ${first.parentHash} is not the hash of the stored head, block ${head.number} (${head.hash}); to replace stored blocks, send the branch from its first differing block`,
       );
     }
     try {
@@ -102,7 +102,7 @@ function checkRequestChain(pipeline: string, blocks: Block[]): void {
       throw chainBroken(
         pipeline,
         block,
-        `its parentHash ${block.parentHash} is not the hash of block ${previous.number} before it in the request (${previous.hash})`,
+        `block ${block.number} does not chain: its parentHash ${block.parentHash} is not the hash of block ${previous.number} before it in the request (${previous.hash})`,
       );
     }
   }

@@ -346,6 +346,12 @@ describe('ingest fuzz', () => {
       );
       daemon.kill('SIGTERM');
       expect((await daemon.exited).code).toBe(0);
+    } catch (error) {
+      const warnings = daemon.logs.filter((line) => (line.level as number) >= 40).slice(-5);
+      throw new Error(
+        `seed ${seed} (replay: STRATA_FUZZ_SEED=${seed}): ${(error as Error).message}; last warnings: ${JSON.stringify(warnings)}`,
+        { cause: error },
+      );
     } finally {
       daemon.kill('SIGKILL');
     }
