@@ -7,8 +7,8 @@
 // peer's L1 entry of an explicit POST /v1/modules/invalidate, until that peer's next change.
 
 import { randomUUID } from 'node:crypto';
-import { type FSWatcher, watch } from 'node:fs';
 import path from 'node:path';
+import { type FSWatcher, watch } from 'chokidar';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.ts';
 import type { ModuleService } from './module-service.ts';
@@ -70,17 +70,21 @@ export class ModuleInvalidation {
     }
   }
 
-  /** Watches the project folder; changed source files are invalidated (debounced). */
+  /**
+   * Watches the project folder; changed source files are invalidated (debounced). chokidar, not
+   * Node's recursive `fs.watch`: on Linux that watches each file's inode, so after a save that
+   * replaces the file (`sed -i`, an editor's write-to-temp-and-rename) it never saw the file again.
+   * chokidar watches directories and re-arms on rename (`atomic`).
+   */
   watch(root: string): void {
-    this.watcher = watch(root, { recursive: true }, (_event, file) => {
-      if (
-        file === null ||
-        !SOURCE_FILE.test(file) ||
-        file.includes('node_modules') ||
-        file.startsWith('.strata')
-      )
-        return;
-      this.pending.add(file.split(path.sep).join('/'));
+    const skipped = (file: string) => {
+      const relative = path.relative(root, file).split(path.sep);
+      return relative.includes('node_modules') || relative[0] === '.strata' || relative[0] === '.git';
+    };
+    this.watcher = watch(root, { ignoreInitial: true, atomic: true, ignored: skipped });
+    this.watcher.on('all', (event, file) => {
+      if (event === 'addDir' || event === 'unlinkDir' || !SOURCE_FILE.test(file)) return;
+      this.pending.add(path.relative(root, file).split(path.sep).join('/'));
       this.timer ??= setTimeout(() => {
         const paths = [...this.pending];
         this.pending = new Set();
@@ -94,7 +98,7 @@ export class ModuleInvalidation {
   }
 
   close(): void {
-    this.watcher?.close();
+    void this.watcher?.close();
     if (this.timer !== null) clearTimeout(this.timer);
   }
 }

@@ -1,7 +1,10 @@
 // `strata start --watch` on a real daemon and Postgres: an edited handler module (or a module it
 // imports) takes over at the next batch boundary; a syntax error mid-edit keeps the running
-// handlers; a changed schema is refused live (it needs a restart).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// handlers; a changed schema is refused live (it needs a restart); saves that replace the file
+// (`sed -i`, write-to-temp-and-rename, truncate-then-write) and a burst of 50 saves in 2 s are all
+// seen — the last content is what runs and what GET /v1/modules serves.
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdtempSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemonProcess, waitFor } from '../helpers/daemon-process.ts';
@@ -102,6 +105,78 @@ describe('--watch', () => {
       expect(JSON.stringify(refusal)).toContain('Counter.extra added'); // names what changed
       await add();
       await waitFor(total, (value) => value === 2_121, 15_000, 'old handlers keep running');
+    } finally {
+      daemon.kill();
+      await daemon.exited;
+    }
+  });
+
+  it('sees every save that replaces the file, and the last of a burst of 50', async () => {
+    await db.query('DROP SCHEMA IF EXISTS strata CASCADE');
+    await db.query('DROP SCHEMA IF EXISTS pipeline_counter CASCADE');
+    for (const [file, source] of Object.entries(files)) writeFileSync(path.join(project, file), source);
+    const daemon = startDaemonProcess({ DATABASE_URL: db.url }, ['--watch'], project);
+    try {
+      const base = await daemon.url;
+      const url = `${base}/v1/pipelines/counter/events`;
+      const file = path.join(project, 'handlers.ts');
+      let number = 0;
+      let total = 0;
+      let inEffect = 1;
+      // Posts one `add n=1`, waits for its block to be committed and returns how much it added:
+      // the factor of the handlers that processed it.
+      const addOne = async () => {
+        number += 1;
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ number, timestamp: number, events: [{ name: 'add', payload: { n: 1 } }] }),
+        });
+        expect(response.status).toBe(200);
+        await waitFor(
+          () => db.query<{ committed_block: string }>(`SELECT committed_block FROM strata.pipelines`),
+          (rows) => rows[0]?.committed_block === String(number),
+          15_000,
+          `block ${number} committed`,
+        );
+        const [row] = await db.query<{ total: number }>('SELECT total FROM pipeline_counter."Counter"');
+        const added = row!.total - total;
+        total = row!.total;
+        return added;
+      };
+      const served = async () => (await fetch(`${base}/v1/modules/handlers.ts`)).text();
+      // The module endpoint serves the new factor, and a reload soon puts it in effect (blocks
+      // processed meanwhile run the previous handlers — or, in a burst, an intermediate save).
+      const seen = async (factor: number, what: string) => {
+        const pattern = new RegExp(`\\.n \\* ${factor}\\b`);
+        await waitFor(served, (code) => pattern.test(code), 15_000, `${what}: served`);
+        const deadline = Date.now() + 20_000;
+        for (;;) {
+          const added = await addOne();
+          expect(added >= inEffect && added <= factor, `${what}: added ${added}`).toBe(true);
+          if (added === factor) break;
+          expect(Date.now() < deadline, `${what}: still ×${added} after 20 s`).toBe(true);
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+        inEffect = factor;
+      };
+      expect(await addOne()).toBe(1);
+
+      execFileSync('sed', ['-i', 's/n \\* 1 /n * 2 /', file]);
+      await seen(2, 'sed -i');
+      execFileSync('sed', ['-i', 's/n \\* 2 /n * 3 /', file]);
+      await seen(3, 'a second sed -i');
+      writeFileSync(`${file}.tmp`, handlers('4'));
+      renameSync(`${file}.tmp`, file);
+      await seen(4, 'written to a temp file and renamed over');
+      truncateSync(file, 0);
+      appendFileSync(file, handlers('5'));
+      await seen(5, 'truncated, then written');
+      for (let save = 6; save < 56; save++) {
+        writeFileSync(file, handlers(String(save)));
+        await new Promise((resolve) => setTimeout(resolve, 40));
+      }
+      await seen(55, 'the last of 50 saves in 2 s');
     } finally {
       daemon.kill();
       await daemon.exited;
