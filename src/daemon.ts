@@ -150,7 +150,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         if (config.processing.watch) builds.onChange(paths, (pipeline) => reloadHandlers(pipeline));
       },
     });
-    invalidation.watch(config.project.dir);
+    await invalidation.watch(config.project.dir);
     cleanups.push(async () => invalidation.close());
     await builds.buildAll();
 

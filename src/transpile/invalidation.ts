@@ -71,12 +71,13 @@ export class ModuleInvalidation {
   }
 
   /**
-   * Watches the project folder; changed source files are invalidated (debounced). chokidar, not
+   * Watches the project folder; changed source files are invalidated (debounced). Resolves when
+   * the watcher is armed. chokidar, not
    * Node's recursive `fs.watch`: on Linux that watches each file's inode, so after a save that
    * replaces the file (`sed -i`, an editor's write-to-temp-and-rename) it never saw the file again.
    * chokidar watches directories and re-arms on rename (`atomic`).
    */
-  watch(root: string): void {
+  watch(root: string): Promise<void> {
     const skipped = (file: string) => {
       const relative = path.relative(root, file).split(path.sep);
       return relative.includes('node_modules') || relative[0] === '.strata' || relative[0] === '.git';
@@ -95,6 +96,9 @@ export class ModuleInvalidation {
     this.watcher.on('error', (error) =>
       this.options.log.warn({ err: error }, 'module cache: file watcher failed'),
     );
+    // Resolves once the initial scan is done: saves before that are not seen.
+    const watcher = this.watcher;
+    return new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
   }
 
   close(): void {

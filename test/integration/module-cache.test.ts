@@ -299,7 +299,7 @@ describe('module cache', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect((await two.modules.get('p')).cache).toBe('miss'); // peer's L1 dropped, L2 tombstoned
 
-    peers[1]!.watch(root);
+    await peers[1]!.watch(root);
     writeFileSync(path.join(root, 'p.ts'), 'export const p = 2;');
     const l2 = new L2Store(db, `file://${root}`);
     const before = (await l2.read('p.ts')).generation;
