@@ -5,7 +5,7 @@
 // end with usable objects, so decode time counts. Run: `npm run bench:transfer`.
 
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
-import { decodeChanges, encodeChanges } from '../src/processing/change-codec.ts';
+import { decodeChanges, encodeChanges } from '../src/pipeline/change-codec.ts';
 import type { EntityChanges } from '../src/protocol.ts';
 
 type Mode = 'structured-clone' | 'json-transfer' | 'v8-transfer';

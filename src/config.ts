@@ -7,8 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
+import { type ApiToken, isLoopbackHost, parseApiTokens } from './api-tokens.ts';
 import { StrataError } from './errors.ts';
-import { type ApiToken, isLoopbackHost, parseApiTokens } from './http/api-tokens.ts';
 import type { LogFormat, LogLevel } from './logger.ts';
 
 const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
@@ -133,7 +133,7 @@ const settingsSchema = z.object({
   httpRequestTimeoutMs: envInt(30_000, 100),
   /** Budget for the request headers alone. */
   httpHeadersTimeoutMs: envInt(10_000, 100),
-  /** Bearer tokens and their scopes (src/http/api-tokens.ts); unset: no access control. */
+  /** Bearer tokens and their scopes (src/api-tokens.ts); unset: no access control. */
   apiTokens: z.string().optional(),
   apiTokensFile: z.string().min(1).optional(),
   /** Serve a non-loopback host without tokens (logged as a warning). */

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
+import { isLoopbackHost } from './api-tokens.ts';
 import type { PipelineConfig, StrataConfig } from './config.ts';
 import { connectRedis, type RedisConnection } from './coordination/redis.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './db/embedded.ts';
@@ -14,9 +15,7 @@ import { migrate } from './db/migrator.ts';
 import { createDb, type Db } from './db/pool.ts';
 import { retryWhileUnavailable } from './db/retry.ts';
 import { EXIT_NON_RETRYABLE, EXIT_RETRYABLE, exitCodeFor } from './errors.ts';
-import { isLoopbackHost } from './http/api-tokens.ts';
 import { buildApp } from './http/app.ts';
-import type { DaemonState, ReadinessCheck, StatusSnapshot } from './http/status-types.ts';
 import { type Logger, type LoggerOptions, resolveLogFormat } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import type { PersistenceActorData, PersistenceMethods } from './persistence/persistence-actor.ts';
@@ -24,6 +23,7 @@ import type { ProcessingActorData, ProcessingMethods } from './processing/proces
 import { ProgressLine } from './progress-line.ts';
 import type { PipelineProgress } from './protocol.ts';
 import { appendBlocks } from './sources/ingest-log.ts';
+import type { DaemonState, ReadinessCheck, StatusSnapshot } from './status-types.ts';
 import { ActorRef } from './supervisor/actor-ref.ts';
 import { workerSpawner } from './supervisor/endpoints.ts';
 import { PipelineRouter } from './supervisor/pipeline-router.ts';

@@ -3,7 +3,7 @@
 // same status snapshot `/status` serves, at scrape time, so the two never disagree.
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { StatusSnapshot } from './http/status-types.ts';
+import type { StatusSnapshot } from './status-types.ts';
 
 export interface DaemonMetrics {
   registry: Registry;

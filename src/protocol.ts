@@ -131,7 +131,7 @@ export interface BatchCheckpoint {
 
 /**
  * A batch queued for the writer. Its changes travel as an encoded, transferable buffer (see
- * `src/processing/change-codec.ts` and `bench/batch-transfer.ts` for why) so that a batch of
+ * `src/pipeline/change-codec.ts` and `bench/batch-transfer.ts` for why) so that a batch of
  * many thousand changes moves between threads without a structured clone per object. A re-send
  * after a writer restart is one merged batch carrying every uncommitted boundary.
  */

@@ -6,7 +6,7 @@ import { StrataError } from './errors.ts';
 // Plain borders and headings: the output is often piped or read in logs.
 const style = { head: [] as string[], border: [] as string[] };
 
-import type { StatusSnapshot } from './http/status-types.ts';
+import type { StatusSnapshot } from './status-types.ts';
 
 export async function fetchStatus(baseUrl: string, timeoutMs = 3_000): Promise<StatusSnapshot> {
   let response: Response;

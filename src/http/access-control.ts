@@ -4,8 +4,8 @@
 // need no secret; protect `/metrics` at the network (docs/operations.md, "Access control").
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { type ApiScope, type ApiToken, allows, findToken } from '../api-tokens.ts';
 import { StrataError } from '../errors.ts';
-import { type ApiScope, type ApiToken, allows, findToken } from './api-tokens.ts';
 import { errorBody } from './errors.ts';
 
 const OPEN_PATHS = new Set(['/livez', '/readyz', '/metrics']);

@@ -7,10 +7,11 @@
 import http from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { ApiToken } from '../api-tokens.ts';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { ReadinessCheck, StatusSnapshot } from '../status-types.ts';
 import { registerAccessControl } from './access-control.ts';
-import type { ApiToken } from './api-tokens.ts';
 import { clientErrorHandler } from './client-errors.ts';
 import { errorBody, errorHandler } from './errors.ts';
 import { registerJsonBodyParser } from './json-body.ts';
@@ -19,7 +20,6 @@ import { type IngestDependencies, registerIngestRoute } from './routes/ingest.ts
 import { registerMetricsRoute } from './routes/metrics.ts';
 import { type ModuleRouteDependencies, registerModuleRoutes } from './routes/modules.ts';
 import { registerStatusRoute } from './routes/status.ts';
-import type { ReadinessCheck, StatusSnapshot } from './status-types.ts';
 
 export interface AppDependencies {
   log: Logger;

@@ -16,8 +16,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, type SerializedError, StrataError, serializeError } from '../errors.ts';
-import { decodeChanges } from '../processing/change-codec.ts';
-import { noHistoryError, prunedHistoryError } from '../processing/reorg-errors.ts';
+import { decodeChanges } from '../pipeline/change-codec.ts';
+import { noHistoryError, prunedHistoryError } from '../pipeline/reorg-errors.ts';
 import type {
   BatchForWriter,
   ChainMetadata,

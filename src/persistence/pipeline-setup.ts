@@ -4,9 +4,10 @@
 // different schema or source — with a message that says what changed and how to reset.
 
 import pg from 'pg';
-import type { PipelineConfig, SourceConfig } from '../config.ts';
+import type { PipelineConfig } from '../config.ts';
 import type { Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
+import { pipelineFingerprint } from '../pipeline/fingerprint.ts';
 import {
   createPipelineIndexes,
   createPipelineTables,
@@ -15,31 +16,8 @@ import {
   fingerprintHash,
   type PipelineFingerprint,
 } from '../schema/ddl.ts';
-import { describeSchema, type Schema } from '../schema/define-schema.ts';
+import type { Schema } from '../schema/define-schema.ts';
 import { createRawEventsTableSql } from './raw-events.ts';
-
-/** What of a source decides the data derived from it (not how much of it there is). */
-export function sourceIdentity(source: SourceConfig): Record<string, unknown> {
-  switch (source.kind) {
-    case 'generator':
-      return {
-        kind: source.kind,
-        workload: source.workload,
-        seed: source.seed,
-        eventsPerBlock: source.eventsPerBlock,
-        addresses: source.addresses,
-        distribution: source.distribution,
-      };
-    case 'ndjson':
-      return { kind: source.kind, path: source.path };
-    case 'ingest':
-      return { kind: source.kind };
-  }
-}
-
-export function pipelineFingerprint(pipeline: PipelineConfig, schema: Schema): PipelineFingerprint {
-  return { schema: describeSchema(schema), source: sourceIdentity(pipeline.source) };
-}
 
 /** Run inside one transaction holding the pipeline DDL advisory lock. */
 export async function preparePipeline(

@@ -14,8 +14,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { deserializeError, isRetryable, StrataError, serializeError } from '../errors.ts';
-import { pipelineFingerprint } from '../persistence/pipeline-setup.ts';
+import { encodeChanges } from '../pipeline/change-codec.ts';
 import { failureOf } from '../pipeline/failure.ts';
+import { pipelineFingerprint } from '../pipeline/fingerprint.ts';
+import { noCommonAncestorError, noHistoryError } from '../pipeline/reorg-errors.ts';
 import type {
   BatchCheckpoint,
   BatchForWriter,
@@ -37,13 +39,12 @@ import { createSource } from '../sources/create-source.ts';
 import type { Block } from '../sources/types.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
 import { BatchExecutor, type BatchExecutorOptions } from './batch-executor.ts';
-import { collectBatchChanges, collectUncommittedChanges, encodeChanges } from './change-codec.ts';
+import { collectBatchChanges, collectUncommittedChanges } from './collect-changes.ts';
 import { type EffectCacheRow, EffectStore } from './effect-store.ts';
 import { InMemoryStore } from './in-memory-store.ts';
 import { LoadLayer } from './load-layer.ts';
 import { loadPipelineModules } from './pipeline-modules.ts';
 import { RateMeter } from './rate-meter.ts';
-import { noCommonAncestorError, noHistoryError } from './reorg-errors.ts';
 
 export interface ProcessingActorData {
   pipeline: PipelineConfig;

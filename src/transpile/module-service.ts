@@ -27,7 +27,6 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { StrataError } from '../errors.ts';
-import type { ModuleCacheStatus } from '../http/status-types.ts';
 import type { Logger } from '../logger.ts';
 import type { Coalescer } from './coalescer.ts';
 import type { L2Store } from './l2-store.ts';
@@ -72,6 +71,13 @@ export interface ModuleServiceStats {
   waitTimeoutFallbacks: number;
   transpileMs: number[];
 }
+
+/** The module service's counters plus transpile quantiles and the pool's figures. */
+export type ModuleCacheStatus = Omit<ModuleServiceStats, 'transpileMs'> & {
+  transpileP50Ms: number;
+  transpileP99Ms: number;
+  pool: { threads: number; utilization: number; completed: number; queued: number };
+};
 
 export interface ModuleServiceOptions {
   /** Project root: the only folder modules are served from. */

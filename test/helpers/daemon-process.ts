@@ -2,7 +2,7 @@
 // and reports how it exited.
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
-import type { StatusSnapshot } from '../../src/http/status-types.ts';
+import type { StatusSnapshot } from '../../src/status-types.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 export const TEST_PROJECT = path.join(root, 'test/fixtures/project');

@@ -4,8 +4,8 @@
 //  - a tiny in-memory target: objects stay within target + one batch, and the run completes.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StatusSnapshot } from '../../src/http/status-types.ts';
 import { mulberry32 } from '../../src/sources/generator.ts';
+import type { StatusSnapshot } from '../../src/status-types.ts';
 import { type DaemonProcess, getJson, startDaemonProcess, waitFor } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import {

@@ -1,7 +1,7 @@
 // The daemon as a user runs it: a real child process on real Postgres, processing the generator
 // stream through real worker threads into tables that must equal an independent fold.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StatusSnapshot } from '../../src/http/status-types.ts';
+import type { StatusSnapshot } from '../../src/status-types.ts';
 import { type DaemonProcess, getJson, startDaemonProcess, waitFor } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { referenceTotals, TEST_SOURCE } from '../helpers/reference.ts';

@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { StatusSnapshot } from '../../src/http/status-types.ts';
+import type { StatusSnapshot } from '../../src/status-types.ts';
 import { getJson, startDaemonProcess, waitFor } from '../helpers/daemon-process.ts';
 
 describe('embedded PGlite daemon', () => {

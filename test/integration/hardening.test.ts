@@ -17,8 +17,8 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { StatusSnapshot } from '../../src/http/status-types.ts';
 import { mulberry32 } from '../../src/sources/generator.ts';
+import type { StatusSnapshot } from '../../src/status-types.ts';
 import { Chain, type ChainBlock, postBlocks, waitForCommittedTip } from '../helpers/chain.ts';
 import {
   type DaemonProcess,

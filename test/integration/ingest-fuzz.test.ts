@@ -8,8 +8,8 @@
 // STRATA_FUZZ_REQUESTS.
 import { describe, expect, it } from 'vitest';
 import { isErrorCode } from '../../src/errors.ts';
-import type { StatusSnapshot } from '../../src/http/status-types.ts';
 import { mulberry32 } from '../../src/sources/generator.ts';
+import type { StatusSnapshot } from '../../src/status-types.ts';
 import {
   type DaemonProcess,
   fixtureProject,

@@ -6,12 +6,12 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseApiTokens } from '../../src/api-tokens.ts';
 import { buildConfig } from '../../src/config.ts';
 import { StrataError } from '../../src/errors.ts';
-import { parseApiTokens } from '../../src/http/api-tokens.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { nestingDepth } from '../../src/http/json-body.ts';
-import type { StatusSnapshot } from '../../src/http/status-types.ts';
+import type { StatusSnapshot } from '../../src/status-types.ts';
 import { silentLog } from '../helpers/actors.ts';
 
 const INGEST = 'ingest-token-0123456789';

@@ -2,7 +2,7 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.ts';
-import type { StatusSnapshot } from '../../src/http/status-types.ts';
+import type { StatusSnapshot } from '../../src/status-types.ts';
 import { silentLog } from '../helpers/actors.ts';
 
 const snapshot: StatusSnapshot = {

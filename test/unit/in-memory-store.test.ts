@@ -10,7 +10,7 @@
 //    held: not sent, so not committed).
 
 import { describe, expect, it } from 'vitest';
-import { collectBatchChanges } from '../../src/processing/change-codec.ts';
+import { collectBatchChanges } from '../../src/processing/collect-changes.ts';
 import { InMemoryStore, LOADED_FROM_DB, type StoredChange } from '../../src/processing/in-memory-store.ts';
 import { defineSchema } from '../../src/schema/define-schema.ts';
 import { t } from '../../src/schema/fields.ts';

@@ -2,7 +2,7 @@
 // that explains a refused resume, and the COPY text rows take to the writer.
 import { describe, expect, it } from 'vitest';
 import { StrataError } from '../../src/errors.ts';
-import { pipelineFingerprint } from '../../src/persistence/pipeline-setup.ts';
+import { pipelineFingerprint } from '../../src/pipeline/fingerprint.ts';
 import { rowToCopyLine } from '../../src/schema/copy-text.ts';
 import { createTableSql, fingerprintChanges } from '../../src/schema/ddl.ts';
 import { defineSchema } from '../../src/schema/define-schema.ts';

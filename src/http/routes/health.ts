@@ -3,9 +3,12 @@
 // which are not ready.
 
 import type { FastifyInstance } from 'fastify';
-import type { AppDependencies } from '../app.ts';
+import type { ReadinessCheck } from '../../status-types.ts';
 
-export function registerHealthRoutes(app: FastifyInstance, deps: Pick<AppDependencies, 'readiness'>): void {
+export function registerHealthRoutes(
+  app: FastifyInstance,
+  deps: { readiness: () => Promise<ReadinessCheck[]> },
+): void {
   app.get('/livez', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {

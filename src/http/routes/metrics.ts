@@ -1,9 +1,9 @@
 // `/metrics`: Prometheus text exposition of the daemon's registry (see src/metrics.ts).
 
 import type { FastifyInstance } from 'fastify';
-import type { AppDependencies } from '../app.ts';
+import type { Registry } from 'prom-client';
 
-export function registerMetricsRoute(app: FastifyInstance, deps: Pick<AppDependencies, 'metrics'>): void {
+export function registerMetricsRoute(app: FastifyInstance, deps: { metrics: Registry }): void {
   app.get('/metrics', async (_request, reply) => {
     void reply.header('content-type', deps.metrics.contentType);
     return deps.metrics.metrics();

@@ -2,9 +2,9 @@
 // when an actor hangs or the database is slow). `strata status` renders it as a table.
 
 import type { FastifyInstance } from 'fastify';
-import type { AppDependencies } from '../app.ts';
+import type { StatusSnapshot } from '../../status-types.ts';
 
-export function registerStatusRoute(app: FastifyInstance, deps: Pick<AppDependencies, 'status'>): void {
+export function registerStatusRoute(app: FastifyInstance, deps: { status: () => StatusSnapshot }): void {
   app.get('/status', async (_request, reply) => {
     void reply.header('cache-control', 'no-store');
     return deps.status();

@@ -1,9 +1,9 @@
 // The shape of `/status`, shared by the HTTP route, the metrics collector and `strata status`.
 
-import type { DbPoolStats } from '../db/pool.ts';
-import type { PipelineProgress } from '../protocol.ts';
-import type { ActorStats } from '../supervisor/actor-ref.ts';
-import type { ModuleServiceStats } from '../transpile/module-service.ts';
+import type { DbPoolStats } from './db/pool.ts';
+import type { PipelineProgress } from './protocol.ts';
+import type { ActorStats } from './supervisor/actor-ref.ts';
+import type { ModuleCacheStatus } from './transpile/module-service.ts';
 
 export interface ActorStatus extends ActorStats {
   name: string;
@@ -32,13 +32,6 @@ export interface StatusSnapshot {
   /** The module cache (GET /v1/modules): hits per layer, joins, fences, the transpile pool. */
   modules?: ModuleCacheStatus;
 }
-
-/** The module service's counters plus transpile quantiles and the pool's figures. */
-export type ModuleCacheStatus = Omit<ModuleServiceStats, 'transpileMs'> & {
-  transpileP50Ms: number;
-  transpileP99Ms: number;
-  pool: { threads: number; utilization: number; completed: number; queued: number };
-};
 
 export interface ReadinessCheck {
   name: string;

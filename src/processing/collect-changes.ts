@@ -1,14 +1,8 @@
-// How a batch's changes cross from the processing actor to the writer: grouped per entity, sets
-// as ready-made COPY text lines (with their ids and checkpoints alongside), deletes as
-// `[checkpointId, id]`, serialized with v8.serialize into one buffer that is *transferred*
-// (moved, not copied) with postMessage, through the main-thread router, without the main thread
-// ever decoding it. bench/batch-transfer.ts measures the options on this payload (mostly one
-// long string per entity): v8.serialize and structured clone are ~2.7× faster than the JSON
-// buffer that won when batches were arrays of change objects; of the two, only the serialized
-// buffer crosses the router for free. The processing actor does the conversion, so the writer's
-// thread only merges and streams.
+// What of the store a batch sends the writer: its changes grouped per entity, sets as ready-made
+// COPY text lines (with their ids and checkpoints alongside), deletes as `[checkpointId, id]`.
+// The processing actor does the conversion, so the writer's thread only merges and streams; the
+// wire form (src/pipeline/change-codec.ts) is what crosses the threads.
 
-import v8 from 'node:v8';
 import type { EntityChanges } from '../protocol.ts';
 import { escapeText, rowToCopyLine } from '../schema/copy-text.ts';
 import {
@@ -131,15 +125,4 @@ class EntryBuilder {
 /** A deleted row in COPY text: the id, every other column NULL. */
 function deletedRowLine(table: EntityStore, id: string): string {
   return table.entity.columns.map((column) => (column.name === 'id' ? escapeText(id) : '\\N')).join('\t');
-}
-
-export function encodeChanges(changes: EntityChanges): Uint8Array {
-  const bytes = v8.serialize(changes);
-  // A transfer moves the whole underlying ArrayBuffer: make sure it holds exactly these bytes.
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
-  return new Uint8Array(bytes);
-}
-
-export function decodeChanges(bytes: Uint8Array): EntityChanges {
-  return v8.deserialize(bytes) as EntityChanges;
 }
