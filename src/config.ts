@@ -162,7 +162,7 @@ const settingsSchema = z.object({
 type Settings = z.output<typeof settingsSchema>;
 
 /** Env variable → setting. */
-const ENV_KEYS: Record<string, keyof Settings> = {
+export const ENV_KEYS: Record<string, keyof Settings> = {
   DATABASE_URL: 'databaseUrl',
   REDIS_URL: 'redisUrl',
   STRATA_HOST: 'host',
@@ -198,7 +198,7 @@ const ENV_KEYS: Record<string, keyof Settings> = {
 };
 
 /** Boolean CLI flags (`--watch`, no value) → setting. */
-const BOOLEAN_FLAGS: Record<string, keyof Settings> = {
+export const BOOLEAN_FLAGS: Record<string, keyof Settings> = {
   'exit-when-caught-up': 'exitWhenCaughtUp',
   watch: 'watch',
 };
