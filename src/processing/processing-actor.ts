@@ -268,8 +268,12 @@ class PipelineRuntime {
       }
       try {
         const blocks = await this.source.read(this.processedBlock, batchSize);
+        // Nothing new, or a next block that names no parent: only the source's hash of the
+        // processed tip tells whether the chain was replaced under us.
         const reorged =
-          blocks.length === 0 ? await this.processedBlockReplaced() : this.forksFromProcessed(blocks[0]!);
+          blocks.length === 0 || this.parentUnknown(blocks[0]!)
+            ? await this.processedBlockReplaced()
+            : this.forksFromProcessed(blocks[0]!);
         if (reorged) {
           await this.rollBackReorg(blocks[0] ?? null);
           continue;
@@ -416,6 +420,12 @@ class PipelineRuntime {
     if (this.source.hashAt === undefined || last === undefined || last.hash === null) return false;
     if (last.checkpointId !== this.processedCheckpoint) return false;
     return (await this.source.hashAt(last.number)) !== last.hash;
+  }
+
+  /** The next block names no parent, though the processed tip has a hash: its link is unknown. */
+  private parentUnknown(next: Block): boolean {
+    const last = this.recentBlocks[this.recentBlocks.length - 1];
+    return next.parentHash === null && last !== undefined && last.hash !== null;
   }
 
   /** The block does not continue the last processed one: the chain reorganised under us. */

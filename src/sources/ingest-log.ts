@@ -55,6 +55,7 @@ export async function appendBlocks(
       if (last.number <= head.number && (await allStoredIdentically(client, pipeline, blocks))) {
         return { stored: 0, head: head.number, alreadyStored: true };
       }
+      checkReplacementHashes(pipeline, blocks);
       await checkReplacement(client, pipeline, first, head.number, options.maxReorgDepth);
       await client.query('DELETE FROM strata.ingest_blocks WHERE pipeline = $1 AND number >= $2', [
         pipeline,
@@ -109,8 +110,33 @@ function checkRequestChain(pipeline: string, blocks: Block[]): void {
 }
 
 /** A block names a parent hash that is not its predecessor's (both known). */
+/**
+ * A block does not name its predecessor's hash. Once blocks carry hashes, the next one must name
+ * its parent: a block without a parentHash after a hashed one could follow a branch processing has
+ * not seen (a replacement stored under it), and nothing would tell.
+ */
 function chainBreaks(previous: { hash: string | null }, block: Block): boolean {
-  return previous.hash !== null && block.parentHash !== null && block.parentHash !== previous.hash;
+  return previous.hash !== null && block.parentHash !== previous.hash;
+}
+
+/**
+ * Every block of a replacement branch carries a hash and a parentHash: processing finds the fork
+ * by them wherever its reading stands on the old branch.
+ */
+function checkReplacementHashes(pipeline: string, blocks: Block[]): void {
+  const unhashed = blocks.find((block) => block.hash === null || block.parentHash === null);
+  if (unhashed === undefined) return;
+  if (unhashed === blocks[0]) {
+    throw outOfOrder(
+      `block ${unhashed.number} is not above the stored head (a replacement branch needs hash and parentHash)`,
+      pipeline,
+    );
+  }
+  throw chainBroken(
+    pipeline,
+    unhashed,
+    `block ${unhashed.number} of a replacement branch has no ${unhashed.hash === null ? 'hash' : 'parentHash'}; every block of a replacement branch needs both`,
+  );
 }
 
 /**

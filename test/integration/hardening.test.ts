@@ -88,6 +88,17 @@ describe('hardening', () => {
     // An append whose parentHash is not the head's hash (it once made the pipeline spin).
     const detached = { number: tip.number + 1, timestamp: 1, hash: 'd-1', parentHash: 'nope', events: [] };
     expectRefused(await postBlocks(url, [detached]), 'STRATA_ERR_BLOCK_CHAIN_BROKEN');
+    // A block naming no parent after a hashed one, appended or inside a replacement branch: the
+    // fuzz test found that processing, resting on the old tip, took such a block for a
+    // continuation and folded it onto the orphaned branch.
+    const orphanless = { number: tip.number + 1, timestamp: 1, hash: 'n-1', parentHash: null, events: [] };
+    expectRefused(await postBlocks(url, [orphanless]), 'STRATA_ERR_BLOCK_CHAIN_BROKEN');
+    const halfHashed = [
+      { number: tip.number - 1, timestamp: 1, hash: 'q-1', parentHash: parent.hash, events: [] },
+      { number: tip.number, timestamp: 1, hash: 'q-2', parentHash: 'q-1', events: [] },
+      { number: tip.number + 1, timestamp: 1, hash: 'q-3', events: [] },
+    ];
+    expectRefused(await postBlocks(url, halfHashed), 'STRATA_ERR_BLOCK_CHAIN_BROKEN');
     expect(await storedCount()).toBe(40);
 
     // A retried request (its first answer lost) is recognised: 200, nothing changes.

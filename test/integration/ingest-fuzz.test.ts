@@ -5,7 +5,7 @@
 // a registry code, never a 5xx; afterwards the daemon is up, the pipeline not failed, the log
 // holds exactly the accepted chain and the tables equal its fold.
 // Replay a failure with STRATA_FUZZ_SEED=<the seed in the message>; more requests with
-// STRATA_FUZZ_REQUESTS.
+// STRATA_FUZZ_REQUESTS; STRATA_FUZZ_CHECK_EVERY=N compares with the fold every N requests too.
 import { describe, expect, it } from 'vitest';
 import { isErrorCode } from '../../src/errors.ts';
 import { mulberry32 } from '../../src/sources/generator.ts';
@@ -78,6 +78,17 @@ describe('ingest fuzz', () => {
       let nextEvents = 0;
       let nextHash = 0;
       const chain = new AcceptedChain();
+      const checkEvery = Number(process.env.STRATA_FUZZ_CHECK_EVERY ?? 0);
+      const waitForTip = (hash: string | null, what: string) =>
+        waitFor(
+          () =>
+            db.query<{ committed_block_hash: string | null }>(
+              `SELECT committed_block_hash FROM strata.pipelines WHERE name = 'model'`,
+            ),
+          (rows) => rows[0]?.committed_block_hash === hash,
+          90_000,
+          `${what} committed`,
+        );
       const outcomes = new Map<string, number>();
 
       /** A valid request: an append of 1..5 blocks, or a replacement branch 1..15 blocks deep. */
@@ -300,6 +311,14 @@ describe('ingest fuzz', () => {
         outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
         // Now and then let processing catch up, so replacements also roll back stored state.
         if (random() < 0.02) await new Promise((resolve) => setTimeout(resolve, 50));
+        // STRATA_FUZZ_CHECK_EVERY=N: also compare with the fold every N requests, which names the
+        // request after which a failure first shows (the hunt that found the unchained replacement).
+        if (checkEvery > 0 && request % checkEvery === 0 && chain.head?.hash) {
+          await waitForTip(chain.head.hash, `request ${request}'s tip`);
+          await expectFold(chain.blocks, (sql) => db.query(sql) as never).catch((error: Error) => {
+            throw new Error(`diverged by request ${request}: ${error.message}`);
+          });
+        }
       }
 
       // One last valid append makes a hashed tip to wait for.
@@ -315,15 +334,7 @@ describe('ingest fuzz', () => {
       chain.accept(last);
 
       const tip = chain.head!;
-      await waitFor(
-        () =>
-          db.query<{ committed_block_hash: string }>(
-            `SELECT committed_block_hash FROM strata.pipelines WHERE name = 'model'`,
-          ),
-        (rows) => rows[0]?.committed_block_hash === tip.hash,
-        90_000,
-        `seed ${seed}: the tip ${tip.number} committed`,
-      );
+      await waitForTip(tip.hash, `the tip ${tip.number}`);
       expect(daemon.child.exitCode).toBeNull();
       expect((await getJson(`${base}/livez`)).status).toBe(200);
       const { body: status } = await getJson<StatusSnapshot>(`${base}/status`);
