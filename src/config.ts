@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { type ApiToken, isLoopbackHost, parseApiTokens } from './api-tokens.ts';
 import { StrataError } from './errors.ts';
 import type { LogFormat, LogLevel } from './logger.ts';
+import { parseTestFault, type TestFault } from './test-faults.ts';
 
 const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
 
@@ -253,7 +254,7 @@ export interface StrataConfig {
   };
   readonly project: { readonly dir: string; readonly configFile: string | null; readonly buildDir: string };
   readonly pipelines: readonly PipelineConfig[];
-  readonly testFault: string | null;
+  readonly testFault: TestFault | null;
 }
 
 export interface BuildConfigInput {
@@ -309,6 +310,12 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
   );
   const project = await loadProjectFile(projectDir, problems);
   const apiTokens = parsed.success ? loadApiTokens(parsed.data, cwd, problems) : [];
+  let testFault: TestFault | null = null;
+  if (parsed.success && parsed.data.testFault !== undefined) {
+    const plan = parseTestFault(parsed.data.testFault);
+    if ('problem' in plan) problems.push(plan.problem);
+    else testFault = plan;
+  }
   if (parsed.success) {
     const { host, insecure, buildDir } = parsed.data;
     if (!isLoopbackHost(host) && apiTokens.length === 0 && !insecure) {
@@ -371,7 +378,7 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       buildDir: path.resolve(cwd, settings.buildDir ?? path.join(projectDir, '.strata', 'build')),
     },
     pipelines: project.pipelines,
-    testFault: settings.testFault ?? null,
+    testFault,
   };
   return deepFreeze(config);
 }

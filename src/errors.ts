@@ -11,10 +11,21 @@ export interface ErrorSpec {
   readonly status: number;
   /** True when the same operation may succeed later (lost connection, restarting actor). */
   readonly retryable: boolean;
+  /**
+   * What else the code says, for those who decide on it (one place, not lists beside this one):
+   *  - `actor-restarting`: the actor called is between two lives; ask again once it is back;
+   *  - `project`: the project (config, schema, source) must change; no restart can help.
+   */
+  readonly category?: 'actor-restarting' | 'project';
 }
 
 export const errorRegistry = {
-  STRATA_ERR_CONFIG_INVALID: { message: 'configuration is invalid', status: 500, retryable: false },
+  STRATA_ERR_CONFIG_INVALID: {
+    message: 'configuration is invalid',
+    status: 500,
+    retryable: false,
+    category: 'project',
+  },
   STRATA_ERR_INTERNAL: { message: 'internal error', status: 500, retryable: false },
   STRATA_ERR_NOT_FOUND: { message: 'no such route', status: 404, retryable: false },
   STRATA_ERR_BAD_REQUEST: { message: 'malformed request', status: 400, retryable: false },
@@ -30,19 +41,31 @@ export const errorRegistry = {
     message: 'the actor exited before answering',
     status: 503,
     retryable: true,
+    category: 'actor-restarting',
   },
   STRATA_ERR_ACTOR_UNRESPONSIVE: {
     message: 'the actor stopped answering pings and was terminated',
     status: 503,
     retryable: true,
+    category: 'actor-restarting',
   },
-  STRATA_ERR_ACTOR_STOPPED: { message: 'the actor is not running', status: 503, retryable: true },
+  STRATA_ERR_ACTOR_STOPPED: {
+    message: 'the actor is not running',
+    status: 503,
+    retryable: true,
+    category: 'actor-restarting',
+  },
   STRATA_ERR_ACTOR_UNKNOWN_METHOD: {
     message: 'the actor has no such method',
     status: 500,
     retryable: false,
   },
-  STRATA_ERR_ACTOR_START_FAILED: { message: 'the actor failed to start', status: 503, retryable: true },
+  STRATA_ERR_ACTOR_START_FAILED: {
+    message: 'the actor failed to start',
+    status: 503,
+    retryable: true,
+    category: 'actor-restarting',
+  },
   STRATA_ERR_RESTART_INTENSITY: {
     message: 'restart intensity exceeded; the supervisor gave up',
     status: 503,
@@ -58,11 +81,17 @@ export const errorRegistry = {
   STRATA_ERR_UNKNOWN_PIPELINE: { message: 'no such pipeline', status: 404, retryable: false },
   STRATA_ERR_HANDLER_FAILED: { message: 'a handler threw', status: 500, retryable: false },
   STRATA_ERR_WRITE_FAILED: { message: 'the writer could not store a batch', status: 500, retryable: false },
-  STRATA_ERR_SCHEMA_INVALID: { message: 'the schema declaration is invalid', status: 500, retryable: false },
+  STRATA_ERR_SCHEMA_INVALID: {
+    message: 'the schema declaration is invalid',
+    status: 500,
+    retryable: false,
+    category: 'project',
+  },
   STRATA_ERR_SCHEMA_CHANGED: {
     message: 'the pipeline was built with a different schema or source',
     status: 500,
     retryable: false,
+    category: 'project',
   },
   STRATA_ERR_ENTITY_INVALID: {
     message: 'an entity value does not match the schema',
@@ -80,6 +109,7 @@ export const errorRegistry = {
     message: 'the source yielded an invalid block',
     status: 500,
     retryable: false,
+    category: 'project',
   },
   STRATA_ERR_BLOCK_INVALID: {
     message: 'a block does not match the block schema',
@@ -157,6 +187,24 @@ export const errorRegistry = {
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorRegistry;
+
+/** The actor a call went to is restarting (the registry's `actor-restarting` codes). */
+export function isActorRestarting(error: unknown): boolean {
+  return error instanceof StrataError && categoryOf(error.code) === 'actor-restarting';
+}
+
+/** The error, or a cause of it (an actor's start failure wraps it), that no restart can fix. */
+export function projectError(error: unknown): StrataError | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    if (current instanceof StrataError && categoryOf(current.code) === 'project') return current;
+    current = current.cause;
+  }
+  return undefined;
+}
+
+function categoryOf(code: ErrorCode): ErrorSpec['category'] {
+  return (errorRegistry[code] as ErrorSpec).category;
+}
 
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(errorRegistry, value);

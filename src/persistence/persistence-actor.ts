@@ -29,6 +29,7 @@ import type {
 import type { Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
+import { InjectedCrash, type TestFault } from '../test-faults.ts';
 import { ChainMetadataStage, writeChainMetadata } from './chain-metadata.ts';
 import { writeEffectCache } from './effect-cache-writer.ts';
 import { EntityWriter, type WriteMethod } from './entity-writer.ts';
@@ -47,7 +48,7 @@ export interface PersistenceActorData {
   metadataFlushMs: number;
   /** Shortest interval between two prunings of a pipeline's history (ms). */
   historyPruneMs: number;
-  testFault: string | null;
+  testFault: TestFault | null;
 }
 
 export type PersistenceMethods = {
@@ -70,7 +71,7 @@ const MAX_WRITE_ATTEMPTS = 8;
 export const persistenceActor: ActorDefinition<PersistenceActorData, PersistenceMethods> = {
   name: 'persistence',
   async start(context) {
-    if (context.data.testFault === 'persistence:crash-at-start') {
+    if (context.data.testFault?.kind === 'persistence:crash-at-start') {
       throw new StrataError('STRATA_ERR_INTERNAL', 'injected fault: persistence:crash-at-start');
     }
     const writer = new Writer(context);
@@ -124,14 +125,14 @@ class Writer {
       log: context.log,
       isolateStatements: db.isolateStatements,
     });
-    const fault = /^persistence:crash-before-commit:(\d+)$/.exec(context.data.testFault ?? '');
+    const fault = context.data.testFault;
     // Only the first incarnation crashes, so the test sees one crash and a clean recovery.
-    this.crashBeforeCommit = fault === null || context.incarnation !== 1 ? null : Number(fault[1]);
-    const after = /^persistence:crash-after-commit:(\d+)$/.exec(context.data.testFault ?? '');
-    this.crashAfterCommit = after === null || context.incarnation !== 1 ? null : Number(after[1]);
-    this.writeDelayMs = Number(
-      /^persistence:write-delay:(\d+)$/.exec(context.data.testFault ?? '')?.[1] ?? 0,
-    );
+    const firstLife = context.incarnation === 1;
+    this.crashBeforeCommit =
+      fault?.kind === 'persistence:crash-before-commit' && firstLife ? fault.transaction : null;
+    this.crashAfterCommit =
+      fault?.kind === 'persistence:crash-after-commit' && firstLife ? fault.transaction : null;
+    this.writeDelayMs = fault?.kind === 'persistence:write-delay' ? fault.ms : 0;
   }
 
   async init(): Promise<void> {
@@ -371,6 +372,7 @@ class Writer {
         await this.write(run);
         return;
       } catch (error) {
+        if (error instanceof InjectedCrash) this.crashThread(error.message);
         const unavailable = error instanceof StrataError && error.code === 'STRATA_ERR_DB_UNAVAILABLE';
         if (isRetryable(error) && (unavailable || attempt < MAX_WRITE_ATTEMPTS)) {
           const delay = Math.min(5_000, 100 * 2 ** Math.min(attempt - 1, 10));
@@ -472,15 +474,9 @@ class Writer {
           { details: { pipeline, expected } },
         );
       }
-      if (this.crashBeforeCommit === this.transactions) {
-        this.context.log.warn({ transaction: this.transactions }, 'injected fault: crashing before COMMIT');
-        process.exit(1);
-      }
+      if (this.crashBeforeCommit === this.transactions) throw new InjectedCrash('before COMMIT');
     });
-    if (this.crashAfterCommit === this.transactions) {
-      this.context.log.warn({ transaction: this.transactions }, 'injected fault: crashing after COMMIT');
-      process.exit(1);
-    }
+    if (this.crashAfterCommit === this.transactions) this.crashThread('after COMMIT');
     this.committed.set(pipeline, last.toCheckpoint);
     this.committedBlock.set(pipeline, last.toBlockNumber);
     this.lastWriteKeptHistory.set(pipeline, first.isInReorgThreshold);
@@ -706,6 +702,12 @@ class Writer {
       this.context.log.warn({ err: bisectError }, 'could not narrow the failing write down to a row');
       return error;
     }
+  }
+
+  /** Test-only (STRATA_TEST_FAULT): this thread ends now, as a crash would end it. */
+  private crashThread(when: string): never {
+    this.context.log.warn({ transaction: this.transactions }, `injected fault: crashing ${when}`);
+    process.exit(1);
   }
 
   /**

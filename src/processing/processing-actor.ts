@@ -13,7 +13,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
-import { deserializeError, isRetryable, StrataError, serializeError } from '../errors.ts';
+import { deserializeError, isActorRestarting, isRetryable, StrataError, serializeError } from '../errors.ts';
 import { encodeChanges } from '../pipeline/change-codec.ts';
 import { failureOf } from '../pipeline/failure.ts';
 import { pipelineFingerprint } from '../pipeline/fingerprint.ts';
@@ -38,6 +38,7 @@ import type { BlockSource } from '../sources/block-source.ts';
 import { createSource } from '../sources/create-source.ts';
 import type { Block } from '../sources/types.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
+import type { TestFault } from '../test-faults.ts';
 import { BatchExecutor, type BatchExecutorOptions } from './batch-executor.ts';
 import { collectBatchChanges, collectUncommittedChanges } from './collect-changes.ts';
 import { type EffectCacheRow, EffectStore } from './effect-store.ts';
@@ -52,7 +53,7 @@ export interface ProcessingActorData {
   inMemoryObjectsTarget: number;
   /** How often progress is reported to the supervisor. */
   progressIntervalMs: number;
-  testFault: string | null;
+  testFault: TestFault | null;
 }
 
 export type ProcessingMethods = {
@@ -101,7 +102,7 @@ interface RecentBlock {
 export const processingActor: ActorDefinition<ProcessingActorData, ProcessingMethods> = {
   name: 'processing',
   async start(context) {
-    if (context.data.testFault === 'processing:crash-at-start') {
+    if (context.data.testFault?.kind === 'processing:crash-at-start') {
       throw new StrataError('STRATA_ERR_INTERNAL', 'injected fault: processing:crash-at-start');
     }
     const runtime = new PipelineRuntime(context);
@@ -636,8 +637,7 @@ class PipelineRuntime {
       if (reply.ok) return reply.result as Result;
       const error = deserializeError(reply.error);
       // A restarting writer, or a database blip during its rollback: ask again.
-      const restarting = error instanceof StrataError && error.code.startsWith('STRATA_ERR_ACTOR_');
-      if (!(restarting || isRetryable(error)) || this.stopRequested) throw error;
+      if (!(isActorRestarting(error) || isRetryable(error)) || this.stopRequested) throw error;
       await sleep(WRITER_RETRY_MS);
     }
   }

@@ -6,7 +6,7 @@
 // Actor references drop events from dead incarnations before they get here, so a batch from a
 // crashed processing actor is never written.
 
-import { deserializeError, StrataError, serializeError } from '../errors.ts';
+import { deserializeError, isActorRestarting, serializeError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { failureOf } from '../pipeline/failure.ts';
@@ -145,8 +145,8 @@ export class PipelineRouter {
   private onEnqueueFailed(pipeline: string, error: unknown): void {
     // The writer died or is restarting: the batch is still held by the processing actor and is
     // re-sent when the writer is back (writerRestarted). Anything else is a bug.
-    if (error instanceof StrataError && error.code.startsWith('STRATA_ERR_ACTOR_')) {
-      this.options.log.debug({ pipeline, code: error.code }, 'batch not delivered; it will be re-sent');
+    if (isActorRestarting(error)) {
+      this.options.log.debug({ pipeline, err: error }, 'batch not delivered; it will be re-sent');
       return;
     }
     this.options.onFatal(error instanceof Error ? error : new Error(String(error)), {

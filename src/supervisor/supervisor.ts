@@ -5,7 +5,7 @@
 // in reverse start order and `onGiveUp` is called (the daemon then exits 75 so systemd or
 // Kubernetes restarts the whole process).
 
-import { StrataError } from '../errors.ts';
+import { projectError, StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { ActorMethods } from './actor-host.ts';
 import type { ActorExit, ActorRef } from './actor-ref.ts';
@@ -101,7 +101,7 @@ export class Supervisor {
       'actor exited',
     );
     if (!this.shouldRestart(child.spec.restart, exit)) return;
-    const permanent = exit.reason === 'start-failed' ? permanentStartError(exit.error) : undefined;
+    const permanent = exit.reason === 'start-failed' ? projectError(exit.error) : undefined;
     if (permanent !== undefined) {
       // Restarting cannot fix a project that is wrong (a changed schema, an invalid module):
       // stop now with that error instead of burning the restart budget and exiting "retryable".
@@ -246,21 +246,4 @@ export class Supervisor {
     this.queue = next.catch(() => undefined);
     return next;
   }
-}
-
-/** Errors at start that no restart can fix: the project itself must change. */
-const PERMANENT_START_CODES = new Set([
-  'STRATA_ERR_CONFIG_INVALID',
-  'STRATA_ERR_SCHEMA_INVALID',
-  'STRATA_ERR_SCHEMA_CHANGED',
-  'STRATA_ERR_SOURCE_INVALID',
-]);
-
-/** The error (or a cause of it: ActorRef wraps start failures) that no restart can fix. */
-function permanentStartError(error: unknown): StrataError | undefined {
-  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
-    if (current instanceof StrataError && PERMANENT_START_CODES.has(current.code)) return current;
-    current = current.cause;
-  }
-  return undefined;
 }

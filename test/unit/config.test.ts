@@ -90,4 +90,17 @@ describe('buildConfig', () => {
     )) as StrataError;
     expect(error.message).toMatch(/unique/);
   });
+
+  it('parses STRATA_TEST_FAULT into a typed plan and refuses an unknown one', async () => {
+    const config = await buildConfig({
+      env: { STRATA_TEST_FAULT: 'persistence:crash-before-commit:12' },
+      cwd: tmpdir(),
+    });
+    expect(config.testFault).toEqual({ kind: 'persistence:crash-before-commit', transaction: 12 });
+    const error = (await buildConfig({
+      env: { STRATA_TEST_FAULT: 'persistence:explode' },
+      cwd: tmpdir(),
+    }).catch((e: unknown) => e)) as StrataError;
+    expect(error.message).toContain('unknown fault "persistence:explode"');
+  });
 });

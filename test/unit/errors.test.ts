@@ -4,6 +4,8 @@ import {
   deserializeError,
   errorRegistry,
   exitCodeFor,
+  isActorRestarting,
+  projectError,
   StrataError,
   serializeError,
 } from '../../src/errors.ts';
@@ -64,5 +66,15 @@ describe('errors across thread boundaries', () => {
     expect(exitCodeFor(new StrataError('STRATA_ERR_RESTART_INTENSITY'))).toBe(75);
     expect(exitCodeFor(new StrataError('STRATA_ERR_CONFIG_INVALID'))).toBe(1);
     expect(exitCodeFor(new Error('plain'))).toBe(1);
+  });
+
+  it('carry their category from the registry: a restarting actor, a project to fix', () => {
+    expect(isActorRestarting(new StrataError('STRATA_ERR_ACTOR_EXITED'))).toBe(true);
+    expect(isActorRestarting(new StrataError('STRATA_ERR_ACTOR_UNKNOWN_METHOD'))).toBe(false);
+    expect(isActorRestarting(new StrataError('STRATA_ERR_DB_UNAVAILABLE'))).toBe(false);
+    const schema = new StrataError('STRATA_ERR_SCHEMA_CHANGED');
+    const wrapped = new StrataError('STRATA_ERR_ACTOR_START_FAILED', 'start failed', { cause: schema });
+    expect(projectError(wrapped)).toBe(schema);
+    expect(projectError(new StrataError('STRATA_ERR_ACTOR_START_FAILED'))).toBeUndefined();
   });
 });

@@ -1,0 +1,42 @@
+// Test-only fault injection: `STRATA_TEST_FAULT`, parsed once with the config into a typed plan that
+// the actors receive with their start-up data. Never set in production. The kinds:
+//   processing:crash-at-start / persistence:crash-at-start — the actor throws while starting;
+//   persistence:crash-before-commit:N — the writer's N-th transaction is abandoned before COMMIT
+//     and its thread exits (first incarnation only, so a test sees one crash and the recovery);
+//   persistence:crash-after-commit:N — the thread exits after the N-th COMMIT, before reporting it;
+//   persistence:write-delay:MS — every write waits MS first, so batches queue up.
+
+export type TestFault =
+  | { kind: 'processing:crash-at-start' }
+  | { kind: 'persistence:crash-at-start' }
+  | { kind: 'persistence:crash-before-commit'; transaction: number }
+  | { kind: 'persistence:crash-after-commit'; transaction: number }
+  | { kind: 'persistence:write-delay'; ms: number };
+
+const WITH_NUMBER =
+  /^(persistence:crash-before-commit|persistence:crash-after-commit|persistence:write-delay):(\d+)$/;
+
+/** The plan a setting names, or a problem for the config's list. */
+export function parseTestFault(text: string): TestFault | { problem: string } {
+  if (text === 'processing:crash-at-start' || text === 'persistence:crash-at-start') return { kind: text };
+  const match = WITH_NUMBER.exec(text);
+  if (match !== null) {
+    const value = Number(match[2]);
+    switch (match[1]) {
+      case 'persistence:crash-before-commit':
+        return { kind: 'persistence:crash-before-commit', transaction: value };
+      case 'persistence:crash-after-commit':
+        return { kind: 'persistence:crash-after-commit', transaction: value };
+      default:
+        return { kind: 'persistence:write-delay', ms: value };
+    }
+  }
+  return {
+    problem: `STRATA_TEST_FAULT: unknown fault ${JSON.stringify(text)} (known: processing:crash-at-start, persistence:crash-at-start, persistence:crash-before-commit:N, persistence:crash-after-commit:N, persistence:write-delay:MS)`,
+  };
+}
+
+/** Thrown inside a transaction to abandon it; the actor then ends its thread outside the SQL code. */
+export class InjectedCrash extends Error {
+  override readonly name = 'InjectedCrash';
+}
