@@ -18,6 +18,7 @@ import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, type SerializedError, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges } from '../pipeline/change-codec.ts';
 import { noHistoryError, prunedHistoryError } from '../pipeline/reorg-errors.ts';
+import { WriteQueue } from '../pipeline/write-queue.ts';
 import type {
   BatchForWriter,
   ChainMetadata,
@@ -83,18 +84,15 @@ export const persistenceActor: ActorDefinition<PersistenceActorData, Persistence
 class Writer {
   private readonly context: ActorContext<PersistenceActorData>;
   private readonly db: Db;
-  private readonly queue: BatchForWriter[] = [];
-  private readonly committed = new Map<string, number>();
+  /** What waits to be written, in what order, and each pipeline's committed checkpoint. */
+  private readonly queue: WriteQueue<BatchForWriter>;
   /** The block of each pipeline's committed checkpoint. */
   private readonly committedBlock = new Map<string, number>();
   private writing = false;
   /** The run being written (or retried): its pipeline and last checkpoint. */
   private inFlight: { pipeline: string; toCheckpoint: number } | null = null;
-  /**
-   * Pipelines stopped by a write that cannot succeed, with the error: their batches are dropped,
-   * the others go on.
-   */
-  private readonly failedPipelines = new Map<string, SerializedError>();
+  /** Why each failed pipeline failed (told again to a restarted processing actor). */
+  private readonly failures = new Map<string, SerializedError>();
   private flushWaiters: Array<() => void> = [];
   private transactions = 0;
   private readonly crashBeforeCommit: number | null;
@@ -116,6 +114,7 @@ class Writer {
 
   constructor(context: ActorContext<PersistenceActorData>) {
     this.context = context;
+    this.queue = new WriteQueue(context.data.maxChangesPerWrite);
     const { db } = context.data;
     this.db = createDb({
       url: db.url,
@@ -165,7 +164,7 @@ class Writer {
       [pipelines.map((pipeline) => pipeline.name)],
     );
     for (const row of rows) {
-      this.committed.set(row.name, Number(row.committed_checkpoint));
+      this.queue.setCommitted(row.name, Number(row.committed_checkpoint));
       this.committedBlock.set(row.name, Number(row.committed_block ?? -1));
       this.lastWriteKeptHistory.set(row.name, row.history === true);
     }
@@ -176,12 +175,12 @@ class Writer {
       methods: {
         enqueue: (batch) => this.enqueue(batch),
         flush: async (pipeline) => {
-          while (this.writing || this.hasWritable(pipeline)) {
+          while (this.writing || this.queue.hasWritable(pipeline)) {
             await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
           }
-          return Object.fromEntries(this.committed);
+          return this.queue.committedCheckpoints();
         },
-        committedCheckpoints: () => Object.fromEntries(this.committed),
+        committedCheckpoints: () => this.queue.committedCheckpoints(),
         buildIndexes: (pipeline) => this.buildIndexes(pipeline),
         stageChainMetadata: (metadata) => this.stageChainMetadata(metadata),
         discardQueued: (request) => this.discardQueued(request),
@@ -191,7 +190,7 @@ class Writer {
       stop: async () => {
         if (this.metadataTimer !== null) clearTimeout(this.metadataTimer);
         // Write what is queued before the thread ends (the shutdown timeout bounds this).
-        while (this.writing || this.hasWritable()) {
+        while (this.writing || this.queue.hasWritable()) {
           await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
         }
         await this.db.close();
@@ -204,7 +203,8 @@ class Writer {
     this.writing = true;
     try {
       for (;;) {
-        const run = this.takeRun();
+        const { run, alreadyCommitted } = this.queue.takeRun();
+        for (const pipeline of alreadyCommitted) this.reportCommitted(pipeline, 0, 0, 0, 0);
         if (run.length > 0) {
           this.inFlight = { pipeline: run[0]!.pipeline, toCheckpoint: run[run.length - 1]!.toCheckpoint };
           await this.writeWithRetry(run).finally(() => {
@@ -278,86 +278,18 @@ class Writer {
     });
   }
 
-  /**
-   * The next run to write: the first queued batch that continues its pipeline's committed
-   * checkpoint, then the batches of the same pipeline that follow it without a gap and share its
-   * `isInReorgThreshold`. Batches already durable or covered by the run (after a re-send) are
-   * dropped — and the durable ones' commit reported again: a writer that died between its COMMIT
-   * and its report leaves the processing actor waiting for it. A batch beyond a gap waits: after a
-   * writer restart, batches processed meanwhile can arrive before the re-send that fills the gap.
-   */
-  private takeRun(): BatchForWriter[] {
-    const committed = (pipeline: string) => this.committed.get(pipeline) ?? 0;
-    const durable = new Set<string>();
-    for (let i = 0; i < this.queue.length; ) {
-      const batch = this.queue[i]!;
-      if (this.failedPipelines.has(batch.pipeline)) {
-        this.queue.splice(i, 1);
-      } else if (batch.toCheckpoint <= committed(batch.pipeline)) {
-        durable.add(batch.pipeline);
-        this.queue.splice(i, 1);
-      } else i++;
-    }
-    for (const pipeline of durable) this.reportCommitted(pipeline, 0, 0, 0, 0);
-    const start = this.queue.findIndex((batch) => batch.fromCheckpoint <= committed(batch.pipeline) + 1);
-    if (start < 0) return [];
-    const first = this.queue.splice(start, 1)[0]!;
-    const run = [first];
-    let covered = first.toCheckpoint;
-    let changes = first.changeCount;
-    for (let i = start; i < this.queue.length; ) {
-      const next = this.queue[i]!;
-      if (next.pipeline !== first.pipeline) {
-        i++;
-        continue;
-      }
-      if (next.toCheckpoint <= covered) {
-        this.queue.splice(i, 1);
-        continue;
-      }
-      if (
-        next.fromCheckpoint > covered + 1 ||
-        next.isInReorgThreshold !== first.isInReorgThreshold ||
-        changes + next.changeCount > this.context.data.maxChangesPerWrite
-      ) {
-        break;
-      }
-      run.push(this.queue.splice(i, 1)[0]!);
-      covered = next.toCheckpoint;
-      changes += next.changeCount;
-    }
-    return run;
-  }
-
-  /** Whether a queued batch can be written now (not waiting behind a gap). */
-  private hasWritable(pipeline?: string): boolean {
-    return this.queue.some(
-      (batch) =>
-        (pipeline === undefined || batch.pipeline === pipeline) &&
-        !this.failedPipelines.has(batch.pipeline) &&
-        batch.fromCheckpoint <= (this.committed.get(batch.pipeline) ?? 0) + 1,
-    );
-  }
-
   /** Queues a batch in checkpoint order within its pipeline (a re-send may arrive late). */
   private enqueue(batch: BatchForWriter): number {
-    const failed = this.failedPipelines.get(batch.pipeline);
-    if (failed !== undefined) {
+    if (this.queue.enqueue(batch)) void this.drain();
+    else {
       // A restarted processing actor of a failed pipeline: tell it again instead of dropping its
       // batches without a word (it would wait for commits forever).
       this.context.emit({
         type: 'fatal',
-        error: failed,
+        error: this.failures.get(batch.pipeline)!,
         context: { actor: 'persistence', pipeline: batch.pipeline },
       });
-      return this.queue.length;
     }
-    const after = this.queue.findIndex(
-      (queued) => queued.pipeline === batch.pipeline && queued.fromCheckpoint > batch.fromCheckpoint,
-    );
-    if (after < 0) this.queue.push(batch);
-    else this.queue.splice(after, 0, batch);
-    void this.drain();
     return this.queue.length;
   }
 
@@ -412,7 +344,7 @@ class Writer {
     const first = run[0]!;
     const last = run[run.length - 1]!;
     const pipeline = first.pipeline;
-    const expected = this.committed.get(pipeline) ?? 0;
+    const expected = this.queue.committed(pipeline);
     // Boundaries above what is committed (a merged re-send may straddle it).
     const checkpoints = run.flatMap((batch) => batch.checkpoints).filter((c) => c.checkpointId > expected);
     const eventCount = checkpoints.reduce((sum, c) => sum + c.eventCount, 0);
@@ -477,7 +409,7 @@ class Writer {
       if (this.crashBeforeCommit === this.transactions) throw new InjectedCrash('before COMMIT');
     });
     if (this.crashAfterCommit === this.transactions) this.crashThread('after COMMIT');
-    this.committed.set(pipeline, last.toCheckpoint);
+    this.queue.setCommitted(pipeline, last.toCheckpoint);
     this.committedBlock.set(pipeline, last.toBlockNumber);
     this.lastWriteKeptHistory.set(pipeline, first.isInReorgThreshold);
     if (first.isInReorgThreshold) this.schedulePrune(pipeline, last.toBlockNumber);
@@ -499,7 +431,7 @@ class Writer {
       type: 'committed',
       report: {
         pipeline,
-        committedCheckpoint: this.committed.get(pipeline) ?? 0,
+        committedCheckpoint: this.queue.committed(pipeline),
         committedBlockNumber: this.committedBlock.get(pipeline) ?? -1,
         eventCount,
         batches,
@@ -517,18 +449,8 @@ class Writer {
    */
   private discardQueued(request: DiscardRequest): DiscardResult {
     const { pipeline, aboveCheckpoint } = request;
-    let keptUpTo = this.committed.get(pipeline) ?? 0;
-    if (this.inFlight?.pipeline === pipeline) keptUpTo = Math.max(keptUpTo, this.inFlight.toCheckpoint);
-    for (let i = 0; i < this.queue.length; ) {
-      const batch = this.queue[i]!;
-      if (batch.pipeline === pipeline && batch.toCheckpoint > aboveCheckpoint) {
-        this.queue.splice(i, 1);
-        continue;
-      }
-      if (batch.pipeline === pipeline) keptUpTo = Math.max(keptUpTo, batch.toCheckpoint);
-      i++;
-    }
-    return { keptUpTo };
+    const inFlightTo = this.inFlight?.pipeline === pipeline ? this.inFlight.toCheckpoint : null;
+    return { keptUpTo: this.queue.discardAbove(pipeline, aboveCheckpoint, inFlightTo) };
   }
 
   /**
@@ -543,8 +465,8 @@ class Writer {
     return new Promise<RollbackResult>((resolve, reject) => {
       this.tasks.push(async () => {
         try {
-          const expected = this.committed.get(pipeline) ?? 0;
-          if (expected !== fromCheckpoint || this.queue.some((batch) => batch.pipeline === pipeline)) {
+          const expected = this.queue.committed(pipeline);
+          if (expected !== fromCheckpoint || this.queue.hasQueued(pipeline)) {
             throw new StrataError(
               'STRATA_ERR_INTERNAL',
               `rollback of ${pipeline} requested at checkpoint ${fromCheckpoint}, but the writer is at ${expected} with ${this.queue.length} batches queued`,
@@ -603,7 +525,7 @@ class Writer {
               targetKeptHistory: target.history,
             };
           });
-          this.committed.set(pipeline, toCheckpoint);
+          this.queue.setCommitted(pipeline, toCheckpoint);
           this.committedBlock.set(pipeline, result.toBlockNumber);
           this.lastWriteKeptHistory.set(pipeline, result.targetKeptHistory);
           resolve(result);
@@ -717,7 +639,10 @@ class Writer {
    */
   private fail(error: unknown, run: BatchForWriter[]): void {
     const pipeline = run[0]?.pipeline;
-    if (pipeline !== undefined) this.failedPipelines.set(pipeline, serializeError(error));
+    if (pipeline !== undefined) {
+      this.failures.set(pipeline, serializeError(error));
+      this.queue.fail(pipeline);
+    }
     const context = {
       pipeline: run[0]?.pipeline,
       fromCheckpoint: run[0]?.fromCheckpoint,
