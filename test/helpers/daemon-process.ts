@@ -65,7 +65,8 @@ export function startDaemonProcess(
   });
   child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': it comes once stdout is drained too, so no log line is lost after exit.
+    child.on('close', (code, signal) => {
       rejectUrl(new Error(`daemon exited (${code ?? signal}) before listening: ${stderr.join('')}`));
       resolve({ code, signal });
     });
