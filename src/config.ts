@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { type ApiToken, isLoopbackHost, parseApiTokens } from './api-tokens.ts';
 import { StrataError } from './errors.ts';
 import type { LogFormat, LogLevel } from './logger.ts';
+import { isInside } from './path-inside.ts';
 import { parseTestFault, type TestFault } from './test-faults.ts';
 
 const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
@@ -349,7 +350,7 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       port: settings.port,
       bodyLimitBytes: settings.bodyLimitBytes,
       requestTimeoutMs: settings.httpRequestTimeoutMs,
-      headersTimeoutMs: Math.min(settings.httpHeadersTimeoutMs, settings.httpRequestTimeoutMs),
+      headersTimeoutMs: settings.httpHeadersTimeoutMs,
       apiTokens,
       insecure: settings.insecure,
     },
@@ -439,11 +440,6 @@ function loadApiTokens(settings: Settings, cwd: string, problems: string[]): Api
     }
   }
   return tokens;
-}
-
-function isInside(dir: string, candidate: string): boolean {
-  const relative = path.relative(dir, candidate);
-  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
 }
 
 function settingSource(key: string): string {

@@ -311,8 +311,9 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
         log.fatal({ err: error, ...context }, 'fatal error outside any pipeline; stopping');
         void endOnItsOwn(exitCodeFor(error) === EXIT_RETRYABLE ? EXIT_RETRYABLE : EXIT_NON_RETRYABLE);
       },
+      // The failed pipeline's own progress report (state `failed`) reaches onProgress, which
+      // decides --exit-when-caught-up.
       onPipelineFailed: (pipeline, failure) => {
-        setImmediate(exitIfCaughtUp);
         log.error(
           { pipeline, code: failure.code, block: failure.block, event: failure.event, actor: failure.actor },
           'pipeline failed; the daemon keeps serving the others (see /status, fix the cause and restart)',
@@ -408,6 +409,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       return checks;
     };
 
+    const maxReorgDepths = new Map(config.pipelines.map((p) => [p.name, p.maxReorgDepth]));
     const app = buildApp({
       log,
       bodyLimitBytes: config.http.bodyLimitBytes,
@@ -425,7 +427,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       ingest: {
         sourceKinds: new Map(config.pipelines.map((pipeline) => [pipeline.name, pipeline.source.kind])),
         append: async (pipeline, blocks) => {
-          const { maxReorgDepth } = config.pipelines.find((p) => p.name === pipeline)!;
+          const maxReorgDepth = maxReorgDepths.get(pipeline)!;
           // Replayed whole while the database is unavailable, within the request's own budget; a
           // replay after a COMMIT whose answer was lost is recognised as already stored.
           const result = await retryWhileUnavailable(

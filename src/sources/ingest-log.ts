@@ -55,8 +55,7 @@ export async function appendBlocks(
       if (last.number <= head.number && (await allStoredIdentically(client, pipeline, blocks))) {
         return { stored: 0, head: head.number, alreadyStored: true };
       }
-      checkReplacementHashes(pipeline, blocks);
-      await checkReplacement(client, pipeline, first, head.number, options.maxReorgDepth);
+      await checkReplacement(client, pipeline, blocks, head.number, options.maxReorgDepth);
       await client.query('DELETE FROM strata.ingest_blocks WHERE pipeline = $1 AND number >= $2', [
         pipeline,
         first.number,
@@ -120,86 +119,90 @@ function chainBreaks(previous: { hash: string | null }, block: Block): boolean {
 }
 
 /**
- * Every block of a replacement branch carries a hash and a parentHash: processing finds the fork
- * by them wherever its reading stands on the old branch.
- */
-function checkReplacementHashes(pipeline: string, blocks: Block[]): void {
-  const unhashed = blocks.find((block) => block.hash === null || block.parentHash === null);
-  if (unhashed === undefined) return;
-  if (unhashed === blocks[0]) {
-    throw outOfOrder(
-      `block ${unhashed.number} is not above the stored head (a replacement branch needs hash and parentHash)`,
-      pipeline,
-    );
-  }
-  throw chainBroken(
-    pipeline,
-    unhashed,
-    `block ${unhashed.number} of a replacement branch has no ${unhashed.hash === null ? 'hash' : 'parentHash'}; every block of a replacement branch needs both`,
-  );
-}
-
-/**
- * A replacement branch must be one a processing actor can roll back to: hashed, attached to a
- * stored block by its parent hash, and no deeper than maxReorgDepth below the highest block the
- * log has held (blocks below that may have been processed without history).
+ * A replacement branch must be one a processing actor can roll back to and find the fork in:
+ *  - every block carries a hash and a parentHash (processing finds the fork by them wherever its
+ *    reading stands on the old branch);
+ *  - its first block attaches to a stored block by its parent hash;
+ *  - it replaces no block stored without a hash (those were processed without history);
+ *  - it lies no deeper than maxReorgDepth below the highest block the log has held (blocks below
+ *    that may have been processed without history).
+ * One query reads the parent, the high-water mark and the first unhashed stored block it would
+ * replace.
  */
 async function checkReplacement(
   client: Queryable,
   pipeline: string,
-  first: Block,
+  blocks: Block[],
   head: number,
   maxReorgDepth: number,
 ): Promise<void> {
-  if (first.hash === null || first.parentHash === null) {
+  const first = blocks[0]!;
+  const unhashedSent = blocks.find((block) => block.hash === null || block.parentHash === null);
+  if (unhashedSent === first) {
     throw outOfOrder(
       `block ${first.number} is not above the stored head ${head} (a replacement branch needs hash and parentHash)`,
       pipeline,
     );
   }
-  const { rows } = await client.query<{ number: string; hash: string | null; high_water: string | null }>(
-    `SELECT b.number, b.hash,
-            (SELECT number FROM strata.ingest_high_water WHERE pipeline = $1) AS high_water
-       FROM strata.ingest_blocks b WHERE b.pipeline = $1 AND b.number < $2
-      ORDER BY b.number DESC LIMIT 1`,
+  if (unhashedSent !== undefined) {
+    throw chainBroken(
+      pipeline,
+      unhashedSent,
+      `block ${unhashedSent.number} of a replacement branch has no ${unhashedSent.hash === null ? 'hash' : 'parentHash'}; every block of a replacement branch needs both`,
+    );
+  }
+  const { rows } = await client.query<{
+    parent_number: string | null;
+    parent_hash: string | null;
+    high_water: string | null;
+    unhashed: string | null;
+  }>(
+    `SELECT parent.number AS parent_number, parent.hash AS parent_hash,
+            (SELECT number FROM strata.ingest_high_water WHERE pipeline = $1) AS high_water,
+            (SELECT min(number) FROM strata.ingest_blocks
+              WHERE pipeline = $1 AND number >= $2 AND hash IS NULL) AS unhashed
+       FROM (SELECT 1) AS one
+       LEFT JOIN LATERAL (SELECT number, hash FROM strata.ingest_blocks
+                           WHERE pipeline = $1 AND number < $2 ORDER BY number DESC LIMIT 1) AS parent ON true`,
     [pipeline, first.number],
   );
-  const parent = rows[0];
-  if (parent === undefined) {
+  const found = rows[0]!;
+  if (found.parent_number === null) {
     throw chainBroken(
       pipeline,
       first,
       `replacement block ${first.number} attaches to no stored block (nothing is stored below it); a replacement branch starts above a block it keeps`,
     );
   }
-  if (parent.hash !== first.parentHash) {
+  if (found.parent_hash !== first.parentHash) {
     throw chainBroken(
       pipeline,
       first,
-      `replacement block ${first.number} does not attach to the stored chain: its parentHash ${first.parentHash} is not the hash of stored block ${parent.number} (${parent.hash})`,
+      `replacement block ${first.number} does not attach to the stored chain: its parentHash ${first.parentHash} is not the hash of stored block ${found.parent_number} (${found.parent_hash})`,
     );
   }
-  // Blocks without a hash were processed without history (they cannot reorg): a branch must not
-  // replace one.
-  const { rows: unhashed } = await client.query<{ number: string }>(
-    `SELECT number FROM strata.ingest_blocks WHERE pipeline = $1 AND number >= $2 AND hash IS NULL
-      ORDER BY number LIMIT 1`,
-    [pipeline, first.number],
-  );
-  if (unhashed[0] !== undefined) {
+  if (found.unhashed !== null) {
     throw chainBroken(
       pipeline,
       first,
-      `replacement block ${first.number} would replace stored block ${unhashed[0].number}, which has no hash; blocks without hashes cannot be replaced`,
+      `replacement block ${first.number} would replace stored block ${found.unhashed}, which has no hash; blocks without hashes cannot be replaced`,
     );
   }
-  const highest = Math.max(head, Number(parent.high_water ?? head));
-  const depth = highest - Number(parent.number);
+  const highest = Math.max(head, Number(found.high_water ?? head));
+  const depth = highest - Number(found.parent_number);
   if (depth > maxReorgDepth) {
     throw new StrataError(
       'STRATA_ERR_REPLACEMENT_TOO_DEEP',
-      `replacement block ${first.number} would roll back ${depth} blocks (to block ${parent.number}, from block ${highest}), more than the pipeline's maxReorgDepth ${maxReorgDepth}; nothing was changed`,
-      { details: { pipeline, block: first.number, ancestor: Number(parent.number), highest, maxReorgDepth } },
+      `replacement block ${first.number} would roll back ${depth} blocks (to block ${found.parent_number}, from block ${highest}), more than the pipeline's maxReorgDepth ${maxReorgDepth}; nothing was changed`,
+      {
+        details: {
+          pipeline,
+          block: first.number,
+          ancestor: Number(found.parent_number),
+          highest,
+          maxReorgDepth,
+        },
+      },
     );
   }
 }

@@ -28,6 +28,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { isInside } from '../path-inside.ts';
 import type { Coalescer } from './coalescer.ts';
 import type { L2Store } from './l2-store.ts';
 import { TRANSPILER_VERSION, type TranspileDiagnostic, type TranspilePool } from './transpile-pool.ts';
@@ -188,9 +189,13 @@ export class ModuleService {
     return entry.hit;
   }
 
-  /** Resolution and fingerprint of a request, done once (the HTTP route needs the ETag first). */
-  async prepare(requestPath: string): Promise<PreparedModule> {
+  /**
+   * Resolution and fingerprint of a request, done once (the HTTP route needs the ETag first).
+   * `servable` refuses a resolved path (404) before its file is read.
+   */
+  async prepare(requestPath: string, servable?: (canonicalPath: string) => boolean): Promise<PreparedModule> {
     const canonicalPath = await this.resolve(requestPath);
+    if (servable !== undefined && !servable(canonicalPath)) throw notFound(requestPath);
     if (this.aliases.size > 100_000) this.aliases.clear(); // bounded against path-probing clients
     this.aliases.set(requestPath, canonicalPath);
     return { canonicalPath, ...(await this.fingerprint(canonicalPath)) };
@@ -370,11 +375,7 @@ export class ModuleService {
   }
 }
 
-function isInside(root: string, candidate: string): boolean {
-  const relative = path.relative(root, candidate);
-  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
-}
-
-function notFound(requestPath: string): StrataError {
+/** 404 for a path that is not a module of the project (missing, outside, or not in a module graph). */
+export function notFound(requestPath: string): StrataError {
   return new StrataError('STRATA_ERR_MODULE_NOT_FOUND', `no module ${requestPath} in the project`);
 }

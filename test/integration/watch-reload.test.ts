@@ -43,6 +43,16 @@ handlers.onEvent<{ n: number }>('add', async ({ event, context }) => {
 export default handlers;`;
 }
 
+/** Posts block `number` holding one `add n=1` event. */
+async function postAdd(url: string, number: number): Promise<void> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ number, timestamp: number, events: [{ name: 'add', payload: { n: 1 } }] }),
+  });
+  expect(response.status).toBe(200);
+}
+
 describe('--watch', () => {
   it('reloads edited handlers at the next batch boundary; a broken edit keeps the running ones', async () => {
     for (const [file, source] of Object.entries(files)) writeFileSync(path.join(project, file), source);
@@ -52,12 +62,7 @@ describe('--watch', () => {
       let number = 0;
       const add = async () => {
         number += 1;
-        const response = await fetch(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ number, timestamp: number, events: [{ name: 'add', payload: { n: 1 } }] }),
-        });
-        expect(response.status).toBe(200);
+        await postAdd(url, number);
       };
       const total = async () =>
         Number((await db.query<{ total: number }>('SELECT total FROM pipeline_counter."Counter"'))[0]?.total);
@@ -127,12 +132,7 @@ describe('--watch', () => {
       // the factor of the handlers that processed it.
       const addOne = async () => {
         number += 1;
-        const response = await fetch(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ number, timestamp: number, events: [{ name: 'add', payload: { n: 1 } }] }),
-        });
-        expect(response.status).toBe(200);
+        await postAdd(url, number);
         await waitFor(
           () => db.query<{ committed_block: string }>(`SELECT committed_block FROM strata.pipelines`),
           (rows) => rows[0]?.committed_block === String(number),

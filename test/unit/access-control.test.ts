@@ -44,6 +44,18 @@ function app(options: { tokens?: string; requestTimeoutMs?: number; headersTimeo
 }
 
 const auth = (token: string) => ({ authorization: `Bearer ${token}` });
+/** POSTs a body to the ingest route with a content type. */
+const postEvents = (
+  instance: ReturnType<typeof app>['instance'],
+  payload: string | Buffer,
+  contentType = 'application/json',
+) =>
+  instance.inject({
+    method: 'POST',
+    url: '/v1/pipelines/feed/events',
+    headers: { 'content-type': contentType },
+    payload,
+  });
 const oneBlock = JSON.stringify({ number: 1, timestamp: 1, events: [] });
 
 describe('access control', () => {
@@ -116,12 +128,7 @@ describe('access control', () => {
 describe('HTTP edges', () => {
   it('415 for non-JSON bodies, 400 for invalid UTF-8 and for a body mixing blocks with block fields', async () => {
     const { instance, appended } = app();
-    const plain = await instance.inject({
-      method: 'POST',
-      url: '/v1/pipelines/feed/events',
-      headers: { 'content-type': 'text/plain' },
-      payload: oneBlock,
-    });
+    const plain = await postEvents(instance, oneBlock, 'text/plain');
     expect(plain.statusCode).toBe(415);
     expect(plain.json().error.code).toBe('STRATA_ERR_UNSUPPORTED_MEDIA_TYPE');
     const bytes = Buffer.concat([
@@ -129,23 +136,16 @@ describe('HTTP edges', () => {
       Buffer.from([0xff, 0xfe]),
       Buffer.from('","payload":{}}]}'),
     ]);
-    const invalid = await instance.inject({
-      method: 'POST',
-      url: '/v1/pipelines/feed/events',
-      headers: { 'content-type': 'application/json' },
-      payload: bytes,
-    });
+    const invalid = await postEvents(instance, bytes);
     expect(invalid.statusCode).toBe(400);
     expect(invalid.json().error).toMatchObject({
       code: 'STRATA_ERR_BAD_REQUEST',
       message: 'the body is not valid UTF-8',
     });
-    const mixed = await instance.inject({
-      method: 'POST',
-      url: '/v1/pipelines/feed/events',
-      headers: { 'content-type': 'application/json' },
-      payload: JSON.stringify({ blocks: [JSON.parse(oneBlock)], number: 2, timestamp: 2, events: [] }),
-    });
+    const mixed = await postEvents(
+      instance,
+      JSON.stringify({ blocks: [JSON.parse(oneBlock)], number: 2, timestamp: 2, events: [] }),
+    );
     expect(mixed.statusCode).toBe(400);
     expect(mixed.json().error.code).toBe('STRATA_ERR_BLOCK_INVALID');
     expect(appended).toEqual([]);
@@ -155,12 +155,7 @@ describe('HTTP edges', () => {
     const { instance } = app();
     for (const depth of [70, 6_000, 30_000]) {
       const payload = `{"number":1,"timestamp":1,"events":[{"name":"a","payload":{"x":${'['.repeat(depth)}${']'.repeat(depth)}}}]}`;
-      const response = await instance.inject({
-        method: 'POST',
-        url: '/v1/pipelines/feed/events',
-        headers: { 'content-type': 'application/json' },
-        payload,
-      });
+      const response = await postEvents(instance, payload);
       expect(response.statusCode, String(depth)).toBe(400);
       expect(response.json().error.code).toBe('STRATA_ERR_BODY_TOO_DEEP');
     }

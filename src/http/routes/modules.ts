@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { StrataError } from '../../errors.ts';
-import type { ModuleService } from '../../transpile/module-service.ts';
+import { type ModuleService, notFound } from '../../transpile/module-service.ts';
 
 export interface ModuleRouteDependencies {
   modules: ModuleService;
@@ -45,14 +45,11 @@ export function registerModuleRoutes(app: FastifyInstance, deps: ModuleRouteDepe
       const wantsMap = request.query.map !== undefined;
       // An L1 hit (when the watcher keeps L1 fresh) answers without touching the file system.
       const hit = deps.modules.peek(requestPath);
-      if (hit === undefined && deps.servable !== undefined) {
-        // Resolved (cheap: a stat) and checked before the file is read or transpiled.
-        const canonical = await deps.modules.resolve(requestPath);
-        if (!deps.servable(canonical)) throw notAModule(requestPath);
-      }
-      const prepared = hit === undefined ? await deps.modules.prepare(requestPath) : null;
+      // A miss is resolved and checked before its file is read or transpiled; a hit is checked
+      // too (the module graph may have dropped it since).
+      const prepared = hit === undefined ? await deps.modules.prepare(requestPath, deps.servable) : null;
       const { canonicalPath: canonical, etag } = hit ?? prepared!;
-      if (deps.servable !== undefined && !deps.servable(canonical)) throw notAModule(requestPath);
+      if (deps.servable !== undefined && !deps.servable(canonical)) throw notFound(requestPath);
       void reply
         .header('etag', wantsMap ? `"${etag.slice(1, -1)}-map"` : etag)
         .header('cache-control', 'no-cache');
@@ -89,11 +86,4 @@ export function registerModuleRoutes(app: FastifyInstance, deps: ModuleRouteDepe
     await (deps.invalidate ?? ((p: string[] | 'all') => deps.modules.invalidate(p)))(target);
     return { invalidated: target };
   });
-}
-
-function notAModule(requestPath: string): StrataError {
-  return new StrataError(
-    'STRATA_ERR_MODULE_NOT_FOUND',
-    `no module ${requestPath} in the project (only files a pipeline's module graph reaches are served)`,
-  );
 }
