@@ -326,17 +326,27 @@ export class BatchExecutor {
 
   private async prefetch(blocks: readonly Block[]): Promise<void> {
     if (this.profile.size === 0) return;
+    // Per event name, once per batch: the id sets to fill and the payload fields that fill them
+    // (the per-event loop below then allocates nothing but the ids it adds).
     const wanted = new Map<string, Set<string>>();
+    const plan = new Map<string, Array<{ ids: Set<string>; fields: string[] }>>();
+    for (const [eventName, byEntity] of this.profile) {
+      const steps: Array<{ ids: Set<string>; fields: string[] }> = [];
+      for (const [entity, fields] of byEntity) {
+        let ids = wanted.get(entity);
+        if (ids === undefined) {
+          ids = new Set();
+          wanted.set(entity, ids);
+        }
+        steps.push({ ids, fields: [...fields] });
+      }
+      plan.set(eventName, steps);
+    }
     for (const block of blocks) {
       for (const event of block.events) {
-        const byEntity = this.profile.get(event.name);
-        if (byEntity === undefined) continue;
-        for (const [entity, fields] of byEntity) {
-          let ids = wanted.get(entity);
-          if (ids === undefined) {
-            ids = new Set();
-            wanted.set(entity, ids);
-          }
+        const steps = plan.get(event.name);
+        if (steps === undefined) continue;
+        for (const { ids, fields } of steps) {
           for (const field of fields) {
             const value = event.payload[field];
             if (typeof value === 'string') ids.add(value);

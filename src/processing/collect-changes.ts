@@ -75,7 +75,8 @@ class EntryBuilder {
   /** The event that made each set: its name and log index. */
   private readonly eventNames: string[] = [];
   private readonly logIndexes: number[] = [];
-  private readonly lines: string[] = [];
+  /** The sets' COPY lines, each ending in '\n', appended to one string (no array, no join). */
+  private rows = '';
   private readonly deletes: Array<[number, string]> = [];
   private readonly history: string[] = [];
 
@@ -101,7 +102,7 @@ class EntryBuilder {
     this.checkpoints.push(change.checkpointId);
     this.eventNames.push(change.eventName ?? '');
     this.logIndexes.push(change.logIndex ?? -1);
-    this.lines.push(line);
+    this.rows += `${line}\n`;
     if (history) this.pushHistory(table, id, change, line);
   }
 
@@ -115,7 +116,7 @@ class EntryBuilder {
       checkpoints: this.checkpoints,
       eventNames: this.eventNames,
       logIndexes: this.logIndexes,
-      rows: this.lines.length === 0 ? '' : `${this.lines.join('\n')}\n`,
+      rows: this.rows,
       deletes: this.deletes,
       ...(this.history.length === 0 ? {} : { history: `${this.history.join('\n')}\n` }),
     };

@@ -27,6 +27,9 @@ export type StoredChange =
   | { kind: 'set'; row: EntityRow; checkpointId: number; eventName?: string; logIndex?: number }
   | { kind: 'delete'; checkpointId: number; eventName?: string; logIndex?: number };
 
+/** Every known-absent id shares this marker (the LoadLayer records thousands per batch). */
+const KNOWN_ABSENT: StoredChange = Object.freeze({ kind: 'delete', checkpointId: LOADED_FROM_DB });
+
 export class EntityStore {
   readonly entity: EntityDescription;
   readonly latest = new Map<string, StoredChange>();
@@ -51,12 +54,7 @@ export class EntityStore {
   /** A row from the database (or a known-absent id) — only if nothing newer is held. */
   putLoaded(id: string, row: EntityRow | null): void {
     if (this.latest.has(id)) return;
-    this.latest.set(
-      id,
-      row === null
-        ? { kind: 'delete', checkpointId: LOADED_FROM_DB }
-        : { kind: 'set', row, checkpointId: LOADED_FROM_DB },
-    );
+    this.latest.set(id, row === null ? KNOWN_ABSENT : { kind: 'set', row, checkpointId: LOADED_FROM_DB });
     this.loadedCount += 1;
   }
 

@@ -18,6 +18,12 @@ import { encodeChanges } from '../pipeline/change-codec.ts';
 import { failureOf } from '../pipeline/failure.ts';
 import { pipelineFingerprint } from '../pipeline/fingerprint.ts';
 import { noCommonAncestorError, noHistoryError } from '../pipeline/reorg-errors.ts';
+import {
+  lastCheckpoint,
+  mergeForWriter,
+  type UncommittedBatch,
+  UncommittedLedger,
+} from '../pipeline/uncommitted-ledger.ts';
 import type {
   BatchCheckpoint,
   BatchForWriter,
@@ -41,7 +47,7 @@ import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor
 import type { TestFault } from '../test-faults.ts';
 import { BatchExecutor, type BatchExecutorOptions } from './batch-executor.ts';
 import { collectBatchChanges, collectUncommittedChanges } from './collect-changes.ts';
-import { type EffectCacheRow, EffectStore } from './effect-store.ts';
+import { EffectStore } from './effect-store.ts';
 import { InMemoryStore } from './in-memory-store.ts';
 import { LoadLayer } from './load-layer.ts';
 import { loadPipelineModules } from './pipeline-modules.ts';
@@ -70,23 +76,6 @@ export type ProcessingMethods = {
   /** The writer could not store this pipeline (a permanent error): stop, and report `failed`. */
   failed(failure: PipelineFailure): Promise<void>;
 };
-
-/** What is kept of a batch until it is committed: its boundary and size, not its changes. */
-interface UncommittedBatch {
-  /** Its last checkpoint. */
-  checkpoint: BatchCheckpoint;
-  /** What the writer records: every block's inside the reorg threshold, else only the last. */
-  checkpoints: BatchCheckpoint[];
-  isInReorgThreshold: boolean;
-  fromCheckpoint: number;
-  fromBlockNumber: number;
-  /** Block number of each of its checkpoints, in order. */
-  blockNumbers: number[];
-  changeCount: number;
-  /** Its `cache: true` effect outputs, until committed (a writer restart gets them again). */
-  effectCache: EffectCacheRow[];
-  rawBlocks: RawBlock[] | undefined;
-}
 
 const IDLE_POLL_MS = 1_000;
 /** How long to wait before asking a restarting writer again. */
@@ -122,9 +111,8 @@ class PipelineRuntime {
   private effects!: EffectStore;
   private executor!: BatchExecutor;
   private source!: BlockSource;
-  private readonly uncommitted: UncommittedBatch[] = [];
-  private uncommittedChanges = 0;
-  private committedCheckpoint = 0;
+  /** Processed batches the writer has not committed (and the held one): see UncommittedLedger. */
+  private ledger = new UncommittedLedger(0);
   private processedCheckpoint = 0;
   private processedBlock = 0;
   private eventsProcessed = 0;
@@ -148,13 +136,6 @@ class PipelineRuntime {
     'queued batches': 0,
     'stored state': 0,
   };
-  /**
-   * The last batch inside the reorg threshold, processed but not yet sent to the writer: it is
-   * sent once the next read shows its tip still stands (or before any wait), so a reorg found by
-   * that read undoes it in memory without a word to the writer. Its changes are collected from the
-   * store when it is sent (it stays the store's last batch until then): once, reorg or not.
-   */
-  private held: UncommittedBatch | null = null;
   private readonly writerRequests = new Map<number, (reply: WriterReply) => void>();
   private nextWriterRequest = 1;
 
@@ -192,8 +173,8 @@ class PipelineRuntime {
       'SELECT committed_checkpoint, committed_block FROM strata.pipelines WHERE name = $1',
       [this.pipeline.name],
     );
-    this.committedCheckpoint = Number(rows[0]?.committed_checkpoint ?? 0);
-    this.processedCheckpoint = this.committedCheckpoint;
+    this.ledger = new UncommittedLedger(Number(rows[0]?.committed_checkpoint ?? 0));
+    this.processedCheckpoint = this.ledger.committedCheckpoint;
     this.processedBlock = rows[0]?.committed_block == null ? -1 : Number(rows[0].committed_block);
     const recent = await this.db.query<{
       checkpoint_id: string;
@@ -213,10 +194,10 @@ class PipelineRuntime {
     this.context.log.info(
       {
         pipeline: this.pipeline.name,
-        resumeFrom: this.committedCheckpoint + 1,
+        resumeFrom: this.ledger.committedCheckpoint + 1,
         afterBlock: this.processedBlock,
       },
-      this.committedCheckpoint === 0 ? 'pipeline starting from the first block' : 'pipeline resuming',
+      this.ledger.committedCheckpoint === 0 ? 'pipeline starting from the first block' : 'pipeline resuming',
     );
     this.progressTimer = setInterval(() => this.reportProgress(), this.context.data.progressIntervalMs);
     this.progressTimer.unref();
@@ -360,7 +341,6 @@ class PipelineRuntime {
         ];
     this.recordRecentBlocks(checkpoints);
     const batch: UncommittedBatch = {
-      checkpoint: checkpoints[checkpoints.length - 1]!,
       checkpoints,
       isInReorgThreshold,
       fromCheckpoint,
@@ -370,31 +350,27 @@ class PipelineRuntime {
       effectCache: this.effects.takeFresh(),
       rawBlocks: this.pipeline.rawEvents ? rawBlocks(blocks, fromCheckpoint) : undefined,
     };
-    this.uncommitted.push(batch);
-    this.uncommittedChanges += count;
-    this.processedCheckpoint = batch.checkpoint.checkpointId;
+    this.ledger.add(batch, isInReorgThreshold);
+    this.processedCheckpoint = lastCheckpoint(batch).checkpointId;
     this.processedBlock = last.number;
     this.eventsProcessed += eventCount;
     if (eventCount > 0) this.firstEventAt ??= Date.now();
     this.eventRate.add(eventCount);
     this.blockRate.add(blocks.length);
     this.peakInMemoryObjects = Math.max(this.peakInMemoryObjects, this.inMemoryObjects());
-    if (isInReorgThreshold) this.held = batch;
-    else this.sendLastBatch(batch);
+    // Inside the threshold the batch is held: sent once the next read shows its tip still stands.
+    if (!isInReorgThreshold) this.sendLastBatch(batch);
   }
 
   private releaseHeld(): void {
-    const { held } = this;
-    if (held === null) return;
-    this.held = null;
-    this.sendLastBatch(held);
+    const held = this.ledger.release();
+    if (held !== null) this.sendLastBatch(held);
   }
 
   /** Sends the store's last batch to the writer, its changes collected from the store now. */
   private sendLastBatch(batch: UncommittedBatch): void {
     const { changes, count } = collectBatchChanges(this.store, batch.isInReorgThreshold);
-    this.uncommittedChanges += count - batch.changeCount;
-    batch.changeCount = count;
+    this.ledger.recount(batch, count);
     this.emitBatch([batch], changes, count);
   }
 
@@ -469,25 +445,19 @@ class PipelineRuntime {
         { details: { pipeline: this.pipeline.name, block: next.number, parentHash: next.parentHash } },
       );
     }
-    if (
-      this.uncommitted.some((b) => b.checkpoint.checkpointId > ancestor.checkpointId && !b.isInReorgThreshold)
-    ) {
+    if (this.ledger.hasUnhistoriedAbove(ancestor.checkpointId)) {
       throw noHistoryError(this.pipeline.name, ancestor.checkpointId);
     }
     const depth = this.processedBlock - ancestor.number;
-    const { held } = this;
-    this.held = null;
-    if (held !== null && ancestor.checkpointId >= held.fromCheckpoint - 1) {
+    const heldFrom = this.ledger.heldFrom();
+    if (heldFrom !== null && ancestor.checkpointId >= heldFrom - 1) {
       // Every orphaned block is in the batch not yet sent: the writer never saw them.
-      const { eventsRemoved, idsRestored } = this.undoAbove(
-        ancestor.checkpointId,
-        held.fromCheckpoint - 1,
-        true,
-      );
+      const { eventsRemoved, idsRestored } = this.undoAbove(ancestor.checkpointId, heldFrom - 1, true);
       this.logReorg(next, ancestor, depth, idsRestored, eventsRemoved, 'unsent batch', started);
       return;
     }
     // A held batch is never sent now: undoAbove drops or re-sends it like those the writer drops.
+    this.ledger.release();
     const { keptUpTo } = await this.askWriter<DiscardResult>({
       method: 'discardQueued',
       args: { pipeline: this.pipeline.name, aboveCheckpoint: ancestor.checkpointId },
@@ -497,7 +467,7 @@ class PipelineRuntime {
     let { eventsRemoved } = undone;
     let rowsRestored = undone.idsRestored;
     if (keptUpTo > ancestor.checkpointId) {
-      while (this.committedCheckpoint < keptUpTo && !this.stopRequested) {
+      while (this.ledger.committedCheckpoint < keptUpTo && !this.stopRequested) {
         await new Promise<void>((resolve) => this.commitWaiters.push(resolve));
       }
       // Stopping: what is committed includes orphaned blocks; the next start finds the fork again.
@@ -507,12 +477,12 @@ class PipelineRuntime {
         args: {
           pipeline: this.pipeline.name,
           toCheckpoint: ancestor.checkpointId,
-          fromCheckpoint: this.committedCheckpoint,
+          fromCheckpoint: this.ledger.committedCheckpoint,
         },
       });
       this.store.clear();
       this.effects.settleAll();
-      this.committedCheckpoint = result.toCheckpoint;
+      this.ledger.rolledBackTo(result.toCheckpoint);
       this.rewindTo(ancestor);
       eventsRemoved += result.eventsRemoved;
       rowsRestored += result.rowsRestored;
@@ -591,31 +561,19 @@ class PipelineRuntime {
     keptUpTo: number,
     onlyLastBatch: boolean,
   ): { eventsRemoved: number; idsRestored: number } {
-    const firstDropped = this.uncommitted.findIndex((b) => b.checkpoint.checkpointId > keptUpTo);
-    const dropped = firstDropped < 0 ? [] : this.uncommitted.splice(firstDropped);
-    let eventsRemoved = 0;
-    const resent: UncommittedBatch[] = [];
-    for (const batch of dropped) {
-      for (const c of batch.checkpoints) if (c.checkpointId > checkpoint) eventsRemoved += c.eventCount;
-      if (batch.fromCheckpoint > checkpoint) {
-        this.uncommittedChanges -= batch.changeCount;
-        this.effects.giveBack(batch.effectCache);
-      } else {
-        resent.push(truncateBatch(batch, checkpoint));
-      }
-    }
+    const { eventsRemoved, discarded, resend } = this.ledger.undoAbove(checkpoint, keptUpTo);
+    for (const batch of discarded) this.effects.giveBack(batch.effectCache);
     const idsRestored = onlyLastBatch
       ? this.store.undoLastBatchAbove(checkpoint)
       : this.store.rollBackTo(checkpoint);
     const at = this.recentBlocks.find((b) => b.checkpointId === checkpoint);
     this.rewindTo(at ?? { number: this.processedBlock, checkpointId: checkpoint, hash: null });
-    if (resent.length === 0) return { eventsRemoved, idsRestored };
-    this.uncommitted.push(...resent);
-    if (onlyLastBatch) this.sendLastBatch(resent[0]!);
+    if (resend.length === 0) return { eventsRemoved, idsRestored };
+    if (onlyLastBatch) this.sendLastBatch(resend[0]!);
     else {
-      const history = resent.some((b) => b.isInReorgThreshold);
+      const history = resend.some((b) => b.isInReorgThreshold);
       const { changes, count } = collectUncommittedChanges(this.store, keptUpTo, history);
-      this.emitBatch(resent, changes, count);
+      this.emitBatch(resend, changes, count);
     }
     return { eventsRemoved, idsRestored };
   }
@@ -642,25 +600,11 @@ class PipelineRuntime {
     }
   }
 
-  private emitBatch(batches: UncommittedBatch[], changes: EntityChanges, changeCount: number): void {
-    const first = batches[0]!;
-    const last = batches[batches.length - 1]!;
+  private emitBatch(batches: readonly UncommittedBatch[], changes: EntityChanges, changeCount: number): void {
     const encodedChanges = encodeChanges(changes);
     const batch: BatchForWriter = {
-      pipeline: this.pipeline.name,
-      fromCheckpoint: first.fromCheckpoint,
-      toCheckpoint: last.checkpoint.checkpointId,
-      fromBlockNumber: first.fromBlockNumber,
-      toBlockNumber: last.checkpoint.blockNumber,
-      toBlockHash: last.checkpoint.blockHash,
-      eventCount: batches.reduce((sum, b) => sum + b.checkpoints.reduce((n, c) => n + c.eventCount, 0), 0),
-      changeCount,
-      isInReorgThreshold: batches.some((b) => b.isInReorgThreshold),
-      checkpoints: batches.flatMap((b) => b.checkpoints),
-      blockNumbers: batches.flatMap((b) => b.blockNumbers),
+      ...mergeForWriter(this.pipeline.name, batches, changeCount, this.pipeline.rawEvents),
       encodedChanges,
-      effectCache: batches.flatMap((b) => b.effectCache),
-      ...(this.pipeline.rawEvents ? { rawBlocks: batches.flatMap((b) => b.rawBlocks ?? []) } : {}),
     };
     this.context.emit({ type: 'batch-ready', batch }, [encodedChanges.buffer as ArrayBuffer]);
   }
@@ -669,7 +613,7 @@ class PipelineRuntime {
 
   /** Entities held (committed, loaded and uncommitted) plus changes queued at the writer. */
   private inMemoryObjects(): number {
-    return this.store.size() + this.effects.size() + this.uncommittedChanges;
+    return this.store.size() + this.effects.size() + this.ledger.changeCount;
   }
 
   /**
@@ -685,8 +629,8 @@ class PipelineRuntime {
     this.dropCommitted();
     if (this.inMemoryObjects() <= target) return;
     this.dropLoaded();
-    while (this.inMemoryObjects() > target && this.uncommitted.length > 0 && !this.stopRequested) {
-      if (this.uncommitted.length === 1 && this.held !== null) this.releaseHeld();
+    while (this.inMemoryObjects() > target && this.ledger.length > 0 && !this.stopRequested) {
+      if (this.ledger.length === 1) this.releaseHeld();
       await new Promise<void>((resolve) => this.commitWaiters.push(resolve));
       this.dropCommitted();
       this.dropLoaded();
@@ -695,8 +639,8 @@ class PipelineRuntime {
 
   /** Entity changes and effect outputs, alike. */
   private dropCommitted(): void {
-    this.store.dropCommitted(this.committedCheckpoint);
-    this.effects.dropCommitted(this.committedCheckpoint);
+    this.store.dropCommitted(this.ledger.committedCheckpoint);
+    this.effects.dropCommitted(this.ledger.committedCheckpoint);
   }
 
   private dropLoaded(): void {
@@ -705,15 +649,8 @@ class PipelineRuntime {
   }
 
   private onCommitted(report: CommitReport): void {
-    if (report.committedCheckpoint <= this.committedCheckpoint) return;
-    this.committedCheckpoint = report.committedCheckpoint;
+    if (!this.ledger.commit(report.committedCheckpoint)) return;
     this.writerBusyMs += report.durationMs;
-    while (
-      this.uncommitted.length > 0 &&
-      this.uncommitted[0]!.checkpoint.checkpointId <= this.committedCheckpoint
-    ) {
-      this.uncommittedChanges -= this.uncommitted.shift()!.changeCount;
-    }
     for (const resolve of this.commitWaiters.splice(0)) resolve();
     if (this.state === 'caught-up') this.reportProgress();
   }
@@ -723,24 +660,24 @@ class PipelineRuntime {
    * from the store (which holds every uncommitted change), with every uncommitted boundary.
    */
   private resend(): number {
-    if (this.uncommitted.length === 0) return 0;
-    this.held = null; // sent with the rest
+    const batches = this.ledger.resendAll(); // the held one with the rest
+    if (batches.length === 0) return 0;
     const { changes, count } = collectUncommittedChanges(
       this.store,
-      this.committedCheckpoint,
-      this.uncommitted.some((b) => b.isInReorgThreshold),
+      this.ledger.committedCheckpoint,
+      batches.some((b) => b.isInReorgThreshold),
     );
-    this.emitBatch(this.uncommitted, changes, count);
+    this.emitBatch(batches, changes, count);
     this.context.log.warn(
       {
         pipeline: this.pipeline.name,
-        batches: this.uncommitted.length,
-        fromCheckpoint: this.uncommitted[0]!.fromCheckpoint,
+        batches: batches.length,
+        fromCheckpoint: batches[0]!.fromCheckpoint,
         changes: count,
       },
       're-sent uncommitted changes to the restarted writer',
     );
-    return this.uncommitted.length;
+    return batches.length;
   }
 
   /** Stops taking new blocks; resolves with the last processed checkpoint once the loop is idle. */
@@ -767,7 +704,7 @@ class PipelineRuntime {
     return {
       pipeline: this.pipeline.name,
       processedCheckpoint: this.processedCheckpoint,
-      committedCheckpoint: this.committedCheckpoint,
+      committedCheckpoint: this.ledger.committedCheckpoint,
       processedBlockNumber: this.processedBlock,
       headBlockNumber: head,
       eventsProcessed: this.eventsProcessed,
@@ -776,7 +713,7 @@ class PipelineRuntime {
       inMemoryObjects: this.store === undefined ? 0 : this.inMemoryObjects(),
       peakInMemoryObjects: this.peakInMemoryObjects,
       writerBusyMs: Math.round(this.writerBusyMs),
-      queuedBatches: this.uncommitted.length,
+      queuedBatches: this.ledger.length,
       state: this.state,
       failure: this.failure,
       firstEventAt: this.firstEventAt,
@@ -812,19 +749,6 @@ class PipelineRuntime {
       context: { pipeline: this.pipeline.name, actor: this.context.name },
     });
   }
-}
-
-/** The part of a batch at or below a checkpoint (a reorg orphaned the blocks above it). */
-function truncateBatch(batch: UncommittedBatch, toCheckpoint: number): UncommittedBatch {
-  if (batch.checkpoint.checkpointId <= toCheckpoint) return batch;
-  const checkpoints = batch.checkpoints.filter((c) => c.checkpointId <= toCheckpoint);
-  return {
-    ...batch,
-    checkpoint: checkpoints[checkpoints.length - 1]!,
-    checkpoints,
-    blockNumbers: batch.blockNumbers.slice(0, toCheckpoint - batch.fromCheckpoint + 1),
-    rawBlocks: batch.rawBlocks?.filter((block) => block.checkpointId <= toCheckpoint),
-  };
 }
 
 /** The batch's blocks as the writer builds raw event rows from them. */

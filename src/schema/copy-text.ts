@@ -25,6 +25,19 @@ export function unescapeText(field: string): string {
   return field.replace(/\\(.)/g, (_, char: string) => UNESCAPES[char] ?? char);
 }
 
+let lastTime = Number.NaN;
+let lastIso = '';
+
+/** `toISOString`, remembering the last answer: a block's rows usually share its timestamp. */
+function isoString(date: Date): string {
+  const time = date.getTime();
+  if (time !== lastTime) {
+    lastIso = date.toISOString();
+    lastTime = time;
+  }
+  return lastIso;
+}
+
 /**
  * A stored row straight to its COPY line, without the intermediate wire array: rows in the store
  * were validated when they were set (or came from the database), so only the formatting is left.
@@ -56,7 +69,7 @@ export function rowToCopyLine(entity: EntityDescription, row: EntityRow): string
           line += value ? 't' : 'f';
           continue;
         case 'timestamptz':
-          line += (value as Date).toISOString();
+          line += isoString(value as Date);
           continue;
         default:
           break;
