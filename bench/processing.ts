@@ -25,7 +25,7 @@ import { InMemoryStore } from '../src/processing/in-memory-store.ts';
 import { LoadLayer } from '../src/processing/load-layer.ts';
 import { loadPipelineModules } from '../src/processing/pipeline-modules.ts';
 import { createTableSql, entityTable, quoteIdent } from '../src/schema/ddl.ts';
-import { rowToWire } from '../src/schema/wire.ts';
+import { type EntityRow, rowToWire } from '../src/schema/wire.ts';
 import { GeneratorSource } from '../src/sources/generator.ts';
 import { ADMIN_URL, benchDatabase } from './bench-database.ts';
 import type { LimitsRequest, LimitsResult } from './processing-limits.ts';
@@ -227,11 +227,11 @@ async function naive(events: number): Promise<number> {
     async () => {
       await client.query('BEGIN');
       for (const [name, table] of store.tables) {
-        for (const { id } of table.touched) {
-          const change = table.latest.get(id)!;
-          if (change.kind === 'set')
-            await client.query(statements.get(name)!, rowToWire(table.entity, change.row));
-        }
+        const rows: EntityRow[] = [];
+        table.forEachBatchChange((_id, change) => {
+          if (change.kind === 'set') rows.push(change.row);
+        });
+        for (const row of rows) await client.query(statements.get(name)!, rowToWire(table.entity, row));
       }
       await client.query('COMMIT');
     },

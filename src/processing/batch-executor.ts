@@ -109,7 +109,7 @@ class EntityOps {
   get(id: string): Promise<EntityRow | undefined> {
     this.context.check(this.table.entity.name, '.get');
     if (typeof id !== 'string') return Promise.reject(idError(this.table.entity, id));
-    const change = this.table.latest.get(id);
+    const change = this.table.current(id);
     if (change !== undefined) return Promise.resolve(change.kind === 'set' ? change.row : undefined);
     return this.context.executor.loadMissing(this.context, this.table, id);
   }
@@ -131,7 +131,7 @@ class EntityOps {
     this.context.check(this.table.entity.name, '.getOrCreate');
     const id = entity?.id;
     // Fast path: the store answers synchronously (the usual case after the preload pass).
-    const change = typeof id === 'string' ? this.table.latest.get(id) : undefined;
+    const change = typeof id === 'string' ? this.table.current(id) : undefined;
     if (change !== undefined) return Promise.resolve(change.kind === 'set' ? change.row : this.write(entity));
     return this.get(id).then((existing) => existing ?? this.write(entity));
   }
@@ -163,9 +163,7 @@ class EntityOps {
     const loader = this.context.executor.loader;
     if (!loader.isFilterLoaded(parsed)) await loader.loadWhere(parsed);
     const rows: EntityRow[] = [];
-    for (const change of this.table.latest.values()) {
-      if (change.kind === 'set' && matches(parsed, change.row)) rows.push(change.row);
-    }
+    for (const row of this.table.rows()) if (matches(parsed, row)) rows.push(row);
     return rows;
   }
 
@@ -177,17 +175,8 @@ class EntityOps {
     // mutates it after `set` gets a TypeError instead of silently changing stored state.
     validateRow(this.table.entity, entity ?? {});
     Object.freeze(entity);
-    this.table.apply(
-      entity.id,
-      {
-        kind: 'set',
-        row: entity,
-        checkpointId: this.context.checkpoint,
-        eventName: this.context.event.name,
-        logIndex: this.context.event.logIndex,
-      },
-      this.context.keepHistory,
-    );
+    const { checkpoint, event, keepHistory } = this.context;
+    this.table.applySet(entity.id, entity, checkpoint, event.name, event.logIndex, keepHistory);
     return entity;
   }
 }
@@ -299,7 +288,7 @@ export class BatchExecutor {
     if (this.options.strategy !== 'two-pass') this.learn(context.event, table.entity.name, id);
     if (!context.isPreload) this.executeMisses += 1;
     return this.loader.load(table.entity.name, id).then(() => {
-      const change = table.latest.get(id);
+      const change = table.current(id);
       return change?.kind === 'set' ? change.row : undefined;
     });
   }

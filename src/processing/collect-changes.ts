@@ -5,17 +5,11 @@
 
 import type { EntityChanges } from '../protocol.ts';
 import { escapeText, rowToCopyLine } from '../schema/copy-text.ts';
-import {
-  type EntityStore,
-  type InMemoryStore,
-  LOADED_FROM_DB,
-  type StoredChange,
-} from './in-memory-store.ts';
+import type { EntityStore, InMemoryStore, StoredChange } from './in-memory-store.ts';
 
 /**
- * The changes the current batch made (the store's `touched` sets). With `history` (inside the
- * reorg threshold) also every change of the batch for the history tables: the overwritten ones
- * this batch moved to `previous`, then the latest.
+ * The changes the current batch made. With `history` (inside the reorg threshold) also every
+ * change of the batch for the history tables: the latest, then the overwritten ones.
  */
 export function collectBatchChanges(
   store: InMemoryStore,
@@ -24,18 +18,11 @@ export function collectBatchChanges(
   const changes: EntityChanges = {};
   let count = 0;
   for (const [name, table] of store.tables) {
-    if (table.touched.length === 0) continue;
+    if (table.batchChangeCount() === 0) continue;
     const entry = new EntryBuilder();
-    for (const { id } of table.touched) {
-      entry.push(table, id, table.latest.get(id)!, history);
-      count += 1;
-    }
-    if (history) {
-      for (let i = table.previousMark; i < table.previous.length; i++) {
-        const { id, change } = table.previous[i]!;
-        if (change.checkpointId >= table.batchStart) entry.pushHistory(table, id, change);
-      }
-    }
+    table.forEachBatchChange((id, change) => entry.push(table, id, change, history));
+    count += table.batchChangeCount();
+    if (history) table.forEachBatchOverwritten((id, change) => entry.pushHistory(table, id, change));
     changes[name] = entry.build();
   }
   return { changes, count };
@@ -54,15 +41,14 @@ export function collectUncommittedChanges(
   let count = 0;
   for (const [name, table] of store.tables) {
     const entry = new EntryBuilder();
-    for (const [id, change] of table.latest) {
-      if (change.checkpointId === LOADED_FROM_DB || change.checkpointId <= committedCheckpoint) continue;
+    table.forEachUncommitted(committedCheckpoint, (id, change) => {
       entry.push(table, id, change, history);
       count += 1;
-    }
+    });
     if (history) {
-      for (const { id, change } of table.previous) {
-        if (change.checkpointId > committedCheckpoint) entry.pushHistory(table, id, change);
-      }
+      table.forEachOverwrittenAbove(committedCheckpoint, (id, change) =>
+        entry.pushHistory(table, id, change),
+      );
     }
     if (entry.size() > 0) changes[name] = entry.build();
   }

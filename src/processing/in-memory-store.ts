@@ -32,23 +32,119 @@ const KNOWN_ABSENT: StoredChange = Object.freeze({ kind: 'delete', checkpointId:
 
 export class EntityStore {
   readonly entity: EntityDescription;
-  readonly latest = new Map<string, StoredChange>();
+  private readonly latest = new Map<string, StoredChange>();
   /** Overwritten uncommitted changes (kept only inside the reorg threshold). */
-  previous: Array<{ id: string; change: StoredChange }> = [];
+  private previous: Array<{ id: string; change: StoredChange }> = [];
   /**
-   * Ids the current (or, until the next begins, the last) batch changed, each with the change it
-   * replaced (undefined: absent), in first-touch order. A change is a first touch when what it
-   * replaces predates the batch, so tracking needs no lookup of its own.
+   * Ids the current (or, until the next begins, the last) batch changed, in first-touch order,
+   * and alongside each the change it replaced (undefined: absent). A change is a first touch when
+   * what it replaces predates the batch, so tracking needs no lookup of its own. Two parallel
+   * arrays, not an object per touch: this runs for most writes of a backfill.
    */
-  touched: Array<{ id: string; before: StoredChange | undefined }> = [];
+  private touchedIds: string[] = [];
+  private touchedBefore: Array<StoredChange | undefined> = [];
   /** First checkpoint of the batch being executed. */
-  batchStart = Number.POSITIVE_INFINITY;
+  private batchStart = Number.POSITIVE_INFINITY;
   /** Length of `previous` when the batch began (what an undo truncates it to). */
-  previousMark = 0;
-  loadedCount = 0;
+  private previousMark = 0;
+  private loadedCount = 0;
 
   constructor(entity: EntityDescription) {
     this.entity = entity;
+  }
+
+  /** The latest change held for `id` (a handler's, or a row or absence loaded from the database). */
+  current(id: string): StoredChange | undefined {
+    return this.latest.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.latest.has(id);
+  }
+
+  /** Every row held (the latest `set` per id). */
+  *rows(): IterableIterator<EntityRow> {
+    for (const change of this.latest.values()) if (change.kind === 'set') yield change.row;
+  }
+
+  /** How many ids the current (or last) batch changed. */
+  batchChangeCount(): number {
+    return this.touchedIds.length;
+  }
+
+  /** The current (or last) batch's final change per id, in first-touch order. */
+  forEachBatchChange(visit: (id: string, change: StoredChange) => void): void {
+    const ids = this.touchedIds;
+    for (let i = 0; i < ids.length; i++) visit(ids[i]!, this.latest.get(ids[i]!)!);
+  }
+
+  /** The changes the current (or last) batch made and then overwrote (kept inside the threshold). */
+  forEachBatchOverwritten(visit: (id: string, change: StoredChange) => void): void {
+    for (let i = this.previousMark; i < this.previous.length; i++) {
+      const { id, change } = this.previous[i]!;
+      if (change.checkpointId >= this.batchStart) visit(id, change);
+    }
+  }
+
+  /** Every id's latest change above the committed checkpoint (not loaded ones). */
+  forEachUncommitted(committedCheckpoint: number, visit: (id: string, change: StoredChange) => void): void {
+    for (const [id, change] of this.latest) {
+      if (change.checkpointId !== LOADED_FROM_DB && change.checkpointId > committedCheckpoint)
+        visit(id, change);
+    }
+  }
+
+  /** Every overwritten change above the committed checkpoint, in order. */
+  forEachOverwrittenAbove(
+    committedCheckpoint: number,
+    visit: (id: string, change: StoredChange) => void,
+  ): void {
+    for (const { id, change } of this.previous) {
+      if (change.checkpointId > committedCheckpoint) visit(id, change);
+    }
+  }
+
+  /** Everything held, latest and overwritten (tests and diagnostics). */
+  keptChanges(): Array<{ id: string; change: StoredChange }> {
+    return [...[...this.latest].map(([id, change]) => ({ id, change })), ...this.previous];
+  }
+
+  /** A batch starting at `firstCheckpoint` begins executing. */
+  beginBatch(firstCheckpoint: number): void {
+    this.touchedIds = [];
+    this.touchedBefore = [];
+    this.batchStart = firstCheckpoint;
+    this.previousMark = this.previous.length;
+  }
+
+  /**
+   * A handler's `set` at `checkpointId`. An id this batch already set, outside the threshold, is
+   * updated in place: no new change object, no second map write (hot accounts are set many times
+   * per batch). Nothing else holds such a change: `touched` keeps what predates the batch, and
+   * `previous` is only filled inside the threshold.
+   */
+  applySet(
+    id: string,
+    row: EntityRow,
+    checkpointId: number,
+    eventName: string,
+    logIndex: number,
+    keepHistory: boolean,
+  ): void {
+    const before = this.latest.get(id);
+    if (
+      !keepHistory &&
+      before !== undefined &&
+      before.kind === 'set' &&
+      before.checkpointId >= this.batchStart
+    ) {
+      before.row = row;
+      before.checkpointId = checkpointId;
+      before.eventName = eventName;
+      before.logIndex = logIndex;
+      return;
+    }
+    this.apply(id, { kind: 'set', row, checkpointId, eventName, logIndex }, keepHistory);
   }
 
   /** A row from the database (or a known-absent id) — only if nothing newer is held. */
@@ -61,7 +157,10 @@ export class EntityStore {
   /** A handler's change at `checkpointId`. */
   apply(id: string, change: StoredChange, keepHistory: boolean): void {
     const before = this.latest.get(id);
-    if (before === undefined || before.checkpointId < this.batchStart) this.touched.push({ id, before });
+    if (before === undefined || before.checkpointId < this.batchStart) {
+      this.touchedIds.push(id);
+      this.touchedBefore.push(before);
+    }
     if (before !== undefined && before.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
     if (
       keepHistory &&
@@ -77,8 +176,9 @@ export class EntityStore {
   /** Restores every id the current batch changed to what it was before the batch. */
   undoBatch(): void {
     this.previous.length = this.previousMark;
-    for (let i = this.touched.length - 1; i >= 0; i--) {
-      const { id, before } = this.touched[i]!;
+    for (let i = this.touchedIds.length - 1; i >= 0; i--) {
+      const id = this.touchedIds[i]!;
+      const before = this.touchedBefore[i];
       const now = this.latest.get(id);
       if (now !== undefined && now.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
       if (before === undefined) this.latest.delete(id);
@@ -87,7 +187,8 @@ export class EntityStore {
         if (before.checkpointId === LOADED_FROM_DB) this.loadedCount += 1;
       }
     }
-    this.touched = [];
+    this.touchedIds = [];
+    this.touchedBefore = [];
   }
 
   /**
@@ -108,12 +209,15 @@ export class EntityStore {
       else if (change.checkpointId <= checkpoint) restoreFrom.set(id, i);
     }
     const dropFromPrevious = new Set<number>();
-    const stillTouched: typeof this.touched = [];
+    const stillTouchedIds: string[] = [];
+    const stillTouchedBefore: Array<StoredChange | undefined> = [];
     let restored = 0;
-    for (const touch of this.touched) {
-      const { id, before } = touch;
+    for (let i = 0; i < this.touchedIds.length; i++) {
+      const id = this.touchedIds[i]!;
+      const before = this.touchedBefore[i];
       if (this.latest.get(id)!.checkpointId <= checkpoint) {
-        stillTouched.push(touch);
+        stillTouchedIds.push(id);
+        stillTouchedBefore.push(before);
         continue;
       }
       restored += 1;
@@ -121,7 +225,8 @@ export class EntityStore {
       if (index !== undefined) {
         this.latest.set(id, this.previous[index]!.change);
         dropFromPrevious.add(index);
-        stillTouched.push(touch);
+        stillTouchedIds.push(id);
+        stillTouchedBefore.push(before);
         continue;
       }
       if (before === undefined) this.latest.delete(id);
@@ -132,7 +237,8 @@ export class EntityStore {
       const displacedAt = displaced.get(id);
       if (displacedAt !== undefined) dropFromPrevious.add(displacedAt);
     }
-    this.touched = stillTouched;
+    this.touchedIds = stillTouchedIds;
+    this.touchedBefore = stillTouchedBefore;
     const tail = this.previous
       .slice(this.previousMark)
       .filter(
@@ -215,7 +321,8 @@ export class EntityStore {
     );
     // No last batch to undo any more.
     this.previousMark = this.previous.length;
-    this.touched = [];
+    this.touchedIds = [];
+    this.touchedBefore = [];
     return changedAbove.size;
   }
 
@@ -224,7 +331,8 @@ export class EntityStore {
     this.latest.clear();
     this.previous = [];
     this.previousMark = 0;
-    this.touched = [];
+    this.touchedIds = [];
+    this.touchedBefore = [];
     this.loadedCount = 0;
   }
 }
@@ -256,11 +364,7 @@ export class InMemoryStore {
 
   /** A batch starting at `firstCheckpoint` begins executing. */
   beginBatch(firstCheckpoint: number): void {
-    for (const table of this.tables.values()) {
-      table.touched = [];
-      table.batchStart = firstCheckpoint;
-      table.previousMark = table.previous.length;
-    }
+    for (const table of this.tables.values()) table.beginBatch(firstCheckpoint);
   }
 
   undoBatch(): void {
@@ -278,7 +382,7 @@ export class InMemoryStore {
 
   /** How many ids the last batch changed (its change count). */
   lastBatchChangeCount(): number {
-    return this.sum((table) => table.touched.length);
+    return this.sum((table) => table.batchChangeCount());
   }
 
   /** See EntityStore.undoLastBatchAbove. */

@@ -55,7 +55,7 @@ export class LoadLayer {
     let pending = this.pendingIds.get(entity);
     let added = false;
     for (const id of ids) {
-      if (table.latest.has(id)) continue;
+      if (table.has(id)) continue;
       if (pending === undefined) {
         pending = new Set();
         this.pendingIds.set(entity, pending);
@@ -103,7 +103,7 @@ export class LoadLayer {
       const queries: Array<Promise<void>> = [];
       for (const [entity, wanted] of ids) {
         const table = this.store.table(entity);
-        const missing = [...wanted].filter((id) => !table.latest.has(id));
+        const missing = [...wanted].filter((id) => !table.has(id));
         if (missing.length > 0) queries.push(this.loadIds(table.entity, missing));
       }
       const merged = new Map<string, { entity: EntityDescription; field: string; values: unknown[] }>();

@@ -126,7 +126,7 @@ describe('handler API', () => {
     expect(error.code).toBe('STRATA_ERR_HANDLER_FAILED');
     expect(error.message).toMatch(/boom failed in pipeline api at block 7, log index 1: kaboom/);
     expect(error.details).toMatchObject({ pipeline: 'api', block: 7, event: 'boom', logIndex: 1 });
-    expect(store.table('Token').latest.get('x1')).toBeUndefined();
+    expect(store.table('Token').current('x1')).toBeUndefined();
   });
 
   it('rejects a value that does not match the schema, naming the field', async () => {
@@ -185,7 +185,7 @@ describe('handler API', () => {
     expect(error.message).toMatch(
       /Token\.set was called after the leaky handler \(block 3, log index 0\) had resolved — a missed await\?/,
     );
-    expect(store.table('Token').latest.get('late')).toBeUndefined();
+    expect(store.table('Token').current('late')).toBeUndefined();
     expect((thrown as StrataError).code).toBe('STRATA_ERR_CONTEXT_EXPIRED');
   });
 

@@ -71,13 +71,11 @@ function runSeed(seed: number): void {
   const check = (step: string) => {
     const at = model.states[model.processed]!;
     for (const id of IDS) {
-      const change = table.latest.get(id);
+      const change = table.current(id);
       const seen = change === undefined ? database().get(id)! : storedValue(change);
       expect(seen, `${step}: ${id} at checkpoint ${model.processed}`).toBe(at.get(id));
     }
-    const kept = [...[...table.latest].map(([id, change]) => ({ id, change })), ...table.previous].filter(
-      ({ change }) => change.checkpointId > committed,
-    );
+    const kept = table.keptChanges().filter(({ change }) => change.checkpointId > committed);
     const keptKeys = kept
       .map(({ id, change }) => `${id}@${change.checkpointId}=${storedValue(change)}`)
       .sort();
@@ -122,7 +120,7 @@ function runSeed(seed: number): void {
         const changes: Array<[string, Value]> = [];
         for (let n = Math.floor(random() * 4); n > 0; n--) {
           const id = pick(IDS);
-          if (!table.latest.has(id) && random() < 0.7) {
+          if (!table.has(id) && random() < 0.7) {
             const row = database().get(id)!;
             table.putLoaded(id, row === null ? null : { id, value: row });
           }
@@ -149,7 +147,7 @@ function runSeed(seed: number): void {
       check(`commit ${committed}`);
     } else if (roll < 0.7) {
       store.dropLoaded();
-      expect([...table.latest.values()].some((c) => c.checkpointId === LOADED_FROM_DB)).toBe(false);
+      expect(table.keptChanges().some(({ change }) => change.checkpointId === LOADED_FROM_DB)).toBe(false);
       check('drop loaded');
     } else if (model.processed > committed) {
       const lowest = Math.max(committed, model.processed - 8);
