@@ -8,6 +8,7 @@ import { migrate } from './db/migrator.ts';
 import { EXIT_NON_RETRYABLE, exitCodeFor, StrataError } from './errors.ts';
 import { createLogger, resolveLogFormat } from './logger.ts';
 import { resetPipeline } from './persistence/pipeline-setup.ts';
+import { FLAGS } from './settings.ts';
 import { fetchStatus, renderStatus } from './status-table.ts';
 
 const USAGE = `strata — turns ordered event streams into live, queryable state
@@ -38,18 +39,12 @@ async function main(argv: string[]): Promise<number> {
     strict: false,
     allowPositionals: true,
     options: {
-      project: { type: 'string' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      'data-dir': { type: 'string' },
-      'database-url': { type: 'string' },
-      'redis-url': { type: 'string' },
-      'log-level': { type: 'string' },
-      'log-format': { type: 'string' },
-      memory: { type: 'boolean' },
-      'exit-when-caught-up': { type: 'boolean' },
-      watch: { type: 'boolean' },
-      progress: { type: 'string' },
+      // Every setting's flag (src/settings.ts), then the flags of `strata status` and help.
+      ...Object.fromEntries(
+        [...FLAGS].map(
+          ([name, { flag }]) => [name, { type: flag.kind === 'value' ? 'string' : 'boolean' }] as const,
+        ),
+      ),
       url: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },

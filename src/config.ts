@@ -1,7 +1,8 @@
 // One `buildConfig()` for the whole daemon: env (`DATABASE_URL`, `REDIS_URL`, `STRATA_*`), CLI
 // flags and the project's `strata.config.ts`, validated by zod in one pass so that every problem
 // is reported at once, then deep-frozen. Precedence: flag > env > config file > default.
-// Every default lives in this file; docs/operations.md lists them.
+// Daemon settings (env names, flags, schemas, defaults, doc lines) are one table in
+// src/settings.ts; project-file defaults live here. docs/operations.md lists them all.
 
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,6 +12,15 @@ import { type ApiToken, isLoopbackHost, parseApiTokens } from './api-tokens.ts';
 import { StrataError } from './errors.ts';
 import type { LogFormat, LogLevel } from './logger.ts';
 import { isInside } from './path-inside.ts';
+import {
+  ENV_KEYS,
+  FLAGS,
+  SETTINGS,
+  type SettingKey,
+  type SettingSpec,
+  type Settings,
+  settingsSchema,
+} from './settings.ts';
 import { parseTestFault, type TestFault } from './test-faults.ts';
 
 const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
@@ -97,127 +107,6 @@ export function defineProject(project: ProjectFile): ProjectFile {
   return project;
 }
 
-const envInt = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
-/** A switch set by env (`true`/`false`/`1`/`0`) or by a boolean CLI flag. */
-const envBool = (fallback: boolean) =>
-  z
-    .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
-    .transform((value) => value === true || value === 'true' || value === '1')
-    .default(fallback);
-
-const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-/** Everything settable by env or flag. Keys are the config's own names. */
-const settingsSchema = z.object({
-  databaseUrl: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
-    .optional(),
-  redisUrl: z
-    .string()
-    .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
-    .optional(),
-  host: z.string().min(1).default('127.0.0.1'),
-  port: envInt(4000).pipe(z.number().max(65_535)),
-  projectDir: z.string().min(1).optional(),
-  dataDir: z.string().min(1).default('.strata'),
-  embedded: z.enum(['disk', 'memory']).default('disk'),
-  logLevel: z.enum(logLevels).default('info'),
-  logFormat: z.enum(['auto', 'pretty', 'json']).default('auto'),
-  pingIntervalMs: envInt(1_000, 10),
-  restartIntensity: envInt(5, 0),
-  restartPeriodMs: envInt(30_000, 1),
-  backoffBaseMs: envInt(200, 0),
-  backoffMaxMs: envInt(10_000, 0),
-  shutdownTimeoutMs: envInt(15_000, 1),
-  bodyLimitBytes: envInt(1_048_576, 1),
-  /** Whole-request budget: headers and body must arrive within it (408 beyond). */
-  httpRequestTimeoutMs: envInt(30_000, 100),
-  /** Budget for the request headers alone. */
-  httpHeadersTimeoutMs: envInt(10_000, 100),
-  /** Bearer tokens and their scopes (src/api-tokens.ts); unset: no access control. */
-  apiTokens: z.string().optional(),
-  apiTokensFile: z.string().min(1).optional(),
-  /** Serve a non-loopback host without tokens (logged as a warning). */
-  insecure: envBool(false),
-  dbPoolMax: envInt(10, 1),
-  dbConnectTimeoutMs: envInt(5_000, 1),
-  inMemoryObjectsTarget: envInt(100_000, 1),
-  /** Changes per write transaction before a run of batches is cut. */
-  maxChangesPerWrite: envInt(200_000, 1),
-  /** Shortest interval between two chain-metadata writes when no batch flows (ms). */
-  metadataFlushMs: envInt(1_000, 10),
-  /** Shortest interval between two prunings of a pipeline's history (ms). */
-  historyPruneMs: envInt(5_000, 10),
-  /** End the daemon (exit 0) once every pipeline has processed and committed its whole source. */
-  exitWhenCaughtUp: envBool(false),
-  /** Reload a pipeline's handlers when their files change (at the next batch boundary). */
-  watch: envBool(false),
-  /** Where transpiled project modules are written (default `<project>/.strata/build`). */
-  buildDir: z.string().min(1).optional(),
-  /** Live progress line on stderr: auto (when stderr is a TTY), always, never. */
-  progress: z.enum(['auto', 'always', 'never']).default('auto'),
-  /** Test-only fault injection, e.g. `processing:crash-at-start`. Never set in production. */
-  testFault: z.string().optional(),
-});
-
-type Settings = z.output<typeof settingsSchema>;
-
-/** Env variable → setting. */
-export const ENV_KEYS: Record<string, keyof Settings> = {
-  DATABASE_URL: 'databaseUrl',
-  REDIS_URL: 'redisUrl',
-  STRATA_HOST: 'host',
-  STRATA_PORT: 'port',
-  STRATA_PROJECT: 'projectDir',
-  STRATA_DATA_DIR: 'dataDir',
-  STRATA_EMBEDDED: 'embedded',
-  STRATA_LOG_LEVEL: 'logLevel',
-  STRATA_LOG_FORMAT: 'logFormat',
-  STRATA_PING_INTERVAL_MS: 'pingIntervalMs',
-  STRATA_RESTART_INTENSITY: 'restartIntensity',
-  STRATA_RESTART_PERIOD_MS: 'restartPeriodMs',
-  STRATA_BACKOFF_BASE_MS: 'backoffBaseMs',
-  STRATA_BACKOFF_MAX_MS: 'backoffMaxMs',
-  STRATA_SHUTDOWN_TIMEOUT_MS: 'shutdownTimeoutMs',
-  STRATA_BODY_LIMIT_BYTES: 'bodyLimitBytes',
-  STRATA_HTTP_REQUEST_TIMEOUT_MS: 'httpRequestTimeoutMs',
-  STRATA_HTTP_HEADERS_TIMEOUT_MS: 'httpHeadersTimeoutMs',
-  STRATA_API_TOKENS: 'apiTokens',
-  STRATA_API_TOKENS_FILE: 'apiTokensFile',
-  STRATA_INSECURE: 'insecure',
-  STRATA_DB_POOL_MAX: 'dbPoolMax',
-  STRATA_DB_CONNECT_TIMEOUT_MS: 'dbConnectTimeoutMs',
-  STRATA_IN_MEMORY_OBJECTS_TARGET: 'inMemoryObjectsTarget',
-  STRATA_MAX_CHANGES_PER_WRITE: 'maxChangesPerWrite',
-  STRATA_METADATA_FLUSH_MS: 'metadataFlushMs',
-  STRATA_HISTORY_PRUNE_MS: 'historyPruneMs',
-  STRATA_EXIT_WHEN_CAUGHT_UP: 'exitWhenCaughtUp',
-  STRATA_PROGRESS: 'progress',
-  STRATA_WATCH: 'watch',
-  STRATA_BUILD_DIR: 'buildDir',
-  STRATA_TEST_FAULT: 'testFault',
-};
-
-/** Boolean CLI flags (`--watch`, no value) → setting. */
-export const BOOLEAN_FLAGS: Record<string, keyof Settings> = {
-  'exit-when-caught-up': 'exitWhenCaughtUp',
-  watch: 'watch',
-};
-
-/** CLI flag (without dashes) → setting. Boolean flags are listed in BOOLEAN_FLAGS. */
-export const FLAG_KEYS: Record<string, keyof Settings> = {
-  'database-url': 'databaseUrl',
-  'redis-url': 'redisUrl',
-  host: 'host',
-  port: 'port',
-  project: 'projectDir',
-  'data-dir': 'dataDir',
-  'log-level': 'logLevel',
-  'log-format': 'logFormat',
-  progress: 'progress',
-};
-
 export interface StrataConfig {
   readonly version: string;
   readonly database:
@@ -280,25 +169,19 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
     const value = env[name];
     if (value !== undefined && value !== '') raw[key] = value;
   }
-  for (const [flag, value] of Object.entries(flags)) {
-    if (flag === 'memory') continue;
-    const switchKey = BOOLEAN_FLAGS[flag];
-    if (switchKey !== undefined) {
-      raw[switchKey] = value === true;
+  for (const [name, value] of Object.entries(flags)) {
+    const entry = FLAGS.get(name);
+    if (entry === undefined) {
+      problems.push(`--${name}: unknown flag`);
       continue;
     }
-    const key = FLAG_KEYS[flag];
-    if (key === undefined) {
-      problems.push(`--${flag}: unknown flag`);
-      continue;
-    }
-    if (typeof value !== 'string') {
-      problems.push(`--${flag}: needs a value`);
-      continue;
-    }
-    raw[key] = value;
+    const { key, flag } = entry;
+    if (flag.kind === 'switch') raw[key] = value === true;
+    else if (flag.kind === 'preset') {
+      if (value === true) raw[key] = flag.value;
+    } else if (typeof value !== 'string') problems.push(`--${name}: needs a value`);
+    else raw[key] = value;
   }
-  if (flags.memory === true) raw.embedded = 'memory';
 
   const parsed = settingsSchema.safeParse(raw);
   if (!parsed.success) problems.push(...formatIssues(parsed.error, settingSource));
@@ -443,9 +326,11 @@ function loadApiTokens(settings: Settings, cwd: string, problems: string[]): Api
 }
 
 function settingSource(key: string): string {
-  const envName = Object.entries(ENV_KEYS).find(([, value]) => value === key)?.[0];
-  const flag = Object.entries(FLAG_KEYS).find(([, value]) => value === key)?.[0];
-  return [envName, flag === undefined ? undefined : `--${flag}`].filter(Boolean).join(' / ') || key;
+  const setting: SettingSpec | undefined = SETTINGS[key as SettingKey];
+  if (setting === undefined) return key;
+  return [setting.env, setting.flag === undefined ? undefined : `--${setting.flag.name}`]
+    .filter(Boolean)
+    .join(' / ');
 }
 
 function formatIssues(error: z.ZodError, where: (path: string) => string): string[] {

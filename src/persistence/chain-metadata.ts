@@ -1,11 +1,10 @@
 // Chain metadata (source head, processed block, first-event and ready-at times; the events count is
-// kept by every batch write) on its way to `strata.pipelines`. The processing side stages the
+// kept by every batch write) on its way to `strata.pipelines` (src/pipeline/checkpoint-store.ts writes it). The processing side stages the
 // latest figures with every progress report; the single writer folds a pipeline's dirty figures
 // into its next batch transaction for free, and when no batch flows a throttled idle flush writes
 // them through the same writer — between transactions, never concurrently with a batch write on
 // the same row. A dirty flag (not a delta): the write is one small UPDATE either way.
 
-import type { Queryable } from '../db/pool.ts';
 import type { ChainMetadata } from '../protocol.ts';
 
 export class ChainMetadataStage {
@@ -34,24 +33,4 @@ export class ChainMetadataStage {
   get isDirty(): boolean {
     return this.dirty.size > 0;
   }
-}
-
-/** Writes one pipeline's metadata; the first-event and ready-at times keep their first value. */
-export async function writeChainMetadata(client: Queryable, metadata: ChainMetadata): Promise<void> {
-  await client.query(
-    `UPDATE strata.pipelines
-        SET source_head_block = $2, processed_block = $3,
-            first_event_at = COALESCE(first_event_at, to_timestamp($4::double precision / 1000)),
-            ready_at = COALESCE(ready_at, to_timestamp($5::double precision / 1000)),
-            metadata_at = to_timestamp($6::double precision / 1000)
-      WHERE name = $1`,
-    [
-      metadata.pipeline,
-      metadata.sourceHeadBlock,
-      metadata.processedBlock,
-      metadata.firstEventAt,
-      metadata.readyAt,
-      metadata.stagedAt,
-    ],
-  );
 }

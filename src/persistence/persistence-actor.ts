@@ -17,6 +17,7 @@ import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, type SerializedError, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges } from '../pipeline/change-codec.ts';
+import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { noHistoryError, prunedHistoryError } from '../pipeline/reorg-errors.ts';
 import { WriteQueue } from '../pipeline/write-queue.ts';
 import type {
@@ -31,7 +32,7 @@ import type { Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
 import { InjectedCrash, type TestFault } from '../test-faults.ts';
-import { ChainMetadataStage, writeChainMetadata } from './chain-metadata.ts';
+import { ChainMetadataStage } from './chain-metadata.ts';
 import { writeEffectCache } from './effect-cache-writer.ts';
 import { EntityWriter, type WriteMethod } from './entity-writer.ts';
 import { isUnstorableTextError } from './nul-escape.ts';
@@ -152,21 +153,14 @@ class Writer {
         new EntityWriter(pipeline.name, schemas[index]!, this.context.data.writeMethod),
       );
     }
-    const { rows } = await this.db.query<{
-      name: string;
-      committed_checkpoint: string;
-      committed_block: string | null;
-      history: boolean | null;
-    }>(
-      `SELECT p.name, p.committed_checkpoint, p.committed_block, c.history FROM strata.pipelines p
-         LEFT JOIN strata.checkpoints c ON c.pipeline = p.name AND c.checkpoint_id = p.committed_checkpoint
-        WHERE p.name = ANY($1)`,
-      [pipelines.map((pipeline) => pipeline.name)],
+    const points = await checkpointStore.readCommitted(
+      this.db,
+      pipelines.map((pipeline) => pipeline.name),
     );
-    for (const row of rows) {
-      this.queue.setCommitted(row.name, Number(row.committed_checkpoint));
-      this.committedBlock.set(row.name, Number(row.committed_block ?? -1));
-      this.lastWriteKeptHistory.set(row.name, row.history === true);
+    for (const point of points) {
+      this.queue.setCommitted(point.pipeline, point.committedCheckpoint);
+      this.committedBlock.set(point.pipeline, point.committedBlock);
+      this.lastWriteKeptHistory.set(point.pipeline, point.history);
     }
   }
 
@@ -237,7 +231,7 @@ class Writer {
         if (dirty.length === 0) return;
         try {
           await this.db.transaction(async (client) => {
-            for (const metadata of dirty) await writeChainMetadata(client, metadata);
+            for (const metadata of dirty) await checkpointStore.writeChainMetadata(client, metadata);
           });
           for (const metadata of dirty) this.metadata.written(metadata);
           this.lastMetadataWrite = Date.now();
@@ -346,8 +340,8 @@ class Writer {
     const pipeline = first.pipeline;
     const expected = this.queue.committed(pipeline);
     // Boundaries above what is committed (a merged re-send may straddle it).
-    const checkpoints = run.flatMap((batch) => batch.checkpoints).filter((c) => c.checkpointId > expected);
-    const eventCount = checkpoints.reduce((sum, c) => sum + c.eventCount, 0);
+    const runCheckpoints = run.flatMap((batch) => batch.checkpoints).filter((c) => c.checkpointId > expected);
+    const eventCount = runCheckpoints.reduce((sum, c) => sum + c.eventCount, 0);
     const runChanges = run.map((batch) => decodeChanges(batch.encodedChanges));
     const entityWriter = this.entityWriters.get(pipeline)!;
     this.transactions += 1;
@@ -378,34 +372,16 @@ class Writer {
       );
       const rawBlocks = run.flatMap((batch) => batch.rawBlocks ?? []);
       if (rawBlocks.length > 0) await writeRawEvents(client, pipeline, rawBlocks, expected, escapeNul);
-      if (metadata !== undefined) await writeChainMetadata(client, metadata);
-      await client.query(
-        `INSERT INTO strata.checkpoints (pipeline, checkpoint_id, block_number, block_hash, event_count, history)
-         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::boolean[])
-         ON CONFLICT DO NOTHING`,
-        [
-          pipeline,
-          checkpoints.map((c) => c.checkpointId),
-          checkpoints.map((c) => c.blockNumber),
-          checkpoints.map((c) => c.blockHash),
-          checkpoints.map((c) => c.eventCount),
-          checkpoints.map((c) => c.history),
-        ],
-      );
-      const updated = await client.query(
-        `UPDATE strata.pipelines
-            SET committed_checkpoint = $2, committed_block = $3, committed_block_hash = $4,
-                events_processed = events_processed + $5, updated_at = now()
-          WHERE name = $1 AND committed_checkpoint = $6`,
-        [pipeline, last.toCheckpoint, last.toBlockNumber, last.toBlockHash, eventCount, expected],
-      );
-      if (updated.rowCount !== 1) {
-        throw new StrataError(
-          'STRATA_ERR_WRITE_FAILED',
-          `pipeline ${pipeline} was written by someone else (expected committed checkpoint ${expected})`,
-          { details: { pipeline, expected } },
-        );
-      }
+      if (metadata !== undefined) await checkpointStore.writeChainMetadata(client, metadata);
+      await checkpointStore.recordCheckpoints(client, pipeline, runCheckpoints);
+      await checkpointStore.advanceCommitted(client, {
+        pipeline,
+        expected,
+        toCheckpoint: last.toCheckpoint,
+        toBlockNumber: last.toBlockNumber,
+        toBlockHash: last.toBlockHash,
+        eventDelta: eventCount,
+      });
       if (this.crashBeforeCommit === this.transactions) throw new InjectedCrash('before COMMIT');
     });
     if (this.crashAfterCommit === this.transactions) this.crashThread('after COMMIT');
@@ -473,18 +449,8 @@ class Writer {
             );
           }
           const result = await this.db.transaction(async (client) => {
-            const { rows } = await client.query<{
-              checkpoint_id: string;
-              block_number: string;
-              block_hash: string | null;
-              event_count: number;
-              history: boolean;
-            }>(
-              `SELECT checkpoint_id, block_number, block_hash, event_count, history FROM strata.checkpoints
-                WHERE pipeline = $1 AND checkpoint_id >= $2 ORDER BY checkpoint_id`,
-              [pipeline, toCheckpoint],
-            );
-            const target = rows[0]?.checkpoint_id === String(toCheckpoint) ? rows[0] : undefined;
+            const rows = await checkpointStore.checkpointsFrom(client, pipeline, toCheckpoint);
+            const target = rows[0]?.checkpointId === toCheckpoint ? rows[0] : undefined;
             const above = target === undefined ? rows : rows.slice(1);
             if (above.some((row) => !row.history)) throw noHistoryError(pipeline, toCheckpoint);
             // Checkpoints missing: pruned since (a reorg soon after another, reaching further down).
@@ -497,29 +463,21 @@ class Writer {
                 toCheckpoint,
               ]);
             }
-            const eventsRemoved = above.reduce((sum, row) => sum + row.event_count, 0);
-            await client.query('DELETE FROM strata.checkpoints WHERE pipeline = $1 AND checkpoint_id > $2', [
+            const eventsRemoved = above.reduce((sum, row) => sum + row.eventCount, 0);
+            await checkpointStore.deleteCheckpointsAbove(client, pipeline, toCheckpoint);
+            await checkpointStore.advanceCommitted(client, {
               pipeline,
+              expected,
               toCheckpoint,
-            ]);
-            const updated = await client.query(
-              `UPDATE strata.pipelines
-                  SET committed_checkpoint = $2, committed_block = $3, committed_block_hash = $4,
-                      events_processed = events_processed - $5, updated_at = now()
-                WHERE name = $1 AND committed_checkpoint = $6`,
-              [pipeline, toCheckpoint, target.block_number, target.block_hash, eventsRemoved, expected],
-            );
-            if (updated.rowCount !== 1) {
-              throw new StrataError(
-                'STRATA_ERR_WRITE_FAILED',
-                `pipeline ${pipeline} was written by someone else (expected committed checkpoint ${expected})`,
-              );
-            }
+              toBlockNumber: target.blockNumber,
+              toBlockHash: target.blockHash,
+              eventDelta: -eventsRemoved,
+            });
             return {
               pipeline,
               toCheckpoint,
-              toBlockNumber: Number(target.block_number),
-              toBlockHash: target.block_hash,
+              toBlockNumber: target.blockNumber,
+              toBlockHash: target.blockHash,
               eventsRemoved,
               rowsRestored,
               targetKeptHistory: target.history,
@@ -552,18 +510,15 @@ class Writer {
     this.tasks.push(async () => {
       try {
         await this.db.transaction(async (client) => {
-          const { rows } = await client.query<{ safe: string | null }>(
-            `SELECT max(checkpoint_id) AS safe FROM strata.checkpoints WHERE pipeline = $1 AND block_number <= $2`,
-            [pipeline, committedBlock - config.maxReorgDepth],
+          const safe = await checkpointStore.lastCheckpointAtOrBelow(
+            client,
+            pipeline,
+            committedBlock - config.maxReorgDepth,
           );
-          if (rows[0]?.safe == null) return;
-          const safe = Number(rows[0].safe);
+          if (safe === null) return;
           const started = performance.now();
           const pruned = await this.entityWriters.get(pipeline)!.prune(client, safe);
-          await client.query(
-            'DELETE FROM strata.checkpoints WHERE pipeline = $1 AND checkpoint_id < $2 AND history',
-            [pipeline, safe],
-          );
+          await checkpointStore.pruneHistoryCheckpoints(client, pipeline, safe);
           if (pruned > 0) {
             const durationMs = Math.round(performance.now() - started);
             this.context.log.debug({ pipeline, safe, pruned, durationMs }, 'history pruned');

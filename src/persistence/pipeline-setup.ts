@@ -7,6 +7,7 @@ import pg from 'pg';
 import type { PipelineConfig } from '../config.ts';
 import type { Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
+import { deletePipeline, markIndexesReady, readBuild, recordBuild } from '../pipeline/checkpoint-store.ts';
 import { pipelineFingerprint } from '../pipeline/fingerprint.ts';
 import {
   createPipelineIndexes,
@@ -14,7 +15,6 @@ import {
   dropPipelineTables,
   fingerprintChanges,
   fingerprintHash,
-  type PipelineFingerprint,
 } from '../schema/ddl.ts';
 import type { Schema } from '../schema/define-schema.ts';
 import { createRawEventsTableSql } from './raw-events.ts';
@@ -27,15 +27,8 @@ export async function preparePipeline(
 ): Promise<{ indexesReady: boolean }> {
   const fingerprint = pipelineFingerprint(pipeline, schema);
   const hash = fingerprintHash(fingerprint);
-  const { rows } = await db.query<{
-    fingerprint_hash: string | null;
-    fingerprint: PipelineFingerprint | null;
-    indexes_ready: boolean;
-  }>('SELECT fingerprint_hash, fingerprint, indexes_ready FROM strata.pipelines WHERE name = $1', [
-    pipeline.name,
-  ]);
-  const existing = rows[0];
-  if (existing?.fingerprint_hash != null && existing.fingerprint_hash !== hash) {
+  const existing = await readBuild(db, pipeline.name);
+  if (existing?.fingerprintHash != null && existing.fingerprintHash !== hash) {
     const changes =
       existing.fingerprint === null ? ['(unknown)'] : fingerprintChanges(existing.fingerprint, fingerprint);
     throw new StrataError(
@@ -45,22 +38,17 @@ export async function preparePipeline(
       { details: { pipeline: pipeline.name, changes } },
     );
   }
-  const indexesNow = !pipeline.deferIndexes || existing?.indexes_ready === true;
+  const indexesNow = !pipeline.deferIndexes || existing?.indexesReady === true;
   await createPipelineTables(db, pipeline.name, schema, { indexes: indexesNow });
   if (pipeline.rawEvents) await db.query(createRawEventsTableSql(pipeline.name));
-  await db.query(
-    `INSERT INTO strata.pipelines (name, fingerprint_hash, fingerprint, indexes_ready) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (name) DO UPDATE SET fingerprint_hash = EXCLUDED.fingerprint_hash, fingerprint = EXCLUDED.fingerprint,
-       indexes_ready = EXCLUDED.indexes_ready`,
-    [pipeline.name, hash, JSON.stringify(fingerprint), indexesNow],
-  );
+  await recordBuild(db, pipeline.name, hash, fingerprint, indexesNow);
   return { indexesReady: indexesNow };
 }
 
 /** Builds the deferred secondary indexes and records that they exist. */
 export async function buildDeferredIndexes(db: Queryable, pipeline: string, schema: Schema): Promise<void> {
   await createPipelineIndexes(db, pipeline, schema);
-  await db.query('UPDATE strata.pipelines SET indexes_ready = true WHERE name = $1', [pipeline]);
+  await markIndexesReady(db, pipeline);
 }
 
 /**
@@ -76,7 +64,7 @@ export async function resetPipeline(url: string, pipeline: string): Promise<void
     await client.query('BEGIN');
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.pipeline-ddl'))`);
     await dropPipelineTables(client, pipeline);
-    await client.query('DELETE FROM strata.pipelines WHERE name = $1', [pipeline]);
+    await deletePipeline(client, pipeline);
     await client.query('COMMIT');
   } finally {
     await client.end();

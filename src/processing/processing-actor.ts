@@ -15,6 +15,8 @@ import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { deserializeError, isActorRestarting, isRetryable, StrataError, serializeError } from '../errors.ts';
 import { encodeChanges } from '../pipeline/change-codec.ts';
+import type { RecordedBlock } from '../pipeline/checkpoint-store.ts';
+import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { failureOf } from '../pipeline/failure.ts';
 import { pipelineFingerprint } from '../pipeline/fingerprint.ts';
 import { noCommonAncestorError, noHistoryError } from '../pipeline/reorg-errors.ts';
@@ -81,13 +83,6 @@ const IDLE_POLL_MS = 1_000;
 /** How long to wait before asking a restarting writer again. */
 const WRITER_RETRY_MS = 200;
 
-/** A processed block the writer records a checkpoint for: what a reorg's common ancestor is found by. */
-interface RecentBlock {
-  number: number;
-  hash: string | null;
-  checkpointId: number;
-}
-
 export const processingActor: ActorDefinition<ProcessingActorData, ProcessingMethods> = {
   name: 'processing',
   async start(context) {
@@ -130,7 +125,7 @@ class PipelineRuntime {
   private progressTimer: NodeJS.Timeout | null = null;
   private retryDelayMs = 0;
   /** Recorded checkpoints of the last blocks (up to maxReorgDepth + 2), oldest first. */
-  private recentBlocks: RecentBlock[] = [];
+  private recentBlocks: RecordedBlock[] = [];
   private readonly reorgsUndid: Record<ReorgUndoneIn, number> = {
     'unsent batch': 0,
     'queued batches': 0,
@@ -169,27 +164,15 @@ class PipelineRuntime {
       strategy: this.pipeline.loadStrategy,
     });
     // The writer creates the pipeline's row before processing starts (see the supervisor wiring).
-    const { rows } = await this.db.query<{ committed_checkpoint: string; committed_block: string | null }>(
-      'SELECT committed_checkpoint, committed_block FROM strata.pipelines WHERE name = $1',
-      [this.pipeline.name],
-    );
-    this.ledger = new UncommittedLedger(Number(rows[0]?.committed_checkpoint ?? 0));
+    const [resume] = await checkpointStore.readCommitted(this.db, [this.pipeline.name]);
+    this.ledger = new UncommittedLedger(resume?.committedCheckpoint ?? 0);
     this.processedCheckpoint = this.ledger.committedCheckpoint;
-    this.processedBlock = rows[0]?.committed_block == null ? -1 : Number(rows[0].committed_block);
-    const recent = await this.db.query<{
-      checkpoint_id: string;
-      block_number: string;
-      block_hash: string | null;
-    }>(
-      `SELECT checkpoint_id, block_number, block_hash FROM strata.checkpoints
-        WHERE pipeline = $1 ORDER BY checkpoint_id DESC LIMIT $2`,
-      [this.pipeline.name, this.pipeline.maxReorgDepth + 2],
+    this.processedBlock = resume?.committedBlock ?? -1;
+    this.recentBlocks = await checkpointStore.recentCheckpoints(
+      this.db,
+      this.pipeline.name,
+      this.pipeline.maxReorgDepth + 2,
     );
-    this.recentBlocks = recent.rows.reverse().map((row) => ({
-      number: Number(row.block_number),
-      hash: row.block_hash,
-      checkpointId: Number(row.checkpoint_id),
-    }));
     this.source = createSource(this.pipeline, this.db);
     this.context.log.info(
       {
@@ -339,7 +322,7 @@ class PipelineRuntime {
             history: false,
           },
         ];
-    this.recordRecentBlocks(checkpoints);
+    this.recordRecordedBlocks(checkpoints);
     const batch: UncommittedBatch = {
       checkpoints,
       isInReorgThreshold,
@@ -374,7 +357,7 @@ class PipelineRuntime {
     this.emitBatch([batch], changes, count);
   }
 
-  private recordRecentBlocks(checkpoints: BatchCheckpoint[]): void {
+  private recordRecordedBlocks(checkpoints: BatchCheckpoint[]): void {
     for (const c of checkpoints) {
       this.recentBlocks.push({
         number: c.blockNumber,
@@ -493,7 +476,7 @@ class PipelineRuntime {
 
   private logReorg(
     next: Block | null,
-    ancestor: RecentBlock,
+    ancestor: RecordedBlock,
     depth: number,
     rowsRestored: number,
     eventsRemoved: number,
@@ -523,7 +506,7 @@ class PipelineRuntime {
    * Blocks chain by hash, so below a block the branch has, it has them all: the source is read
    * back from the tip in windows that double (most reorgs are shallow) until one holds a match.
    */
-  private async findCommonAncestor(next: Block | null): Promise<RecentBlock> {
+  private async findCommonAncestor(next: Block | null): Promise<RecordedBlock> {
     const { maxReorgDepth } = this.pipeline;
     const records = this.recentBlocks.filter((b) => b.number >= this.processedBlock - maxReorgDepth);
     const lowest = records[0]!.number;
@@ -578,7 +561,7 @@ class PipelineRuntime {
     return { eventsRemoved, idsRestored };
   }
 
-  private rewindTo(block: RecentBlock): void {
+  private rewindTo(block: RecordedBlock): void {
     this.recentBlocks = this.recentBlocks.filter((b) => b.checkpointId <= block.checkpointId);
     this.processedCheckpoint = block.checkpointId;
     this.processedBlock = block.number;
