@@ -21,7 +21,7 @@ import { createMetrics } from './metrics.ts';
 import type { PersistenceActorData, PersistenceMethods } from './persistence/persistence-actor.ts';
 import type { ProcessingActorData, ProcessingMethods } from './processing/processing-actor.ts';
 import { ProgressLine } from './progress-line.ts';
-import type { PipelineProgress } from './protocol.ts';
+import type { PersistenceEvent, PipelineProgress, ProcessingEvent, WriterRequests } from './protocol.ts';
 import { appendBlocks } from './sources/ingest-log.ts';
 import type { DaemonState, ReadinessCheck, StatusSnapshot } from './status-types.ts';
 import { ActorRef } from './supervisor/actor-ref.ts';
@@ -211,7 +211,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       },
     });
 
-    const persistence = new ActorRef<PersistenceMethods, PersistenceActorData>({
+    const persistence = new ActorRef<PersistenceMethods, PersistenceActorData, PersistenceEvent>({
       name: 'persistence',
       spawn: workerSpawner(PERSISTENCE_ENTRY),
       data: () => ({
@@ -230,11 +230,14 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       onEvent: (event) => router.fromPersistence(event),
       onExit: (exit) => supervisor.childExited(exit),
     });
-    const processing = new Map<string, ActorRef<ProcessingMethods, ProcessingActorData>>();
+    const processing = new Map<
+      string,
+      ActorRef<ProcessingMethods, ProcessingActorData, ProcessingEvent, WriterRequests>
+    >();
     for (const pipeline of config.pipelines) {
       processing.set(
         pipeline.name,
-        new ActorRef<ProcessingMethods, ProcessingActorData>({
+        new ActorRef<ProcessingMethods, ProcessingActorData, ProcessingEvent, WriterRequests>({
           name: `processing:${pipeline.name}`,
           spawn: workerSpawner(PROCESSING_ENTRY),
           // Evaluated at every (re)start: a restarted pipeline loads its latest build.
@@ -250,6 +253,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
           pingIntervalMs: config.supervisor.pingIntervalMs,
           startTimeoutMs: 60_000,
           onEvent: (event) => router.fromProcessing(pipeline.name, event),
+          onRequest: (method, args) => router.writerRequest(method, args),
           onExit: (exit) => supervisor.childExited(exit),
         }),
       );

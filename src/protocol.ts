@@ -32,7 +32,15 @@ export interface PingMessage {
   incarnation: number;
 }
 
-export type ToActorMessage = CallMessage | NotifyMessage | PingMessage;
+/**
+ * Main → actor: the answer to the actor's own request with the same id (see RequestMessage).
+ * Handled outside the mailbox: the actor may be awaiting it inside a call.
+ */
+export type AnswerMessage =
+  | { kind: 'answer'; id: number; incarnation: number; ok: true; value: unknown }
+  | { kind: 'answer'; id: number; incarnation: number; ok: false; error: SerializedError };
+
+export type ToActorMessage = CallMessage | NotifyMessage | PingMessage | AnswerMessage;
 
 export type ReplyMessage =
   | { kind: 'reply'; id: number; incarnation: number; ok: true; value: unknown }
@@ -76,20 +84,43 @@ export interface EventMessage {
   event: ActorEvent;
 }
 
-export type FromActorMessage = ReplyMessage | PongMessage | ReadyMessage | StartFailedMessage | EventMessage;
+/**
+ * Actor → main: a request the actor makes of another actor (processing → writer), carried out by
+ * the supervisor's router and answered by exactly one `answer` with the same id.
+ */
+export interface RequestMessage {
+  kind: 'request';
+  id: number;
+  incarnation: number;
+  method: string;
+  args: unknown;
+}
+
+export type FromActorMessage =
+  | ReplyMessage
+  | PongMessage
+  | ReadyMessage
+  | StartFailedMessage
+  | EventMessage
+  | RequestMessage;
 
 export function isFromActorMessage(value: unknown): value is FromActorMessage {
   if (typeof value !== 'object' || value === null) return false;
   const kind = (value as { kind?: unknown }).kind;
   return (
-    kind === 'reply' || kind === 'pong' || kind === 'ready' || kind === 'start-failed' || kind === 'event'
+    kind === 'reply' ||
+    kind === 'pong' ||
+    kind === 'ready' ||
+    kind === 'start-failed' ||
+    kind === 'event' ||
+    kind === 'request'
   );
 }
 
 export function isToActorMessage(value: unknown): value is ToActorMessage {
   if (typeof value !== 'object' || value === null) return false;
   const kind = (value as { kind?: unknown }).kind;
-  return kind === 'call' || kind === 'notify' || kind === 'ping';
+  return kind === 'call' || kind === 'notify' || kind === 'ping' || kind === 'answer';
 }
 
 // ─── Data path ──────────────────────────────────────────────────────────────────────────────────
@@ -243,24 +274,28 @@ export interface ChainMetadata {
 }
 
 /** Domain events an actor emits to the supervisor, which routes them. */
-export type ActorEvent =
+/** An error an actor cannot recover from, with what it was doing. */
+export type FatalEvent = { type: 'fatal'; error: SerializedError; context: Record<string, unknown> };
+
+/** What a processing actor emits. */
+export type ProcessingEvent =
   | { type: 'batch-ready'; batch: BatchForWriter }
-  | { type: 'committed'; report: CommitReport }
   | { type: 'progress'; progress: PipelineProgress }
-  /** A processing actor's request to the writer (a reorg), answered with `writerReply`. */
-  | { type: 'writer-request'; id: number; request: WriterRequest }
-  | { type: 'fatal'; error: SerializedError; context: Record<string, unknown> };
+  | FatalEvent;
+
+/** What the writer emits. */
+export type PersistenceEvent = { type: 'committed'; report: CommitReport } | FatalEvent;
+
+export type ActorEvent = ProcessingEvent | PersistenceEvent;
+
+/** A request an actor may make of another, by method: its argument and its answer. */
+export type RequestMap = Record<string, { args: unknown; result: unknown }>;
 
 /** What a processing actor asks of the writer when the chain reorganises. */
-export type WriterRequest =
-  | { method: 'discardQueued'; args: DiscardRequest }
-  | { method: 'rollback'; args: RollbackRequest };
-
-/** The writer's answer to a WriterRequest, by its id. */
-export type WriterReply = { id: number } & (
-  | { ok: true; result: DiscardResult | RollbackResult }
-  | { ok: false; error: SerializedError }
-);
+export type WriterRequests = {
+  discardQueued: { args: DiscardRequest; result: DiscardResult };
+  rollback: { args: RollbackRequest; result: RollbackResult };
+};
 
 /**
  * Forget the pipeline's queued batches that reach above a checkpoint (they hold orphaned blocks):

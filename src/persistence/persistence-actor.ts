@@ -25,6 +25,7 @@ import type {
   ChainMetadata,
   DiscardRequest,
   DiscardResult,
+  PersistenceEvent,
   RollbackRequest,
   RollbackResult,
 } from '../protocol.ts';
@@ -70,7 +71,7 @@ export type PersistenceMethods = {
 
 const MAX_WRITE_ATTEMPTS = 8;
 
-export const persistenceActor: ActorDefinition<PersistenceActorData, PersistenceMethods> = {
+export const persistenceActor: ActorDefinition<PersistenceActorData, PersistenceMethods, PersistenceEvent> = {
   name: 'persistence',
   async start(context) {
     if (context.data.testFault?.kind === 'persistence:crash-at-start') {
@@ -83,7 +84,7 @@ export const persistenceActor: ActorDefinition<PersistenceActorData, Persistence
 };
 
 class Writer {
-  private readonly context: ActorContext<PersistenceActorData>;
+  private readonly context: ActorContext<PersistenceActorData, PersistenceEvent>;
   private readonly db: Db;
   /** What waits to be written, in what order, and each pipeline's committed checkpoint. */
   private readonly queue: WriteQueue<BatchForWriter>;
@@ -113,7 +114,7 @@ class Writer {
   /** Whether each pipeline's last committed write kept history (was inside the reorg threshold). */
   private readonly lastWriteKeptHistory = new Map<string, boolean>();
 
-  constructor(context: ActorContext<PersistenceActorData>) {
+  constructor(context: ActorContext<PersistenceActorData, PersistenceEvent>) {
     this.context = context;
     this.queue = new WriteQueue(context.data.maxChangesPerWrite);
     const { db } = context.data;

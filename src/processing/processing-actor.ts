@@ -10,10 +10,10 @@
 // When the writer's thread dies, the supervisor restarts it and this actor re-sends everything
 // above the committed checkpoint as one merged batch: nothing is lost.
 
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
-import { deserializeError, isActorRestarting, isRetryable, StrataError, serializeError } from '../errors.ts';
+import { isActorRestarting, isRetryable, StrataError, serializeError } from '../errors.ts';
 import { encodeChanges } from '../pipeline/change-codec.ts';
 import type { RecordedBlock } from '../pipeline/checkpoint-store.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
@@ -30,15 +30,13 @@ import type {
   BatchCheckpoint,
   BatchForWriter,
   CommitReport,
-  DiscardResult,
   EntityChanges,
   PipelineFailure,
   PipelineProgress,
+  ProcessingEvent,
   RawBlock,
   ReorgUndoneIn,
-  RollbackResult,
-  WriterReply,
-  WriterRequest,
+  WriterRequests,
 } from '../protocol.ts';
 import { fingerprintChanges } from '../schema/ddl.ts';
 import type { Schema } from '../schema/define-schema.ts';
@@ -73,17 +71,22 @@ export type ProcessingMethods = {
   wake(): void;
   /** `--watch`: load a new build of the handlers; they take over at the next batch boundary. */
   reloadHandlers(pipeline: PipelineConfig): Promise<void>;
-  /** The writer's answer to one of this actor's requests (a reorg). */
-  writerReply(reply: WriterReply): void;
   /** The writer could not store this pipeline (a permanent error): stop, and report `failed`. */
   failed(failure: PipelineFailure): Promise<void>;
 };
+
+type ProcessingContext = ActorContext<ProcessingActorData, ProcessingEvent, WriterRequests>;
 
 const IDLE_POLL_MS = 1_000;
 /** How long to wait before asking a restarting writer again. */
 const WRITER_RETRY_MS = 200;
 
-export const processingActor: ActorDefinition<ProcessingActorData, ProcessingMethods> = {
+export const processingActor: ActorDefinition<
+  ProcessingActorData,
+  ProcessingMethods,
+  ProcessingEvent,
+  WriterRequests
+> = {
   name: 'processing',
   async start(context) {
     if (context.data.testFault?.kind === 'processing:crash-at-start') {
@@ -96,7 +99,7 @@ export const processingActor: ActorDefinition<ProcessingActorData, ProcessingMet
 };
 
 class PipelineRuntime {
-  private readonly context: ActorContext<ProcessingActorData>;
+  private readonly context: ProcessingContext;
   private pipeline: PipelineConfig;
   private schema!: Schema;
   /** Handlers loaded by a reload, swapped in at the next batch boundary. */
@@ -131,10 +134,8 @@ class PipelineRuntime {
     'queued batches': 0,
     'stored state': 0,
   };
-  private readonly writerRequests = new Map<number, (reply: WriterReply) => void>();
-  private nextWriterRequest = 1;
 
-  constructor(context: ActorContext<ProcessingActorData>) {
+  constructor(context: ProcessingContext) {
     this.context = context;
     this.pipeline = context.data.pipeline;
     const { db } = context.data;
@@ -196,10 +197,6 @@ class PipelineRuntime {
         progress: () => this.progress(),
         wake: () => this.source.wake(),
         reloadHandlers: (pipeline) => this.reloadHandlers(pipeline),
-        writerReply: (reply) => {
-          this.writerRequests.get(reply.id)?.(reply);
-          this.writerRequests.delete(reply.id);
-        },
         failed: async (failure) => {
           this.failure ??= failure;
           await this.pauseIntake();
@@ -221,6 +218,11 @@ class PipelineRuntime {
   private async run(): Promise<void> {
     const { batchSize } = this.pipeline;
     while (!this.stopRequested) {
+      // A source that answers without I/O (the generator, a file) and a batch whose reads all hit
+      // memory run the whole loop in microtasks: without this turn of the event loop, pings,
+      // commit reports and the progress timer would wait for the backfill's end (the supervisor
+      // killed such an actor as unresponsive, and progress showed 0 blk/s).
+      await setImmediate();
       await this.awaitCapacity();
       if (this.stopRequested) break;
       if (this.pendingHandlers !== null) {
@@ -441,9 +443,9 @@ class PipelineRuntime {
     }
     // A held batch is never sent now: undoAbove drops or re-sends it like those the writer drops.
     this.ledger.release();
-    const { keptUpTo } = await this.askWriter<DiscardResult>({
-      method: 'discardQueued',
-      args: { pipeline: this.pipeline.name, aboveCheckpoint: ancestor.checkpointId },
+    const { keptUpTo } = await this.askWriter('discardQueued', {
+      pipeline: this.pipeline.name,
+      aboveCheckpoint: ancestor.checkpointId,
     });
     const inMemoryTo = Math.max(ancestor.checkpointId, keptUpTo);
     const undone = this.undoAbove(inMemoryTo, keptUpTo, false);
@@ -455,13 +457,10 @@ class PipelineRuntime {
       }
       // Stopping: what is committed includes orphaned blocks; the next start finds the fork again.
       if (this.stopRequested) return;
-      const result = await this.askWriter<RollbackResult>({
-        method: 'rollback',
-        args: {
-          pipeline: this.pipeline.name,
-          toCheckpoint: ancestor.checkpointId,
-          fromCheckpoint: this.ledger.committedCheckpoint,
-        },
+      const result = await this.askWriter('rollback', {
+        pipeline: this.pipeline.name,
+        toCheckpoint: ancestor.checkpointId,
+        fromCheckpoint: this.ledger.committedCheckpoint,
       });
       this.store.clear();
       this.effects.settleAll();
@@ -567,19 +566,18 @@ class PipelineRuntime {
     this.processedBlock = block.number;
   }
 
-  /** A request to the writer, asked again while the writer restarts. */
-  private async askWriter<Result>(request: WriterRequest): Promise<Result> {
+  /** A request to the writer, asked again while the writer restarts or the database blips. */
+  private async askWriter<Method extends keyof WriterRequests & string>(
+    method: Method,
+    args: WriterRequests[Method]['args'],
+  ): Promise<WriterRequests[Method]['result']> {
     for (;;) {
-      const reply = await new Promise<WriterReply>((resolve) => {
-        const id = this.nextWriterRequest++;
-        this.writerRequests.set(id, resolve);
-        this.context.emit({ type: 'writer-request', id, request });
-      });
-      if (reply.ok) return reply.result as Result;
-      const error = deserializeError(reply.error);
-      // A restarting writer, or a database blip during its rollback: ask again.
-      if (!(isActorRestarting(error) || isRetryable(error)) || this.stopRequested) throw error;
-      await sleep(WRITER_RETRY_MS);
+      try {
+        return await this.context.request(method, args);
+      } catch (error) {
+        if (!(isActorRestarting(error) || isRetryable(error)) || this.stopRequested) throw error;
+        await sleep(WRITER_RETRY_MS);
+      }
     }
   }
 
@@ -677,6 +675,12 @@ class PipelineRuntime {
 
   private setState(state: PipelineProgress['state']): void {
     if (this.state === state) return;
+    // The backfill's rate says nothing about the live one: start measuring afresh, instead of
+    // showing a rate that decays over the whole window.
+    if (this.state === 'backfill' && (state === 'live' || state === 'caught-up')) {
+      this.eventRate.reset();
+      this.blockRate.reset();
+    }
     this.state = state;
     if (state === 'caught-up' || state === 'live') this.readyAt ??= Date.now();
     this.reportProgress();

@@ -22,6 +22,11 @@ export class RateMeter {
     return (total / spanMs) * 1_000;
   }
 
+  /** Forgets every sample (the rate changed regime: a backfill ended). */
+  reset(): void {
+    this.samples.length = 0;
+  }
+
   private prune(now: number): void {
     while (this.samples.length > 0 && now - this.samples[0]!.at > this.windowMs) this.samples.shift();
   }

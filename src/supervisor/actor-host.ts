@@ -5,13 +5,14 @@
 
 import { performance } from 'node:perf_hooks';
 import v8 from 'node:v8';
-import { StrataError, serializeError } from '../errors.ts';
+import { deserializeError, StrataError, serializeError } from '../errors.ts';
 import { actorLogger, createLogger, type Logger, type LoggerOptions } from '../logger.ts';
 import type {
   ActorEvent,
   CallMessage,
   FromActorMessage,
   NotifyMessage,
+  RequestMap,
   ToActorMessage,
 } from '../protocol.ts';
 import { isToActorMessage } from '../protocol.ts';
@@ -23,19 +24,34 @@ export type ActorMethods = { [method: string]: ActorMethod };
 /** Lifecycle hook names the runtime calls itself; not addressable by `call`. */
 export const STOP_METHOD = '__stop';
 
-export interface ActorContext<Data> {
+export interface ActorContext<Data, Event = ActorEvent, Requests extends RequestMap = Record<never, never>> {
   readonly name: string;
   readonly incarnation: number;
   readonly data: Data;
   readonly log: Logger;
   /** Sends a domain event to the supervisor. `transfer` moves buffers instead of copying them. */
-  emit(event: ActorEvent, transfer?: ArrayBuffer[]): void;
+  emit(event: Event, transfer?: ArrayBuffer[]): void;
+  /**
+   * Asks another actor, through the supervisor (which decides who answers): resolves with the
+   * answer, rejects with the answering side's error (an actor restarting, a database error, …).
+   */
+  request<Method extends keyof Requests & string>(
+    method: Method,
+    args: Requests[Method]['args'],
+  ): Promise<Requests[Method]['result']>;
 }
 
-export interface ActorDefinition<Data, Methods extends ActorMethods> {
+export interface ActorDefinition<
+  Data,
+  Methods extends ActorMethods,
+  Event = ActorEvent,
+  Requests extends RequestMap = Record<never, never>,
+> {
   readonly name: string;
   /** Builds the actor; resolves with its methods once it accepts calls. */
-  start(context: ActorContext<Data>): Promise<ActorInstance<Methods>> | ActorInstance<Methods>;
+  start(
+    context: ActorContext<Data, Event, Requests>,
+  ): Promise<ActorInstance<Methods>> | ActorInstance<Methods>;
 }
 
 export interface ActorInstance<Methods extends ActorMethods> {
@@ -67,9 +83,9 @@ export interface ServeOptions {
   onStopped?: () => void;
 }
 
-export function serveActor<Data, Methods extends ActorMethods>(
+export function serveActor<Data, Methods extends ActorMethods, Event, Requests extends RequestMap>(
   port: HostPort,
-  definition: ActorDefinition<Data, Methods>,
+  definition: ActorDefinition<Data, Methods, Event, Requests>,
   init: ActorInit<Data>,
   options: ServeOptions = {},
 ): void {
@@ -79,17 +95,27 @@ export function serveActor<Data, Methods extends ActorMethods>(
   let instance: ActorInstance<Methods> | undefined;
   let draining = false;
   let lastElu = performance.eventLoopUtilization();
+  /** This actor's requests awaiting their answer, by id. */
+  const requests = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  let nextRequestId = 1;
 
   const post = (message: FromActorMessage, transfer?: readonly ArrayBuffer[]) =>
     port.postMessage(message, transfer);
 
-  const context: ActorContext<Data> = {
+  const context: ActorContext<Data, Event, Requests> = {
     name: init.name,
     incarnation,
     data: init.data,
     log,
     emit(event, transfer) {
-      post({ kind: 'event', incarnation, event }, transfer);
+      post({ kind: 'event', incarnation, event: event as ActorEvent }, transfer);
+    },
+    request(method, args) {
+      return new Promise((resolve, reject) => {
+        const id = nextRequestId++;
+        requests.set(id, { resolve: resolve as (value: unknown) => void, reject });
+        post({ kind: 'request', id, incarnation, method, args });
+      });
     },
   };
 
@@ -100,6 +126,13 @@ export function serveActor<Data, Methods extends ActorMethods>(
     }
     const message: ToActorMessage = raw;
     if (message.incarnation !== incarnation) return; // addressed to an earlier life of this actor
+    if (message.kind === 'answer') {
+      const waiting = requests.get(message.id);
+      requests.delete(message.id);
+      if (message.ok) waiting?.resolve(message.value);
+      else waiting?.reject(deserializeError(message.error));
+      return;
+    }
     if (message.kind === 'ping') {
       const now = performance.eventLoopUtilization();
       const delta = performance.eventLoopUtilization(now, lastElu);

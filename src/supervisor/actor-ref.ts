@@ -8,9 +8,16 @@
 //    the thread is terminated, its calls rejected, and the supervisor told.
 // It also counts in-flight calls and reports the actor's own figures (mailbox, ELU, heap).
 
-import { deserializeError, StrataError } from '../errors.ts';
+import { deserializeError, StrataError, serializeError } from '../errors.ts';
 import type { Logger, LoggerOptions } from '../logger.ts';
-import type { ActorEvent, ActorSelfReport, FromActorMessage } from '../protocol.ts';
+import type {
+  ActorEvent,
+  ActorSelfReport,
+  AnswerMessage,
+  FromActorMessage,
+  RequestMap,
+  RequestMessage,
+} from '../protocol.ts';
 import { isFromActorMessage } from '../protocol.ts';
 import { type ActorMethod, type ActorMethods, STOP_METHOD } from './actor-host.ts';
 import type { ActorEndpoint, ExitInfo, SpawnEndpoint } from './endpoints.ts';
@@ -42,7 +49,11 @@ export interface ActorStats {
   extra: Record<string, number>;
 }
 
-export interface ActorRefOptions<Data> {
+export interface ActorRefOptions<
+  Data,
+  Event = ActorEvent,
+  Requests extends RequestMap = Record<never, never>,
+> {
   name: string;
   spawn: SpawnEndpoint<Data>;
   /** Start-up data; a function is re-evaluated on every restart (fresh ports, current config). */
@@ -52,7 +63,16 @@ export interface ActorRefOptions<Data> {
   pingIntervalMs: number;
   /** How long `start` waits for the actor's `ready` before treating it as a failed start. */
   startTimeoutMs?: number;
-  onEvent?: (event: ActorEvent, incarnation: number) => void;
+  /** The actor's domain events (the actor's definition says which: see ActorDefinition). */
+  onEvent?: (event: Event, incarnation: number) => void;
+  /**
+   * Carries out the actor's requests of other actors (see ActorContext.request); the answer, or
+   * the error, goes back to the incarnation that asked. Without it every request is refused.
+   */
+  onRequest?: <Method extends keyof Requests & string>(
+    method: Method,
+    args: Requests[Method]['args'],
+  ) => Promise<Requests[Method]['result']>;
   onExit?: (exit: ActorExit) => void;
 }
 
@@ -65,9 +85,14 @@ interface PendingCall {
 type Args<M extends ActorMethods, K extends keyof M> = Parameters<M[K]>;
 type Result<M extends ActorMethods, K extends keyof M> = Awaited<ReturnType<M[K]>>;
 
-export class ActorRef<Methods extends ActorMethods, Data = unknown> {
+export class ActorRef<
+  Methods extends ActorMethods,
+  Data = unknown,
+  Event = ActorEvent,
+  Requests extends RequestMap = Record<never, never>,
+> {
   readonly name: string;
-  private readonly options: ActorRefOptions<Data>;
+  private readonly options: ActorRefOptions<Data, Event, Requests>;
   private endpoint: ActorEndpoint | null = null;
   private currentIncarnation = 0;
   private actorState: ActorState = 'idle';
@@ -91,7 +116,7 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
   restarts = 0;
   lastExitReason: string | null = null;
 
-  constructor(options: ActorRefOptions<Data>) {
+  constructor(options: ActorRefOptions<Data, Event, Requests>) {
     this.name = options.name;
     this.options = options;
   }
@@ -291,12 +316,39 @@ export class ActorRef<Methods extends ActorMethods, Data = unknown> {
         this.lastReport = message.report;
         return;
       case 'event':
-        this.options.onEvent?.(message.event, message.incarnation);
+        // The actor's definition fixes which events it emits; the thread boundary cannot check it.
+        this.options.onEvent?.(message.event as Event, message.incarnation);
+        return;
+      case 'request':
+        this.answer(message);
         return;
       case 'ready':
       case 'start-failed':
         return; // handled in start()
     }
+  }
+
+  /** Carries out an actor's request and answers the incarnation that asked, if it still lives. */
+  private answer(request: RequestMessage): void {
+    const endpoint = this.endpoint;
+    const { id, incarnation } = request;
+    // The actor's definition fixes its requests' types; the thread boundary cannot check them.
+    const handler =
+      (this.options.onRequest as ((method: string, args: unknown) => Promise<unknown>) | undefined) ??
+      (() =>
+        Promise.reject(
+          new StrataError(
+            'STRATA_ERR_INTERNAL',
+            `actor ${this.name} may not make requests (${request.method})`,
+          ),
+        ));
+    const send = (message: AnswerMessage) => {
+      if (this.endpoint === endpoint && this.currentIncarnation === incarnation) endpoint?.post(message);
+    };
+    handler(request.method, request.args).then(
+      (value) => send({ kind: 'answer', id, incarnation, ok: true, value }),
+      (error: unknown) => send({ kind: 'answer', id, incarnation, ok: false, error: serializeError(error) }),
+    );
   }
 
   private startPinging(endpoint: ActorEndpoint, incarnation: number): void {

@@ -2,24 +2,32 @@
 // go to the writer (moving their encoded buffers again, never copying them), the writer's commit
 // reports go back to the pipeline's processing actor, and a processing actor's progress reports
 // reach the writer as chain metadata to stage, and a processing actor's requests to the writer
-// (a reorg: discard queued batches, roll back stored state) are carried out and answered back.
+// (a reorg: discard queued batches, roll back stored state) are carried out (the actor runtime
+// answers the incarnation that asked).
 // Actor references drop events from dead incarnations before they get here, so a batch from a
 // crashed processing actor is never written.
 
-import { deserializeError, isActorRestarting, serializeError } from '../errors.ts';
+import { deserializeError, isActorRestarting } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { failureOf } from '../pipeline/failure.ts';
 import type { ProcessingMethods } from '../processing/processing-actor.ts';
-import type { ActorEvent, CommitReport, PipelineFailure, PipelineProgress } from '../protocol.ts';
+import type {
+  CommitReport,
+  PersistenceEvent,
+  PipelineFailure,
+  PipelineProgress,
+  ProcessingEvent,
+  WriterRequests,
+} from '../protocol.ts';
 import type { ActorRef } from './actor-ref.ts';
 
 export interface PipelineRouterOptions {
   log: Logger;
   // biome-ignore lint/suspicious/noExplicitAny: start-up data type is irrelevant to routing.
-  persistence: ActorRef<PersistenceMethods, any>;
+  persistence: ActorRef<PersistenceMethods, any, PersistenceEvent>;
   // biome-ignore lint/suspicious/noExplicitAny: idem.
-  processing: Map<string, ActorRef<ProcessingMethods, any>>;
+  processing: Map<string, ActorRef<ProcessingMethods, any, ProcessingEvent, WriterRequests>>;
   /** An error that stops the whole daemon (one not tied to a pipeline). */
   onFatal: (error: Error, context: Record<string, unknown>) => void;
   /** A pipeline stopped on an error retrying cannot fix; the daemon goes on. */
@@ -36,7 +44,7 @@ export class PipelineRouter {
     this.options = options;
   }
 
-  fromProcessing(pipeline: string, event: ActorEvent): void {
+  fromProcessing(pipeline: string, event: ProcessingEvent): void {
     switch (event.type) {
       case 'batch-ready': {
         const { batch } = event;
@@ -61,30 +69,27 @@ export class PipelineRouter {
         this.options.onProgress?.(progress);
         return;
       }
-      case 'writer-request': {
-        const processing = this.options.processing.get(pipeline);
-        const { id, request } = event;
-        const answer =
-          request.method === 'rollback'
-            ? this.options.persistence.call('rollback', request.args)
-            : this.options.persistence.call('discardQueued', request.args);
-        answer.then(
-          (result) => processing?.notify('writerReply', { id, ok: true, result }),
-          (error: unknown) =>
-            processing?.notify('writerReply', { id, ok: false, error: serializeError(error) }),
-        );
-        return;
-      }
       case 'fatal':
         // The actor already stopped its loop and reports itself `failed`.
         this.options.onPipelineFailed?.(pipeline, failureOf(deserializeError(event.error), 'processing'));
         return;
-      case 'committed':
-        return;
     }
   }
 
-  fromPersistence(event: ActorEvent): void {
+  /** A processing actor asks the writer (a reorg: discard queued batches, roll back stored state). */
+  writerRequest<Method extends keyof WriterRequests>(
+    method: Method,
+    args: WriterRequests[Method]['args'],
+  ): Promise<WriterRequests[Method]['result']> {
+    // Each request is the writer method of the same name (PersistenceMethods has them all).
+    const call = this.options.persistence.call as (
+      name: Method,
+      request: WriterRequests[Method]['args'],
+    ) => Promise<WriterRequests[Method]['result']>;
+    return call.call(this.options.persistence, method, args);
+  }
+
+  fromPersistence(event: PersistenceEvent): void {
     switch (event.type) {
       case 'committed': {
         const { report } = event;
@@ -121,10 +126,6 @@ export class PipelineRouter {
         this.options.onPipelineFailed?.(pipeline, failure);
         return;
       }
-      case 'batch-ready':
-      case 'progress':
-      case 'writer-request':
-        return;
     }
   }
 

@@ -18,7 +18,7 @@ export type Strategy = 'one_for_one' | 'rest_for_one';
 export interface ChildSpec {
   id: string;
   // biome-ignore lint/suspicious/noExplicitAny: the supervisor never calls methods; any actor fits.
-  ref: ActorRef<ActorMethods, any>;
+  ref: ActorRef<ActorMethods, any, any, any>;
   restart: RestartPolicy;
   shutdownTimeoutMs: number;
   /** Runs in the main thread before every start of this child (e.g. wait for a writer flush). */

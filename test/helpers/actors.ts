@@ -1,8 +1,14 @@
 import pino from 'pino';
 import type { LoggerOptions } from '../../src/logger.ts';
+import type { ActorEvent } from '../../src/protocol.ts';
 import { ActorRef, type ActorRefOptions } from '../../src/supervisor/actor-ref.ts';
 import { inThreadSpawner, workerSpawner } from '../../src/supervisor/endpoints.ts';
-import { type TestActorData, type TestActorMethods, testActor } from '../fixtures/test-actor.ts';
+import {
+  type TestActorData,
+  type TestActorMethods,
+  type TestActorRequests,
+  testActor,
+} from '../fixtures/test-actor.ts';
 
 export const silentLog = pino({ level: 'silent' });
 export const silentLoggerOptions: LoggerOptions = { level: 'silent', format: 'json' };
@@ -10,9 +16,9 @@ const workerEntry = new URL('../fixtures/test-actor-worker.ts', import.meta.url)
 
 export function testActorRef(
   mode: 'worker' | 'in-thread',
-  overrides: Partial<ActorRefOptions<TestActorData>> = {},
-): ActorRef<TestActorMethods, TestActorData> {
-  return new ActorRef<TestActorMethods, TestActorData>({
+  overrides: Partial<ActorRefOptions<TestActorData, ActorEvent, TestActorRequests>> = {},
+): ActorRef<TestActorMethods, TestActorData, ActorEvent, TestActorRequests> {
+  return new ActorRef<TestActorMethods, TestActorData, ActorEvent, TestActorRequests>({
     name: overrides.name ?? 'test-actor',
     spawn: mode === 'worker' ? workerSpawner(workerEntry) : inThreadSpawner(testActor),
     data: {},

@@ -100,6 +100,33 @@ describe('strata start (child process, Postgres)', () => {
     expect(await daemon.exited).toEqual({ code: 0, signal: null });
   });
 
+  it('the processing actor answers pings and reports its rate through a backfill that needs no I/O', async () => {
+    // The generator answers without I/O and every read hits memory: a loop that never gave the
+    // event loop a turn starved pings (the supervisor killed the actor as unresponsive) and the
+    // progress timer (0 blk/s through the whole backfill). A 100 ms ping makes 200 ms of silence fatal.
+    await resetDatabase();
+    const daemon = start({ TEST_BLOCKS: '30000', STRATA_PING_INTERVAL_MS: '100' });
+    const url = await daemon.url;
+    const during = await waitFor(
+      () => getJson<StatusSnapshot>(`${url}/status`),
+      ({ body }) => body.pipelines[0]?.state === 'backfill' && (body.pipelines[0]?.blocksPerSecond ?? 0) > 0,
+      60_000,
+      'a backfill progress report with a rate',
+    );
+    expect(during.body.pipelines[0]!.eventsPerSecond).toBeGreaterThan(0);
+    const done = await waitFor(
+      () => getJson<StatusSnapshot>(`${url}/status`),
+      ({ body }) => body.pipelines[0]?.committedCheckpoint === 30_000,
+      120_000,
+      'all 30000 blocks committed',
+    );
+    for (const actor of done.body.actors)
+      expect(actor, actor.name).toMatchObject({ incarnation: 1, restarts: 0 });
+    expect(daemon.logs.filter((entry) => entry.msg === 'actor unresponsive; terminating')).toEqual([]);
+    daemon.kill('SIGTERM');
+    expect(await daemon.exited).toEqual({ code: 0, signal: null });
+  });
+
   it('SIGTERM during processing drains the writer, exits 0, and a restart resumes to the same final state', async () => {
     await resetDatabase();
     // 400k events: the signal lands after the first commit, with most of the stream still ahead;

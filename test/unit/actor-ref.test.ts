@@ -94,6 +94,30 @@ describe('ActorRef (in-thread)', () => {
   });
 });
 
+describe('ActorRef requests (ActorContext.request)', () => {
+  it('carries an actor request to onRequest and the answer back, errors with their code', async () => {
+    const asked: number[] = [];
+    const ref = make('in-thread', {
+      onRequest: async (method, value) => {
+        asked.push(value);
+        if (value < 0) throw new StrataError('STRATA_ERR_WRITE_FAILED', `no ${method} of a negative`);
+        return value * 2;
+      },
+    });
+    await ref.start();
+    expect(await ref.call('ask', 21)).toBe(42);
+    const refused = await ref.call('ask', -1).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'STRATA_ERR_WRITE_FAILED', message: 'no double of a negative' });
+    expect(asked).toEqual([21, -1]);
+  });
+
+  it('refuses every request of an actor given no onRequest', async () => {
+    const ref = make('in-thread');
+    await ref.start();
+    await expect(ref.call('ask', 1)).rejects.toMatchObject({ code: 'STRATA_ERR_INTERNAL' });
+  });
+});
+
 describe('ActorRef incarnation guard', () => {
   it('drops replies and events stamped with an earlier incarnation', async () => {
     const { ActorRef } = await import('../../src/supervisor/actor-ref.ts');
