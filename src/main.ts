@@ -5,7 +5,7 @@
 //    restarts the process. A fatal, non-retryable pipeline error: exit 1.
 
 import type { StrataConfig } from './config.ts';
-import { startDaemon } from './daemon.ts';
+import { startDaemon } from './daemon/daemon.ts';
 import { exitCodeFor } from './errors.ts';
 import { createLogger, resolveLogFormat } from './logger.ts';
 

@@ -9,7 +9,7 @@ export interface ActorStatus extends ActorStats {
   name: string;
 }
 
-export type DaemonState = 'starting' | 'running' | 'stopping';
+export type DaemonState = 'starting' | 'running' | 'stopping' | 'stopped';
 
 export interface StatusSnapshot {
   process: {

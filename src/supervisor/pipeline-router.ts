@@ -22,33 +22,56 @@ import type {
 } from '../protocol.ts';
 import type { ActorRef } from './actor-ref.ts';
 
-export interface PipelineRouterOptions {
-  log: Logger;
+/** The actors the router connects. */
+export interface RoutedActors {
   // biome-ignore lint/suspicious/noExplicitAny: start-up data type is irrelevant to routing.
   persistence: ActorRef<PersistenceMethods, any, PersistenceEvent>;
   // biome-ignore lint/suspicious/noExplicitAny: idem.
-  processing: Map<string, ActorRef<ProcessingMethods, any, ProcessingEvent, WriterRequests>>;
+  processing: ReadonlyMap<string, ActorRef<ProcessingMethods, any, ProcessingEvent, WriterRequests>>;
+}
+
+export interface PipelineRouterOptions {
+  log: Logger;
   /** An error that stops the whole daemon (one not tied to a pipeline). */
   onFatal: (error: Error, context: Record<string, unknown>) => void;
   /** A pipeline stopped on an error retrying cannot fix; the daemon goes on. */
   onPipelineFailed?: (pipeline: string, failure: PipelineFailure) => void;
   onCommitted?: (report: CommitReport) => void;
-  onProgress?: (progress: PipelineProgress) => void;
 }
 
 export class PipelineRouter {
   private readonly options: PipelineRouterOptions;
   private readonly progressByPipeline = new Map<string, PipelineProgress>();
+  private readonly progressListeners: Array<(progress: PipelineProgress) => void> = [];
+  /**
+   * The actors, once created. They are created after the router because their events come here:
+   * the router exists first, the actors' callbacks name it, then the actors are connected.
+   */
+  private actors: RoutedActors | null = null;
 
   constructor(options: PipelineRouterOptions) {
     this.options = options;
+  }
+
+  connect(actors: RoutedActors): void {
+    this.actors = actors;
+  }
+
+  /** Told of every progress report (and of a commit's effect on one). */
+  onProgress(listener: (progress: PipelineProgress) => void): void {
+    this.progressListeners.push(listener);
+  }
+
+  private get connected(): RoutedActors {
+    if (this.actors === null) throw new Error('pipeline router used before its actors were connected');
+    return this.actors;
   }
 
   fromProcessing(pipeline: string, event: ProcessingEvent): void {
     switch (event.type) {
       case 'batch-ready': {
         const { batch } = event;
-        this.options.persistence
+        this.connected.persistence
           .callTransferring('enqueue', [batch], [batch.encodedChanges.buffer as ArrayBuffer])
           .catch((error: unknown) => this.onEnqueueFailed(pipeline, error));
         return;
@@ -56,7 +79,7 @@ export class PipelineRouter {
       case 'progress': {
         const { progress } = event;
         this.progressByPipeline.set(pipeline, progress);
-        this.options.persistence
+        this.connected.persistence
           .call('stageChainMetadata', {
             pipeline,
             sourceHeadBlock: progress.headBlockNumber,
@@ -66,7 +89,7 @@ export class PipelineRouter {
             stagedAt: Date.now(),
           })
           .catch(() => undefined); // a restarting writer gets the next report's figures
-        this.options.onProgress?.(progress);
+        for (const listener of this.progressListeners) listener(progress);
         return;
       }
       case 'fatal':
@@ -82,18 +105,18 @@ export class PipelineRouter {
     args: WriterRequests[Method]['args'],
   ): Promise<WriterRequests[Method]['result']> {
     // Each request is the writer method of the same name (PersistenceMethods has them all).
-    const call = this.options.persistence.call as (
+    const call = this.connected.persistence.call as (
       name: Method,
       request: WriterRequests[Method]['args'],
     ) => Promise<WriterRequests[Method]['result']>;
-    return call.call(this.options.persistence, method, args);
+    return call.call(this.connected.persistence, method, args);
   }
 
   fromPersistence(event: PersistenceEvent): void {
     switch (event.type) {
       case 'committed': {
         const { report } = event;
-        this.options.processing.get(report.pipeline)?.notify('committed', report);
+        this.connected.processing.get(report.pipeline)?.notify('committed', report);
         const progress = this.progressByPipeline.get(report.pipeline);
         if (progress !== undefined && progress.committedCheckpoint < report.committedCheckpoint) {
           progress.committedCheckpoint = report.committedCheckpoint;
@@ -105,19 +128,19 @@ export class PipelineRouter {
           );
         }
         this.options.onCommitted?.(report);
-        if (progress !== undefined) this.options.onProgress?.(progress);
+        if (progress !== undefined) for (const listener of this.progressListeners) listener(progress);
         return;
       }
       case 'fatal': {
         const error = deserializeError(event.error);
         const pipeline = event.context.pipeline;
-        if (typeof pipeline !== 'string' || !this.options.processing.has(pipeline)) {
+        if (typeof pipeline !== 'string' || !this.connected.processing.has(pipeline)) {
           this.options.onFatal(error, event.context);
           return;
         }
         // The writer stopped writing this pipeline: its processing actor stops and says why.
         const failure = failureOf(error, 'persistence');
-        this.options.processing
+        this.connected.processing
           .get(pipeline)!
           .call('failed', failure)
           .catch((reason: unknown) =>
@@ -131,12 +154,12 @@ export class PipelineRouter {
 
   /** The writer came back after a crash: every pipeline re-sends what is not yet committed. */
   writerRestarted(): void {
-    for (const processing of this.options.processing.values()) processing.notify('resend');
+    for (const processing of this.connected.processing.values()) processing.notify('resend');
   }
 
   /** New blocks were stored for a pipeline: wake its processing actor. */
   wake(pipeline: string): void {
-    this.options.processing.get(pipeline)?.notify('wake');
+    this.connected.processing.get(pipeline)?.notify('wake');
   }
 
   progress(): PipelineProgress[] {

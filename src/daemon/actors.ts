@@ -1,0 +1,264 @@
+// Start-up phase `startActors`: the supervisor, the writer (persistence actor) and one processing
+// actor per pipeline, each a worker thread, wired through the pipeline router; the live progress
+// line; what catching up sets off. Built in dependency order — router, supervisor, actors, then
+// the router is connected to them — so no callback names something defined after it. The actors
+// run once `supervised.start()` is called (after HTTP listens). Registers the orderly drain of a
+// stop (pause intake, let the writer commit) and the supervisor's stop.
+
+import type { PipelineConfig, StrataConfig } from '../config.ts';
+import { EXIT_NON_RETRYABLE, EXIT_RETRYABLE, exitCodeFor } from '../errors.ts';
+import { type Logger, type LoggerOptions, resolveLogFormat } from '../logger.ts';
+import type { DaemonMetrics } from '../metrics.ts';
+import type { PersistenceActorData, PersistenceMethods } from '../persistence/persistence-actor.ts';
+import type { ProcessingActorData, ProcessingMethods } from '../processing/processing-actor.ts';
+import { ProgressLine } from '../progress-line.ts';
+import type { PersistenceEvent, ProcessingEvent, WriterRequests } from '../protocol.ts';
+import { ActorRef } from '../supervisor/actor-ref.ts';
+import { workerSpawner } from '../supervisor/endpoints.ts';
+import { PipelineRouter } from '../supervisor/pipeline-router.ts';
+import { Supervisor } from '../supervisor/supervisor.ts';
+import type { PipelineBuilds } from '../transpile/pipeline-builds.ts';
+import { CatchUpWatch } from './catch-up.ts';
+import type { DaemonDatabase } from './database.ts';
+import type { DaemonLifecycle } from './lifecycle.ts';
+import { withTimeout } from './status-board.ts';
+
+const PROCESSING_ENTRY = new URL('../../workers/processing.ts', import.meta.url);
+const PERSISTENCE_ENTRY = new URL('../../workers/persistence.ts', import.meta.url);
+/** How often a processing actor reports its progress. */
+const PROGRESS_INTERVAL_MS = 1_000;
+
+type PersistenceRef = ActorRef<PersistenceMethods, PersistenceActorData, PersistenceEvent>;
+type ProcessingRef = ActorRef<ProcessingMethods, ProcessingActorData, ProcessingEvent, WriterRequests>;
+
+export interface SupervisedActors {
+  router: PipelineRouter;
+  persistence: PersistenceRef;
+  processing: ReadonlyMap<string, ProcessingRef>;
+  all(): Array<PersistenceRef | ProcessingRef>;
+  /** Starts every actor (the writer first); resolves once all run. */
+  start(): Promise<void>;
+  /** `--watch`: the pipeline's new handlers take over at its next batch boundary. */
+  reloadHandlers(pipeline: PipelineConfig): Promise<void>;
+}
+
+export function startActors(
+  config: StrataConfig,
+  log: Logger,
+  lifecycle: DaemonLifecycle,
+  processId: string,
+  database: DaemonDatabase,
+  builds: PipelineBuilds,
+  metrics: DaemonMetrics,
+): SupervisedActors {
+  const loggerOptions: LoggerOptions = {
+    level: config.log.level,
+    format: resolveLogFormat(config.log.format, process.stdout.isTTY === true),
+    bindings: { processId },
+  };
+  const db = {
+    url: database.url,
+    poolMax: config.db.poolMax,
+    connectTimeoutMs: config.db.connectTimeoutMs,
+    isolateStatements: database.isolateStatements,
+  };
+  const stopOnError = (error: unknown, reason: string) =>
+    void lifecycle.stop(exitCodeFor(error) === EXIT_RETRYABLE ? EXIT_RETRYABLE : EXIT_NON_RETRYABLE, reason);
+
+  const router = new PipelineRouter({
+    log,
+    onFatal: (error, context) => {
+      log.fatal({ err: error, ...context }, 'fatal error outside any pipeline; stopping');
+      stopOnError(error, 'fatal error');
+    },
+    // The failed pipeline's own progress report (state `failed`) reaches the catch-up watch,
+    // which decides --exit-when-caught-up.
+    onPipelineFailed: (pipeline, failure) => {
+      log.error(
+        { pipeline, code: failure.code, block: failure.block, event: failure.event, actor: failure.actor },
+        'pipeline failed; the daemon keeps serving the others (see /status, fix the cause and restart)',
+      );
+    },
+    onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
+  });
+
+  const supervisor = new Supervisor({
+    strategy: 'one_for_one',
+    intensity: config.supervisor.restartIntensity,
+    periodMs: config.supervisor.restartPeriodMs,
+    backoffBaseMs: config.supervisor.backoffBaseMs,
+    backoffMaxMs: config.supervisor.backoffMaxMs,
+    log,
+    onGiveUp: (error) => {
+      const retryable = exitCodeFor(error) === EXIT_RETRYABLE;
+      log.fatal(
+        { err: error, exitCode: retryable ? EXIT_RETRYABLE : EXIT_NON_RETRYABLE },
+        retryable
+          ? 'giving up; exiting so the service manager restarts the process'
+          : 'giving up; the project must be fixed before a restart can help',
+      );
+      stopOnError(error, 'supervisor gave up');
+    },
+    onChildExit: (exit) => {
+      if (exit.reason !== 'normal') metrics.actorRestarts.inc({ actor: exit.actor, reason: exit.reason });
+    },
+    onChildStarted: (child, _incarnation, restarted) => {
+      if (restarted && child === 'persistence') router.writerRestarted();
+    },
+  });
+
+  const persistence: PersistenceRef = new ActorRef({
+    name: 'persistence',
+    spawn: workerSpawner(PERSISTENCE_ENTRY),
+    data: () => ({
+      pipelines: builds.pipelines(),
+      db,
+      maxChangesPerWrite: config.processing.maxChangesPerWrite,
+      metadataFlushMs: config.processing.metadataFlushMs,
+      historyPruneMs: config.processing.historyPruneMs,
+      writeMethod: database.embedded === null ? 'copy' : 'unnest',
+      testFault: config.testFault,
+    }),
+    logger: loggerOptions,
+    log,
+    pingIntervalMs: config.supervisor.pingIntervalMs,
+    startTimeoutMs: 60_000,
+    onEvent: (event) => router.fromPersistence(event),
+    onExit: (exit) => supervisor.childExited(exit),
+  });
+  const processing = new Map<string, ProcessingRef>(
+    config.pipelines.map((pipeline) => [
+      pipeline.name,
+      new ActorRef({
+        name: `processing:${pipeline.name}`,
+        spawn: workerSpawner(PROCESSING_ENTRY),
+        // Evaluated at every (re)start: a restarted pipeline loads its latest build.
+        data: () => ({
+          pipeline: builds.pipeline(pipeline.name),
+          db,
+          inMemoryObjectsTarget: config.processing.inMemoryObjectsTarget,
+          progressIntervalMs: PROGRESS_INTERVAL_MS,
+          testFault: config.testFault,
+        }),
+        logger: loggerOptions,
+        log,
+        pingIntervalMs: config.supervisor.pingIntervalMs,
+        startTimeoutMs: 60_000,
+        onEvent: (event) => router.fromProcessing(pipeline.name, event),
+        onRequest: (method, args) => router.writerRequest(method, args),
+        onExit: (exit) => supervisor.childExited(exit),
+      }),
+    ]),
+  );
+  router.connect({ persistence, processing });
+
+  const progressLine =
+    config.processing.progress === 'always' ||
+    (config.processing.progress === 'auto' && process.stderr.isTTY === true)
+      ? new ProgressLine(process.stderr)
+      : null;
+  const catchUp = new CatchUpWatch(
+    config,
+    log,
+    lifecycle,
+    (pipeline) => persistence.call('buildIndexes', pipeline),
+    () => router.progress(),
+  );
+  router.onProgress((progress) => {
+    progressLine?.update(router.progress());
+    catchUp.onProgress(progress);
+  });
+
+  supervisor.add({
+    id: 'persistence',
+    ref: persistence,
+    restart: 'permanent',
+    shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
+  });
+  for (const [name, ref] of processing) {
+    supervisor.add({
+      id: ref.name,
+      ref,
+      restart: 'permanent',
+      shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
+      // A (re)started processing actor resumes from the committed checkpoint and reloads state
+      // from the database: the writer must first commit what an earlier incarnation queued.
+      beforeStart: async () => {
+        await persistence.call('flush', name);
+      },
+    });
+  }
+
+  // Without the live line, a `progress` log line every 10 s carries the same figures.
+  const progressLog =
+    progressLine === null
+      ? setInterval(() => {
+          for (const pipeline of router.progress()) {
+            log.info(
+              {
+                pipeline: pipeline.pipeline,
+                state: pipeline.state,
+                processed: pipeline.processedCheckpoint,
+                committed: pipeline.committedCheckpoint,
+                head: pipeline.headBlockNumber,
+                eventsPerSecond: pipeline.eventsPerSecond,
+                inMemoryObjects: pipeline.inMemoryObjects,
+                writerBusyMs: pipeline.writerBusyMs,
+              },
+              'progress',
+            );
+          }
+        }, 10_000).unref()
+      : null;
+
+  lifecycle.onDrain(() => drain(config, log, persistence, processing));
+  lifecycle.onStop('actors', async () => {
+    if (progressLog !== null) clearInterval(progressLog);
+    progressLine?.stop();
+    await supervisor.stop();
+  });
+
+  return {
+    router,
+    persistence,
+    processing,
+    all: () => [persistence, ...processing.values()],
+    start: () => supervisor.start(),
+    reloadHandlers: async (pipeline) => {
+      await processing.get(pipeline.name)!.call('reloadHandlers', pipeline);
+    },
+  };
+}
+
+/** An orderly stop: every pipeline stops taking blocks, then the writer commits what was processed. */
+async function drain(
+  config: StrataConfig,
+  log: Logger,
+  persistence: PersistenceRef,
+  processing: ReadonlyMap<string, ProcessingRef>,
+): Promise<void> {
+  const deadline = Date.now() + config.supervisor.shutdownTimeoutMs;
+  const remaining = () => Math.max(1, deadline - Date.now());
+  for (const [name, ref] of processing) {
+    try {
+      const processed = await withTimeout(
+        ref.call('pauseIntake'),
+        remaining(),
+        'intake did not stop in time',
+      );
+      log.info({ pipeline: name, processedCheckpoint: processed }, 'intake stopped');
+    } catch (error) {
+      log.warn({ pipeline: name, err: error }, 'could not pause intake cleanly');
+    }
+  }
+  try {
+    const committed = await withTimeout(
+      persistence.call('flush'),
+      remaining(),
+      'writer did not flush in time',
+    );
+    log.info({ committed }, 'writer flushed');
+  } catch (error) {
+    log.warn({ err: error }, 'writer flush incomplete; uncommitted work will be redone on restart');
+  }
+}

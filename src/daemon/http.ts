@@ -1,0 +1,86 @@
+// Start-up phase `startHttp`: the HTTP app (health, status, metrics, modules, ingest) listening on
+// the configured address. Stopped after the actors drained, so /status and /readyz (503 while
+// stopping) answer through a shutdown.
+
+import type { FastifyInstance } from 'fastify';
+import { isLoopbackHost } from '../api-tokens.ts';
+import type { StrataConfig } from '../config.ts';
+import { retryWhileUnavailable } from '../db/retry.ts';
+import { buildApp } from '../http/app.ts';
+import type { Logger } from '../logger.ts';
+import type { DaemonMetrics } from '../metrics.ts';
+import { appendBlocks } from '../sources/ingest-log.ts';
+import type { ModuleInvalidation } from '../transpile/invalidation.ts';
+import type { SupervisedActors } from './actors.ts';
+import type { DaemonDatabase } from './database.ts';
+import type { DaemonLifecycle } from './lifecycle.ts';
+import type { ModuleCache } from './module-cache.ts';
+import type { StatusBoard } from './status-board.ts';
+
+export interface DaemonHttp {
+  app: FastifyInstance;
+  /** `http://host:port` the daemon listens on. */
+  url: string;
+}
+
+export async function startHttp(
+  config: StrataConfig,
+  log: Logger,
+  lifecycle: DaemonLifecycle,
+  parts: {
+    database: DaemonDatabase;
+    cache: ModuleCache;
+    invalidation: ModuleInvalidation;
+    actors: SupervisedActors;
+    board: StatusBoard;
+    metrics: DaemonMetrics;
+  },
+): Promise<DaemonHttp> {
+  const { database, cache, invalidation, actors, board, metrics } = parts;
+  const maxReorgDepths = new Map(config.pipelines.map((p) => [p.name, p.maxReorgDepth]));
+  const app = buildApp({
+    log,
+    bodyLimitBytes: config.http.bodyLimitBytes,
+    requestTimeoutMs: config.http.requestTimeoutMs,
+    headersTimeoutMs: config.http.headersTimeoutMs,
+    apiTokens: config.http.apiTokens,
+    status: () => board.snapshot(),
+    readiness: () => board.readiness(),
+    metrics: metrics.registry,
+    modules: {
+      modules: cache.modules,
+      invalidate: (paths) => invalidation.invalidate(paths),
+      servable: (canonicalPath) => cache.builds.isPipelineModule(canonicalPath),
+    },
+    ingest: {
+      sourceKinds: new Map(config.pipelines.map((pipeline) => [pipeline.name, pipeline.source.kind])),
+      append: async (pipeline, blocks) => {
+        const maxReorgDepth = maxReorgDepths.get(pipeline)!;
+        // Replayed whole while the database is unavailable, within the request's own budget; a
+        // replay after a COMMIT whose answer was lost is recognised as already stored.
+        const result = await retryWhileUnavailable(
+          () => appendBlocks(database.mainDb, pipeline, blocks, { maxReorgDepth }),
+          { deadlineMs: config.http.requestTimeoutMs / 2, log, what: 'ingest append' },
+        );
+        actors.router.wake(pipeline);
+        return result;
+      },
+    },
+  });
+  if (config.http.apiTokens.length === 0 && !isLoopbackHost(config.http.host)) {
+    log.warn(
+      { host: config.http.host },
+      'STRATA_INSECURE: serving a non-loopback address without access control; anyone who reaches it can ingest and read',
+    );
+  }
+  await app.listen({ host: config.http.host, port: config.http.port });
+  lifecycle.onStop('http', () => app.close());
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
+  const url = `http://${config.http.host}:${port}`;
+  log.info(
+    { url, database: config.database.kind, accessControl: config.http.apiTokens.length > 0 },
+    'HTTP listening',
+  );
+  return { app, url };
+}
