@@ -83,36 +83,49 @@ export const persistenceActor: ActorDefinition<PersistenceActorData, Persistence
   },
 };
 
+/** What the writer keeps per pipeline (besides its queue position, kept by the WriteQueue). */
+interface PipelineStorage {
+  config: PipelineConfig;
+  schema: Schema;
+  entityWriter: EntityWriter;
+  /** Its secondary indexes exist (else they are deferred until it catches up). */
+  indexesReady: boolean;
+  /** The block of its committed checkpoint (-1: none). */
+  committedBlock: number;
+  /** Its last committed write kept history (was inside the reorg threshold). */
+  lastWriteKeptHistory: boolean;
+  /** When its history was last pruned (ms since the epoch). */
+  lastPruneAt: number;
+  /** Why it failed, once it has (told again to a restarted processing actor). */
+  failure: SerializedError | null;
+}
+
+/**
+ * Whether the writer is working through its queue, and which run it is writing (or retrying):
+ * a reorg asking what it may discard must not discard that run's batches.
+ */
+type WriterActivity =
+  | { kind: 'idle' }
+  | { kind: 'draining'; writing: { pipeline: string; toCheckpoint: number } | null };
+
 class Writer {
   private readonly context: ActorContext<PersistenceActorData, PersistenceEvent>;
   private readonly db: Db;
   /** What waits to be written, in what order, and each pipeline's committed checkpoint. */
   private readonly queue: WriteQueue<BatchForWriter>;
-  /** The block of each pipeline's committed checkpoint. */
-  private readonly committedBlock = new Map<string, number>();
-  private writing = false;
-  /** The run being written (or retried): its pipeline and last checkpoint. */
-  private inFlight: { pipeline: string; toCheckpoint: number } | null = null;
-  /** Why each failed pipeline failed (told again to a restarted processing actor). */
-  private readonly failures = new Map<string, SerializedError>();
+  private readonly pipelines = new Map<string, PipelineStorage>();
+  private activity: WriterActivity = { kind: 'idle' };
   private flushWaiters: Array<() => void> = [];
   private transactions = 0;
   private readonly crashBeforeCommit: number | null;
   private readonly crashAfterCommit: number | null;
   /** Test-only: a slow database, so batches queue up behind the write in flight. */
   private readonly writeDelayMs: number;
-  private readonly entityWriters = new Map<string, EntityWriter>();
-  private readonly schemas = new Map<string, Schema>();
-  /** Pipelines whose secondary indexes exist (the others are deferred until they catch up). */
-  private readonly indexesReady = new Set<string>();
-  /** Work that must not overlap a write transaction (index builds), run between runs. */
+  /** Work that must not overlap a write transaction (index builds, rollbacks), run between runs. */
   private readonly tasks: Array<() => Promise<void>> = [];
   private readonly metadata = new ChainMetadataStage();
   private metadataTimer: NodeJS.Timeout | null = null;
   private lastMetadataWrite = 0;
-  private readonly lastPrune = new Map<string, number>();
-  /** Whether each pipeline's last committed write kept history (was inside the reorg threshold). */
-  private readonly lastWriteKeptHistory = new Map<string, boolean>();
 
   constructor(context: ActorContext<PersistenceActorData, PersistenceEvent>) {
     this.context = context;
@@ -139,20 +152,27 @@ class Writer {
   async init(): Promise<void> {
     const { pipelines } = this.context.data;
     const schemas = await Promise.all(pipelines.map((pipeline) => loadSchema(pipeline.schema)));
+    const indexesReady = new Set<string>();
     await this.db.transaction(async (client) => {
       // Concurrent CREATE SCHEMA IF NOT EXISTS from two processes can still collide; serialise.
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.pipeline-ddl'))`);
       for (const [index, pipeline] of pipelines.entries()) {
-        const { indexesReady } = await preparePipeline(client, pipeline, schemas[index]!);
-        if (indexesReady) this.indexesReady.add(pipeline.name);
+        const prepared = await preparePipeline(client, pipeline, schemas[index]!);
+        if (prepared.indexesReady) indexesReady.add(pipeline.name);
       }
     });
     for (const [index, pipeline] of pipelines.entries()) {
-      this.schemas.set(pipeline.name, schemas[index]!);
-      this.entityWriters.set(
-        pipeline.name,
-        new EntityWriter(pipeline.name, schemas[index]!, this.context.data.writeMethod),
-      );
+      const schema = schemas[index]!;
+      this.pipelines.set(pipeline.name, {
+        config: pipeline,
+        schema,
+        entityWriter: new EntityWriter(pipeline.name, schema, this.context.data.writeMethod),
+        indexesReady: indexesReady.has(pipeline.name),
+        committedBlock: -1,
+        lastWriteKeptHistory: false,
+        lastPruneAt: 0,
+        failure: null,
+      });
     }
     const points = await checkpointStore.readCommitted(
       this.db,
@@ -160,9 +180,29 @@ class Writer {
     );
     for (const point of points) {
       this.queue.setCommitted(point.pipeline, point.committedCheckpoint);
-      this.committedBlock.set(point.pipeline, point.committedBlock);
-      this.lastWriteKeptHistory.set(point.pipeline, point.history);
+      const storage = this.storage(point.pipeline);
+      storage.committedBlock = point.committedBlock;
+      storage.lastWriteKeptHistory = point.history;
     }
+  }
+
+  private storage(pipeline: string): PipelineStorage {
+    const storage = this.pipelines.get(pipeline);
+    if (storage === undefined)
+      throw new StrataError('STRATA_ERR_UNKNOWN_PIPELINE', `unknown pipeline ${pipeline}`);
+    return storage;
+  }
+
+  private get busy(): boolean {
+    return this.activity.kind !== 'idle';
+  }
+
+  /** Runs `work` between two write transactions, in the writer's order; resolves with its result. */
+  private betweenWrites<T>(work: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.tasks.push(() => work().then(resolve, reject));
+      void this.drain();
+    });
   }
 
   instance(): ActorInstance<PersistenceMethods> {
@@ -170,7 +210,7 @@ class Writer {
       methods: {
         enqueue: (batch) => this.enqueue(batch),
         flush: async (pipeline) => {
-          while (this.writing || this.queue.hasWritable(pipeline)) {
+          while (this.busy || this.queue.hasWritable(pipeline)) {
             await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
           }
           return this.queue.committedCheckpoints();
@@ -185,7 +225,7 @@ class Writer {
       stop: async () => {
         if (this.metadataTimer !== null) clearTimeout(this.metadataTimer);
         // Write what is queued before the thread ends (the shutdown timeout bounds this).
-        while (this.writing || this.queue.hasWritable()) {
+        while (this.busy || this.queue.hasWritable()) {
           await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
         }
         await this.db.close();
@@ -194,16 +234,17 @@ class Writer {
   }
 
   private async drain(): Promise<void> {
-    if (this.writing) return;
-    this.writing = true;
+    if (this.activity.kind !== 'idle') return;
+    const activity: WriterActivity = { kind: 'draining', writing: null };
+    this.activity = activity;
     try {
       for (;;) {
         const { run, alreadyCommitted } = this.queue.takeRun();
         for (const pipeline of alreadyCommitted) this.reportCommitted(pipeline, 0, 0, 0, 0);
         if (run.length > 0) {
-          this.inFlight = { pipeline: run[0]!.pipeline, toCheckpoint: run[run.length - 1]!.toCheckpoint };
+          activity.writing = { pipeline: run[0]!.pipeline, toCheckpoint: run[run.length - 1]!.toCheckpoint };
           await this.writeWithRetry(run).finally(() => {
-            this.inFlight = null;
+            activity.writing = null;
           });
         }
         // One task between two runs: a steady stream of batches must not starve pruning (history
@@ -213,7 +254,7 @@ class Writer {
         else if (run.length === 0) break;
       }
     } finally {
-      this.writing = false;
+      this.activity = { kind: 'idle' };
       for (const resolve of this.flushWaiters.splice(0)) resolve();
     }
   }
@@ -227,21 +268,18 @@ class Writer {
     this.metadataTimer = setTimeout(() => {
       this.metadataTimer = null;
       if (!this.metadata.isDirty) return;
-      this.tasks.push(async () => {
+      this.betweenWrites(async () => {
         const dirty = this.metadata.allDirty();
         if (dirty.length === 0) return;
-        try {
-          await this.db.transaction(async (client) => {
-            for (const metadata of dirty) await checkpointStore.writeChainMetadata(client, metadata);
-          });
-          for (const metadata of dirty) this.metadata.written(metadata);
-          this.lastMetadataWrite = Date.now();
-        } catch (error) {
-          // Metadata is advisory: keep it dirty for the next write, never fail the writer on it.
-          this.context.log.warn({ err: error }, 'chain metadata not written; will retry');
-        }
+        await this.db.transaction(async (client) => {
+          for (const metadata of dirty) await checkpointStore.writeChainMetadata(client, metadata);
+        });
+        for (const metadata of dirty) this.metadata.written(metadata);
+        this.lastMetadataWrite = Date.now();
+      }).catch((error: unknown) => {
+        // Metadata is advisory: keep it dirty for the next write, never fail the writer on it.
+        this.context.log.warn({ err: error }, 'chain metadata not written; will retry');
       });
-      void this.drain();
     }, wait);
     this.metadataTimer.unref();
   }
@@ -250,26 +288,18 @@ class Writer {
    * Builds a pipeline's deferred secondary indexes, in the writer's order (between two write
    * transactions), and records it. Resolves at once when they exist.
    */
-  private buildIndexes(pipeline: string): Promise<boolean> {
-    if (this.indexesReady.has(pipeline)) return Promise.resolve(true);
-    const schema = this.schemas.get(pipeline);
-    if (schema === undefined) return Promise.reject(new Error(`unknown pipeline ${pipeline}`));
-    return new Promise<boolean>((resolve, reject) => {
-      this.tasks.push(async () => {
-        const started = performance.now();
-        try {
-          await this.db.transaction((client) => buildDeferredIndexes(client, pipeline, schema));
-          this.indexesReady.add(pipeline);
-          this.context.log.info(
-            { pipeline, durationMs: Math.round(performance.now() - started) },
-            'deferred indexes built',
-          );
-          resolve(true);
-        } catch (error) {
-          reject(error);
-        }
-      });
-      void this.drain();
+  private async buildIndexes(pipeline: string): Promise<boolean> {
+    const storage = this.storage(pipeline);
+    if (storage.indexesReady) return true;
+    return this.betweenWrites(async () => {
+      const started = performance.now();
+      await this.db.transaction((client) => buildDeferredIndexes(client, pipeline, storage.schema));
+      storage.indexesReady = true;
+      this.context.log.info(
+        { pipeline, durationMs: Math.round(performance.now() - started) },
+        'deferred indexes built',
+      );
+      return true;
     });
   }
 
@@ -281,7 +311,7 @@ class Writer {
       // batches without a word (it would wait for commits forever).
       this.context.emit({
         type: 'fatal',
-        error: this.failures.get(batch.pipeline)!,
+        error: this.storage(batch.pipeline).failure!,
         context: { actor: 'persistence', pipeline: batch.pipeline },
       });
     }
@@ -344,14 +374,15 @@ class Writer {
     const runCheckpoints = run.flatMap((batch) => batch.checkpoints).filter((c) => c.checkpointId > expected);
     const eventCount = runCheckpoints.reduce((sum, c) => sum + c.eventCount, 0);
     const runChanges = run.map((batch) => decodeChanges(batch.encodedChanges));
-    const entityWriter = this.entityWriters.get(pipeline)!;
+    const storage = this.storage(pipeline);
+    const { entityWriter } = storage;
     this.transactions += 1;
     let rowsWritten = 0;
     const metadata = this.metadata.dirtyOf(pipeline);
     if (this.writeDelayMs > 0) await sleep(this.writeDelayMs);
     await this.db.transaction(async (client) => {
       // Re-entering the threshold: history from before the writes outside it is unreachable.
-      if (first.isInReorgThreshold && this.lastWriteKeptHistory.get(pipeline) !== true) {
+      if (first.isInReorgThreshold && !storage.lastWriteKeptHistory) {
         await entityWriter.clearHistory(client);
       }
       const result = await entityWriter.write(
@@ -387,9 +418,9 @@ class Writer {
     });
     if (this.crashAfterCommit === this.transactions) this.crashThread('after COMMIT');
     this.queue.setCommitted(pipeline, last.toCheckpoint);
-    this.committedBlock.set(pipeline, last.toBlockNumber);
-    this.lastWriteKeptHistory.set(pipeline, first.isInReorgThreshold);
-    if (first.isInReorgThreshold) this.schedulePrune(pipeline, last.toBlockNumber);
+    storage.committedBlock = last.toBlockNumber;
+    storage.lastWriteKeptHistory = first.isInReorgThreshold;
+    if (first.isInReorgThreshold) this.schedulePrune(storage, last.toBlockNumber);
     if (metadata !== undefined) {
       this.metadata.written(metadata);
       this.lastMetadataWrite = Date.now();
@@ -409,7 +440,7 @@ class Writer {
       report: {
         pipeline,
         committedCheckpoint: this.queue.committed(pipeline),
-        committedBlockNumber: this.committedBlock.get(pipeline) ?? -1,
+        committedBlockNumber: this.storage(pipeline).committedBlock,
         eventCount,
         batches,
         rowsWritten,
@@ -426,7 +457,8 @@ class Writer {
    */
   private discardQueued(request: DiscardRequest): DiscardResult {
     const { pipeline, aboveCheckpoint } = request;
-    const inFlightTo = this.inFlight?.pipeline === pipeline ? this.inFlight.toCheckpoint : null;
+    const writing = this.activity.kind === 'draining' ? this.activity.writing : null;
+    const inFlightTo = writing?.pipeline === pipeline ? writing.toCheckpoint : null;
     return { keptUpTo: this.queue.discardAbove(pipeline, aboveCheckpoint, inFlightTo) };
   }
 
@@ -439,60 +471,54 @@ class Writer {
    */
   private rollback(request: RollbackRequest): Promise<RollbackResult> {
     const { pipeline, toCheckpoint, fromCheckpoint } = request;
-    return new Promise<RollbackResult>((resolve, reject) => {
-      this.tasks.push(async () => {
-        try {
-          const expected = this.queue.committed(pipeline);
-          if (expected !== fromCheckpoint || this.queue.hasQueued(pipeline)) {
-            throw new StrataError(
-              'STRATA_ERR_INTERNAL',
-              `rollback of ${pipeline} requested at checkpoint ${fromCheckpoint}, but the writer is at ${expected} with ${this.queue.length} batches queued`,
-            );
-          }
-          const result = await this.db.transaction(async (client) => {
-            const rows = await checkpointStore.checkpointsFrom(client, pipeline, toCheckpoint);
-            const target = rows[0]?.checkpointId === toCheckpoint ? rows[0] : undefined;
-            const above = target === undefined ? rows : rows.slice(1);
-            if (above.some((row) => !row.history)) throw noHistoryError(pipeline, toCheckpoint);
-            // Checkpoints missing: pruned since (a reorg soon after another, reaching further down).
-            if (target === undefined || above.length !== expected - toCheckpoint) {
-              throw prunedHistoryError(pipeline, toCheckpoint);
-            }
-            const rowsRestored = await this.entityWriters.get(pipeline)!.rollback(client, toCheckpoint);
-            if (this.context.data.pipelines.find((p) => p.name === pipeline)?.rawEvents) {
-              await client.query(`DELETE FROM ${rawEventsTable(pipeline)} WHERE checkpoint_id > $1`, [
-                toCheckpoint,
-              ]);
-            }
-            const eventsRemoved = above.reduce((sum, row) => sum + row.eventCount, 0);
-            await checkpointStore.deleteCheckpointsAbove(client, pipeline, toCheckpoint);
-            await checkpointStore.advanceCommitted(client, {
-              pipeline,
-              expected,
-              toCheckpoint,
-              toBlockNumber: target.blockNumber,
-              toBlockHash: target.blockHash,
-              eventDelta: -eventsRemoved,
-            });
-            return {
-              pipeline,
-              toCheckpoint,
-              toBlockNumber: target.blockNumber,
-              toBlockHash: target.blockHash,
-              eventsRemoved,
-              rowsRestored,
-              targetKeptHistory: target.history,
-            };
-          });
-          this.queue.setCommitted(pipeline, toCheckpoint);
-          this.committedBlock.set(pipeline, result.toBlockNumber);
-          this.lastWriteKeptHistory.set(pipeline, result.targetKeptHistory);
-          resolve(result);
-        } catch (error) {
-          reject(error);
+    const storage = this.storage(pipeline);
+    return this.betweenWrites(async () => {
+      const expected = this.queue.committed(pipeline);
+      if (expected !== fromCheckpoint || this.queue.hasQueued(pipeline)) {
+        throw new StrataError(
+          'STRATA_ERR_INTERNAL',
+          `rollback of ${pipeline} requested at checkpoint ${fromCheckpoint}, but the writer is at ${expected} with ${this.queue.length} batches queued`,
+        );
+      }
+      const result = await this.db.transaction(async (client) => {
+        const rows = await checkpointStore.checkpointsFrom(client, pipeline, toCheckpoint);
+        const target = rows[0]?.checkpointId === toCheckpoint ? rows[0] : undefined;
+        const above = target === undefined ? rows : rows.slice(1);
+        if (above.some((row) => !row.history)) throw noHistoryError(pipeline, toCheckpoint);
+        // Checkpoints missing: pruned since (a reorg soon after another, reaching further down).
+        if (target === undefined || above.length !== expected - toCheckpoint) {
+          throw prunedHistoryError(pipeline, toCheckpoint);
         }
+        const rowsRestored = await storage.entityWriter.rollback(client, toCheckpoint);
+        if (storage.config.rawEvents) {
+          await client.query(`DELETE FROM ${rawEventsTable(pipeline)} WHERE checkpoint_id > $1`, [
+            toCheckpoint,
+          ]);
+        }
+        const eventsRemoved = above.reduce((sum, row) => sum + row.eventCount, 0);
+        await checkpointStore.deleteCheckpointsAbove(client, pipeline, toCheckpoint);
+        await checkpointStore.advanceCommitted(client, {
+          pipeline,
+          expected,
+          toCheckpoint,
+          toBlockNumber: target.blockNumber,
+          toBlockHash: target.blockHash,
+          eventDelta: -eventsRemoved,
+        });
+        return {
+          pipeline,
+          toCheckpoint,
+          toBlockNumber: target.blockNumber,
+          toBlockHash: target.blockHash,
+          eventsRemoved,
+          rowsRestored,
+          targetKeptHistory: target.history,
+        };
       });
-      void this.drain();
+      this.queue.setCommitted(pipeline, toCheckpoint);
+      storage.committedBlock = result.toBlockNumber;
+      storage.lastWriteKeptHistory = result.targetKeptHistory;
+      return result;
     });
   }
 
@@ -502,33 +528,30 @@ class Writer {
    * be rolled back to: prune it, keeping one anchor per id, at most every `historyPruneMs` per
    * pipeline, between writes. Not the source head: processing may trail it by more than the depth.
    */
-  private schedulePrune(pipeline: string, committedBlock: number): void {
+  private schedulePrune(storage: PipelineStorage, committedBlock: number): void {
     const now = Date.now();
-    if (now - (this.lastPrune.get(pipeline) ?? 0) < this.context.data.historyPruneMs) return;
-    const config = this.context.data.pipelines.find((p) => p.name === pipeline);
-    if (config === undefined) return;
-    this.lastPrune.set(pipeline, now);
-    this.tasks.push(async () => {
-      try {
-        await this.db.transaction(async (client) => {
-          const safe = await checkpointStore.lastCheckpointAtOrBelow(
-            client,
-            pipeline,
-            committedBlock - config.maxReorgDepth,
-          );
-          if (safe === null) return;
-          const started = performance.now();
-          const pruned = await this.entityWriters.get(pipeline)!.prune(client, safe);
-          await checkpointStore.pruneHistoryCheckpoints(client, pipeline, safe);
-          if (pruned > 0) {
-            const durationMs = Math.round(performance.now() - started);
-            this.context.log.debug({ pipeline, safe, pruned, durationMs }, 'history pruned');
-          }
-        });
-      } catch (error) {
-        // Pruning only saves space: a failed one is retried by a later write.
-        this.context.log.warn({ err: error, pipeline }, 'history pruning failed');
-      }
+    if (now - storage.lastPruneAt < this.context.data.historyPruneMs) return;
+    storage.lastPruneAt = now;
+    const pipeline = storage.config.name;
+    this.betweenWrites(() =>
+      this.db.transaction(async (client) => {
+        const safe = await checkpointStore.lastCheckpointAtOrBelow(
+          client,
+          pipeline,
+          committedBlock - storage.config.maxReorgDepth,
+        );
+        if (safe === null) return;
+        const started = performance.now();
+        const pruned = await storage.entityWriter.prune(client, safe);
+        await checkpointStore.pruneHistoryCheckpoints(client, pipeline, safe);
+        if (pruned > 0) {
+          const durationMs = Math.round(performance.now() - started);
+          this.context.log.debug({ pipeline, safe, pruned, durationMs }, 'history pruned');
+        }
+      }),
+    ).catch((error: unknown) => {
+      // Pruning only saves space: a failed one is retried by a later write.
+      this.context.log.warn({ err: error, pipeline }, 'history pruning failed');
     });
   }
 
@@ -541,9 +564,11 @@ class Writer {
     const pipeline = run[0]!.pipeline;
     try {
       const runChanges = run.map((batch) => decodeChanges(batch.encodedChanges));
-      const culprit = await this.entityWriters
-        .get(pipeline)!
-        .findFailingSet(this.db, runChanges, isUnstorableTextError(error));
+      const culprit = await this.storage(pipeline).entityWriter.findFailingSet(
+        this.db,
+        runChanges,
+        isUnstorableTextError(error),
+      );
       if (culprit === null) return error;
       let checkpoint = 0;
       let event = '';
@@ -596,7 +621,7 @@ class Writer {
   private fail(error: unknown, run: BatchForWriter[]): void {
     const pipeline = run[0]?.pipeline;
     if (pipeline !== undefined) {
-      this.failures.set(pipeline, serializeError(error));
+      this.storage(pipeline).failure = serializeError(error);
       this.queue.fail(pipeline);
     }
     const context = {
