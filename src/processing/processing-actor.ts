@@ -98,12 +98,28 @@ export const processingActor: ActorDefinition<
   },
 };
 
+type Handlers = BatchExecutorOptions['handlers'];
+
+/**
+ * Where the runtime is. While `running` its loop reads and processes, in a phase /status shows;
+ * `stopping`: asked to stop (a shutdown, or the writer failed the pipeline: `failure`), the loop
+ * finishes its batch; then `stopped`, or `failed` for good (until a restart) with why.
+ */
+type RuntimeState =
+  | {
+      kind: 'running';
+      phase: 'starting' | 'backfill' | 'live' | 'caught-up';
+      /** Handlers loaded by a `--watch` reload, swapped in at the next batch boundary. */
+      nextHandlers: Handlers | null;
+    }
+  | { kind: 'stopping'; failure: PipelineFailure | null }
+  | { kind: 'stopped' }
+  | { kind: 'failed'; failure: PipelineFailure };
+
 class PipelineRuntime {
   private readonly context: ProcessingContext;
   private pipeline: PipelineConfig;
   private schema!: Schema;
-  /** Handlers loaded by a reload, swapped in at the next batch boundary. */
-  private pendingHandlers: BatchExecutorOptions['handlers'] | null = null;
   private readonly db: Db;
   private store!: InMemoryStore;
   private effects!: EffectStore;
@@ -120,13 +136,10 @@ class PipelineRuntime {
   private writerBusyMs = 0;
   private readonly eventRate = new RateMeter(10_000);
   private readonly blockRate = new RateMeter(10_000);
-  private state: PipelineProgress['state'] = 'starting';
-  private failure: PipelineFailure | null = null;
-  private stopRequested = false;
+  private state: RuntimeState = { kind: 'running', phase: 'starting', nextHandlers: null };
   private loop: Promise<void> = Promise.resolve();
   private commitWaiters: Array<() => void> = [];
   private progressTimer: NodeJS.Timeout | null = null;
-  private retryDelayMs = 0;
   /** Recorded checkpoints of the last blocks (up to maxReorgDepth + 2), oldest first. */
   private recentBlocks: RecordedBlock[] = [];
   private readonly reorgsUndid: Record<ReorgUndoneIn, number> = {
@@ -198,9 +211,9 @@ class PipelineRuntime {
         wake: () => this.source.wake(),
         reloadHandlers: (pipeline) => this.reloadHandlers(pipeline),
         failed: async (failure) => {
-          this.failure ??= failure;
-          await this.pauseIntake();
-          this.setState('failed');
+          if (this.state.kind === 'running') this.requestStop(failure);
+          else if (this.state.kind === 'stopping') this.state.failure ??= failure;
+          await this.loop;
         },
       },
       report: () => poolReport(this.db),
@@ -217,6 +230,7 @@ class PipelineRuntime {
 
   private async run(): Promise<void> {
     const { batchSize } = this.pipeline;
+    let retryDelayMs = 0;
     while (!this.stopRequested) {
       // A source that answers without I/O (the generator, a file) and a batch whose reads all hit
       // memory run the whole loop in microtasks: without this turn of the event loop, pings,
@@ -224,10 +238,10 @@ class PipelineRuntime {
       // killed such an actor as unresponsive, and progress showed 0 blk/s).
       await setImmediate();
       await this.awaitCapacity();
-      if (this.stopRequested) break;
-      if (this.pendingHandlers !== null) {
-        this.executor.replaceHandlers(this.pendingHandlers);
-        this.pendingHandlers = null;
+      if (this.state.kind !== 'running') break;
+      if (this.state.nextHandlers !== null) {
+        this.executor.replaceHandlers(this.state.nextHandlers);
+        this.state.nextHandlers = null;
         this.context.log.info(
           { pipeline: this.pipeline.name, fromBlock: this.processedBlock + 1 },
           'new handlers in effect',
@@ -248,28 +262,31 @@ class PipelineRuntime {
         // The read shows the held batch's tip still stands.
         this.releaseHeld();
         if (blocks.length === 0) {
-          this.setState(this.source.finite ? 'caught-up' : 'live');
+          this.setPhase(this.source.finite ? 'caught-up' : 'live');
           await this.source.waitForMore(IDLE_POLL_MS);
           continue;
         }
-        if (this.state !== 'live') this.setState('backfill');
+        if (this.state.kind === 'running' && this.state.phase !== 'live') this.setPhase('backfill');
         await this.processBatch(blocks);
-        this.retryDelayMs = 0;
+        retryDelayMs = 0;
       } catch (error) {
         // A lost connection while reading or loading changes nothing in memory (the executor
         // undoes a failed batch): wait and redo it.
         if (!isRetryable(error)) throw error;
         this.releaseHeld();
-        this.retryDelayMs = Math.min(5_000, Math.max(100, this.retryDelayMs * 2));
+        retryDelayMs = Math.min(5_000, Math.max(100, retryDelayMs * 2));
         this.context.log.warn(
-          { err: error, pipeline: this.pipeline.name, retryInMs: this.retryDelayMs },
+          { err: error, pipeline: this.pipeline.name, retryInMs: retryDelayMs },
           'batch failed; retrying',
         );
-        await this.source.waitForMore(this.retryDelayMs);
+        await this.source.waitForMore(retryDelayMs);
       }
     }
     this.releaseHeld();
-    this.setState(this.failure === null ? 'stopped' : 'failed');
+    if (this.state.kind === 'stopping') {
+      const { failure } = this.state;
+      this.enter(failure === null ? { kind: 'stopped' } : { kind: 'failed', failure });
+    }
   }
 
   private async reloadHandlers(pipeline: PipelineConfig): Promise<void> {
@@ -285,7 +302,7 @@ class PipelineRuntime {
       );
     }
     this.pipeline = pipeline;
-    this.pendingHandlers = handlers;
+    if (this.state.kind === 'running') this.state.nextHandlers = handlers;
   }
 
   /**
@@ -633,7 +650,7 @@ class PipelineRuntime {
     if (!this.ledger.commit(report.committedCheckpoint)) return;
     this.writerBusyMs += report.durationMs;
     for (const resolve of this.commitWaiters.splice(0)) resolve();
-    if (this.state === 'caught-up') this.reportProgress();
+    if (this.state.kind === 'running' && this.state.phase === 'caught-up') this.reportProgress();
   }
 
   /**
@@ -663,27 +680,47 @@ class PipelineRuntime {
 
   /** Stops taking new blocks; resolves with the last processed checkpoint once the loop is idle. */
   private async pauseIntake(): Promise<number> {
-    if (!this.stopRequested) {
-      this.stopRequested = true;
-      if (this.state !== 'failed') this.setState('stopping');
-      for (const resolve of this.commitWaiters.splice(0)) resolve();
-      this.source.wake();
-    }
+    if (this.state.kind === 'running') this.requestStop(null);
     await this.loop;
     return this.processedCheckpoint;
   }
 
-  private setState(state: PipelineProgress['state']): void {
-    if (this.state === state) return;
+  /** The loop is asked to end after its batch (`failure`: it ends failed). */
+  private requestStop(failure: PipelineFailure | null): void {
+    this.enter({ kind: 'stopping', failure });
+    for (const resolve of this.commitWaiters.splice(0)) resolve();
+    this.source.wake();
+  }
+
+  private get stopRequested(): boolean {
+    return this.state.kind !== 'running';
+  }
+
+  private setPhase(phase: Extract<RuntimeState, { kind: 'running' }>['phase']): void {
+    if (this.state.kind !== 'running' || this.state.phase === phase) return;
     // The backfill's rate says nothing about the live one: start measuring afresh, instead of
     // showing a rate that decays over the whole window.
-    if (this.state === 'backfill' && (state === 'live' || state === 'caught-up')) {
+    if (this.state.phase === 'backfill' && (phase === 'live' || phase === 'caught-up')) {
       this.eventRate.reset();
       this.blockRate.reset();
     }
+    if (phase === 'caught-up' || phase === 'live') this.readyAt ??= Date.now();
+    this.enter({ ...this.state, phase });
+  }
+
+  private enter(state: RuntimeState): void {
     this.state = state;
-    if (state === 'caught-up' || state === 'live') this.readyAt ??= Date.now();
     this.reportProgress();
+  }
+
+  /** The state as /status shows it. */
+  private shownState(): PipelineProgress['state'] {
+    const { state } = this;
+    return state.kind === 'running' ? state.phase : state.kind;
+  }
+
+  private failure(): PipelineFailure | null {
+    return 'failure' in this.state ? this.state.failure : null;
   }
 
   private progress(): PipelineProgress {
@@ -701,8 +738,8 @@ class PipelineRuntime {
       peakInMemoryObjects: this.peakInMemoryObjects,
       writerBusyMs: Math.round(this.writerBusyMs),
       queuedBatches: this.ledger.length,
-      state: this.state,
-      failure: this.failure,
+      state: this.shownState(),
+      failure: this.failure(),
       firstEventAt: this.firstEventAt,
       readyAt: this.readyAt,
       reorgs: Object.values(this.reorgsUndid).reduce((sum, count) => sum + count, 0),
@@ -723,9 +760,7 @@ class PipelineRuntime {
     // A batch processed before the error is written like the others (a reorg too deep to roll
     // back leaves everything processed before it as it was).
     this.releaseHeld();
-    this.stopRequested = true;
-    this.failure ??= failureOf(error, 'processing');
-    this.setState('failed');
+    this.enter({ kind: 'failed', failure: this.failure() ?? failureOf(error, 'processing') });
     this.context.log.error(
       { err: error, pipeline: this.pipeline.name },
       'pipeline failed; it stays stopped until a restart',
