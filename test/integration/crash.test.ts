@@ -94,13 +94,13 @@ describe('crash safety (erc20, Postgres)', () => {
       STRATA_IN_MEMORY_OBJECTS_TARGET: String(target),
     });
     const url = await daemon.url;
-    let status: StatusSnapshot | undefined;
-    for (;;) {
-      status = (await getJson<StatusSnapshot>(`${url}/status`)).body;
-      const pipeline = status.pipelines[0];
-      if (pipeline?.state === 'caught-up' && pipeline.committedCheckpoint === 5_000) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    const { body: status } = await waitFor(
+      () => getJson<StatusSnapshot>(`${url}/status`),
+      ({ body }) =>
+        body.pipelines[0]?.state === 'caught-up' && body.pipelines[0].committedCheckpoint === 5_000,
+      120_000,
+      'all 5000 blocks committed',
+    );
     const pipeline = status.pipelines[0]!;
     expect(pipeline.peakInMemoryObjects).toBeGreaterThan(0);
     expect(pipeline.peakInMemoryObjects).toBeLessThanOrEqual(target + batchBlocks * 10 * 5);
