@@ -1,17 +1,18 @@
-// The embedded database: PGlite (Postgres compiled to WASM) in this process, exposed on a
-// loopback socket by @electric-sql/pglite-socket so that every actor reaches it with the same
-// `pg` pool code it uses for a real Postgres. One code path; see bench/RESULTS.md for what the
-// socket costs against calling PGlite directly.
+// The embedded database: PGlite (Postgres compiled to WASM), in its own worker thread
+// (src/db/embedded-thread.ts), exposed on a loopback socket by @electric-sql/pglite-socket so that
+// every actor reaches it with the same `pg` pool code it uses for a real Postgres. One code path;
+// see bench/RESULTS.md for what the socket costs against calling PGlite directly, and for what
+// the thread changed (the main thread answered /status in seconds during an embedded backfill).
 //
 // PGlite is single-process: two daemons on one data directory would corrupt it, so the directory
 // is claimed with a pid lock file first.
 
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { Worker } from 'node:worker_threads';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { EmbeddedThreadMessage, EmbeddedThreadOptions } from './embedded-thread.ts';
 
 export interface EmbeddedDatabase {
   /** A postgres:// URL for `pg`, valid while this process runs. */
@@ -24,23 +25,60 @@ export interface EmbeddedDatabase {
 /** Concurrent socket connections PGlite's multiplexer accepts (actors' pools share these). */
 const MAX_CONNECTIONS = 64;
 
+const bootstrapUrl = new URL('../../workers/bootstrap.mjs', import.meta.url);
+const threadEntry = new URL('../../workers/embedded-db.ts', import.meta.url);
+
 export async function startEmbeddedDatabase(options: {
   storage: 'disk' | 'memory';
   dataDir: string;
   log: Logger;
 }): Promise<EmbeddedDatabase> {
   let releaseLock = () => {};
-  let db: PGlite;
   if (options.storage === 'disk') {
     mkdirSync(options.dataDir, { recursive: true });
     releaseLock = claimDataDir(options.dataDir);
-    db = await PGlite.create(path.join(options.dataDir, 'pgdata'));
-  } else {
-    db = await PGlite.create();
   }
-  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: MAX_CONNECTIONS });
-  await server.start();
-  const address = server.getServerConn(); // "127.0.0.1:<port>"
+  const threadOptions: EmbeddedThreadOptions = {
+    storage: options.storage,
+    dataDir: options.dataDir,
+    maxConnections: MAX_CONNECTIONS,
+  };
+  const worker = new Worker(bootstrapUrl, {
+    workerData: { entry: threadEntry.href, options: threadOptions },
+    stdout: false,
+    stderr: false,
+  });
+  let closing = false;
+  const next = () =>
+    new Promise<EmbeddedThreadMessage>((resolve, reject) => {
+      const onExit = (code: number) => reject(new Error(`the embedded database thread exited (${code})`));
+      worker.once('exit', onExit);
+      worker.once('error', reject);
+      worker.once('message', (message: EmbeddedThreadMessage) => {
+        worker.off('exit', onExit);
+        worker.off('error', reject);
+        resolve(message);
+      });
+    });
+  let address: string;
+  try {
+    const first = await next();
+    if (first.kind !== 'ready') {
+      throw new StrataError(
+        'STRATA_ERR_DB_UNAVAILABLE',
+        `embedded PGlite could not start: ${first.kind === 'failed' ? first.message : first.kind}`,
+      );
+    }
+    address = first.address;
+  } catch (error) {
+    await worker.terminate();
+    releaseLock();
+    throw error;
+  }
+  worker.on('exit', (code) => {
+    // Every pool then sees the database unavailable and retries; say why.
+    if (!closing) options.log.fatal({ code }, 'the embedded database thread ended unexpectedly');
+  });
   options.log.info(
     { storage: options.storage, dataDir: options.storage === 'disk' ? options.dataDir : null, address },
     'embedded PGlite started',
@@ -50,8 +88,11 @@ export async function startEmbeddedDatabase(options: {
     storage: options.storage,
     dataDir: options.storage === 'disk' ? options.dataDir : null,
     async close() {
-      await server.stop();
-      await db.close();
+      closing = true;
+      const closed = next().catch(() => undefined);
+      worker.postMessage({ kind: 'close' });
+      await closed;
+      await worker.terminate();
       releaseLock();
     },
   };
