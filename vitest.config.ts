@@ -22,7 +22,7 @@ export default defineConfig({
           hookTimeout: 60_000,
           // Each file makes its own database; files run in parallel, tests inside a file in order.
           fileParallelism: true,
-          maxWorkers: 2,
+          maxWorkers: 3,
         },
       },
       // Opt-in (`npm run chaos:pg-restart`): restarts the shared Postgres, so never beside others.

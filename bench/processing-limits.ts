@@ -95,7 +95,8 @@ async function inMemory(pipeline: PipelineConfig, request: LimitsRequest, strate
     const { changes } = collectBatchChanges(store, false);
     encodeChanges(changes);
     // Everything is "committed" at once: the same capacity rule as the daemon's first tier.
-    if (store.size() > WORKING_SET_CAP) store.dropCommitted(firstCheckpoint + blocks.length - 1);
+    if (store.size() > WORKING_SET_CAP)
+      store.dropCommitted(firstCheckpoint + blocks.length - 1, WORKING_SET_CAP / 2);
   });
 }
 
@@ -151,6 +152,7 @@ function plainFold(pipeline: PipelineConfig, request: LimitsRequest): Promise<nu
         }
       }
     }
+    // The fold keeps every account and allowance: only transfers, written once, are dropped.
     if (accounts.size + transfers.size + allowances.size > WORKING_SET_CAP) transfers.clear();
   });
 }

@@ -160,6 +160,9 @@ export class EntityStore {
     if (before === undefined || before.checkpointId < this.batchStart) {
       this.touchedIds.push(id);
       this.touchedBefore.push(before);
+      // Re-inserted, not overwritten: the map's order is then roughly least recently written
+      // first, which is the order dropCommitted drops in (hot ids stay, cold ones go).
+      if (before !== undefined) this.latest.delete(id);
     }
     if (before !== undefined && before.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
     if (
@@ -249,10 +252,14 @@ export class EntityStore {
     return restored;
   }
 
-  /** Drops changes whose checkpoint is committed; returns how many were dropped. */
-  dropCommitted(committedCheckpoint: number): number {
+  /**
+   * Drops changes whose checkpoint is committed — at most `limit` of the latest ones, least
+   * recently written first — and every committed overwritten one; returns how many were dropped.
+   */
+  dropCommitted(committedCheckpoint: number, limit = Number.POSITIVE_INFINITY): number {
     let dropped = 0;
     for (const [id, change] of this.latest) {
+      if (dropped >= limit) break;
       if (change.checkpointId !== LOADED_FROM_DB && change.checkpointId <= committedCheckpoint) {
         this.latest.delete(id);
         dropped += 1;
@@ -354,8 +361,21 @@ export class InMemoryStore {
     return this.sum((table) => table.size());
   }
 
-  dropCommitted(committedCheckpoint: number): number {
-    return this.sum((table) => table.dropCommitted(committedCheckpoint));
+  /**
+   * Drops committed changes until the store holds at most `keepAtMost` objects (0: every
+   * committed change), least recently written first within each entity, each entity in proportion
+   * to its size. What is dropped is read again from the database when next needed.
+   */
+  dropCommitted(committedCheckpoint: number, keepAtMost = 0): number {
+    const total = this.size();
+    const excess = total - keepAtMost;
+    if (excess <= 0) return 0;
+    return this.sum((table) =>
+      table.dropCommitted(
+        committedCheckpoint,
+        keepAtMost === 0 ? Number.POSITIVE_INFINITY : Math.ceil((excess * table.size()) / total),
+      ),
+    );
   }
 
   dropLoaded(): number {

@@ -635,9 +635,14 @@ class PipelineRuntime {
     }
   }
 
-  /** Entity changes and effect outputs, alike. */
+  /**
+   * Entity changes and effect outputs, alike. The store keeps up to half the target, its most
+   * recently written entities (hot ones, read again soon), so a backfill does not reload them
+   * after every drop, and the next drop is some batches away.
+   */
   private dropCommitted(): void {
-    this.store.dropCommitted(this.ledger.committedCheckpoint);
+    const keep = Math.floor(this.context.data.inMemoryObjectsTarget / 2);
+    this.store.dropCommitted(this.ledger.committedCheckpoint, keep);
     this.effects.dropCommitted(this.ledger.committedCheckpoint);
   }
 

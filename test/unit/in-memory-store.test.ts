@@ -1,5 +1,6 @@
 // The InMemoryStore's reorg undo, against a model. Random batches of sets and deletes (all inside
-// the reorg threshold) over a few ids, with commits, drops of committed and loaded rows, and
+// the reorg threshold) over a few ids, with commits, drops of committed (all, or down to a few
+// objects) and loaded rows, and
 // rollbacks to a random recent checkpoint — of the last batch only (`undoLastBatchAbove`) or of
 // anything uncommitted (`rollBackTo`). After every step:
 //  - every id reads as the model's state at the processed checkpoint (the store's change, else the
@@ -143,7 +144,8 @@ function runSeed(seed: number): void {
       if (lastBatch !== null && random() < 0.5) lastBatch = null;
       const highest = lastBatch === null ? model.processed : lastBatch.from - 1;
       committed = committed + Math.floor(random() * (highest - committed + 1));
-      store.dropCommitted(committed);
+      // All committed changes, or only the least recently written down to a few objects.
+      store.dropCommitted(committed, random() < 0.5 ? 0 : Math.floor(random() * 6));
       check(`commit ${committed}`);
     } else if (roll < 0.7) {
       store.dropLoaded();
