@@ -103,9 +103,11 @@ describe('strata start (child process, Postgres)', () => {
   it('the processing actor answers pings and reports its rate through a backfill that needs no I/O', async () => {
     // The generator answers without I/O and every read hits memory: a loop that never gave the
     // event loop a turn starved pings (the supervisor killed the actor as unresponsive) and the
-    // progress timer (0 blk/s through the whole backfill). A 100 ms ping makes 200 ms of silence fatal.
+    // progress timer (0 blk/s through the whole backfill). A 500 ms ping makes 1 s of silence
+    // fatal: the old loop was silent for the whole backfill (seconds), a batch takes milliseconds,
+    // and a busy machine's GC pauses stay well below it.
     await resetDatabase();
-    const daemon = start({ TEST_BLOCKS: '30000', STRATA_PING_INTERVAL_MS: '100' });
+    const daemon = start({ TEST_BLOCKS: '30000', STRATA_PING_INTERVAL_MS: '500' });
     const url = await daemon.url;
     const during = await waitFor(
       () => getJson<StatusSnapshot>(`${url}/status`),
