@@ -61,6 +61,11 @@ export function createMetrics(options: { version: string; status: () => StatusSn
     (a) => a.eventLoopUtilization,
   );
   actorGauge('strata_actor_heap_used_bytes', 'V8 heap used by the actor thread.', (a) => a.heapUsedBytes);
+  actorGauge(
+    'strata_actor_heap_after_gc_peak_bytes',
+    'Peak V8 heap in use right after a full collection in the actor thread (what it keeps alive).',
+    (a) => a.heapAfterGcPeakBytes,
+  );
 
   const pipelineGauge = (
     name: string,

@@ -51,6 +51,8 @@ export interface ActorSelfReport {
   /** Event-loop utilization of the actor's thread since its previous pong (0..1). */
   eventLoopUtilization: number;
   heapUsedBytes: number;
+  /** Peak heap in use right after a full GC (what the thread keeps alive; 0 before the first). */
+  heapAfterGcPeakBytes: number;
   /** Messages received but not yet started (the actor handles one at a time). */
   mailboxDepth: number;
   /** The actor's own figures (e.g. its database pool), from `ActorInstance.report`. */

@@ -16,6 +16,7 @@ import type {
   ToActorMessage,
 } from '../protocol.ts';
 import { isToActorMessage } from '../protocol.ts';
+import { trackHeapAfterGc } from './heap-after-gc.ts';
 
 /** A method an actor exposes. Arguments and results must be structured-cloneable. */
 export type ActorMethod = (...args: never) => unknown;
@@ -95,6 +96,7 @@ export function serveActor<Data, Methods extends ActorMethods, Event, Requests e
   let instance: ActorInstance<Methods> | undefined;
   let draining = false;
   let lastElu = performance.eventLoopUtilization();
+  const heapAfterGc = trackHeapAfterGc();
   /** This actor's requests awaiting their answer, by id. */
   const requests = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   let nextRequestId = 1;
@@ -144,6 +146,7 @@ export function serveActor<Data, Methods extends ActorMethods, Event, Requests e
         report: {
           eventLoopUtilization: delta.utilization,
           heapUsedBytes: v8.getHeapStatistics().used_heap_size,
+          heapAfterGcPeakBytes: heapAfterGc.peak(),
           mailboxDepth: mailbox.length,
           extra: instance?.report?.() ?? {},
         },

@@ -42,6 +42,8 @@ export interface ActorStats {
   mailboxDepth: number;
   eventLoopUtilization: number;
   heapUsedBytes: number;
+  /** The thread's peak heap right after a full GC (see heap-after-gc.ts). */
+  heapAfterGcPeakBytes: number;
   droppedStaleMessages: number;
   /** Times the supervisor's own thread was paused and the missed pongs were forgiven. */
   pausesForgiven: number;
@@ -106,6 +108,7 @@ export class ActorRef<
   private lastReport: ActorSelfReport = {
     eventLoopUtilization: 0,
     heapUsedBytes: 0,
+    heapAfterGcPeakBytes: 0,
     mailboxDepth: 0,
     extra: {},
   };
@@ -271,6 +274,7 @@ export class ActorRef<
       mailboxDepth: this.lastReport.mailboxDepth,
       eventLoopUtilization: this.lastReport.eventLoopUtilization,
       heapUsedBytes: this.lastReport.heapUsedBytes,
+      heapAfterGcPeakBytes: this.lastReport.heapAfterGcPeakBytes,
       droppedStaleMessages: this.droppedStale,
       pausesForgiven: this.pausesSeen,
       threadId: this.endpoint?.threadId ?? null,

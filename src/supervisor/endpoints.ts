@@ -30,6 +30,8 @@ const bootstrapUrl = new URL('../../workers/bootstrap.mjs', import.meta.url);
 export interface WorkerSpawnOptions {
   /** V8 heap cap for the actor's thread; exceeding it ends the thread (best effort, see docs). */
   maxOldGenerationSizeMb?: number;
+  /** V8's young generation for the thread (see PROCESSING_YOUNG_GENERATION_MB). */
+  maxYoungGenerationSizeMb?: number;
 }
 
 /** Spawns `entry` (a module that calls `runActorInWorker`) in a fresh worker per incarnation. */
@@ -41,9 +43,14 @@ export function workerSpawner<Data>(entry: URL, options: WorkerSpawnOptions = {}
       // in the main thread and survive a main thread that is busy.
       stdout: false,
       stderr: false,
-      ...(options.maxOldGenerationSizeMb === undefined
-        ? {}
-        : { resourceLimits: { maxOldGenerationSizeMb: options.maxOldGenerationSizeMb } }),
+      resourceLimits: {
+        ...(options.maxOldGenerationSizeMb === undefined
+          ? {}
+          : { maxOldGenerationSizeMb: options.maxOldGenerationSizeMb }),
+        ...(options.maxYoungGenerationSizeMb === undefined
+          ? {}
+          : { maxYoungGenerationSizeMb: options.maxYoungGenerationSizeMb }),
+      },
     });
     let lastError: unknown;
     const exitListeners: Array<(info: ExitInfo) => void> = [];
