@@ -56,7 +56,7 @@ function sourceFor(pipeline: PipelineConfig, request: LimitsRequest): GeneratorS
 }
 
 /** Reads the source batch by batch; returns the seconds it took. */
-async function eachBatch(
+export async function eachBatch(
   source: GeneratorSource,
   batchSize: number,
   onBatch: (blocks: Block[], firstCheckpoint: number) => void | Promise<void>,

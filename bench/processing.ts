@@ -30,7 +30,7 @@ import { createTableSql, entityTable, quoteIdent } from '../src/schema/ddl.ts';
 import { type EntityRow, rowToWire } from '../src/schema/wire.ts';
 import { GeneratorSource } from '../src/sources/generator.ts';
 import { ADMIN_URL, benchDatabase } from './bench-database.ts';
-import type { LimitsRequest, LimitsResult } from './processing-limits.ts';
+import { eachBatch, type LimitsRequest, type LimitsResult } from './processing-limits.ts';
 
 const EVENTS = Number(process.env.EVENTS ?? 1_000_000);
 const BIG_EVENTS = Number(process.env.BIG_EVENTS ?? 5_000_000);
@@ -230,11 +230,11 @@ async function naive(events: number): Promise<number> {
       ];
     }),
   );
-  const seconds = await runBatches(
+  const seconds = await eachBatch(
     sourceFor(pipelineConf, events),
     pipelineConf.batchSize,
-    executor,
-    async () => {
+    async (blocks, firstCheckpoint) => {
+      await executor.run(blocks, firstCheckpoint, false);
       await client.query('BEGIN');
       for (const [name, table] of store.tables) {
         const rows: EntityRow[] = [];
@@ -248,27 +248,6 @@ async function naive(events: number): Promise<number> {
   );
   await client.end();
   return events / seconds;
-}
-
-/** Reads the source batch by batch through the executor; returns the seconds it took. */
-async function runBatches(
-  source: GeneratorSource,
-  batchSize: number,
-  executor: BatchExecutor,
-  afterBatch: (lastCheckpoint: number) => void | Promise<void>,
-): Promise<number> {
-  const started = performance.now();
-  let checkpoint = 0;
-  let after = 0;
-  for (;;) {
-    const blocks = await source.read(after, batchSize);
-    if (blocks.length === 0) break;
-    await executor.run(blocks, checkpoint + 1, false);
-    checkpoint += blocks.length;
-    after = blocks[blocks.length - 1]!.number;
-    await afterBatch(checkpoint);
-  }
-  return (performance.now() - started) / 1_000;
 }
 
 const rate = (events: number, seconds: number) => Math.round(events / seconds).toLocaleString('en-US');

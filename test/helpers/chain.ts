@@ -1,5 +1,6 @@
 // A hashed chain as the ingest log stores it (appends and replacement branches), and the helpers
 // tests use to push it to a daemon and wait for its tip to be committed.
+import { expect } from 'vitest';
 import type { DaemonProcess } from './daemon-process.ts';
 import { waitFor } from './daemon-process.ts';
 import type { TestDatabase } from './database.ts';
@@ -77,4 +78,10 @@ export async function postBlocks(
     signal: AbortSignal.timeout(30_000),
   });
   return { status: response.status, body: (await response.json()) as never };
+}
+
+/** Posts blocks and expects them stored (200). */
+export async function pushBlocks(url: string, blocks: ChainBlock[]): Promise<void> {
+  const response = await postBlocks(url, blocks);
+  expect(response.status, JSON.stringify(response.body)).toBe(200);
 }

@@ -77,3 +77,9 @@ export function useTestDatabase(prefix?: string): TestDatabase {
     drop: () => current().drop(),
   };
 }
+
+/** Drops Strata's own schema and a pipeline's, so the next daemon starts from nothing. */
+export async function resetPipeline(db: TestDatabase, pipeline: string): Promise<void> {
+  await db.query('DROP SCHEMA IF EXISTS strata CASCADE');
+  await db.query(`DROP SCHEMA IF EXISTS pipeline_${pipeline} CASCADE`);
+}

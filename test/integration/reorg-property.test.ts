@@ -6,10 +6,10 @@
 // file, so it runs beside test/integration/reorg.test.ts.)
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../src/sources/generator.ts';
 import type { StatusSnapshot } from '../../src/status-types.ts';
-import { Chain, type ChainBlock, postBlocks, waitForCommittedTip } from '../helpers/chain.ts';
+import { Chain, pushBlocks, waitForCommittedTip } from '../helpers/chain.ts';
 import {
   type DaemonProcess,
   fixtureProject,
@@ -17,28 +17,15 @@ import {
   startDaemonProcess,
   waitFor,
 } from '../helpers/daemon-process.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { resetPipeline, useTestDatabase } from '../helpers/database.ts';
 import { expectFold, randomStream } from '../helpers/model-stream.ts';
 
 const STRATA_BIN = path.resolve(import.meta.dirname, '../../bin/strata.mjs');
 
-let db: TestDatabase;
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db?.drop();
-});
+const db = useTestDatabase();
+const reset = (pipeline: string) => resetPipeline(db, pipeline);
 
-async function reset(pipeline: string): Promise<void> {
-  await db.query('DROP SCHEMA IF EXISTS strata CASCADE');
-  await db.query(`DROP SCHEMA IF EXISTS pipeline_${pipeline} CASCADE`);
-}
-
-async function push(url: string, blocks: ChainBlock[]): Promise<void> {
-  const response = await postBlocks(url, blocks);
-  expect(response.status, JSON.stringify(response.body)).toBe(200);
-}
+const push = pushBlocks;
 
 const committedTip = (chain: Chain, daemon: DaemonProcess) => waitForCommittedTip(db, chain, daemon);
 

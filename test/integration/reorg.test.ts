@@ -6,9 +6,9 @@
 //    STRATA_ERR_REORG_TOO_DEEP and changes nothing, while the daemon keeps serving; a pushed
 //    replacement reaching history pruned since an earlier reorg is refused at the door.
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { generateOrphanBlock, reorgDepthAt } from '../../src/sources/generator.ts';
-import { Chain, type ChainBlock, postBlocks, waitForCommittedTip } from '../helpers/chain.ts';
+import { Chain, postBlocks, pushBlocks, waitForCommittedTip } from '../helpers/chain.ts';
 import {
   type DaemonProcess,
   fixtureProject,
@@ -17,24 +17,14 @@ import {
   waitFor,
   waitForPipelineState,
 } from '../helpers/daemon-process.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { resetPipeline, useTestDatabase } from '../helpers/database.ts';
 import { erc20Source, expectErc20Reference } from '../helpers/erc20-reference.ts';
 import { randomStream } from '../helpers/model-stream.ts';
 
 const ERC20_PROJECT = path.resolve(import.meta.dirname, '../../examples/erc20');
 
-let db: TestDatabase;
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await db?.drop();
-});
-
-async function reset(pipeline: string): Promise<void> {
-  await db.query('DROP SCHEMA IF EXISTS strata CASCADE');
-  await db.query(`DROP SCHEMA IF EXISTS pipeline_${pipeline} CASCADE`);
-}
+const db = useTestDatabase();
+const reset = (pipeline: string) => resetPipeline(db, pipeline);
 
 /** The message of the fatal error with `code` the daemon logged (the last lines if none). */
 function fatalMessage(daemon: DaemonProcess, code: string): string {
@@ -43,10 +33,7 @@ function fatalMessage(daemon: DaemonProcess, code: string): string {
   return String((fatal!.err as { message: string }).message);
 }
 
-async function push(url: string, blocks: ChainBlock[]): Promise<void> {
-  const response = await postBlocks(url, blocks);
-  expect(response.status, JSON.stringify(response.body)).toBe(200);
-}
+const push = pushBlocks;
 
 const committedTip = (chain: Chain, daemon: DaemonProcess) => waitForCommittedTip(db, chain, daemon);
 
