@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import type { Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { EffectCacheRow } from '../pipeline/uncommitted-ledger.ts';
 import { stableJson } from '../stable-json.ts';
 import { type Effect, RateLimiter } from './effects.ts';
 import { LOADED_FROM_DB } from './in-memory-store.ts';
@@ -35,7 +36,7 @@ export interface EffectStats {
 }
 
 /** A `cache: true` output to store: [effect, input key, output JSON]. */
-export type EffectCacheRow = [effect: string, inputKey: string, output: string];
+export type { EffectCacheRow };
 
 class EffectTable {
   readonly entries = new Map<string, EffectEntry>();
