@@ -21,7 +21,7 @@ import type { PipelineBuilds } from '../transpile/pipeline-builds.ts';
 import { CatchUpWatch } from './catch-up.ts';
 import type { DaemonDatabase } from './database.ts';
 import type { DaemonLifecycle } from './lifecycle.ts';
-import { withTimeout } from './status-board.ts';
+import { withTimeout } from './with-timeout.ts';
 
 const PROCESSING_ENTRY = new URL('../../workers/processing.ts', import.meta.url);
 const PERSISTENCE_ENTRY = new URL('../../workers/persistence.ts', import.meta.url);

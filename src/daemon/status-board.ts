@@ -10,6 +10,7 @@ import type { ActorRef } from '../supervisor/actor-ref.ts';
 import type { PipelineRouter } from '../supervisor/pipeline-router.ts';
 import type { ModuleService } from '../transpile/module-service.ts';
 import type { DaemonLifecycle } from './lifecycle.ts';
+import { withTimeout } from './with-timeout.ts';
 
 export interface StatusParts {
   mainDb: Db;
@@ -100,14 +101,4 @@ export class StatusBoard {
       checks.push({ name: 'redis', ok: parts.redis.state() === 'ready', detail: parts.redis.state() });
     return checks;
   }
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(message)), ms);
-    }),
-  ]);
 }
