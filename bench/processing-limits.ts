@@ -12,6 +12,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { buildConfig, type PipelineConfig } from '../src/config.ts';
+import type { Queryable } from '../src/db/pool.ts';
 import { createLogger } from '../src/logger.ts';
 import { encodeChanges } from '../src/pipeline/change-codec.ts';
 import { BatchExecutor, type LoadStrategy } from '../src/processing/batch-executor.ts';
@@ -41,19 +42,44 @@ export interface LimitsResult {
 
 const WORKING_SET_CAP = 100_000;
 
-async function pipelineConfig(project: string): Promise<PipelineConfig> {
+/** The project's (first) pipeline as the daemon configures it. */
+export async function pipelineConfig(project: string): Promise<PipelineConfig> {
   const config = await buildConfig({ flags: { project }, env: {} });
   return config.pipelines[0]!;
 }
 
-function sourceFor(pipeline: PipelineConfig, request: LimitsRequest): GeneratorSource {
+/** The pipeline's generator sized to `events`. */
+export function generatorFor(
+  pipeline: PipelineConfig,
+  events: number,
+  eventsPerBlock: number,
+): GeneratorSource {
   if (pipeline.source.kind !== 'generator') throw new Error('examples/erc20 must use the generator');
-  return new GeneratorSource({
-    ...pipeline.source,
-    blocks: request.events / request.eventsPerBlock,
-    eventsPerBlock: request.eventsPerBlock,
+  return new GeneratorSource({ ...pipeline.source, blocks: events / eventsPerBlock, eventsPerBlock });
+}
+
+/** The pipeline's handlers over `store`, reading through `db` (or a stand-in answering nothing). */
+export function executorFor(
+  pipeline: PipelineConfig,
+  modules: Awaited<ReturnType<typeof loadPipelineModules>>,
+  store: InMemoryStore,
+  db: Queryable,
+  strategy: LoadStrategy,
+): BatchExecutor {
+  const log = createLogger({ level: 'warn', format: 'json' });
+  return new BatchExecutor({
+    pipeline: pipeline.name,
+    ...modules,
+    store,
+    loader: new LoadLayer(db, pipeline.name, store),
+    effects: new EffectStore(db, log),
+    log,
+    strategy,
   });
 }
+
+const sourceFor = (pipeline: PipelineConfig, request: LimitsRequest) =>
+  generatorFor(pipeline, request.events, request.eventsPerBlock);
 
 /** Reads the source batch by batch; returns the seconds it took. */
 export async function eachBatch(
@@ -76,20 +102,10 @@ export async function eachBatch(
 
 /** (a): the processing actor's work, without a database. */
 async function inMemory(pipeline: PipelineConfig, request: LimitsRequest, strategy: LoadStrategy) {
-  const { schema, handlers } = await loadPipelineModules(pipeline);
-  const store = new InMemoryStore(schema);
-  const log = createLogger({ level: 'warn', format: 'json' });
+  const modules = await loadPipelineModules(pipeline);
+  const store = new InMemoryStore(modules.schema);
   const noDatabase = { query: async () => ({ rows: [] }) } as never;
-  const executor = new BatchExecutor({
-    pipeline: pipeline.name,
-    schema,
-    handlers,
-    store,
-    loader: new LoadLayer(noDatabase, pipeline.name, store),
-    effects: new EffectStore(noDatabase, log),
-    log,
-    strategy,
-  });
+  const executor = executorFor(pipeline, modules, store, noDatabase, strategy);
   return eachBatch(sourceFor(pipeline, request), pipeline.batchSize, async (blocks, firstCheckpoint) => {
     await executor.run(blocks, firstCheckpoint, false);
     const { changes } = collectBatchChanges(store, false);

@@ -18,19 +18,22 @@ import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { buildConfig, type PipelineConfig } from '../src/config.ts';
+import type { PipelineConfig } from '../src/config.ts';
 import { PROCESSING_YOUNG_GENERATION_MB } from '../src/daemon/actors.ts';
-import { createLogger } from '../src/logger.ts';
-import { BatchExecutor, type LoadStrategy } from '../src/processing/batch-executor.ts';
-import { EffectStore } from '../src/processing/effect-store.ts';
+import type { LoadStrategy } from '../src/processing/batch-executor.ts';
 import { InMemoryStore } from '../src/processing/in-memory-store.ts';
-import { LoadLayer } from '../src/processing/load-layer.ts';
 import { loadPipelineModules } from '../src/processing/pipeline-modules.ts';
 import { createTableSql, entityTable, quoteIdent } from '../src/schema/ddl.ts';
 import { type EntityRow, rowToWire } from '../src/schema/wire.ts';
-import { GeneratorSource } from '../src/sources/generator.ts';
 import { ADMIN_URL, benchDatabase } from './bench-database.ts';
-import { eachBatch, type LimitsRequest, type LimitsResult } from './processing-limits.ts';
+import {
+  eachBatch,
+  executorFor,
+  generatorFor,
+  type LimitsRequest,
+  type LimitsResult,
+  pipelineConfig as limitsPipelineConfig,
+} from './processing-limits.ts';
 
 const EVENTS = Number(process.env.EVENTS ?? 1_000_000);
 const BIG_EVENTS = Number(process.env.BIG_EVENTS ?? 5_000_000);
@@ -115,39 +118,9 @@ async function endToEnd(
   return { seconds: (finished - started) / 1_000, maxRssBytes, heapAfterGcBytes, reorgs, reorgsUndid };
 }
 
-/** The example's pipeline (its config file is imported once per process, so sizes are set here). */
-async function pipelineConfig(): Promise<PipelineConfig> {
-  const config = await buildConfig({ flags: { project: PROJECT }, env: {} });
-  return config.pipelines[0]!;
-}
-
-function sourceFor(pipelineConf: PipelineConfig, events: number): GeneratorSource {
-  if (pipelineConf.source.kind !== 'generator') throw new Error('examples/erc20 must use the generator');
-  return new GeneratorSource({
-    ...pipelineConf.source,
-    blocks: events / EVENTS_PER_BLOCK,
-    eventsPerBlock: EVENTS_PER_BLOCK,
-  });
-}
-
-/** The handlers over `store`, reading through `db` (or a stand-in answering nothing). */
-function erc20Executor(
-  modules: Awaited<ReturnType<typeof loadPipelineModules>>,
-  store: InMemoryStore,
-  db: pg.Client,
-  strategy: LoadStrategy,
-): BatchExecutor {
-  const log = createLogger({ level: 'warn', format: 'json' });
-  return new BatchExecutor({
-    pipeline: 'erc20',
-    ...modules,
-    store,
-    loader: new LoadLayer(db, 'erc20', store),
-    effects: new EffectStore(db, log),
-    log,
-    strategy,
-  });
-}
+const pipelineConfig = () => limitsPipelineConfig(PROJECT);
+const sourceFor = (pipeline: PipelineConfig, events: number) =>
+  generatorFor(pipeline, events, EVENTS_PER_BLOCK);
 
 /** (a) and (c), in a worker thread like the processing actor's (bench/processing-limits.ts). */
 async function limits(request: LimitsRequest): Promise<LimitsResult> {
@@ -218,7 +191,7 @@ async function naive(events: number): Promise<number> {
   for (const entity of schema.entities)
     for (const sql of createTableSql('erc20', entity)) await client.query(sql);
   const store = new InMemoryStore(schema);
-  const executor = erc20Executor({ schema, handlers }, store, client, 'two-pass');
+  const executor = executorFor(pipelineConf, { schema, handlers }, store, client, 'two-pass');
   const statements = new Map(
     schema.entities.map((entity) => {
       const names = entity.columns.map((column) => quoteIdent(column.name));

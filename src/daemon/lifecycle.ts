@@ -32,10 +32,6 @@ export class DaemonLifecycle {
     return this.current;
   }
 
-  get isStopping(): boolean {
-    return this.stopping !== null;
-  }
-
   /** Registers how to undo what a phase started (run in reverse order of registration). */
   onStop(name: string, run: () => Promise<void> | void): void {
     this.teardown.push({ name, run });

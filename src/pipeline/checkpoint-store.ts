@@ -203,7 +203,7 @@ export interface CommitAdvance {
   /** The committed checkpoint the writer believes is stored: anything else means another writer. */
   expected: number;
   toCheckpoint: number;
-  toBlockNumber: number | string;
+  toBlockNumber: number;
   toBlockHash: string | null;
   /** Added to `events_processed` (negative for a rollback). */
   eventDelta: number;

@@ -71,10 +71,6 @@ export class UncommittedLedger {
     return this.batches;
   }
 
-  hasHeld(): boolean {
-    return this.held !== null;
-  }
-
   /** A processed batch; `hold`: not sent yet, until the next read shows its tip still stands. */
   add(batch: UncommittedBatch, hold: boolean): void {
     const expected = this.batches.length === 0 ? null : lastCheckpoint(this.batches.at(-1)!).checkpointId + 1;
