@@ -24,7 +24,6 @@ function makeBatch(seed: number): EntityChanges {
   }
   return {
     AccountTotal: {
-      ids,
       checkpoints,
       eventNames: ids.map(() => 'Transfer'),
       logIndexes: ids.map(() => 0),

@@ -14,7 +14,6 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { buildConfig, type PipelineConfig } from '../src/config.ts';
 import type { Queryable } from '../src/db/pool.ts';
 import { createLogger } from '../src/logger.ts';
-import { encodeChanges } from '../src/pipeline/change-codec.ts';
 import { BatchExecutor, type LoadStrategy } from '../src/processing/batch-executor.ts';
 import { collectBatchChanges } from '../src/processing/collect-changes.ts';
 import { EffectStore } from '../src/processing/effect-store.ts';
@@ -108,8 +107,7 @@ async function inMemory(pipeline: PipelineConfig, request: LimitsRequest, strate
   const executor = executorFor(pipeline, modules, store, noDatabase, strategy);
   return eachBatch(sourceFor(pipeline, request), pipeline.batchSize, async (blocks, firstCheckpoint) => {
     await executor.run(blocks, firstCheckpoint, false);
-    const { changes } = collectBatchChanges(store, false);
-    encodeChanges(changes);
+    collectBatchChanges(store, false); // encoded as the actor sends it
     // Everything is "committed" at once: the same capacity rule as the daemon's first tier.
     if (store.size() > WORKING_SET_CAP)
       store.dropCommitted(firstCheckpoint + blocks.length - 1, WORKING_SET_CAP / 2);

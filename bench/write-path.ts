@@ -36,7 +36,6 @@ for (let i = 0; i < ROWS; i++) {
 }
 const changes: EntityChanges = {
   Transfer: {
-    ids,
     checkpoints: ids.map(() => 1),
     eventNames: ids.map(() => 'Transfer'),
     logIndexes: ids.map(() => 0),

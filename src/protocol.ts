@@ -129,13 +129,14 @@ export function isToActorMessage(value: unknown): value is ToActorMessage {
 
 /**
  * A batch's changes, per entity, at most one per id. Sets travel as Postgres COPY text: `rows`
- * holds one line per set (tab-separated columns in schema order, see src/schema/copy-text.ts),
- * aligned with `ids` and `checkpoints`; deletes as `[checkpointId, id]`.
+ * holds one line per set (tab-separated columns in schema order, the id first, see
+ * src/schema/copy-text.ts), aligned with `checkpoints`; deletes as `[checkpointId, id]`. Between
+ * threads it travels encoded (src/pipeline/change-codec.ts).
  */
 export type EntityChanges = Record<
   string,
   {
-    ids: string[];
+    /** One per set, in the order of the lines of `rows` (each line starts with the id). */
     checkpoints: number[];
     /** The event that made each set, name and log index (names the cause of a refused row). */
     eventNames: string[];

@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, type SerializedError, StrataError, serializeError } from '../errors.ts';
-import { decodeChanges } from '../pipeline/change-codec.ts';
+import { decodeChanges, setIds } from '../pipeline/change-codec.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { noHistoryError, prunedHistoryError } from '../pipeline/reorg-errors.ts';
 import { WriteQueue } from '../pipeline/write-queue.ts';
@@ -575,7 +575,7 @@ class Writer {
       let logIndex = -1;
       for (const changes of runChanges) {
         const part = changes[culprit.entity];
-        const index = part?.ids.lastIndexOf(culprit.id) ?? -1;
+        const index = part === undefined ? -1 : setIds(part).lastIndexOf(culprit.id);
         if (index >= 0) {
           checkpoint = part!.checkpoints[index]!;
           event = part!.eventNames[index] ?? '';

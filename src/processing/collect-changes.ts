@@ -1,46 +1,46 @@
 // What of the store a batch sends the writer: its changes grouped per entity, sets as ready-made
-// COPY text lines (with their ids and checkpoints alongside), deletes as `[checkpointId, id]`.
-// The processing actor does the conversion, so the writer's thread only merges and streams; the
-// wire form (src/pipeline/change-codec.ts) is what crosses the threads.
+// COPY text lines (with their checkpoints alongside), deletes as `[checkpointId, id]`, written
+// straight into the encoded form that crosses the threads (src/pipeline/change-codec.ts). The
+// processing actor does the conversion, so the writer's thread only merges and streams.
 
-import type { EntityChanges } from '../protocol.ts';
+import { ChangesEncoder } from '../pipeline/change-codec.ts';
 import { escapeText, rowToCopyLine } from '../schema/copy-text.ts';
 import type { EntityStore, InMemoryStore, StoredChange } from './in-memory-store.ts';
 
 /**
- * The changes the current batch made. With `history` (inside the reorg threshold) also every
- * change of the batch for the history tables: the latest, then the overwritten ones.
+ * The changes the current batch made, encoded. With `history` (inside the reorg threshold) also
+ * every change of the batch for the history tables: the latest, then the overwritten ones.
  */
 export function collectBatchChanges(
   store: InMemoryStore,
   history: boolean,
-): { changes: EntityChanges; count: number } {
-  const changes: EntityChanges = {};
+): { encoded: Uint8Array; count: number } {
+  const encoder = new ChangesEncoder();
   let count = 0;
   for (const [name, table] of store.tables) {
     if (table.batchChangeCount() === 0) continue;
-    const entry = new EntryBuilder();
+    const entry = new EntryBuilder(encoder);
     table.forEachBatchChange((id, change) => entry.push(table, id, change, history));
     count += table.batchChangeCount();
     if (history) table.forEachBatchOverwritten((id, change) => entry.pushHistory(table, id, change));
-    changes[name] = entry.build();
+    entry.end(name);
   }
-  return { changes, count };
+  return { encoded: encoder.finish(), count };
 }
 
 /**
  * Every change not yet committed (after a writer restart: one merged re-send), with the history
- * of everything kept for it.
+ * of everything kept for it, encoded.
  */
 export function collectUncommittedChanges(
   store: InMemoryStore,
   committedCheckpoint: number,
   history: boolean,
-): { changes: EntityChanges; count: number } {
-  const changes: EntityChanges = {};
+): { encoded: Uint8Array; count: number } {
+  const encoder = new ChangesEncoder();
   let count = 0;
   for (const [name, table] of store.tables) {
-    const entry = new EntryBuilder();
+    const entry = new EntryBuilder(encoder);
     table.forEachUncommitted(committedCheckpoint, (id, change) => {
       entry.push(table, id, change, history);
       count += 1;
@@ -50,21 +50,26 @@ export function collectUncommittedChanges(
         entry.pushHistory(table, id, change),
       );
     }
-    if (entry.size() > 0) changes[name] = entry.build();
+    if (entry.size() > 0) entry.end(name);
   }
-  return { changes, count };
+  return { encoded: encoder.finish(), count };
 }
 
+/** One entity's changes: set lines go straight to the encoder, the rest is gathered until `end`. */
 class EntryBuilder {
-  private readonly ids: string[] = [];
+  private readonly encoder: ChangesEncoder;
   private readonly checkpoints: number[] = [];
   /** The event that made each set: its name and log index. */
   private readonly eventNames: string[] = [];
   private readonly logIndexes: number[] = [];
-  /** The sets' COPY lines, each ending in '\n', appended to one string (no array, no join). */
-  private rows = '';
   private readonly deletes: Array<[number, string]> = [];
+  /** Written after the set lines (each entity's sets are one byte range). */
   private readonly history: string[] = [];
+
+  constructor(encoder: ChangesEncoder) {
+    this.encoder = encoder;
+    encoder.beginEntity();
+  }
 
   /**
    * A history line: the entity's columns (a delete keeps only its id; `columns` when already
@@ -84,28 +89,28 @@ class EntryBuilder {
     }
     // Built once per id per batch, for the final value (`set` only validated).
     const line = rowToCopyLine(table.entity, change.row);
-    this.ids.push(id);
     this.checkpoints.push(change.checkpointId);
     this.eventNames.push(change.eventName ?? '');
     this.logIndexes.push(change.logIndex ?? -1);
-    this.rows += `${line}\n`;
+    this.encoder.appendLine(line);
     if (history) this.pushHistory(table, id, change, line);
   }
 
   size(): number {
-    return this.ids.length + this.deletes.length;
+    return this.checkpoints.length + this.deletes.length;
   }
 
-  build(): EntityChanges[string] {
-    return {
-      ids: this.ids,
-      checkpoints: this.checkpoints,
-      eventNames: this.eventNames,
-      logIndexes: this.logIndexes,
-      rows: this.rows,
-      deletes: this.deletes,
-      ...(this.history.length === 0 ? {} : { history: `${this.history.join('\n')}\n` }),
-    };
+  end(name: string): void {
+    this.encoder.endEntity(
+      name,
+      {
+        checkpoints: this.checkpoints,
+        eventNames: this.eventNames,
+        logIndexes: this.logIndexes,
+        deletes: this.deletes,
+      },
+      this.history,
+    );
   }
 }
 

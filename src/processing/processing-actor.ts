@@ -14,7 +14,6 @@ import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isActorRestarting, isRetryable, StrataError, serializeError } from '../errors.ts';
-import { encodeChanges } from '../pipeline/change-codec.ts';
 import type { RecordedBlock } from '../pipeline/checkpoint-store.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { failureOf } from '../pipeline/failure.ts';
@@ -30,7 +29,6 @@ import type {
   BatchCheckpoint,
   BatchForWriter,
   CommitReport,
-  EntityChanges,
   PipelineFailure,
   PipelineProgress,
   ProcessingEvent,
@@ -371,9 +369,9 @@ class PipelineRuntime {
 
   /** Sends the store's last batch to the writer, its changes collected from the store now. */
   private sendLastBatch(batch: UncommittedBatch): void {
-    const { changes, count } = collectBatchChanges(this.store, batch.isInReorgThreshold);
+    const { encoded, count } = collectBatchChanges(this.store, batch.isInReorgThreshold);
     this.ledger.recount(batch, count);
-    this.emitBatch([batch], changes, count);
+    this.emitBatch([batch], encoded, count);
   }
 
   private recordRecordedBlocks(checkpoints: BatchCheckpoint[]): void {
@@ -571,8 +569,8 @@ class PipelineRuntime {
     if (onlyLastBatch) this.sendLastBatch(resend[0]!);
     else {
       const history = resend.some((b) => b.isInReorgThreshold);
-      const { changes, count } = collectUncommittedChanges(this.store, keptUpTo, history);
-      this.emitBatch(resend, changes, count);
+      const { encoded, count } = collectUncommittedChanges(this.store, keptUpTo, history);
+      this.emitBatch(resend, encoded, count);
     }
     return { eventsRemoved, idsRestored };
   }
@@ -598,8 +596,11 @@ class PipelineRuntime {
     }
   }
 
-  private emitBatch(batches: readonly UncommittedBatch[], changes: EntityChanges, changeCount: number): void {
-    const encodedChanges = encodeChanges(changes);
+  private emitBatch(
+    batches: readonly UncommittedBatch[],
+    encodedChanges: Uint8Array,
+    changeCount: number,
+  ): void {
     const batch: BatchForWriter = {
       ...mergeForWriter(this.pipeline.name, batches, changeCount, this.pipeline.rawEvents),
       encodedChanges,
@@ -665,12 +666,12 @@ class PipelineRuntime {
   private resend(): number {
     const batches = this.ledger.resendAll(); // the held one with the rest
     if (batches.length === 0) return 0;
-    const { changes, count } = collectUncommittedChanges(
+    const { encoded, count } = collectUncommittedChanges(
       this.store,
       this.ledger.committedCheckpoint,
       batches.some((b) => b.isInReorgThreshold),
     );
-    this.emitBatch(batches, changes, count);
+    this.emitBatch(batches, encoded, count);
     this.context.log.warn(
       {
         pipeline: this.pipeline.name,

@@ -11,6 +11,7 @@
 //    held: not sent, so not committed).
 
 import { describe, expect, it } from 'vitest';
+import { decodeChanges, setIds } from '../../src/pipeline/change-codec.ts';
 import { collectBatchChanges } from '../../src/processing/collect-changes.ts';
 import { InMemoryStore, LOADED_FROM_DB, type StoredChange } from '../../src/processing/in-memory-store.ts';
 import { defineSchema } from '../../src/schema/define-schema.ts';
@@ -86,9 +87,9 @@ function runSeed(seed: number): void {
     }
     expect(keptKeys, `${step}: kept changes`).toEqual(expected.sort());
     if (lastBatch === null) return;
-    const { changes, count } = collectBatchChanges(store, true);
+    const { encoded, count } = collectBatchChanges(store, true);
     expect(count).toBe(store.lastBatchChangeCount());
-    const part = changes.Item;
+    const part = decodeChanges(encoded).Item;
     const history = (part?.history ?? '')
       .split('\n')
       .filter((line) => line !== '')
@@ -106,7 +107,7 @@ function runSeed(seed: number): void {
       }
     }
     expect(history, `${step}: the last batch's history lines`).toEqual(batchChanges.sort());
-    const collected = [...(part?.ids ?? []), ...(part?.deletes ?? []).map(([, id]) => id)].sort();
+    const collected = [...(part === undefined ? [] : setIds(part)), ...(part?.deletes ?? []).map(([, id]) => id)].sort();
     expect(collected, `${step}: the last batch's ids`).toEqual([...finalIds].sort());
   };
 
