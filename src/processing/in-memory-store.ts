@@ -144,7 +144,7 @@ export class EntityStore {
       before.logIndex = logIndex;
       return;
     }
-    this.apply(id, { kind: 'set', row, checkpointId, eventName, logIndex }, keepHistory);
+    this.applyOver(id, before, { kind: 'set', row, checkpointId, eventName, logIndex }, keepHistory);
   }
 
   /** A row from the database (or a known-absent id) — only if nothing newer is held. */
@@ -156,13 +156,19 @@ export class EntityStore {
 
   /** A handler's change at `checkpointId`. */
   apply(id: string, change: StoredChange, keepHistory: boolean): void {
-    const before = this.latest.get(id);
+    this.applyOver(id, this.latest.get(id), change, keepHistory);
+  }
+
+  /** `apply` when the caller already looked up what `id` holds (`before`). */
+  private applyOver(
+    id: string,
+    before: StoredChange | undefined,
+    change: StoredChange,
+    keepHistory: boolean,
+  ): void {
     if (before === undefined || before.checkpointId < this.batchStart) {
       this.touchedIds.push(id);
       this.touchedBefore.push(before);
-      // Re-inserted, not overwritten: the map's order is then roughly least recently written
-      // first, which is the order dropCommitted drops in (hot ids stay, cold ones go).
-      if (before !== undefined) this.latest.delete(id);
     }
     if (before !== undefined && before.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
     if (
@@ -255,12 +261,16 @@ export class EntityStore {
   /**
    * Drops changes whose checkpoint is committed — at most `limit` of the latest ones, least
    * recently written first — and every committed overwritten one; returns how many were dropped.
+   * A change's checkpoint is when it was last written, so "least recently written" is "lowest
+   * checkpoint": hot ids stay, cold ones go, and writes need not keep the map in any order.
    */
   dropCommitted(committedCheckpoint: number, limit = Number.POSITIVE_INFINITY): number {
+    const below = this.dropBelow(committedCheckpoint, limit);
     let dropped = 0;
     for (const [id, change] of this.latest) {
       if (dropped >= limit) break;
-      if (change.checkpointId !== LOADED_FROM_DB && change.checkpointId <= committedCheckpoint) {
+      const checkpoint = change.checkpointId;
+      if (checkpoint !== LOADED_FROM_DB && checkpoint <= below) {
         this.latest.delete(id);
         dropped += 1;
       }
@@ -277,6 +287,23 @@ export class EntityStore {
     this.previous = keep;
     this.previousMark = mark;
     return dropped;
+  }
+
+  /**
+   * The highest checkpoint to drop at so that about `limit` committed changes go (all of them
+   * when they are fewer): the limit-th lowest committed checkpoint.
+   */
+  private dropBelow(committedCheckpoint: number, limit: number): number {
+    if (limit >= this.latest.size) return committedCheckpoint;
+    const checkpoints = new Float64Array(this.latest.size);
+    let count = 0;
+    for (const change of this.latest.values()) {
+      const checkpoint = change.checkpointId;
+      if (checkpoint !== LOADED_FROM_DB && checkpoint <= committedCheckpoint)
+        checkpoints[count++] = checkpoint;
+    }
+    if (count <= limit) return committedCheckpoint;
+    return checkpoints.subarray(0, count).sort()[limit - 1]!;
   }
 
   /** Drops rows loaded from the database (and known-absent markers). */
