@@ -1,12 +1,13 @@
 // bench/write-path: how the writer stores sets. The same 100,000 ERC20 Transfer rows (COPY lines,
-// as the processing actor produces them) written by src/persistence/entity-writer.ts with its two
-// methods — `copy` (COPY into a staging table, then INSERT … ON CONFLICT from it) and `unnest`
-// (one INSERT … SELECT FROM unnest(…) ON CONFLICT) — into the erc20 Transfer table with and
-// without its two secondary indexes, on real Postgres, interleaved, median of 3.
+// as the processing actor produces them) written by src/persistence/entity-writer.ts in its three
+// ways — `direct` (new rows: COPY straight into the table), `copy` (COPY into a staging table,
+// then INSERT … ON CONFLICT from it) and `unnest` (one INSERT … SELECT FROM unnest(…) ON CONFLICT,
+// embedded PGlite's path) — into the erc20 Transfer table with and without its two secondary
+// indexes, on real Postgres, interleaved, median of 3.
 // Run: `npm run bench:write-path`.
 
 import pg from 'pg';
-import { EntityWriter, type WriteMethod } from '../src/persistence/entity-writer.ts';
+import { EntityWriter } from '../src/persistence/entity-writer.ts';
 import type { EntityChanges } from '../src/protocol.ts';
 import { rowToCopyLine } from '../src/schema/copy-text.ts';
 import { createIndexSql, createTableSql, entityTable } from '../src/schema/ddl.ts';
@@ -49,12 +50,20 @@ await client.connect();
 await client.query('DROP SCHEMA IF EXISTS "pipeline_writebench" CASCADE');
 await client.query('CREATE SCHEMA "pipeline_writebench"');
 
-async function once(method: WriteMethod, indexes: boolean): Promise<number> {
+const METHODS = ['direct', 'copy', 'unnest'] as const;
+type Method = (typeof METHODS)[number];
+
+async function once(method: Method, indexes: boolean): Promise<number> {
   await client.query(`DROP TABLE IF EXISTS ${entityTable('writebench', 'Transfer')}`);
   const [table] = createTableSql('writebench', transfer);
   await client.query(table!);
   if (indexes) for (const sql of createIndexSql('writebench', transfer)) await client.query(sql);
-  const writer = new EntityWriter('writebench', { ...schema, entities: [transfer] }, method);
+  const writer = new EntityWriter(
+    'writebench',
+    { ...schema, entities: [transfer] },
+    method === 'unnest' ? 'unnest' : 'copy',
+    { directCopy: method === 'direct' },
+  );
   const started = performance.now();
   await client.query('BEGIN');
   await writer.write(client as pg.PoolClient, [changes]);
@@ -67,19 +76,20 @@ console.log(`write-path: ${ROWS.toLocaleString('en-US')} Transfer rows in one tr
 console.log('method   no indexes   2 indexes');
 const results = new Map<string, number[]>();
 for (let round = 0; round < 3; round++) {
-  for (const method of ['copy', 'unnest'] as const) {
+  for (const method of METHODS) {
     for (const indexes of [false, true]) {
       const key = `${method}:${indexes}`;
       results.set(key, [...(results.get(key) ?? []), await once(method, indexes)]);
     }
   }
 }
-for (const method of ['copy', 'unnest']) {
+for (const method of METHODS) {
   const plain = median(results.get(`${method}:false`)!);
   const indexed = median(results.get(`${method}:true`)!);
   console.log(`${method.padEnd(8)} ${plain.toFixed(0).padStart(10)}   ${indexed.toFixed(0).padStart(9)}`);
 }
-const ratio = median(results.get('unnest:false')!) / median(results.get('copy:false')!);
-console.log(`copy is ${ratio.toFixed(2)}× unnest without indexes`);
+const without = (method: Method) => median(results.get(`${method}:false`)!);
+console.log(`copy is ${(without('unnest') / without('copy')).toFixed(2)}× unnest without indexes`);
+console.log(`direct is ${(without('copy') / without('direct')).toFixed(2)}× copy without indexes`);
 await client.query('DROP SCHEMA "pipeline_writebench" CASCADE');
 await client.end();

@@ -60,12 +60,14 @@ export class EntityWriter {
 
   private readonly pipeline: string;
 
-  private readonly directCopy = new DirectCopy();
+  /** Null: every set goes through staging (bench/write-path compares the two). */
+  private readonly directCopy: DirectCopy | null;
 
-  constructor(pipeline: string, schema: Schema, method: WriteMethod) {
+  constructor(pipeline: string, schema: Schema, method: WriteMethod, options: { directCopy?: boolean } = {}) {
     this.pipeline = pipeline;
     this.schema = schema;
     this.method = method;
+    this.directCopy = options.directCopy === false ? null : new DirectCopy();
     for (const [index, entity] of schema.entities.entries()) {
       this.prepared.set(entity.name, prepare(pipeline, entity, index));
     }
@@ -238,7 +240,7 @@ export class EntityWriter {
       await client.query(prepared.unnestSql, splitColumns(rows, prepared.columnCount));
       written += rowCount;
     } else if (rowCount > 0) {
-      if (this.directCopy.shouldTry(entityName) && (await this.copyDirect(client, prepared, rows))) {
+      if (this.directCopy?.shouldTry(entityName) && (await this.copyDirect(client, prepared, rows))) {
         return written + rowCount;
       }
       // The staging table lives as long as the connection and empties itself at COMMIT.
@@ -261,7 +263,7 @@ export class EntityWriter {
     } catch (error) {
       if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
       await client.query('ROLLBACK TO SAVEPOINT strata_direct_copy');
-      this.directCopy.conflicted(prepared.entityName);
+      this.directCopy?.conflicted(prepared.entityName);
       return false;
     }
     await client.query('RELEASE SAVEPOINT strata_direct_copy');

@@ -107,7 +107,10 @@ function runSeed(seed: number): void {
       }
     }
     expect(history, `${step}: the last batch's history lines`).toEqual(batchChanges.sort());
-    const collected = [...(part === undefined ? [] : setIds(part)), ...(part?.deletes ?? []).map(([, id]) => id)].sort();
+    const collected = [
+      ...(part === undefined ? [] : setIds(part)),
+      ...(part?.deletes ?? []).map(([, id]) => id),
+    ].sort();
     expect(collected, `${step}: the last batch's ids`).toEqual([...finalIds].sort());
   };
 
