@@ -1,18 +1,27 @@
-// Moving a batch of 10,000 changes (in the writer's wire form: COPY lines) between threads:
-// structured clone vs an encoded buffer moved with a transfer list (JSON+UTF-8, and
-// v8.serialize — what src/processing/change-codec.ts uses), measured in one run.
-// Each round trip is: encode (sender) → postMessage → decode (receiver) → ack. The receiver must
-// end with usable objects, so decode time counts. Run: `npm run bench:transfer`.
+// Moving a batch of 10,000 changes (in the writer's wire form: COPY lines) between threads, from
+// the lines the processing actor formats to the writer's decoded changes: the lines appended to
+// one string and sent by structured clone, as a JSON+UTF-8 buffer or a v8.serialize buffer (the
+// daemon's way until the second Core session), vs the lines written straight into a byte buffer
+// (`ChangesEncoder`, src/pipeline/change-codec.ts, today's way) — the buffers moved with a
+// transfer list. Each round trip is: build and encode (sender) → postMessage → decode (receiver)
+// → ack. The receiver must end with usable objects, so decode time counts.
+// Run: `npm run bench:transfer`.
 
+import v8 from 'node:v8';
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
-import { decodeChanges, encodeChanges } from '../src/pipeline/change-codec.ts';
+import { ChangesEncoder, decodeChanges } from '../src/pipeline/change-codec.ts';
 import type { EntityChanges } from '../src/protocol.ts';
 
-type Mode = 'structured-clone' | 'json-transfer' | 'v8-transfer';
+type Mode = 'structured-clone' | 'json-transfer' | 'v8-transfer' | 'encoded-transfer';
 const BATCH = 10_000;
 const ROUNDS = Number(process.env.ROUNDS ?? 60);
 
-function makeBatch(seed: number): EntityChanges {
+interface Batch {
+  lines: string[];
+  sets: Omit<EntityChanges[string], 'rows' | 'history'>;
+}
+
+function makeBatch(seed: number): Batch {
   const ids: string[] = [];
   const checkpoints: number[] = [];
   const lines: string[] = [];
@@ -23,14 +32,16 @@ function makeBatch(seed: number): EntityChanges {
     lines.push(`${id}\t${i * 7}\t${i * 3}\t${i % 50}`);
   }
   return {
-    AccountTotal: {
-      checkpoints,
-      eventNames: ids.map(() => 'Transfer'),
-      logIndexes: ids.map(() => 0),
-      rows: `${lines.join('\n')}\n`,
-      deletes: [],
-    },
+    lines,
+    sets: { checkpoints, eventNames: ids.map(() => 'Transfer'), logIndexes: ids.map(() => 0), deletes: [] },
   };
+}
+
+/** The lines appended to one string, as the actor built `rows` before the byte buffer. */
+function appended(batch: Batch): EntityChanges {
+  let rows = '';
+  for (const line of batch.lines) rows += `${line}\n`;
+  return { AccountTotal: { ...batch.sets, rows } };
 }
 
 if (!isMainThread) {
@@ -40,6 +51,7 @@ if (!isMainThread) {
     if (message.mode === 'structured-clone') changes = message.data as EntityChanges;
     else if (message.mode === 'json-transfer')
       changes = JSON.parse(new TextDecoder().decode(message.data as Uint8Array)) as EntityChanges;
+    else if (message.mode === 'v8-transfer') changes = v8.deserialize(message.data as Uint8Array);
     else changes = decodeChanges(message.data as Uint8Array); // what the writer does
     // Touch every row so lazy work cannot hide.
     let sum = 0;
@@ -52,18 +64,27 @@ if (!isMainThread) {
   });
   const replies: Array<(value: unknown) => void> = [];
   worker.on('message', (value) => replies.shift()?.(value));
-  const roundTrip = (mode: Mode, changes: EntityChanges) =>
+  const roundTrip = (mode: Mode, batch: Batch) =>
     new Promise<{ senderMs: number; totalMs: number }>((resolve) => {
       const start = performance.now();
       let data: unknown;
       let transfer: ArrayBuffer[] = [];
-      if (mode === 'structured-clone') data = changes;
+      if (mode === 'structured-clone') data = appended(batch);
       else if (mode === 'json-transfer') {
-        const bytes = new TextEncoder().encode(JSON.stringify(changes));
+        const bytes = new TextEncoder().encode(JSON.stringify(appended(batch)));
+        data = bytes;
+        transfer = [bytes.buffer as ArrayBuffer];
+      } else if (mode === 'v8-transfer') {
+        const bytes = new Uint8Array(v8.serialize(appended(batch)));
         data = bytes;
         transfer = [bytes.buffer as ArrayBuffer];
       } else {
-        const bytes = encodeChanges(changes); // what the processing actor does (v8.serialize)
+        // What the processing actor does.
+        const encoder = new ChangesEncoder();
+        encoder.beginEntity();
+        for (const line of batch.lines) encoder.appendLine(line);
+        encoder.endEntity('AccountTotal', batch.sets, []);
+        const bytes = encoder.finish();
         data = bytes;
         transfer = [bytes.buffer as ArrayBuffer];
       }
@@ -73,7 +94,7 @@ if (!isMainThread) {
     });
 
   const batches = Array.from({ length: 8 }, (_, i) => makeBatch(i));
-  const modes: Mode[] = ['structured-clone', 'json-transfer', 'v8-transfer'];
+  const modes: Mode[] = ['structured-clone', 'json-transfer', 'v8-transfer', 'encoded-transfer'];
   // Warm up every path, then interleave modes so noise hits them alike.
   for (const mode of modes) for (let i = 0; i < 10; i++) await roundTrip(mode, batches[i % 8]!);
   const results = new Map<Mode, { sender: number[]; total: number[] }>(
