@@ -1,0 +1,129 @@
+// One shape's log: its messages at offsets `<checkpoint>_<op>` (op counts the shape's messages
+// within the checkpoint's transaction), appended only whole transactions at a time — a commit
+// marker makes a transaction's messages visible at once, so no reader ever sees part of one.
+// A shape's log starts at its snapshot's checkpoint (`<checkpoint>_inf`: everything up to and
+// including that transaction is in the snapshot).
+
+export interface Offset {
+  tx: number;
+  /** Infinity for `inf`. */
+  op: number;
+}
+
+const OFFSET_TEXT = /^(\d+)_(\d+|inf)$/;
+
+/** `<tx>_<op>` (decimal, op may be `inf`); null when malformed. `-1` and `now` are the caller's. */
+export function parseOffset(text: string): Offset | null {
+  const match = OFFSET_TEXT.exec(text);
+  if (match === null) return null;
+  const tx = Number(match[1]);
+  const op = match[2] === 'inf' ? Number.POSITIVE_INFINITY : Number(match[2]);
+  if (!Number.isSafeInteger(tx) || (op !== Number.POSITIVE_INFINITY && !Number.isSafeInteger(op)))
+    return null;
+  return { tx, op };
+}
+
+export function formatOffset(offset: Offset): string {
+  return `${offset.tx}_${offset.op === Number.POSITIVE_INFINITY ? 'inf' : offset.op}`;
+}
+
+export function compareOffsets(a: Offset, b: Offset): number {
+  return a.tx !== b.tx ? a.tx - b.tx : a.op === b.op ? 0 : a.op < b.op ? -1 : 1;
+}
+
+interface Entry {
+  offset: Offset;
+  /** The message, serialised once for every reader. */
+  json: string;
+}
+
+/**
+ * Two boundaries, as in Electric's storage (seed 001): entries are *written* as a transaction's
+ * changes stream in, and become visible only when its commit marker *commits* them. What is
+ * pending is just the entries past the committed boundary — no second copy of the transaction.
+ */
+export class ShapeLog {
+  private readonly entries: Entry[] = [];
+  /** Entries below this index are committed (visible). */
+  private committedLength = 0;
+  /** The offset a reader is up to date at: the last committed entry's, or the snapshot's. */
+  private headOffset: Offset;
+  /** Transactions up to this checkpoint are in the log (or in the snapshot it starts from). */
+  private checkpoint: number;
+  private writing: number | null = null;
+
+  /** Everything up to and including `startCheckpoint` is in the shape's snapshot. */
+  constructor(startCheckpoint: number) {
+    this.headOffset = { tx: startCheckpoint, op: Number.POSITIVE_INFINITY };
+    this.checkpoint = startCheckpoint;
+  }
+
+  get head(): Offset {
+    return this.headOffset;
+  }
+
+  get size(): number {
+    return this.committedLength;
+  }
+
+  get committedCheckpoint(): number {
+    return this.checkpoint;
+  }
+
+  /**
+   * Writes one message of the transaction committing `checkpoint` (invisible until `commit`).
+   * A transaction at or below the log's checkpoint is already in the snapshot: skipped.
+   */
+  write(checkpoint: number, message: object): void {
+    if (checkpoint <= this.checkpoint) return;
+    this.writing = checkpoint;
+    const op = this.entries.length - this.committedLength;
+    this.entries.push({
+      offset: { tx: checkpoint, op },
+      json: JSON.stringify(withLogHeaders(message, checkpoint, op)),
+    });
+  }
+
+  /** The transaction committing `checkpoint` ended: its written messages become visible. */
+  commit(checkpoint: number): boolean {
+    if (checkpoint <= this.checkpoint) return false;
+    this.checkpoint = checkpoint;
+    const wrote = this.writing === checkpoint && this.entries.length > this.committedLength;
+    this.writing = null;
+    if (!wrote) return false;
+    this.committedLength = this.entries.length;
+    this.headOffset = this.entries[this.committedLength - 1]!.offset;
+    return true;
+  }
+
+  /** Drops written, uncommitted messages (the transaction never committed). */
+  abort(): void {
+    this.entries.length = this.committedLength;
+    this.writing = null;
+  }
+
+  /** Committed messages after `offset` (at most `limit`), and the offset of the last one. */
+  readAfter(offset: Offset, limit: number): { messages: string[]; last: Offset } {
+    // Entries are in offset order: binary search for the first one after `offset`.
+    let low = 0;
+    let high = this.committedLength;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (compareOffsets(this.entries[middle]!.offset, offset) <= 0) low = middle + 1;
+      else high = middle;
+    }
+    const slice = this.entries.slice(low, Math.min(low + limit, this.committedLength));
+    const last = slice.length === 0 ? maxOffset(offset, this.headOffset) : slice[slice.length - 1]!.offset;
+    return { messages: slice.map((entry) => entry.json), last };
+  }
+}
+
+function maxOffset(a: Offset, b: Offset): Offset {
+  return compareOffsets(a, b) >= 0 ? a : b;
+}
+
+/** A live change's headers: `lsn` (decimal: the client BigInt()s it) and its position. */
+function withLogHeaders(message: object, checkpoint: number, op: number): object {
+  const { headers } = message as { headers: object };
+  return { ...message, headers: { ...headers, lsn: String(checkpoint), op_position: op } };
+}
