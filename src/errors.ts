@@ -80,6 +80,7 @@ export const errorRegistry = {
   STRATA_ERR_MIGRATION_FAILED: { message: 'a migration failed', status: 500, retryable: false },
   STRATA_ERR_UNKNOWN_PIPELINE: { message: 'no such pipeline', status: 404, retryable: false },
   STRATA_ERR_SHAPE_WHERE_INVALID: { message: 'invalid where clause', status: 400, retryable: false },
+  STRATA_ERR_SHAPE_INVALID: { message: 'invalid shape request', status: 400, retryable: false },
   STRATA_ERR_HANDLER_FAILED: { message: 'a handler threw', status: 500, retryable: false },
   STRATA_ERR_WRITE_FAILED: { message: 'the writer could not store a batch', status: 500, retryable: false },
   STRATA_ERR_SCHEMA_INVALID: {

@@ -287,9 +287,34 @@ export type ProcessingEvent =
   | FatalEvent;
 
 /** What the writer emits. */
-export type PersistenceEvent = { type: 'committed'; report: CommitReport } | FatalEvent;
+export type PersistenceEvent =
+  | { type: 'committed'; report: CommitReport }
+  /** A committed transaction's changes to tables with shapes, a bounded fragment at a time. */
+  | { type: 'shape-changes'; fragment: ShapeChangesFragment }
+  /** After its fragments: the transaction committing `checkpoint` is whole. */
+  | { type: 'shape-commit'; pipeline: string; checkpoint: number }
+  | FatalEvent;
 
-export type ActorEvent = ProcessingEvent | PersistenceEvent;
+/** Postgres text of a row's columns (null for NULL), as clients of shapes get it. */
+export type TextRow = Readonly<Record<string, string | null>>;
+
+export interface ShapeChangesFragment {
+  pipeline: string;
+  entity: string;
+  checkpoint: number;
+  /** No `before`: inserted; no `after`: deleted. */
+  changes: Array<{ before: TextRow | null; after: TextRow | null }>;
+}
+
+/** What the materializer emits: after a commit, the shapes whose logs grew. */
+export type MaterializerEvent = {
+  type: 'shapes-changed';
+  pipeline: string;
+  checkpoint: number;
+  handles: string[];
+};
+
+export type ActorEvent = ProcessingEvent | PersistenceEvent | MaterializerEvent;
 
 /** A request an actor may make of another, by method: its argument and its answer. */
 export type RequestMap = Record<string, { args: unknown; result: unknown }>;

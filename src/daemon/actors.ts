@@ -8,11 +8,12 @@
 import type { PipelineConfig, StrataConfig } from '../config.ts';
 import { EXIT_NON_RETRYABLE, EXIT_RETRYABLE, exitCodeFor } from '../errors.ts';
 import { type Logger, type LoggerOptions, resolveLogFormat } from '../logger.ts';
+import type { MaterializerActorData, MaterializerMethods } from '../materializer/materializer-actor.ts';
 import type { DaemonMetrics } from '../metrics.ts';
 import type { PersistenceActorData, PersistenceMethods } from '../persistence/persistence-actor.ts';
 import type { ProcessingActorData, ProcessingMethods } from '../processing/processing-actor.ts';
 import { ProgressLine } from '../progress-line.ts';
-import type { PersistenceEvent, ProcessingEvent, WriterRequests } from '../protocol.ts';
+import type { MaterializerEvent, PersistenceEvent, ProcessingEvent, WriterRequests } from '../protocol.ts';
 import { ActorRef } from '../supervisor/actor-ref.ts';
 import { workerSpawner } from '../supervisor/endpoints.ts';
 import { PipelineRouter } from '../supervisor/pipeline-router.ts';
@@ -21,10 +22,12 @@ import type { PipelineBuilds } from '../transpile/pipeline-builds.ts';
 import { CatchUpWatch } from './catch-up.ts';
 import type { DaemonDatabase } from './database.ts';
 import type { DaemonLifecycle } from './lifecycle.ts';
+import { ShapeService, ShapeTables } from './shapes.ts';
 import { withTimeout } from './with-timeout.ts';
 
 const PROCESSING_ENTRY = new URL('../../workers/processing.ts', import.meta.url);
 const PERSISTENCE_ENTRY = new URL('../../workers/persistence.ts', import.meta.url);
+const MATERIALIZER_ENTRY = new URL('../../workers/materializer.ts', import.meta.url);
 /** How often a processing actor reports its progress. */
 const PROGRESS_INTERVAL_MS = 1_000;
 /**
@@ -36,13 +39,17 @@ const PROGRESS_INTERVAL_MS = 1_000;
 export const PROCESSING_YOUNG_GENERATION_MB = 96;
 
 type PersistenceRef = ActorRef<PersistenceMethods, PersistenceActorData, PersistenceEvent>;
+type MaterializerRef = ActorRef<MaterializerMethods, MaterializerActorData, MaterializerEvent>;
 type ProcessingRef = ActorRef<ProcessingMethods, ProcessingActorData, ProcessingEvent, WriterRequests>;
 
 export interface SupervisedActors {
   router: PipelineRouter;
   persistence: PersistenceRef;
   processing: ReadonlyMap<string, ProcessingRef>;
-  all(): Array<PersistenceRef | ProcessingRef>;
+  materializer: MaterializerRef;
+  /** Live shapes' side in the main thread (snapshots, waiting long-polls). */
+  shapes: ShapeService;
+  all(): Array<PersistenceRef | ProcessingRef | MaterializerRef>;
   /** Starts every actor (the writer first); resolves once all run. */
   start(): Promise<void>;
   /** `--watch`: the pipeline's new handlers take over at its next batch boundary. */
@@ -114,6 +121,7 @@ export function startActors(
     },
   });
 
+  const shapeTables = new ShapeTables();
   const persistence: PersistenceRef = new ActorRef({
     name: 'persistence',
     spawn: workerSpawner(PERSISTENCE_ENTRY),
@@ -125,6 +133,8 @@ export function startActors(
       historyPruneMs: config.processing.historyPruneMs,
       writeMethod: database.embedded === null ? 'copy' : 'unnest',
       testFault: config.testFault,
+      // Evaluated at every (re)start: a restarted writer goes on capturing for existing shapes.
+      shapeTables: shapeTables.snapshot(),
     }),
     logger: loggerOptions,
     log,
@@ -157,7 +167,21 @@ export function startActors(
       }),
     ]),
   );
-  router.connect({ persistence, processing });
+  // Shapes' state lives in the materializer; a restart loses it, and clients get 409 and refetch.
+  let shapes: ShapeService | null = null;
+  const materializer: MaterializerRef = new ActorRef({
+    name: 'materializer',
+    spawn: workerSpawner(MATERIALIZER_ENTRY),
+    data: () => ({ pipelines: builds.pipelines() }),
+    logger: loggerOptions,
+    log,
+    pingIntervalMs: config.supervisor.pingIntervalMs,
+    startTimeoutMs: 60_000,
+    onEvent: (event) => shapes?.onEvent(event),
+    onExit: (exit) => supervisor.childExited(exit),
+  });
+  shapes = new ShapeService(database.mainDb, log, materializer, persistence, shapeTables);
+  router.connect({ persistence, processing, materializer });
 
   const progressLine =
     config.processing.progress === 'always' ||
@@ -179,6 +203,12 @@ export function startActors(
   supervisor.add({
     id: 'persistence',
     ref: persistence,
+    restart: 'permanent',
+    shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
+  });
+  supervisor.add({
+    id: 'materializer',
+    ref: materializer,
     restart: 'permanent',
     shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
   });
@@ -226,7 +256,10 @@ export function startActors(
     log.info(
       {
         heapAfterGcPeakBytes: Object.fromEntries(
-          [persistence, ...processing.values()].map((ref) => [ref.name, ref.stats().heapAfterGcPeakBytes]),
+          [persistence, materializer, ...processing.values()].map((ref) => [
+            ref.name,
+            ref.stats().heapAfterGcPeakBytes,
+          ]),
         ),
       },
       'actor memory',
@@ -238,7 +271,9 @@ export function startActors(
     router,
     persistence,
     processing,
-    all: () => [persistence, ...processing.values()],
+    materializer,
+    shapes,
+    all: () => [persistence, materializer, ...processing.values()],
     start: () => supervisor.start(),
     reloadHandlers: async (pipeline) => {
       await processing.get(pipeline.name)!.call('reloadHandlers', pipeline);

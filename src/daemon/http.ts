@@ -66,6 +66,7 @@ export async function startHttp(
         return result;
       },
     },
+    shapes: { backend: actors.shapes },
   });
   if (config.http.apiTokens.length === 0 && !isLoopbackHost(config.http.host)) {
     log.warn(

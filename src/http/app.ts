@@ -19,6 +19,7 @@ import { registerHealthRoutes } from './routes/health.ts';
 import { type IngestDependencies, registerIngestRoute } from './routes/ingest.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
 import { type ModuleRouteDependencies, registerModuleRoutes } from './routes/modules.ts';
+import { registerShapeRoutes, type ShapeRouteOptions } from './routes/shapes.ts';
 import { registerStatusRoute } from './routes/status.ts';
 
 export interface AppDependencies {
@@ -36,6 +37,8 @@ export interface AppDependencies {
   ingest?: IngestDependencies;
   /** Module serving; idem. */
   modules?: ModuleRouteDependencies;
+  /** Live shapes (`/v1/shape`); idem. */
+  shapes?: ShapeRouteOptions;
 }
 
 export function buildApp(deps: AppDependencies): FastifyInstance {
@@ -99,5 +102,6 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   registerMetricsRoute(app, deps);
   if (deps.ingest !== undefined) registerIngestRoute(app, deps.ingest);
   if (deps.modules !== undefined) registerModuleRoutes(app, deps.modules);
+  if (deps.shapes !== undefined) registerShapeRoutes(app, deps.shapes);
   return app;
 }

@@ -4,24 +4,14 @@
 // are routed to the shapes they concern and written to those logs, invisible until the marker
 // commits them. Readers (the HTTP layer, through the actor) read committed offsets only.
 
+import type { ShapeChangesFragment } from '../protocol.ts';
 import { RoutingIndex } from './routing-index.ts';
 import { ShapeIds } from './shape-ids.ts';
 import { type Offset, ShapeLog } from './shape-log.ts';
 import { messageFor, type ShapeView } from './shape-messages.ts';
-import type { TextRow } from './where-eval.ts';
 
 /** One row's change in a committed transaction: no `before` for an insert, no `after` for a delete. */
-export interface RowChange {
-  before: TextRow | null;
-  after: TextRow | null;
-}
-
-export interface ShapeChangesFragment {
-  pipeline: string;
-  entity: string;
-  checkpoint: number;
-  changes: RowChange[];
-}
+export type RowChange = ShapeChangesFragment['changes'][number];
 
 export interface Shape {
   id: number;

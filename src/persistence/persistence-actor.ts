@@ -39,6 +39,7 @@ import { EntityWriter, type WriteMethod } from './entity-writer.ts';
 import { isUnstorableTextError } from './nul-escape.ts';
 import { buildDeferredIndexes, preparePipeline } from './pipeline-setup.ts';
 import { rawEventsTable, writeRawEvents } from './raw-events.ts';
+import { type PendingCapture, ShapeCapture } from './shape-capture.ts';
 
 export interface PersistenceActorData {
   pipelines: PipelineConfig[];
@@ -52,6 +53,8 @@ export interface PersistenceActorData {
   /** Shortest interval between two prunings of a pipeline's history (ms). */
   historyPruneMs: number;
   testFault: TestFault | null;
+  /** Per pipeline, the entities with live shapes (their changes go to the materializer). */
+  shapeTables: Record<string, string[]>;
 }
 
 export type PersistenceMethods = {
@@ -67,6 +70,12 @@ export type PersistenceMethods = {
   discardQueued(request: DiscardRequest): DiscardResult;
   /** A reorg: roll the pipeline's stored state back to a checkpoint. */
   rollback(request: RollbackRequest): Promise<RollbackResult>;
+  /**
+   * A shape now exists on the entity: from the next transaction on, its changes are captured for
+   * the materializer. Resolves, between two transactions, with the pipeline's committed
+   * checkpoint — every transaction above it is captured.
+   */
+  captureShapes(pipeline: string, entity: string): Promise<number>;
 };
 
 const MAX_WRITE_ATTEMPTS = 8;
@@ -113,6 +122,7 @@ class Writer {
   private readonly db: Db;
   /** What waits to be written, in what order, and each pipeline's committed checkpoint. */
   private readonly queue: WriteQueue<BatchForWriter>;
+  private readonly shapeCapture: ShapeCapture;
   private readonly pipelines = new Map<string, PipelineStorage>();
   private activity: WriterActivity = { kind: 'idle' };
   private flushWaiters: Array<() => void> = [];
@@ -130,6 +140,7 @@ class Writer {
   constructor(context: ActorContext<PersistenceActorData, PersistenceEvent>) {
     this.context = context;
     this.queue = new WriteQueue(context.data.maxChangesPerWrite);
+    this.shapeCapture = new ShapeCapture(context.data.shapeTables);
     const { db } = context.data;
     this.db = createDb({
       url: db.url,
@@ -220,6 +231,11 @@ class Writer {
         stageChainMetadata: (metadata) => this.stageChainMetadata(metadata),
         discardQueued: (request) => this.discardQueued(request),
         rollback: (request) => this.rollback(request),
+        captureShapes: (pipeline, entity) =>
+          this.betweenWrites(async () => {
+            this.shapeCapture.capture(pipeline, entity);
+            return this.queue.committed(pipeline);
+          }),
       },
       report: () => poolReport(this.db),
       stop: async () => {
@@ -379,18 +395,23 @@ class Writer {
     this.transactions += 1;
     let rowsWritten = 0;
     const metadata = this.metadata.dirtyOf(pipeline);
+    let capture: PendingCapture | null = null;
     if (this.writeDelayMs > 0) await sleep(this.writeDelayMs);
     await this.db.transaction(async (client) => {
       // Re-entering the threshold: history from before the writes outside it is unreachable.
       if (first.isInReorgThreshold && !storage.lastWriteKeptHistory) {
         await entityWriter.clearHistory(client);
       }
+      capture = this.shapeCapture.captures(pipeline)
+        ? await this.shapeCapture.before(client, pipeline, storage.schema, runChanges)
+        : null;
       const result = await entityWriter.write(
         client,
         runChanges,
         escapeNul,
         first.isInReorgThreshold ? { committedCheckpoint: expected } : null,
       );
+      await capture?.after(client);
       rowsWritten = result.written;
       if (result.escaped.length > 0)
         this.context.log.warn(
@@ -418,6 +439,7 @@ class Writer {
     });
     if (this.crashAfterCommit === this.transactions) this.crashThread('after COMMIT');
     this.queue.setCommitted(pipeline, last.toCheckpoint);
+    if (this.shapeCapture.captures(pipeline)) this.emitShapeChanges(pipeline, last.toCheckpoint, capture);
     storage.committedBlock = last.toBlockNumber;
     storage.lastWriteKeptHistory = first.isInReorgThreshold;
     if (first.isInReorgThreshold) this.schedulePrune(storage, last.toBlockNumber);
@@ -426,6 +448,14 @@ class Writer {
       this.lastMetadataWrite = Date.now();
     }
     this.reportCommitted(pipeline, eventCount, run.length, rowsWritten, performance.now() - started);
+  }
+
+  /** The committed transaction's captured changes, in bounded fragments, then its commit marker. */
+  private emitShapeChanges(pipeline: string, checkpoint: number, capture: PendingCapture | null): void {
+    for (const { entity, changes } of capture?.fragments() ?? []) {
+      this.context.emit({ type: 'shape-changes', fragment: { pipeline, entity, checkpoint, changes } });
+    }
+    this.context.emit({ type: 'shape-commit', pipeline, checkpoint });
   }
 
   private reportCommitted(

@@ -1,6 +1,7 @@
 // Routes the data path's events between actors, in the main thread: a processing actor's batches
 // go to the writer (moving their encoded buffers again, never copying them), the writer's commit
-// reports go back to the pipeline's processing actor, and a processing actor's progress reports
+// reports go back to the pipeline's processing actor, its captured changes for live shapes go to
+// the materializer, and a processing actor's progress reports
 // reach the writer as chain metadata to stage, and a processing actor's requests to the writer
 // (a reorg: discard queued batches, roll back stored state) are carried out (the actor runtime
 // answers the incarnation that asked).
@@ -9,6 +10,7 @@
 
 import { deserializeError, isActorRestarting } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { MaterializerMethods } from '../materializer/materializer-actor.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { failureOf } from '../pipeline/failure.ts';
 import type { ProcessingMethods } from '../processing/processing-actor.ts';
@@ -28,6 +30,8 @@ export interface RoutedActors {
   persistence: ActorRef<PersistenceMethods, any, PersistenceEvent>;
   // biome-ignore lint/suspicious/noExplicitAny: idem.
   processing: ReadonlyMap<string, ActorRef<ProcessingMethods, any, ProcessingEvent, WriterRequests>>;
+  // biome-ignore lint/suspicious/noExplicitAny: idem.
+  materializer: ActorRef<MaterializerMethods, any, any>;
 }
 
 export interface PipelineRouterOptions {
@@ -131,6 +135,13 @@ export class PipelineRouter {
         if (progress !== undefined) for (const listener of this.progressListeners) listener(progress);
         return;
       }
+      // A committed transaction's changes to tables with shapes, then its commit marker.
+      case 'shape-changes':
+        this.connected.materializer.notify('applyFragment', event.fragment);
+        return;
+      case 'shape-commit':
+        this.connected.materializer.notify('commit', event.pipeline, event.checkpoint);
+        return;
       case 'fatal': {
         const error = deserializeError(event.error);
         const pipeline = event.context.pipeline;

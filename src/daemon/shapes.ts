@@ -1,0 +1,159 @@
+// The main thread's side of live shapes: opening a shape (the writer starts capturing its table
+// first, so its log misses no transaction), consistent snapshots, and waiting long-polls. Shape
+// state lives in the materializer actor; long-polls wait here, on its `shapes-changed` events,
+// because a call held inside the actor would stall its mailbox.
+
+import type { Db } from '../db/pool.ts';
+import type { ShapeBackend, ShapeSnapshot } from '../http/routes/shapes.ts';
+import type { Logger } from '../logger.ts';
+import type { MaterializerMethods, ShapeDefinition, ShapeInfo } from '../materializer/materializer-actor.ts';
+import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
+import { readCommitted } from '../pipeline/checkpoint-store.ts';
+import type { MaterializerEvent, TextRow } from '../protocol.ts';
+import { entityTable, quoteIdent } from '../schema/ddl.ts';
+import type { ActorRef } from '../supervisor/actor-ref.ts';
+
+type Caller<Methods extends Record<string, (...args: never[]) => unknown>> = Pick<
+  ActorRef<Methods, unknown, never>,
+  'call'
+>;
+
+/** Per pipeline, the entities whose changes the writer captures (kept across writer restarts). */
+export class ShapeTables {
+  private readonly tables = new Map<string, Set<string>>();
+
+  add(pipeline: string, entity: string): void {
+    let entities = this.tables.get(pipeline);
+    if (entities === undefined) {
+      entities = new Set();
+      this.tables.set(pipeline, entities);
+    }
+    entities.add(entity);
+  }
+
+  snapshot(): Record<string, string[]> {
+    return Object.fromEntries([...this.tables].map(([pipeline, entities]) => [pipeline, [...entities]]));
+  }
+}
+
+export class ShapeService implements ShapeBackend {
+  /** handle → resolvers of long-polls waiting for it to grow. */
+  private readonly waiters = new Map<string, Set<() => void>>();
+  /** pipeline → resolvers waiting for the materializer to have processed a checkpoint. */
+  private readonly processedWaiters = new Set<{
+    pipeline: string;
+    checkpoint: number;
+    resolve: () => void;
+  }>();
+  private readonly processed = new Map<string, number>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+    private readonly materializer: Caller<MaterializerMethods>,
+    private readonly writer: Caller<PersistenceMethods>,
+    private readonly tables: ShapeTables,
+  ) {}
+
+  async open(definition: ShapeDefinition): Promise<ShapeInfo> {
+    const first = await this.materializer.call('openShape', definition, null);
+    if ('shape' in first) return first.shape;
+    // A new shape: from the writer's next transaction on its table's changes are captured; the
+    // log starts at the checkpoint committed before that.
+    const { pipeline, entity } = first.capture;
+    this.tables.add(pipeline, entity);
+    const start = await this.writer.call('captureShapes', pipeline, entity);
+    const opened = await this.materializer.call('openShape', definition, start);
+    if (!('shape' in opened)) throw new Error('materializer did not create the shape');
+    return opened.shape;
+  }
+
+  info(handle: string): Promise<ShapeInfo | null> {
+    return this.materializer.call('shapeInfo', handle);
+  }
+
+  drop(handle: string): Promise<boolean> {
+    return this.materializer.call('dropShape', handle);
+  }
+
+  read(handle: string, offset: string, limit: number) {
+    return this.materializer.call('read', handle, offset, limit);
+  }
+
+  /**
+   * The shape's rows and the committed checkpoint they reflect, read in one repeatable-read
+   * transaction: the log continues with the transactions above that checkpoint.
+   */
+  snapshot(info: ShapeInfo): Promise<ShapeSnapshot> {
+    return this.db.transaction(async (client) => {
+      await client.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+      await client.query(`SET LOCAL TimeZone = 'UTC'`);
+      const [committed] = await readCommitted(client, [info.pipeline]);
+      const columns = info.columns.map((name) => `${quoteIdent(name)}::text AS ${quoteIdent(name)}`);
+      const where = info.whereSql === null ? '' : ` WHERE ${info.whereSql.sql}`;
+      const { rows } = await client.query<TextRow>(
+        `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id"`,
+        info.whereSql?.values ?? [],
+      );
+      return { checkpoint: committed?.committedCheckpoint ?? 0, rows };
+    });
+  }
+
+  /** Resolves when the shape's log grows, or after `timeoutMs`, or when `signal` aborts. */
+  waitForChange(handle: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let waiting = this.waiters.get(handle);
+      if (waiting === undefined) {
+        waiting = new Set();
+        this.waiters.set(handle, waiting);
+      }
+      const set = waiting;
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        set.delete(done);
+        if (set.size === 0 && this.waiters.get(handle) === set) this.waiters.delete(handle);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal.addEventListener('abort', done);
+      set.add(done);
+    });
+  }
+
+  /** Resolves once the materializer has processed the pipeline's `checkpoint` (or after `timeoutMs`). */
+  waitForProcessed(pipeline: string, checkpoint: number, timeoutMs: number): Promise<boolean> {
+    if ((this.processed.get(pipeline) ?? 0) >= checkpoint) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const waiter = {
+        pipeline,
+        checkpoint,
+        resolve: () => {
+          clearTimeout(timer);
+          this.processedWaiters.delete(waiter);
+          resolve(true);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.processedWaiters.delete(waiter);
+        resolve(false);
+      }, timeoutMs);
+      this.processedWaiters.add(waiter);
+    });
+  }
+
+  /** The materializer's report after a commit. */
+  onEvent(event: MaterializerEvent): void {
+    this.processed.set(event.pipeline, Math.max(event.checkpoint, this.processed.get(event.pipeline) ?? 0));
+    for (const handle of event.handles) {
+      for (const wake of [...(this.waiters.get(handle) ?? [])]) wake();
+    }
+    for (const waiter of [...this.processedWaiters]) {
+      if (waiter.pipeline === event.pipeline && waiter.checkpoint <= event.checkpoint) waiter.resolve();
+    }
+    this.log.debug(
+      { pipeline: event.pipeline, checkpoint: event.checkpoint, shapes: event.handles.length },
+      'shapes changed',
+    );
+  }
+}

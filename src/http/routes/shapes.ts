@@ -1,0 +1,305 @@
+// `GET /v1/shape` and `DELETE /v1/shape`: live shapes over Electric's HTTP sync protocol, as the
+// official `@electric-sql/client` 1.5 checks it (docs/shapes.md; ../shared/reference/electric-
+// client-1.5.md). `offset=-1` answers a consistent snapshot and up-to-date; `<checkpoint>_<op>`
+// with its handle answers the log after it; `live=true` holds the request until the shape changes
+// (20 s by default, below the client's 45 s watchdog) and then answers up-to-date with a fresh
+// cursor. An unknown or rotated handle, or an offset the log cannot serve, answers 409
+// must-refetch with a handle the client has not used.
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { StrataError } from '../../errors.ts';
+import type { ShapeDefinition, ShapeInfo } from '../../materializer/materializer-actor.ts';
+import { rowKey } from '../../materializer/shape-messages.ts';
+import type { TextRow } from '../../protocol.ts';
+
+export interface ShapeSnapshot {
+  checkpoint: number;
+  rows: TextRow[];
+}
+
+export interface ShapeBackend {
+  open(definition: ShapeDefinition): Promise<ShapeInfo>;
+  info(handle: string): Promise<ShapeInfo | null>;
+  drop(handle: string): Promise<boolean>;
+  snapshot(info: ShapeInfo): Promise<ShapeSnapshot>;
+  read(
+    handle: string,
+    offset: string,
+    limit: number,
+  ): Promise<{ messages: string[]; offset: string; processed: number } | null>;
+  waitForChange(handle: string, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  waitForProcessed(pipeline: string, checkpoint: number, timeoutMs: number): Promise<boolean>;
+}
+
+export interface ShapeRouteOptions {
+  backend: ShapeBackend;
+  /** How long a live request is held when nothing changes (Electric: 20 s). */
+  longPollMs?: number;
+}
+
+/** Messages per response before the client is sent on for the rest. */
+const READ_LIMIT = 10_000;
+const OFFSET = /^(\d+)_(\d+|inf)$/;
+const EXPOSED_HEADERS = [
+  'electric-handle',
+  'electric-offset',
+  'electric-schema',
+  'electric-cursor',
+  'electric-up-to-date',
+  'electric-has-data',
+  'etag',
+].join(', ');
+/** Electric's cursor epoch (2024-10-09T00:00Z): cursors are long-poll periods since then. */
+const CURSOR_EPOCH_MS = Date.UTC(2024, 9, 9);
+
+type Query = Record<string, string | string[] | undefined>;
+
+export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOptions): void {
+  const { backend } = options;
+  const longPollMs = options.longPollMs ?? 20_000;
+
+  app.options('/v1/shape', async (request, reply) => {
+    cors(reply);
+    const requested = request.headers['access-control-request-headers'];
+    void reply
+      .header('access-control-allow-methods', 'GET, DELETE, OPTIONS')
+      .header('access-control-allow-headers', typeof requested === 'string' ? requested : '*')
+      .header('access-control-max-age', '86400')
+      .status(204);
+    return reply.send();
+  });
+
+  app.delete('/v1/shape', async (request, reply) => {
+    cors(reply);
+    const query = request.query as Query;
+    const handle = single(query, 'handle');
+    if (handle === undefined)
+      return refuse(reply, 'handle', 'DELETE needs the handle of the shape to rotate');
+    const dropped = await backend.drop(handle);
+    void reply.header('cache-control', 'no-store').status(dropped ? 202 : 404);
+    return dropped ? reply.send() : reply.send({ message: `no shape with handle ${handle}` });
+  });
+
+  app.get('/v1/shape', async (request, reply) => {
+    cors(reply);
+    const query = request.query as Query;
+    let definition: ShapeDefinition;
+    try {
+      definition = shapeDefinition(query);
+    } catch (error) {
+      return refuseError(reply, error);
+    }
+    const offsetText = single(query, 'offset');
+    if (offsetText === undefined)
+      return refuse(reply, 'offset', 'offset is required (-1, now, or <tx>_<op>)');
+    if (offsetText !== '-1' && offsetText !== 'now' && !OFFSET.test(offsetText))
+      return refuse(reply, 'offset', `offset ${JSON.stringify(offsetText)} has invalid format`);
+    const live = single(query, 'live') === 'true';
+    const handle = single(query, 'handle');
+
+    try {
+      if (offsetText === '-1') return await initial(reply, definition);
+      if (handle === undefined)
+        return refuse(reply, 'handle', 'handle is required with a non-initial offset');
+      const info = await backend.info(handle);
+      if (info === null || !sameTable(info, definition)) return await mustRefetch(reply, definition);
+      if (offsetText === 'now') {
+        const head = await backend.read(handle, `${info.startCheckpoint}_inf`, 0);
+        if (head === null) return await mustRefetch(reply, definition);
+        return send(reply, request, {
+          info,
+          live,
+          requestOffset: offsetText,
+          offset: head.offset,
+          messages: [],
+          upToDate: true,
+        });
+      }
+      const [, tx] = OFFSET.exec(offsetText)!;
+      // The log starts after the checkpoint the shape's capture began at: it cannot serve before.
+      if (Number(tx) < info.startCheckpoint) return await mustRefetch(reply, definition);
+      return await fromLog(request, reply, info, offsetText, Number(tx), live);
+    } catch (error) {
+      return refuseError(reply, error);
+    }
+  });
+
+  async function initial(reply: FastifyReply, definition: ShapeDefinition) {
+    const info = await backend.open(definition);
+    const snapshot = await backend.snapshot(info);
+    const relation: [string, string] = [info.pipeline, info.entity];
+    const messages = snapshot.rows.map((row) =>
+      JSON.stringify({
+        key: rowKey(relation, row.id as string),
+        value: row,
+        headers: { operation: 'insert', relation },
+      }),
+    );
+    const offset = `${snapshot.checkpoint}_inf`;
+    return send(reply, null, { info, live: false, requestOffset: '-1', offset, messages, upToDate: true });
+  }
+
+  async function fromLog(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    info: ShapeInfo,
+    offset: string,
+    tx: number,
+    live: boolean,
+  ) {
+    // A snapshot read elsewhere may be ahead of what this process's materializer has seen yet.
+    if (!(await backend.waitForProcessed(info.pipeline, tx, longPollMs / 2))) {
+      return mustRefetch(reply, null, info);
+    }
+    let read = await backend.read(info.handle, offset, READ_LIMIT);
+    if (read === null) return mustRefetch(reply, null, info);
+    if (read.messages.length === 0 && live) {
+      const closed = new AbortController();
+      request.raw.once('close', () => closed.abort());
+      await backend.waitForChange(info.handle, longPollMs, closed.signal);
+      if (closed.signal.aborted) return reply;
+      read = await backend.read(info.handle, offset, READ_LIMIT);
+      if (read === null) return mustRefetch(reply, null, info);
+    }
+    return send(reply, request, {
+      info,
+      live,
+      requestOffset: offset,
+      offset: read.offset,
+      messages: read.messages,
+      upToDate: read.messages.length < READ_LIMIT,
+    });
+  }
+
+  async function mustRefetch(reply: FastifyReply, definition: ShapeDefinition | null, known?: ShapeInfo) {
+    // The handle to go on with: the shape of this definition now (a new one if it was rotated).
+    const next = definition === null ? null : await backend.open(definition).catch(() => null);
+    const handle =
+      next?.handle ?? (known === undefined ? undefined : (await backend.info(known.handle))?.handle);
+    if (handle !== undefined) void reply.header('electric-handle', handle);
+    void reply.header('cache-control', 'public, max-age=60, must-revalidate').status(409);
+    return reply.send([{ headers: { control: 'must-refetch' } }]);
+  }
+}
+
+function send(
+  reply: FastifyReply,
+  request: FastifyRequest | null,
+  response: {
+    info: ShapeInfo;
+    live: boolean;
+    requestOffset: string;
+    offset: string;
+    messages: string[];
+    upToDate: boolean;
+  },
+) {
+  const { info, live, offset, messages, upToDate } = response;
+  const etag = `"${info.handle}:${response.requestOffset}:${offset}"`;
+  void reply.header('electric-handle', info.handle).header('electric-offset', offset).header('etag', etag);
+  if (live) {
+    const previous = Number(single((request?.query ?? {}) as Query, 'cursor') ?? 0);
+    void reply.header('electric-cursor', String(nextCursor(previous, 20)));
+    void reply.header('cache-control', 'public, max-age=5, stale-while-revalidate=5');
+  } else {
+    void reply.header('electric-schema', info.schema);
+    void reply.header(
+      'cache-control',
+      response.requestOffset === '-1'
+        ? 'public, max-age=60, stale-while-revalidate=300'
+        : 'public, max-age=60, stale-while-revalidate=300',
+    );
+  }
+  if (request !== null && request.headers['if-none-match'] === etag) return reply.status(304).send();
+  const parts = [...messages];
+  if (upToDate) {
+    void reply.header('electric-up-to-date', '');
+    const lsn = offset.slice(0, offset.indexOf('_'));
+    parts.push(JSON.stringify({ headers: { control: 'up-to-date', global_last_seen_lsn: lsn } }));
+  }
+  if (live) void reply.header('electric-has-data', messages.length > 0 ? 'true' : 'false');
+  void reply.status(200).header('content-type', 'application/json; charset=utf-8');
+  return reply.send(`[${parts.join(',')}]`);
+}
+
+/** Electric's cursor: the current long-poll period since its epoch, strictly above the last one. */
+function nextCursor(previous: number, periodSeconds: number): number {
+  const periods = Math.ceil((Date.now() - CURSOR_EPOCH_MS) / 1000 / periodSeconds) * periodSeconds;
+  return periods > previous ? periods : previous + 1 + Math.floor(Math.random() * 3600);
+}
+
+function cors(reply: FastifyReply): void {
+  void reply
+    .header('access-control-allow-origin', '*')
+    .header('access-control-expose-headers', EXPOSED_HEADERS);
+}
+
+function single(query: Query, name: string): string | undefined {
+  const value = query[name];
+  return Array.isArray(value) ? value[value.length - 1] : value;
+}
+
+/** The shape's identity from the query: table, where, params[n], columns, replica. */
+function shapeDefinition(query: Query): ShapeDefinition {
+  const table = single(query, 'table');
+  if (table === undefined || table === '') throw invalid('table', 'table is required');
+  const params: Record<string, string> = {};
+  for (const [name, value] of Object.entries(query)) {
+    const match = /^params\[(\d+)\]$/.exec(name);
+    if (match !== null && value !== undefined)
+      params[match[1]!] = Array.isArray(value) ? value[value.length - 1]! : value;
+  }
+  const replica = single(query, 'replica') ?? 'default';
+  if (replica !== 'default' && replica !== 'full')
+    throw invalid('replica', 'replica must be default or full');
+  const columns = single(query, 'columns');
+  return {
+    table,
+    where: single(query, 'where') ?? null,
+    params,
+    columns: columns === undefined ? null : splitColumns(columns),
+    replica,
+  };
+}
+
+/** `a,"B c",d` → names (double quotes keep case and commas; "" is a quote). */
+function splitColumns(text: string): string[] {
+  const names: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i]!;
+    if (quoted) {
+      if (char === '"' && text[i + 1] === '"') {
+        current += '"';
+        i++;
+      } else if (char === '"') quoted = false;
+      else current += char;
+    } else if (char === '"') quoted = true;
+    else if (char === ',') {
+      names.push(current.trim());
+      current = '';
+    } else current += char;
+  }
+  names.push(current.trim());
+  return names.filter((name) => name !== '');
+}
+
+function sameTable(info: ShapeInfo, definition: ShapeDefinition): boolean {
+  return definition.table === `${info.pipeline}.${info.entity}` || definition.table === info.entity;
+}
+
+function invalid(param: string, message: string): StrataError {
+  return new StrataError('STRATA_ERR_SHAPE_INVALID', message, { details: { [param]: [message] } });
+}
+
+function refuse(reply: FastifyReply, param: string, message: string) {
+  return refuseError(reply, invalid(param, message));
+}
+
+/** Electric's 400 body, `{message, errors: {param: [...]}}`, with our code beside it. */
+function refuseError(reply: FastifyReply, error: unknown) {
+  if (!(error instanceof StrataError) || error.status !== 400) throw error;
+  void reply.header('cache-control', 'no-store').status(400);
+  return reply.send({ message: error.message, code: error.code, errors: error.details ?? {} });
+}

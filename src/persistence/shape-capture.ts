@@ -1,0 +1,125 @@
+// What the writer captures for the materializer (live shapes): for each table that has shapes,
+// the run's rows before and after the write, read inside the write transaction as Postgres text
+// (so they are exactly what a snapshot of the table shows), sent after COMMIT in bounded
+// fragments and then a commit marker. Tables without shapes cost nothing.
+
+import type pg from 'pg';
+import { setIds } from '../pipeline/change-codec.ts';
+import type { EntityChanges } from '../protocol.ts';
+import { entityTable, quoteIdent } from '../schema/ddl.ts';
+import type { Schema } from '../schema/define-schema.ts';
+
+/** A row as clients get it: column → Postgres text (null for NULL). */
+export type CapturedRow = Record<string, string | null>;
+
+export interface CapturedChange {
+  before: CapturedRow | null;
+  after: CapturedRow | null;
+}
+
+/** Changes per fragment message: a transaction never crosses to the materializer in one piece. */
+export const MAX_FRAGMENT_CHANGES = 1_000;
+
+export class ShapeCapture {
+  /** pipeline → entities with shapes. */
+  private readonly tables = new Map<string, Set<string>>();
+
+  constructor(initial: Record<string, string[]> = {}) {
+    for (const [pipeline, entities] of Object.entries(initial)) this.tables.set(pipeline, new Set(entities));
+  }
+
+  capture(pipeline: string, entity: string): void {
+    let entities = this.tables.get(pipeline);
+    if (entities === undefined) {
+      entities = new Set();
+      this.tables.set(pipeline, entities);
+    }
+    entities.add(entity);
+  }
+
+  captures(pipeline: string): boolean {
+    return (this.tables.get(pipeline)?.size ?? 0) > 0;
+  }
+
+  /**
+   * Inside the write transaction, before the run is written: the captured entities' ids in the
+   * run and their stored rows. Call `after` once the run is written.
+   */
+  async before(
+    client: pg.PoolClient,
+    pipeline: string,
+    schema: Schema,
+    runChanges: readonly EntityChanges[],
+  ): Promise<PendingCapture> {
+    const pending = new PendingCapture(pipeline, schema);
+    // Timestamps as text in UTC, as snapshots read them.
+    await client.query(`SET LOCAL TimeZone = 'UTC'`);
+    for (const entity of this.tables.get(pipeline) ?? []) {
+      const ids = new Set<string>();
+      for (const changes of runChanges) {
+        const part = changes[entity];
+        if (part === undefined) continue;
+        for (const id of setIds(part)) ids.add(id);
+        for (const [, id] of part.deletes) ids.add(id);
+      }
+      if (ids.size > 0)
+        pending.entities.set(entity, {
+          ids: [...ids],
+          before: await readRows(client, pipeline, schema, entity, [...ids]),
+        });
+    }
+    return pending;
+  }
+}
+
+export class PendingCapture {
+  readonly entities = new Map<
+    string,
+    { ids: string[]; before: Map<string, CapturedRow>; after?: Map<string, CapturedRow> }
+  >();
+
+  constructor(
+    private readonly pipeline: string,
+    private readonly schema: Schema,
+  ) {}
+
+  /** Inside the write transaction, after the run is written. */
+  async after(client: pg.PoolClient): Promise<void> {
+    for (const [entity, captured] of this.entities) {
+      captured.after = await readRows(client, this.pipeline, this.schema, entity, captured.ids);
+    }
+  }
+
+  /** The captured changes per entity, in fragments of at most MAX_FRAGMENT_CHANGES. */
+  *fragments(): Generator<{ entity: string; changes: CapturedChange[] }> {
+    for (const [entity, { ids, before, after }] of this.entities) {
+      let changes: CapturedChange[] = [];
+      for (const id of ids) {
+        const change = { before: before.get(id) ?? null, after: after?.get(id) ?? null };
+        if (change.before === null && change.after === null) continue;
+        changes.push(change);
+        if (changes.length === MAX_FRAGMENT_CHANGES) {
+          yield { entity, changes };
+          changes = [];
+        }
+      }
+      if (changes.length > 0) yield { entity, changes };
+    }
+  }
+}
+
+async function readRows(
+  client: pg.PoolClient,
+  pipeline: string,
+  schema: Schema,
+  entity: string,
+  ids: string[],
+): Promise<Map<string, CapturedRow>> {
+  const description = schema.entities.find((e) => e.name === entity)!;
+  const columns = description.columns.map((c) => `${quoteIdent(c.name)}::text AS ${quoteIdent(c.name)}`);
+  const { rows } = await client.query<CapturedRow>(
+    `SELECT ${columns.join(', ')} FROM ${entityTable(pipeline, entity)} WHERE "id" = ANY($1::text[])`,
+    [ids],
+  );
+  return new Map(rows.map((row) => [row.id as string, row]));
+}
