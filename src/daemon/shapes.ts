@@ -72,8 +72,11 @@ export class ShapeService implements ShapeBackend {
     return this.materializer.call('shapeInfo', handle);
   }
 
-  drop(handle: string): Promise<boolean> {
-    return this.materializer.call('dropShape', handle);
+  /** Rotates a shape: its log goes, and its waiting long-polls answer at once (409). */
+  async drop(handle: string): Promise<boolean> {
+    const dropped = await this.materializer.call('dropShape', handle);
+    for (const wake of [...(this.waiters.get(handle) ?? [])]) wake();
+    return dropped;
   }
 
   read(handle: string, offset: string, limit: number) {

@@ -118,7 +118,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
       const [, tx] = OFFSET.exec(offsetText)!;
       // The log starts after the checkpoint the shape's capture began at: it cannot serve before.
       if (Number(tx) < info.startCheckpoint) return await mustRefetch(reply, definition);
-      return await fromLog(request, reply, info, offsetText, Number(tx), live);
+      return await fromLog(request, reply, definition, info, offsetText, Number(tx), live);
     } catch (error) {
       return refuseError(reply, error);
     }
@@ -142,6 +142,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
   async function fromLog(
     request: FastifyRequest,
     reply: FastifyReply,
+    definition: ShapeDefinition,
     info: ShapeInfo,
     offset: string,
     tx: number,
@@ -149,17 +150,18 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
   ) {
     // A snapshot read elsewhere may be ahead of what this process's materializer has seen yet.
     if (!(await backend.waitForProcessed(info.pipeline, tx, longPollMs / 2))) {
-      return mustRefetch(reply, null, info);
+      return mustRefetch(reply, definition);
     }
     let read = await backend.read(info.handle, offset, READ_LIMIT);
-    if (read === null) return mustRefetch(reply, null, info);
+    if (read === null) return mustRefetch(reply, definition);
     if (read.messages.length === 0 && live) {
       const closed = new AbortController();
       request.raw.once('close', () => closed.abort());
       await backend.waitForChange(info.handle, longPollMs, closed.signal);
       if (closed.signal.aborted) return reply;
+      // Rotated while waiting: the waiters were woken, the log is gone.
       read = await backend.read(info.handle, offset, READ_LIMIT);
-      if (read === null) return mustRefetch(reply, null, info);
+      if (read === null) return mustRefetch(reply, definition);
     }
     return send(reply, request, {
       info,
