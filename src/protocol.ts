@@ -291,8 +291,8 @@ export type PersistenceEvent =
   | { type: 'committed'; report: CommitReport }
   /** A committed transaction's changes to tables with shapes, a bounded fragment at a time. */
   | { type: 'shape-changes'; fragment: ShapeChangesFragment }
-  /** After its fragments: the transaction committing `checkpoint` is whole. */
-  | { type: 'shape-commit'; pipeline: string; checkpoint: number }
+  /** After its fragments: the pipeline's transaction number `sequence` is whole. */
+  | { type: 'shape-commit'; pipeline: string; sequence: number }
   | FatalEvent;
 
 /** Postgres text of a row's columns (null for NULL), as clients of shapes get it. */
@@ -301,7 +301,8 @@ export type TextRow = Readonly<Record<string, string | null>>;
 export interface ShapeChangesFragment {
   pipeline: string;
   entity: string;
-  checkpoint: number;
+  /** The transaction's place in the pipeline's commit sequence (strata.pipelines.commit_sequence). */
+  sequence: number;
   /** No `before`: inserted; no `after`: deleted. */
   changes: Array<{ before: TextRow | null; after: TextRow | null }>;
 }
@@ -310,7 +311,7 @@ export interface ShapeChangesFragment {
 export type MaterializerEvent = {
   type: 'shapes-changed';
   pipeline: string;
-  checkpoint: number;
+  sequence: number;
   handles: string[];
 };
 

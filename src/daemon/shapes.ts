@@ -42,7 +42,7 @@ export class ShapeService implements ShapeBackend {
   /** pipeline → resolvers waiting for the materializer to have processed a checkpoint. */
   private readonly processedWaiters = new Set<{
     pipeline: string;
-    checkpoint: number;
+    sequence: number;
     resolve: () => void;
   }>();
   private readonly processed = new Map<string, number>();
@@ -65,6 +65,8 @@ export class ShapeService implements ShapeBackend {
     const start = await this.writer.call('captureShapes', pipeline, entity);
     const opened = await this.materializer.call('openShape', definition, start);
     if (!('shape' in opened)) throw new Error('materializer did not create the shape');
+    // Every transaction up to `start` is in the table a snapshot reads.
+    this.processed.set(pipeline, Math.max(start, this.processed.get(pipeline) ?? 0));
     return opened.shape;
   }
 
@@ -84,8 +86,8 @@ export class ShapeService implements ShapeBackend {
   }
 
   /**
-   * The shape's rows and the committed checkpoint they reflect, read in one repeatable-read
-   * transaction: the log continues with the transactions above that checkpoint.
+   * The shape's rows and the pipeline's commit sequence they reflect, read in one repeatable-read
+   * transaction: the log continues with the transactions after it.
    */
   snapshot(info: ShapeInfo): Promise<ShapeSnapshot> {
     return this.db.transaction(async (client) => {
@@ -98,7 +100,7 @@ export class ShapeService implements ShapeBackend {
         `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id"`,
         info.whereSql?.values ?? [],
       );
-      return { checkpoint: committed?.committedCheckpoint ?? 0, rows };
+      return { sequence: committed?.commitSequence ?? 0, rows };
     });
   }
 
@@ -124,13 +126,13 @@ export class ShapeService implements ShapeBackend {
     });
   }
 
-  /** Resolves once the materializer has processed the pipeline's `checkpoint` (or after `timeoutMs`). */
-  waitForProcessed(pipeline: string, checkpoint: number, timeoutMs: number): Promise<boolean> {
-    if ((this.processed.get(pipeline) ?? 0) >= checkpoint) return Promise.resolve(true);
+  /** Resolves once the materializer has processed the pipeline's transaction `sequence` (false after `timeoutMs`). */
+  waitForProcessed(pipeline: string, sequence: number, timeoutMs: number): Promise<boolean> {
+    if ((this.processed.get(pipeline) ?? 0) >= sequence) return Promise.resolve(true);
     return new Promise<boolean>((resolve) => {
       const waiter = {
         pipeline,
-        checkpoint,
+        sequence,
         resolve: () => {
           clearTimeout(timer);
           this.processedWaiters.delete(waiter);
@@ -147,15 +149,15 @@ export class ShapeService implements ShapeBackend {
 
   /** The materializer's report after a commit. */
   onEvent(event: MaterializerEvent): void {
-    this.processed.set(event.pipeline, Math.max(event.checkpoint, this.processed.get(event.pipeline) ?? 0));
+    this.processed.set(event.pipeline, Math.max(event.sequence, this.processed.get(event.pipeline) ?? 0));
     for (const handle of event.handles) {
       for (const wake of [...(this.waiters.get(handle) ?? [])]) wake();
     }
     for (const waiter of [...this.processedWaiters]) {
-      if (waiter.pipeline === event.pipeline && waiter.checkpoint <= event.checkpoint) waiter.resolve();
+      if (waiter.pipeline === event.pipeline && waiter.sequence <= event.sequence) waiter.resolve();
     }
     this.log.debug(
-      { pipeline: event.pipeline, checkpoint: event.checkpoint, shapes: event.handles.length },
+      { pipeline: event.pipeline, sequence: event.sequence, shapes: event.handles.length },
       'shapes changed',
     );
   }

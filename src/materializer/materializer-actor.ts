@@ -153,7 +153,7 @@ export const materializerActor: ActorDefinition<
           return {
             messages,
             offset: formatOffset(last),
-            processed: materializer.processedCheckpoint(shape.pipeline),
+            processed: materializer.processedSequence(shape.pipeline),
           };
         },
         dropShape(handle) {
@@ -166,12 +166,12 @@ export const materializerActor: ActorDefinition<
           return true;
         },
         applyFragment: (fragment) => materializer.applyFragment(fragment),
-        commit(pipeline, checkpoint) {
-          const changed = materializer.commit(pipeline, checkpoint);
+        commit(pipeline, sequence) {
+          const changed = materializer.commit(pipeline, sequence);
           context.emit({
             type: 'shapes-changed',
             pipeline,
-            checkpoint,
+            sequence,
             handles: changed.map((shape) => shape.handle),
           });
         },

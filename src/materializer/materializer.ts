@@ -30,16 +30,17 @@ export class Materializer {
   private readonly tables = new Map<string, { index: RoutingIndex; shapes: Set<number> }>();
   /** Shapes written to by the transaction being streamed. */
   private readonly written = new Set<number>();
-  /** Per pipeline, the last checkpoint whose commit marker arrived. */
+  /** Per pipeline, the last transaction (commit sequence) whose commit marker arrived. */
   private readonly processed = new Map<string, number>();
 
   /**
-   * Adds a shape whose log starts after `startCheckpoint` (its snapshot holds everything up to
-   * there). The handle must be new to this process's registry of live shapes.
+   * Adds a shape whose log starts after transaction `startSequence` (its snapshot holds everything
+   * up to there). The handle must be new to this process's registry of live shapes.
    */
-  add(handle: string, pipeline: string, entity: string, view: ShapeView, startCheckpoint: number): Shape {
+  add(handle: string, pipeline: string, entity: string, view: ShapeView, startSequence: number): Shape {
     const id = this.ids.idFor(handle);
-    const shape: Shape = { id, handle, pipeline, entity, view, log: new ShapeLog(startCheckpoint) };
+    const shape: Shape = { id, handle, pipeline, entity, view, log: new ShapeLog(startSequence) };
+    this.processed.set(pipeline, Math.max(startSequence, this.processedSequence(pipeline)));
     this.shapes.set(id, shape);
     const key = tableKey(pipeline, entity);
     let table = this.tables.get(key);
@@ -80,7 +81,7 @@ export class Materializer {
     return this.shapes.values();
   }
 
-  processedCheckpoint(pipeline: string): number {
+  processedSequence(pipeline: string): number {
     return this.processed.get(pipeline) ?? 0;
   }
 
@@ -93,19 +94,19 @@ export class Materializer {
         const shape = this.shapes.get(id)!;
         const message = messageFor(shape.view, before, after);
         if (message === null) return;
-        shape.log.write(fragment.checkpoint, message);
+        shape.log.write(fragment.sequence, message);
         this.written.add(id);
       });
     }
   }
 
   /** The commit marker: the transaction's messages become visible. Returns the shapes that changed. */
-  commit(pipeline: string, checkpoint: number): Shape[] {
-    this.processed.set(pipeline, Math.max(checkpoint, this.processedCheckpoint(pipeline)));
+  commit(pipeline: string, sequence: number): Shape[] {
+    this.processed.set(pipeline, Math.max(sequence, this.processedSequence(pipeline)));
     const changed: Shape[] = [];
     for (const id of this.written) {
       const shape = this.shapes.get(id);
-      if (shape !== undefined && shape.pipeline === pipeline && shape.log.commit(checkpoint))
+      if (shape !== undefined && shape.pipeline === pipeline && shape.log.commit(sequence))
         changed.push(shape);
     }
     this.written.clear();

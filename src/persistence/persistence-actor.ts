@@ -107,6 +107,8 @@ interface PipelineStorage {
   lastPruneAt: number;
   /** Why it failed, once it has (told again to a restarted processing actor). */
   failure: SerializedError | null;
+  /** Its committed transactions so far (live shapes' offsets count these). */
+  commitSequence: number;
 }
 
 /**
@@ -183,6 +185,7 @@ class Writer {
         lastWriteKeptHistory: false,
         lastPruneAt: 0,
         failure: null,
+        commitSequence: 0,
       });
     }
     const points = await checkpointStore.readCommitted(
@@ -194,6 +197,7 @@ class Writer {
       const storage = this.storage(point.pipeline);
       storage.committedBlock = point.committedBlock;
       storage.lastWriteKeptHistory = point.history;
+      storage.commitSequence = point.commitSequence;
     }
   }
 
@@ -234,7 +238,7 @@ class Writer {
         captureShapes: (pipeline, entity) =>
           this.betweenWrites(async () => {
             this.shapeCapture.capture(pipeline, entity);
-            return this.queue.committed(pipeline);
+            return this.storage(pipeline).commitSequence;
           }),
       },
       report: () => poolReport(this.db),
@@ -396,6 +400,7 @@ class Writer {
     let rowsWritten = 0;
     const metadata = this.metadata.dirtyOf(pipeline);
     let capture: PendingCapture | null = null;
+    let sequence = 0;
     if (this.writeDelayMs > 0) await sleep(this.writeDelayMs);
     await this.db.transaction(async (client) => {
       // Re-entering the threshold: history from before the writes outside it is unreachable.
@@ -427,7 +432,7 @@ class Writer {
       if (rawBlocks.length > 0) await writeRawEvents(client, pipeline, rawBlocks, expected, escapeNul);
       if (metadata !== undefined) await checkpointStore.writeChainMetadata(client, metadata);
       await checkpointStore.recordCheckpoints(client, pipeline, runCheckpoints);
-      await checkpointStore.advanceCommitted(client, {
+      sequence = await checkpointStore.advanceCommitted(client, {
         pipeline,
         expected,
         toCheckpoint: last.toCheckpoint,
@@ -439,7 +444,8 @@ class Writer {
     });
     if (this.crashAfterCommit === this.transactions) this.crashThread('after COMMIT');
     this.queue.setCommitted(pipeline, last.toCheckpoint);
-    if (this.shapeCapture.captures(pipeline)) this.emitShapeChanges(pipeline, last.toCheckpoint, capture);
+    storage.commitSequence = sequence;
+    if (this.shapeCapture.captures(pipeline)) this.emitShapeChanges(pipeline, sequence, capture);
     storage.committedBlock = last.toBlockNumber;
     storage.lastWriteKeptHistory = first.isInReorgThreshold;
     if (first.isInReorgThreshold) this.schedulePrune(storage, last.toBlockNumber);
@@ -451,11 +457,11 @@ class Writer {
   }
 
   /** The committed transaction's captured changes, in bounded fragments, then its commit marker. */
-  private emitShapeChanges(pipeline: string, checkpoint: number, capture: PendingCapture | null): void {
+  private emitShapeChanges(pipeline: string, sequence: number, capture: PendingCapture | null): void {
     for (const { entity, changes } of capture?.fragments() ?? []) {
-      this.context.emit({ type: 'shape-changes', fragment: { pipeline, entity, checkpoint, changes } });
+      this.context.emit({ type: 'shape-changes', fragment: { pipeline, entity, sequence, changes } });
     }
-    this.context.emit({ type: 'shape-commit', pipeline, checkpoint });
+    this.context.emit({ type: 'shape-commit', pipeline, sequence });
   }
 
   private reportCommitted(
@@ -519,7 +525,12 @@ class Writer {
         if (target === undefined || above.length !== expected - toCheckpoint) {
           throw prunedHistoryError(pipeline, toCheckpoint);
         }
+        // A rollback reaches live shapes as an ordinary transaction of compensating changes.
+        const capture = this.shapeCapture.captures(pipeline)
+          ? await this.shapeCapture.beforeRollback(client, pipeline, storage.schema, toCheckpoint)
+          : null;
         const rowsRestored = await storage.entityWriter.rollback(client, toCheckpoint);
+        await capture?.after(client);
         if (storage.config.rawEvents) {
           await client.query(`DELETE FROM ${rawEventsTable(pipeline)} WHERE checkpoint_id > $1`, [
             toCheckpoint,
@@ -527,7 +538,7 @@ class Writer {
         }
         const eventsRemoved = above.reduce((sum, row) => sum + row.eventCount, 0);
         await checkpointStore.deleteCheckpointsAbove(client, pipeline, toCheckpoint);
-        await checkpointStore.advanceCommitted(client, {
+        const sequence = await checkpointStore.advanceCommitted(client, {
           pipeline,
           expected,
           toCheckpoint,
@@ -543,12 +554,17 @@ class Writer {
           eventsRemoved,
           rowsRestored,
           targetKeptHistory: target.history,
+          sequence,
+          capture,
         };
       });
       this.queue.setCommitted(pipeline, toCheckpoint);
+      const { sequence, capture, ...answer } = result;
+      storage.commitSequence = sequence;
+      if (this.shapeCapture.captures(pipeline)) this.emitShapeChanges(pipeline, sequence, capture);
       storage.committedBlock = result.toBlockNumber;
       storage.lastWriteKeptHistory = result.targetKeptHistory;
-      return result;
+      return answer;
     });
   }
 

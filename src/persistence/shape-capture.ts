@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { setIds } from '../pipeline/change-codec.ts';
 import type { EntityChanges } from '../protocol.ts';
-import { entityTable, quoteIdent } from '../schema/ddl.ts';
+import { entityTable, HISTORY_CHECKPOINT, historyTable, quoteIdent } from '../schema/ddl.ts';
 import type { Schema } from '../schema/define-schema.ts';
 
 /** A row as clients get it: column → Postgres text (null for NULL). */
@@ -67,6 +67,30 @@ export class ShapeCapture {
           ids: [...ids],
           before: await readRows(client, pipeline, schema, entity, [...ids]),
         });
+    }
+    return pending;
+  }
+
+  /**
+   * Inside a rollback's transaction, before it: the captured entities' ids it will restore or
+   * delete (those with history above the target) and their stored rows.
+   */
+  async beforeRollback(
+    client: pg.PoolClient,
+    pipeline: string,
+    schema: Schema,
+    toCheckpoint: number,
+  ): Promise<PendingCapture> {
+    const pending = new PendingCapture(pipeline, schema);
+    await client.query(`SET LOCAL TimeZone = 'UTC'`);
+    for (const entity of this.tables.get(pipeline) ?? []) {
+      const { rows } = await client.query<{ id: string }>(
+        `SELECT DISTINCT "id" FROM ${historyTable(pipeline, entity)} WHERE ${HISTORY_CHECKPOINT} > $1`,
+        [toCheckpoint],
+      );
+      const ids = rows.map((row) => row.id);
+      if (ids.length > 0)
+        pending.entities.set(entity, { ids, before: await readRows(client, pipeline, schema, entity, ids) });
     }
     return pending;
   }

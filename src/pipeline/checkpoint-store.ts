@@ -67,6 +67,8 @@ export interface CommittedPoint {
   committedBlock: number;
   /** Whether the committed checkpoint was written with history (a rollback may start there). */
   history: boolean;
+  /** Committed transactions so far (writes and rollbacks): the `tx` of live shapes' offsets. */
+  commitSequence: number;
 }
 
 export async function readCommitted(db: Queryable, pipelines: string[]): Promise<CommittedPoint[]> {
@@ -75,8 +77,9 @@ export async function readCommitted(db: Queryable, pipelines: string[]): Promise
     committed_checkpoint: string;
     committed_block: string | null;
     history: boolean | null;
+    commit_sequence: string;
   }>(
-    `SELECT p.name, p.committed_checkpoint, p.committed_block, c.history FROM strata.pipelines p
+    `SELECT p.name, p.committed_checkpoint, p.committed_block, c.history, p.commit_sequence FROM strata.pipelines p
        LEFT JOIN strata.checkpoints c ON c.pipeline = p.name AND c.checkpoint_id = p.committed_checkpoint
       WHERE p.name = ANY($1)`,
     [pipelines],
@@ -86,6 +89,7 @@ export async function readCommitted(db: Queryable, pipelines: string[]): Promise
     committedCheckpoint: Number(row.committed_checkpoint),
     committedBlock: row.committed_block === null ? -1 : Number(row.committed_block),
     history: row.history === true,
+    commitSequence: Number(row.commit_sequence),
   }));
 }
 
@@ -211,14 +215,17 @@ export interface CommitAdvance {
 
 /**
  * Moves the committed checkpoint, guarded by the one the writer expects: if the row holds another,
- * someone else wrote the pipeline, and the transaction must not commit.
+ * someone else wrote the pipeline, and the transaction must not commit. Counts the transaction in
+ * the pipeline's commit sequence and returns the new value.
  */
-export async function advanceCommitted(db: Queryable, advance: CommitAdvance): Promise<void> {
-  const updated = await db.query(
+export async function advanceCommitted(db: Queryable, advance: CommitAdvance): Promise<number> {
+  const updated = await db.query<{ commit_sequence: string }>(
     `UPDATE strata.pipelines
         SET committed_checkpoint = $2, committed_block = $3, committed_block_hash = $4,
-            events_processed = events_processed + $5, updated_at = now()
-      WHERE name = $1 AND committed_checkpoint = $6`,
+            events_processed = events_processed + $5, commit_sequence = commit_sequence + 1,
+            updated_at = now()
+      WHERE name = $1 AND committed_checkpoint = $6
+  RETURNING commit_sequence`,
     [
       advance.pipeline,
       advance.toCheckpoint,
@@ -235,6 +242,7 @@ export async function advanceCommitted(db: Queryable, advance: CommitAdvance): P
       { details: { pipeline: advance.pipeline, expected: advance.expected } },
     );
   }
+  return Number(updated.rows[0]!.commit_sequence);
 }
 
 /** Writes one pipeline's chain metadata; the first-event and ready-at times keep their first value. */

@@ -23,14 +23,28 @@ const transfer = (from: string, to: string, value: number) => ({
   payload: { from, to, value: String(value) },
 });
 
+/** Appends a block (hashes chain them), or with `replace` puts a new branch in the last one's place. */
 async function push(base: string, ...events: unknown[]): Promise<void> {
   block += 1;
+  await post(base, {
+    number: block,
+    hash: `h-${block}`,
+    parentHash: block === 1 ? null : `h-${block - 1}`,
+    events,
+  });
+}
+
+async function replaceLast(base: string, ...events: unknown[]): Promise<void> {
+  await post(base, { number: block, hash: `r-${block}`, parentHash: `h-${block - 1}`, events });
+}
+
+async function post(base: string, block: Record<string, unknown>): Promise<void> {
   const response = await fetch(`${base}/v1/pipelines/erc20/events`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ blocks: [{ number: block, timestamp: 1_700_000_000 + block, events }] }),
+    body: JSON.stringify({ blocks: [{ timestamp: 1_700_000_000 + (block.number as number), ...block }] }),
   });
-  expect(response.status).toBe(200);
+  expect(response.status, await response.clone().text()).toBe(200);
 }
 
 type Row = Record<string, unknown>;
@@ -57,7 +71,7 @@ async function stored(
 const byId = (rows: Row[]) => Object.fromEntries(rows.map((row) => [row.id as string, row]));
 
 describe('live shapes with @electric-sql/client', () => {
-  it('syncs, follows live changes, filters with where/params/columns, and survives a rotation', async () => {
+  it('syncs, follows live changes and reorgs, filters with where/params/columns, and survives a rotation', async () => {
     const daemon = startDaemonProcess({ DATABASE_URL: db.url, ERC20_SOURCE: 'ingest' }, [], project);
     const base = await daemon.url;
     const stop = new AbortController();
@@ -120,6 +134,13 @@ describe('live shapes with @electric-sql/client', () => {
       await push(base, transfer('0xd', '0xf', 3), transfer('0xa', '0xe', 7));
       await settled((table) => table['0xf'] !== undefined);
       expect(all.handle).not.toBe(handle);
+
+      // A reorg replaces the last block: clients get its compensating changes (0xg goes, 0xe
+      // gets back its balance) and then the new branch's.
+      await push(base, transfer('0xe', '0xg', 11));
+      await settled((table) => table['0xg'] !== undefined);
+      await replaceLast(base, transfer('0xe', '0xh', 2));
+      await settled((table) => table['0xg'] === undefined && table['0xh'] !== undefined);
 
       // Hostile where clauses: Electric's 400 body, nothing created.
       for (const where of ['lower(id) = 1', `id = 'a'; DROP TABLE x`, '(SELECT 1) = 1', 'nope = 1']) {

@@ -79,10 +79,15 @@ describe('materializer core', () => {
       materializer.applyFragment({
         pipeline: 'p',
         entity: 'Account',
-        checkpoint,
+        sequence: checkpoint,
         changes: changes.slice(0, 3),
       });
-      materializer.applyFragment({ pipeline: 'p', entity: 'Account', checkpoint, changes: changes.slice(3) });
+      materializer.applyFragment({
+        pipeline: 'p',
+        entity: 'Account',
+        sequence: checkpoint,
+        changes: changes.slice(3),
+      });
       materializer.commit('p', checkpoint);
     }
     for (const [handle, messages] of expected) {
@@ -104,7 +109,7 @@ describe('materializer core', () => {
     materializer.applyFragment({
       pipeline: 'p',
       entity: 'Account',
-      checkpoint: 6,
+      sequence: 6,
       changes: [
         { before: null, after: row('x', 'alice', 1, 1) },
         { before: null, after: row('y', 'bob', 1, 1) },
@@ -128,7 +133,7 @@ describe('materializer core', () => {
     materializer.applyFragment({
       pipeline: 'p',
       entity: 'Account',
-      checkpoint: 6,
+      sequence: 6,
       changes: [{ before: null, after: row('w', 'alice', 1, 1) }],
     });
     materializer.commit('p', 6);

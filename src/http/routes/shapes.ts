@@ -13,7 +13,8 @@ import { rowKey } from '../../materializer/shape-messages.ts';
 import type { TextRow } from '../../protocol.ts';
 
 export interface ShapeSnapshot {
-  checkpoint: number;
+  /** The pipeline's commit sequence the rows reflect. */
+  sequence: number;
   rows: TextRow[];
 }
 
@@ -135,7 +136,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
         headers: { operation: 'insert', relation },
       }),
     );
-    const offset = `${snapshot.checkpoint}_inf`;
+    const offset = `${snapshot.sequence}_inf`;
     return send(reply, null, { info, live: false, requestOffset: '-1', offset, messages, upToDate: true });
   }
 
