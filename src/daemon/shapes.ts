@@ -91,8 +91,10 @@ export class ShapeService implements ShapeBackend {
    */
   snapshot(info: ShapeInfo): Promise<ShapeSnapshot> {
     return this.db.transaction(async (client) => {
-      await client.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-      await client.query(`SET LOCAL TimeZone = 'UTC'`);
+      // One round trip for both (a simple query may hold several statements).
+      await client.query(
+        `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL TimeZone = 'UTC'`,
+      );
       const [committed] = await readCommitted(client, [info.pipeline]);
       const columns = info.columns.map((name) => `${quoteIdent(name)}::text AS ${quoteIdent(name)}`);
       const where = info.whereSql === null ? '' : ` WHERE ${info.whereSql.sql}`;

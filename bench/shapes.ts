@@ -1,0 +1,176 @@
+// bench/shapes: live shapes at scale, in one run. The daemon follows an ingest log
+// (examples/erc20, ERC20_SOURCE=ingest) on Postgres. For each tier of idle shapes on the Account
+// table (`id = '<address>'`, routed through the equality index), one more shape is watched by a
+// live long-poll and each round posts a block that changes its row: the latency is from the POST
+// to the long-poll's answer (ingest, processing, the write, the materializer, HTTP). Also: the
+// materializer's heap after GC per idle shape (from /metrics, before and after the largest
+// tier), and a snapshot of the whole table against `COPY … TO STDOUT` of the same rows.
+// Run: `npm run bench:shapes` (TIERS=100,10000,100000 ROUNDS=30 by default).
+
+import { spawn } from 'node:child_process';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { benchDatabase } from './bench-database.ts';
+
+const TIERS = (process.env.TIERS ?? '100,10000,100000').split(',').map(Number);
+const ROUNDS = Number(process.env.ROUNDS ?? 30);
+const ACCOUNTS = Number(process.env.ACCOUNTS ?? 20_000);
+const CONCURRENCY = 32;
+const PROJECT = new URL('../examples/erc20', import.meta.url).pathname;
+const STRATA = new URL('../bin/strata.mjs', import.meta.url).pathname;
+
+const benchDb = benchDatabase('strata_bench_shapes');
+await benchDb.recreate();
+
+const child = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT, '--port', '0'], {
+  env: {
+    ...process.env,
+    DATABASE_URL: benchDb.url,
+    ERC20_SOURCE: 'ingest',
+    STRATA_LOG_FORMAT: 'json',
+    STRATA_PROGRESS: 'never',
+  },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const base = await new Promise<string>((resolve, reject) => {
+  let buffered = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const match = /"url":"(http:[^"]+)","database"[^\n]*"msg":"HTTP listening"/.exec(buffered);
+    if (match !== null) resolve(match[1]!);
+    if (buffered.length > 1_000_000) buffered = buffered.slice(-10_000);
+  });
+  child.once('exit', (code) => reject(new Error(`daemon exited (${code})`)));
+});
+
+let block = 0;
+async function post(events: unknown[]): Promise<void> {
+  block += 1;
+  const response = await fetch(`${base}/v1/pipelines/erc20/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ blocks: [{ number: block, timestamp: 1_700_000_000 + block, events }] }),
+  });
+  if (response.status !== 200)
+    throw new Error(`ingest answered ${response.status}: ${await response.text()}`);
+}
+const address = (i: number) => `0x${i.toString(16).padStart(40, '0')}`;
+const transfer = (from: string, to: string) => ({ name: 'Transfer', payload: { from, to, value: '1' } });
+
+async function shape(where: string): Promise<{ handle: string; offset: string; rows: number }> {
+  const response = await fetch(`${base}/v1/shape?table=Account&offset=-1&where=${encodeURIComponent(where)}`);
+  if (response.status !== 200) throw new Error(`shape answered ${response.status}: ${await response.text()}`);
+  const body = (await response.json()) as unknown[];
+  return {
+    handle: response.headers.get('electric-handle')!,
+    offset: response.headers.get('electric-offset')!,
+    rows: body.length - 1,
+  };
+}
+
+async function heapAfterGc(): Promise<number> {
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  const match = /^strata_actor_heap_after_gc_peak_bytes\{actor="materializer"\} (\d+)/m.exec(metrics);
+  return Number(match?.[1] ?? 0);
+}
+
+async function committed(): Promise<number> {
+  const status = (await (await fetch(`${base}/status`)).json()) as {
+    pipelines: Array<{ committedCheckpoint: number }>;
+  };
+  return status.pipelines[0]?.committedCheckpoint ?? 0;
+}
+
+// The table: ACCOUNTS accounts, in blocks of 1,000 transfers.
+for (let i = 0; i < ACCOUNTS; i += 1_000) {
+  await post(Array.from({ length: 500 }, (_, k) => transfer(address(i + 2 * k), address(i + 2 * k + 1))));
+}
+while ((await committed()) < block) await new Promise((resolve) => setTimeout(resolve, 50));
+
+const percentile = (values: number[], p: number) =>
+  [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))]!;
+let opened = 0;
+const heapBefore = await heapAfterGc();
+const results: Array<{ tier: number; p50: number; p99: number; openPerSecond: number }> = [];
+for (const tier of TIERS) {
+  // Idle shapes, most on ids that do not exist (they stay empty), opened CONCURRENCY at a time.
+  const started = performance.now();
+  const target = tier;
+  let next = opened;
+  const worker = async () => {
+    while (next < target) {
+      const i = next++;
+      await shape(`id = '${address(10_000_000 + i)}'`);
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  const openPerSecond = (target - opened) / ((performance.now() - started) / 1_000);
+  opened = target;
+
+  const watched = address(tier % ACCOUNTS);
+  let { handle, offset } = await shape(`id = '${watched}'`);
+  const latencies: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const poll = fetch(
+      `${base}/v1/shape?table=Account&where=${encodeURIComponent(`id = '${watched}'`)}&handle=${handle}&offset=${offset}&live=true`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20)); // the long-poll is waiting
+    const sent = performance.now();
+    await post([transfer(watched, address(ACCOUNTS + round))]);
+    const response = await poll;
+    const body = (await response.json()) as Array<{ key?: string }>;
+    if (!body.some((message) => message.key !== undefined))
+      throw new Error('the long-poll answered without the change');
+    latencies.push(performance.now() - sent);
+    offset = response.headers.get('electric-offset')!;
+    handle = response.headers.get('electric-handle')!;
+  }
+  results.push({ tier, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), openPerSecond });
+  console.error(`  … ${tier} shapes: p50 ${percentile(latencies, 0.5).toFixed(1)} ms`);
+}
+const heapAfter = await heapAfterGc();
+
+// Snapshot of the whole table vs COPY of the same rows.
+const client = new pg.Client({ connectionString: benchDb.url });
+await client.connect();
+const copyStarted = performance.now();
+let copied = 0;
+await pipeline(
+  client.query(copyTo('COPY (SELECT * FROM pipeline_erc20."Account") TO STDOUT')),
+  new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      copied += chunk.length;
+      done();
+    },
+  }),
+);
+const copySeconds = (performance.now() - copyStarted) / 1_000;
+await client.end();
+const snapshotStarted = performance.now();
+const all = await shape('true');
+const snapshotSeconds = (performance.now() - snapshotStarted) / 1_000;
+
+console.log(
+  `bench/shapes: erc20 Account (${ACCOUNTS.toLocaleString('en-US')} rows), Postgres, node ${process.version}`,
+);
+console.log('idle eq-shapes   opened/s   change → client p50   p99');
+for (const r of results) {
+  console.log(
+    `${r.tier.toLocaleString('en-US').padStart(14)}   ${Math.round(r.openPerSecond).toLocaleString('en-US').padStart(8)}   ${r.p50.toFixed(1).padStart(17)} ms   ${r.p99.toFixed(1).padStart(6)} ms`,
+  );
+}
+const first = results[0]!;
+const last = results[results.length - 1]!;
+console.log(
+  `p50 at ${last.tier.toLocaleString('en-US')} shapes / at ${first.tier.toLocaleString('en-US')}: ${(last.p50 / first.p50).toFixed(2)}× (target ≤ 1.2)`,
+);
+console.log(
+  `materializer heap after GC: ${(heapBefore / 1_048_576).toFixed(0)} → ${(heapAfter / 1_048_576).toFixed(0)} MiB over ${opened.toLocaleString('en-US')} shapes = ${((heapAfter - heapBefore) / opened).toFixed(0)} bytes per idle shape (target ≤ 2 KB)`,
+);
+console.log(
+  `snapshot of ${all.rows.toLocaleString('en-US')} rows: ${Math.round(all.rows / snapshotSeconds).toLocaleString('en-US')} rows/s; COPY TO STDOUT of the same table: ${Math.round(all.rows / copySeconds).toLocaleString('en-US')} rows/s (${(copied / 1_048_576).toFixed(1)} MiB)`,
+);
+child.kill('SIGTERM');
+await new Promise((resolve) => child.once('exit', resolve));
