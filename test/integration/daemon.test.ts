@@ -64,7 +64,11 @@ describe('strata start (child process, Postgres)', () => {
     );
     expect(status.status).toBe(200);
     expect(status.body.process).toMatchObject({ state: 'running', pid: daemon.child.pid, version: '0.1.0' });
-    expect(status.body.actors.map((a) => a.name)).toEqual(['persistence', 'materializer', 'processing:credits']);
+    expect(status.body.actors.map((a) => a.name)).toEqual([
+      'persistence',
+      'materializer',
+      'processing:credits',
+    ]);
     for (const actor of status.body.actors) {
       expect(actor).toMatchObject({
         state: 'running',

@@ -1,7 +1,9 @@
 // Live shapes with the official Electric client (@electric-sql/client, pinned) against a real
-// daemon on Postgres: initial sync, live inserts and updates through the ingest API, a where
-// clause with params, columns, replica=full, rows moving in and out of a shape, rotation with
-// DELETE (409 and refetch, no lost change), and hostile where clauses refused with Electric's body.
+// daemon, on Postgres and on embedded PGlite: initial sync, live inserts and updates through the
+// ingest API, a where clause with params, columns, replica=full, rows moving in and out of a
+// shape, a reorg (compensating changes), rotation with DELETE (409 and refetch, no lost change),
+// and hostile where clauses refused with Electric's body. What the shapes must hold comes from an
+// independent fold of the posted chain, not from the daemon's tables.
 import { isDeepStrictEqual } from 'node:util';
 import { Shape, ShapeStream } from '@electric-sql/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,73 +19,94 @@ afterAll(async () => {
 });
 
 const project = fixtureProject('../../examples/erc20');
-let block = 0;
-const transfer = (from: string, to: string, value: number) => ({
-  name: 'Transfer',
-  payload: { from, to, value: String(value) },
-});
 
-/** Appends a block (hashes chain them), or with `replace` puts a new branch in the last one's place. */
-async function push(base: string, ...events: unknown[]): Promise<void> {
-  block += 1;
-  await post(base, {
-    number: block,
-    hash: `h-${block}`,
-    parentHash: block === 1 ? null : `h-${block - 1}`,
-    events,
-  });
-}
-
-async function replaceLast(base: string, ...events: unknown[]): Promise<void> {
-  await post(base, { number: block, hash: `r-${block}`, parentHash: `h-${block - 1}`, events });
-}
-
-async function post(base: string, block: Record<string, unknown>): Promise<void> {
-  const response = await fetch(`${base}/v1/pipelines/erc20/events`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ blocks: [{ timestamp: 1_700_000_000 + (block.number as number), ...block }] }),
-  });
-  expect(response.status, await response.clone().text()).toBe(200);
-}
-
+type Transfer = [from: string, to: string, value: number];
 type Row = Record<string, unknown>;
 
-/** The table's rows as the client parses them (int8 → BigInt, int4 → number), by id. */
-async function stored(
-  where = 'true',
-  params: unknown[] = [],
-  columns = ['id', 'balance', 'transfersOut', 'transfersIn'],
-) {
-  const rows = await db.query<Record<string, string>>(
-    `SELECT ${columns.map((c) => `"${c}"::text AS "${c}"`).join(', ')} FROM pipeline_erc20."Account" WHERE ${where}`,
-    params,
-  );
-  return byId(
-    rows.map((row) =>
-      Object.fromEntries(
-        Object.entries(row).map(([k, v]) => [k, k === 'balance' ? BigInt(v) : k === 'id' ? v : Number(v)]),
-      ),
-    ),
-  );
+/** The chain as posted (a replacement swaps its last block) and the erc20 fold of it. */
+class Chain {
+  readonly blocks: Transfer[][] = [];
+
+  constructor(private readonly base: string) {}
+
+  async push(...transfers: Transfer[]): Promise<void> {
+    this.blocks.push(transfers);
+    const number = this.blocks.length;
+    await this.post({
+      number,
+      hash: `h-${number}`,
+      parentHash: number === 1 ? null : `h-${number - 1}`,
+      transfers,
+    });
+  }
+
+  /** A reorg: a new branch in the last block's place. */
+  async replaceLast(...transfers: Transfer[]): Promise<void> {
+    const number = this.blocks.length;
+    this.blocks[number - 1] = transfers;
+    await this.post({ number, hash: `r-${number}`, parentHash: `h-${number - 1}`, transfers });
+  }
+
+  private async post(block: {
+    number: number;
+    hash: string;
+    parentHash: string | null;
+    transfers: Transfer[];
+  }) {
+    const { transfers, ...rest } = block;
+    const events = transfers.map(([from, to, value]) => ({
+      name: 'Transfer',
+      payload: { from, to, value: String(value) },
+    }));
+    const response = await fetch(`${this.base}/v1/pipelines/erc20/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ blocks: [{ timestamp: 1_700_000_000 + block.number, ...rest, events }] }),
+    });
+    expect(response.status, await response.clone().text()).toBe(200);
+  }
+
+  /** examples/erc20's Account rows, as the client parses them (int8 → BigInt, int4 → number). */
+  accounts(): Record<string, Row> {
+    const accounts: Record<
+      string,
+      { id: string; balance: bigint; transfersOut: number; transfersIn: number }
+    > = {};
+    const account = (id: string) => (accounts[id] ??= { id, balance: 0n, transfersOut: 0, transfersIn: 0 });
+    for (const block of this.blocks) {
+      for (const [from, to, value] of block) {
+        account(from).balance -= BigInt(value);
+        account(from).transfersOut += 1;
+        account(to).balance += BigInt(value);
+        account(to).transfersIn += 1;
+      }
+    }
+    return accounts;
+  }
 }
 
+const pick = (rows: Record<string, Row>, keep: (row: Row) => boolean, columns?: string[]) =>
+  Object.fromEntries(
+    Object.entries(rows)
+      .filter(([, row]) => keep(row))
+      .map(([id, row]) => [
+        id,
+        columns === undefined ? row : Object.fromEntries(columns.map((c) => [c, row[c]])),
+      ]),
+  );
 const byId = (rows: Row[]) => Object.fromEntries(rows.map((row) => [row.id as string, row]));
 
-describe('live shapes with @electric-sql/client', () => {
+describe.each([
+  ['Postgres', () => ({ DATABASE_URL: db.url }), [] as string[]],
+  ['embedded PGlite', () => ({}), ['--memory']],
+])('live shapes with @electric-sql/client on %s', (_name, env, args) => {
   it('syncs, follows live changes and reorgs, filters with where/params/columns, and survives a rotation', async () => {
-    const daemon = startDaemonProcess({ DATABASE_URL: db.url, ERC20_SOURCE: 'ingest' }, [], project);
+    const daemon = startDaemonProcess({ ...env(), ERC20_SOURCE: 'ingest' }, args, project);
     const base = await daemon.url;
+    const chain = new Chain(base);
     const stop = new AbortController();
     try {
-      await push(base, transfer('0xa', '0xb', 100), transfer('0xc', '0xd', 5));
-      await waitFor(
-        () => stored(),
-        (rows) => Object.keys(rows).length === 4,
-        20_000,
-        'first block stored',
-      );
-
+      await chain.push(['0xa', '0xb', 100], ['0xc', '0xd', 5]);
       const stream = (params: Record<string, unknown>) =>
         new ShapeStream<Row>({ url: `${base}/v1/shape`, params: params as never, signal: stop.signal });
       const all = new Shape(stream({ table: 'Account' }));
@@ -97,32 +120,27 @@ describe('live shapes with @electric-sql/client', () => {
       );
       const pair = new Shape(stream({ table: 'Account', where: `id IN ('0xb', '0xe')`, replica: 'full' }));
 
-      const rowsOf = async (shape: Shape<Row>) => byId(await shape.rows);
-      expect(await rowsOf(all)).toEqual(await stored());
-      expect(await rowsOf(rich)).toEqual(await stored('balance > $1', ['50'], ['id', 'balance']));
-      expect(await rowsOf(pair)).toEqual(await stored(`id IN ('0xb', '0xe')`));
+      // Until every shape equals the fold of the chain as posted so far.
+      const settled = () => {
+        const table = chain.accounts();
+        const expected = [
+          table,
+          pick(table, (row) => (row.balance as bigint) > 50n, ['id', 'balance']),
+          pick(table, (row) => row.id === '0xb' || row.id === '0xe'),
+        ];
+        return waitFor(
+          async () => [byId(all.currentRows), byId(rich.currentRows), byId(pair.currentRows)],
+          (got) => isDeepStrictEqual(got, expected),
+          30_000,
+          `shapes equal the fold of ${chain.blocks.length} blocks`,
+        );
+      };
+      await settled();
 
       // 0xb drops to 40 (leaves `rich`), 0xe arrives with 60 (enters both filtered shapes).
-      await push(base, transfer('0xb', '0xe', 60));
-      // Until the shapes equal the table (re-read each time: the block may still be processing)
-      // and the table holds `block`'s changes.
-      const settled = (done: (table: Record<string, Row>) => boolean) =>
-        waitFor(
-          async () => {
-            const expected = [
-              await stored(),
-              await stored('balance > $1', ['50'], ['id', 'balance']),
-              await stored(`id IN ('0xb', '0xe')`),
-            ];
-            const got = [byId(all.currentRows), byId(rich.currentRows), byId(pair.currentRows)];
-            return { expected, got };
-          },
-          ({ expected, got }) => done(expected[0]!) && isDeepStrictEqual(got, expected),
-          20_000,
-          'shapes equal the table',
-        );
-      await settled((table) => table['0xe'] !== undefined);
-      expect(Object.keys(byId(rich.currentRows)).sort()).toEqual(['0xe']);
+      await chain.push(['0xb', '0xe', 60]);
+      await settled();
+      expect(Object.keys(byId(rich.currentRows))).toEqual(['0xe']);
 
       // Rotation: every client of the handle gets 409 and refetches a new one; nothing is lost.
       const handle = all.handle;
@@ -131,16 +149,17 @@ describe('live shapes with @electric-sql/client', () => {
       const stale = await fetch(`${base}/v1/shape?table=Account&handle=${handle}&offset=0_inf`);
       expect(stale.status).toBe(409);
       expect(stale.headers.get('electric-handle')).not.toBe(handle);
-      await push(base, transfer('0xd', '0xf', 3), transfer('0xa', '0xe', 7));
-      await settled((table) => table['0xf'] !== undefined);
+      await chain.push(['0xd', '0xf', 3], ['0xa', '0xe', 7]);
+      await settled();
       expect(all.handle).not.toBe(handle);
 
       // A reorg replaces the last block: clients get its compensating changes (0xg goes, 0xe
       // gets back its balance) and then the new branch's.
-      await push(base, transfer('0xe', '0xg', 11));
-      await settled((table) => table['0xg'] !== undefined);
-      await replaceLast(base, transfer('0xe', '0xh', 2));
-      await settled((table) => table['0xg'] === undefined && table['0xh'] !== undefined);
+      await chain.push(['0xe', '0xg', 11]);
+      await settled();
+      await chain.replaceLast(['0xe', '0xh', 2]);
+      await settled();
+      expect(byId(all.currentRows)['0xg']).toBeUndefined();
 
       // Hostile where clauses: Electric's 400 body, nothing created.
       for (const where of ['lower(id) = 1', `id = 'a'; DROP TABLE x`, '(SELECT 1) = 1', 'nope = 1']) {
