@@ -11,6 +11,10 @@ export interface DaemonMetrics {
   batchesCommitted: Counter<'pipeline'>;
   /** Observed by the module service at every transpile. */
   transpileSeconds: Histogram;
+  /** GET/DELETE /v1/shape answers, by kind of request and status. */
+  shapeRequests: Counter<'kind' | 'status'>;
+  /** From a commit reaching the main thread to the answer of a long-poll it woke. */
+  shapeFanoutSeconds: Histogram;
 }
 
 export function createMetrics(options: { version: string; status: () => StatusSnapshot }): DaemonMetrics {
@@ -216,8 +220,48 @@ export function createMetrics(options: { version: string; status: () => StatusSn
     },
   });
 
+  new Gauge({
+    name: 'strata_shapes',
+    help: 'Live shapes, by how changes are routed to them (index: equality/IN lookup; scan).',
+    labelNames: ['routing'],
+    registers: [registry],
+    collect() {
+      const shapes = options.status().shapes;
+      this.set({ routing: 'index' }, shapes?.indexed ?? 0);
+      this.set({ routing: 'scan' }, shapes?.scanned ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'strata_shape_log_messages',
+    help: "Messages held in the shapes' logs.",
+    registers: [registry],
+    collect() {
+      this.set(options.status().shapes?.logMessages ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'strata_shape_live_requests',
+    help: 'Live shape requests waiting for a change.',
+    registers: [registry],
+    collect() {
+      this.set(options.status().shapes?.liveRequests ?? 0);
+    },
+  });
+
   return {
     registry,
+    shapeRequests: new Counter({
+      name: 'strata_shape_requests_total',
+      help: 'Shape requests answered, by kind (initial, catch-up, live, now, rotate) and HTTP status (409: must-refetch).',
+      labelNames: ['kind', 'status'],
+      registers: [registry],
+    }),
+    shapeFanoutSeconds: new Histogram({
+      name: 'strata_shape_fanout_seconds',
+      help: 'From a commit reaching the main thread to the answer of a live request it woke.',
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
+      registers: [registry],
+    }),
     actorRestarts: new Counter({
       name: 'strata_actor_restarts_total',
       help: 'Actor restarts by the supervisor, by exit reason.',

@@ -89,7 +89,17 @@ database: ${status.database.kind}${status.database.storage ? ` (${status.databas
   for (const [name, pool] of Object.entries(status.database.pools))
     pools.push([name, pool.total, pool.idle, pool.waiting]);
 
-  return [header, actors.toString(), pipelines.toString(), pools.toString()].join('\n');
+  const parts = [header, actors.toString(), pipelines.toString(), pools.toString()];
+  if (status.shapes !== undefined && status.shapes.shapes > 0) {
+    const shapes = new Table({
+      style,
+      head: ['shapes', 'indexed', 'scanned', 'log messages', 'live requests'],
+    });
+    const s = status.shapes;
+    shapes.push([s.shapes, s.indexed, s.scanned, s.logMessages.toLocaleString('en-US'), s.liveRequests]);
+    parts.push(shapes.toString());
+  }
+  return parts.join('\n');
 }
 
 /** Reorgs, and how many of them had to roll back stored state (the rest were undone in memory). */

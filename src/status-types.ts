@@ -31,6 +31,19 @@ export interface StatusSnapshot {
   redis: { configured: boolean; state: string };
   /** The module cache (GET /v1/modules): hits per layer, joins, fences, the transpile pool. */
   modules?: ModuleCacheStatus;
+  /** Live shapes (GET /v1/shape), from the materializer's last report and the waiting requests. */
+  shapes?: ShapesStatus;
+}
+
+export interface ShapesStatus {
+  shapes: number;
+  /** Routed through the equality index / scanned for every change of their table. */
+  indexed: number;
+  scanned: number;
+  /** Messages held in the shapes' logs. */
+  logMessages: number;
+  /** Live requests waiting for a change. */
+  liveRequests: number;
 }
 
 export interface ReadinessCheck {

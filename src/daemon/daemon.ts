@@ -47,6 +47,8 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       modules: cache.modules,
       actors: actors.all,
       router: actors.router,
+      materializer: actors.materializer,
+      liveShapeRequests: () => actors.shapes.liveRequests(),
     });
     const http = await startHttp(config, log, lifecycle, {
       database,

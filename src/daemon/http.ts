@@ -66,7 +66,13 @@ export async function startHttp(
         return result;
       },
     },
-    shapes: { backend: actors.shapes },
+    shapes: {
+      backend: actors.shapes,
+      observe: {
+        answered: (kind, status) => metrics.shapeRequests.inc({ kind, status: String(status) }),
+        fanout: (seconds) => metrics.shapeFanoutSeconds.observe(seconds),
+      },
+    },
   });
   if (config.http.apiTokens.length === 0 && !isLoopbackHost(config.http.host)) {
     log.warn(

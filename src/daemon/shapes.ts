@@ -106,25 +106,37 @@ export class ShapeService implements ShapeBackend {
     });
   }
 
-  /** Resolves when the shape's log grows, or after `timeoutMs`, or when `signal` aborts. */
-  waitForChange(handle: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve) => {
+  /** Live requests waiting for a change (/status). */
+  liveRequests(): number {
+    let count = 0;
+    for (const waiting of this.waiters.values()) count += waiting.size;
+    return count;
+  }
+
+  /**
+   * Resolves when the shape's log grows — with when the change reached this thread
+   * (performance.now()) — or with null after `timeoutMs` or when `signal` aborts.
+   */
+  waitForChange(handle: string, timeoutMs: number, signal: AbortSignal): Promise<number | null> {
+    return new Promise<number | null>((resolve) => {
       let waiting = this.waiters.get(handle);
       if (waiting === undefined) {
         waiting = new Set();
         this.waiters.set(handle, waiting);
       }
       const set = waiting;
-      const done = () => {
+      const done = (changedAt: number | null) => {
         clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        set.delete(done);
+        signal.removeEventListener('abort', aborted);
+        set.delete(woken);
         if (set.size === 0 && this.waiters.get(handle) === set) this.waiters.delete(handle);
-        resolve();
+        resolve(changedAt);
       };
-      const timer = setTimeout(done, timeoutMs);
-      signal.addEventListener('abort', done);
-      set.add(done);
+      const woken = () => done(performance.now());
+      const aborted = () => done(null);
+      const timer = setTimeout(aborted, timeoutMs);
+      signal.addEventListener('abort', aborted);
+      set.add(woken);
     });
   }
 

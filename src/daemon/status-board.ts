@@ -5,7 +5,7 @@
 import type { StrataConfig } from '../config.ts';
 import type { RedisConnection } from '../coordination/redis.ts';
 import type { Db } from '../db/pool.ts';
-import type { ReadinessCheck, StatusSnapshot } from '../status-types.ts';
+import type { ReadinessCheck, ShapesStatus, StatusSnapshot } from '../status-types.ts';
 import type { ActorRef } from '../supervisor/actor-ref.ts';
 import type { PipelineRouter } from '../supervisor/pipeline-router.ts';
 import type { ModuleService } from '../transpile/module-service.ts';
@@ -19,6 +19,10 @@ export interface StatusParts {
   // biome-ignore lint/suspicious/noExplicitAny: only the actors' stats are read.
   actors: () => Array<ActorRef<any, any, any, any>>;
   router: PipelineRouter;
+  // biome-ignore lint/suspicious/noExplicitAny: idem.
+  materializer: ActorRef<any, any, any, any>;
+  /** Live requests waiting for a change. */
+  liveShapeRequests: () => number;
 }
 
 export class StatusBoard {
@@ -70,7 +74,7 @@ export class StatusBoard {
         pools,
       },
       redis: { configured: parts?.redis != null, state: parts?.redis?.state() ?? 'not configured' },
-      ...(parts === null ? {} : { modules: parts.modules.status() }),
+      ...(parts === null ? {} : { modules: parts.modules.status(), shapes: shapesStatus(parts) }),
     };
   }
 
@@ -101,4 +105,15 @@ export class StatusBoard {
       checks.push({ name: 'redis', ok: parts.redis.state() === 'ready', detail: parts.redis.state() });
     return checks;
   }
+}
+
+function shapesStatus(parts: StatusParts): ShapesStatus {
+  const report = parts.materializer.stats().extra;
+  return {
+    shapes: report.shapes ?? 0,
+    indexed: report.shapesIndexed ?? 0,
+    scanned: report.shapesScanned ?? 0,
+    logMessages: report.shapeLogMessages ?? 0,
+    liveRequests: parts.liveShapeRequests(),
+  };
 }

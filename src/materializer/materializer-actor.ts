@@ -176,7 +176,16 @@ export const materializerActor: ActorDefinition<
           });
         },
       },
-      report: () => ({ shapes: [...materializer.all()].length }),
+      // Sent with every pong (cheap enough: one pass over the shapes once a ping interval).
+      report: () => {
+        const figures = materializer.figures();
+        return {
+          shapes: figures.shapes,
+          shapesIndexed: figures.indexed,
+          shapesScanned: figures.scanned,
+          shapeLogMessages: figures.logMessages,
+        };
+      },
     };
     return instance;
   },

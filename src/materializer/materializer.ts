@@ -81,6 +81,20 @@ export class Materializer {
     return this.shapes.values();
   }
 
+  /** For /status: shapes, how they are routed, and the messages their logs hold. */
+  figures(): { shapes: number; indexed: number; scanned: number; logMessages: number } {
+    let indexed = 0;
+    let scanned = 0;
+    for (const table of this.tables.values()) {
+      const counts = table.index.counts();
+      indexed += counts.indexed;
+      scanned += counts.scanned;
+    }
+    let logMessages = 0;
+    for (const shape of this.shapes.values()) logMessages += shape.log.size;
+    return { shapes: this.shapes.size, indexed, scanned, logMessages };
+  }
+
   processedSequence(pipeline: string): number {
     return this.processed.get(pipeline) ?? 0;
   }

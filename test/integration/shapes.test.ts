@@ -161,6 +161,21 @@ describe.each([
       await settled();
       expect(byId(all.currentRows)['0xg']).toBeUndefined();
 
+      // The operator's view: shapes on /status (reported with the materializer's pongs), requests
+      // and 409s in /metrics.
+      const status = await waitFor(
+        async () =>
+          (await (await fetch(`${base}/status`)).json()) as { shapes?: { shapes: number; indexed: number } },
+        (body) => (body.shapes?.shapes ?? 0) >= 3,
+        15_000,
+        'shapes on /status',
+      );
+      expect(status.shapes!.indexed).toBeGreaterThanOrEqual(1);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      expect(metrics).toMatch(/^strata_shape_requests_total\{kind="initial",status="200"\} [1-9]/m);
+      expect(metrics).toMatch(/^strata_shape_requests_total\{kind="catch-up",status="409"\} [1-9]/m);
+      expect(metrics).toMatch(/^strata_shape_fanout_seconds_count [1-9]/m);
+
       // Hostile where clauses: Electric's 400 body, nothing created.
       for (const where of ['lower(id) = 1', `id = 'a'; DROP TABLE x`, '(SELECT 1) = 1', 'nope = 1']) {
         const response = await fetch(

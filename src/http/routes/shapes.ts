@@ -28,7 +28,8 @@ export interface ShapeBackend {
     offset: string,
     limit: number,
   ): Promise<{ messages: string[]; offset: string; processed: number } | null>;
-  waitForChange(handle: string, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  /** Resolves with when the change reached the main thread (ms, performance.now()), or null. */
+  waitForChange(handle: string, timeoutMs: number, signal: AbortSignal): Promise<number | null>;
   waitForProcessed(pipeline: string, checkpoint: number, timeoutMs: number): Promise<boolean>;
 }
 
@@ -36,6 +37,8 @@ export interface ShapeRouteOptions {
   backend: ShapeBackend;
   /** How long a live request is held when nothing changes (Electric: 20 s). */
   longPollMs?: number;
+  /** Every answer, by kind of request; and, for a live request a change woke, how long since. */
+  observe?: { answered(kind: string, status: number): void; fanout(seconds: number): void };
 }
 
 /** Messages per response before the client is sent on for the rest. */
@@ -58,6 +61,10 @@ type Query = Record<string, string | string[] | undefined>;
 export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOptions): void {
   const { backend } = options;
   const longPollMs = options.longPollMs ?? 20_000;
+  app.addHook('onResponse', async (request, reply) => {
+    if (options.observe === undefined || !request.url.startsWith('/v1/shape')) return;
+    options.observe.answered(requestKind(request), reply.statusCode);
+  });
 
   app.options('/v1/shape', async (request, reply) => {
     cors(reply);
@@ -158,8 +165,9 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     if (read.messages.length === 0 && live) {
       const closed = new AbortController();
       request.raw.once('close', () => closed.abort());
-      await backend.waitForChange(info.handle, longPollMs, closed.signal);
+      const changedAt = await backend.waitForChange(info.handle, longPollMs, closed.signal);
       if (closed.signal.aborted) return reply;
+      if (changedAt !== null) options.observe?.fanout((performance.now() - changedAt) / 1_000);
       // Rotated while waiting: the waiters were woken, the log is gone.
       read = await backend.read(info.handle, offset, READ_LIMIT);
       if (read === null) return mustRefetch(reply, definition);
@@ -229,6 +237,16 @@ function send(
 function nextCursor(previous: number, periodSeconds: number): number {
   const periods = Math.ceil((Date.now() - CURSOR_EPOCH_MS) / 1000 / periodSeconds) * periodSeconds;
   return periods > previous ? periods : previous + 1 + Math.floor(Math.random() * 3600);
+}
+
+function requestKind(request: FastifyRequest): string {
+  if (request.method === 'DELETE') return 'rotate';
+  if (request.method !== 'GET') return 'other';
+  const query = request.query as Query;
+  const offset = single(query, 'offset');
+  if (offset === '-1') return 'initial';
+  if (offset === 'now') return 'now';
+  return single(query, 'live') === 'true' ? 'live' : 'catch-up';
 }
 
 function cors(reply: FastifyReply): void {
