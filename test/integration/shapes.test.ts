@@ -2,7 +2,7 @@
 // daemon, on Postgres and on embedded PGlite: initial sync, live inserts and updates through the
 // ingest API, a where clause with params, columns, replica=full, rows moving in and out of a
 // shape, a reorg (compensating changes), rotation with DELETE (409 and refetch, no lost change),
-// and hostile where clauses refused with Electric's body. What the shapes must hold comes from an
+// server-sent events (live_sse), and hostile where clauses refused with Electric's body. What the shapes must hold comes from an
 // independent fold of the posted chain, not from the daemon's tables.
 import { isDeepStrictEqual } from 'node:util';
 import { Shape, ShapeStream } from '@electric-sql/client';
@@ -107,8 +107,21 @@ describe.each([
     const stop = new AbortController();
     try {
       await chain.push(['0xa', '0xb', 100], ['0xc', '0xd', 5]);
-      const stream = (params: Record<string, unknown>) =>
-        new ShapeStream<Row>({ url: `${base}/v1/shape`, params: params as never, signal: stop.signal });
+      // What the SSE client received: proof it streamed rather than fell back to long-polls.
+      const streamed: string[] = [];
+      const recording: typeof fetch = async (input, init) => {
+        const response = await fetch(input, init);
+        streamed.push(response.headers.get('content-type') ?? '');
+        return response;
+      };
+      const stream = (params: Record<string, unknown>, liveSse = false) =>
+        new ShapeStream<Row>({
+          url: `${base}/v1/shape`,
+          params: params as never,
+          signal: stop.signal,
+          liveSse,
+          ...(liveSse ? { fetchClient: recording } : {}),
+        });
       const all = new Shape(stream({ table: 'Account' }));
       const rich = new Shape(
         stream({
@@ -119,6 +132,8 @@ describe.each([
         }),
       );
       const pair = new Shape(stream({ table: 'Account', where: `id IN ('0xb', '0xe')`, replica: 'full' }));
+      // Server-sent events instead of long-polls.
+      const received = new Shape(stream({ table: 'Account', where: '"transfersIn" > 0' }, true));
 
       // Until every shape equals the fold of the chain as posted so far.
       const settled = () => {
@@ -127,9 +142,10 @@ describe.each([
           table,
           pick(table, (row) => (row.balance as bigint) > 50n, ['id', 'balance']),
           pick(table, (row) => row.id === '0xb' || row.id === '0xe'),
+          pick(table, (row) => (row.transfersIn as number) > 0),
         ];
         return waitFor(
-          async () => [byId(all.currentRows), byId(rich.currentRows), byId(pair.currentRows)],
+          async () => [all, rich, pair, received].map((shape) => byId(shape.currentRows)),
           (got) => isDeepStrictEqual(got, expected),
           30_000,
           `shapes equal the fold of ${chain.blocks.length} blocks`,
@@ -160,6 +176,7 @@ describe.each([
       await chain.replaceLast(['0xe', '0xh', 2]);
       await settled();
       expect(byId(all.currentRows)['0xg']).toBeUndefined();
+      expect(streamed).toContain('text/event-stream');
 
       // The operator's view: shapes on /status (reported with the materializer's pongs), requests
       // and 409s in /metrics.

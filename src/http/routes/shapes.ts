@@ -43,6 +43,10 @@ export interface ShapeRouteOptions {
 
 /** Messages per response before the client is sent on for the rest. */
 const READ_LIMIT = 10_000;
+/** How long one SSE response is held before the client is made to reconnect. */
+const SSE_HOLD_MS = 60_000;
+/** A comment line this often keeps proxies from closing an idle SSE response. */
+const SSE_KEEPALIVE_MS = 15_000;
 const OFFSET = /^(\d+)_(\d+|inf)$/;
 const EXPOSED_HEADERS = [
   'electric-handle',
@@ -103,6 +107,8 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     if (offsetText !== '-1' && offsetText !== 'now' && !OFFSET.test(offsetText))
       return refuse(reply, 'offset', `offset ${JSON.stringify(offsetText)} has invalid format`);
     const live = single(query, 'live') === 'true';
+    const sse =
+      live && (single(query, 'live_sse') === 'true' || single(query, 'experimental_live_sse') === 'true');
     const handle = single(query, 'handle');
 
     try {
@@ -126,6 +132,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
       const [, tx] = OFFSET.exec(offsetText)!;
       // The log starts after the checkpoint the shape's capture began at: it cannot serve before.
       if (Number(tx) < info.startCheckpoint) return await mustRefetch(reply, definition);
+      if (sse) return await stream(request, reply, definition, info, offsetText, Number(tx));
       return await fromLog(request, reply, definition, info, offsetText, Number(tx), live);
     } catch (error) {
       return refuseError(reply, error);
@@ -182,12 +189,72 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     });
   }
 
-  async function mustRefetch(reply: FastifyReply, definition: ShapeDefinition | null, known?: ShapeInfo) {
+  /**
+   * `live_sse=true`: one held response of server-sent events — each message its own event, an
+   * up-to-date after every batch (the client delivers a batch only then) — until the connection
+   * closes or SSE_HOLD_MS pass (the client reconnects from its last up-to-date).
+   */
+  async function stream(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    definition: ShapeDefinition,
+    info: ShapeInfo,
+    offset: string,
+    tx: number,
+  ) {
+    if (!(await backend.waitForProcessed(info.pipeline, tx, longPollMs / 2)))
+      return mustRefetch(reply, definition);
+    const first = await backend.read(info.handle, offset, READ_LIMIT);
+    if (first === null) return mustRefetch(reply, definition);
+    const previousCursor = Number(single(request.query as Query, 'cursor') ?? 0);
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      ...(reply.getHeaders() as Record<string, string>),
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+      'electric-handle': info.handle,
+      // The request's offset: the client moves on only at an up-to-date it has processed.
+      'electric-offset': offset,
+      'electric-cursor': String(nextCursor(previousCursor, longPollMs / 1_000)),
+    });
+    const closed = new AbortController();
+    raw.once('close', () => closed.abort());
+    const deadline = Date.now() + SSE_HOLD_MS;
+    let read = first;
+    while (!closed.signal.aborted) {
+      for (const message of read.messages) raw.write(`data: ${message}\n\n`);
+      const at = read.offset;
+      if (read.messages.length < READ_LIMIT) {
+        const lsn = at.slice(0, at.indexOf('_'));
+        raw.write(
+          `data: ${JSON.stringify({ headers: { control: 'up-to-date', global_last_seen_lsn: lsn } })}\n\n`,
+        );
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        const changedAt = await backend.waitForChange(
+          info.handle,
+          Math.min(left, SSE_KEEPALIVE_MS),
+          closed.signal,
+        );
+        if (closed.signal.aborted) break;
+        if (changedAt !== null) options.observe?.fanout((performance.now() - changedAt) / 1_000);
+        else raw.write(': keep-alive\n\n');
+      }
+      const next = await backend.read(info.handle, at, READ_LIMIT);
+      if (next === null) break; // rotated: the reconnect gets its 409
+      read = next;
+    }
+    raw.end();
+    return reply;
+  }
+
+  async function mustRefetch(reply: FastifyReply, definition: ShapeDefinition) {
     // The handle to go on with: the shape of this definition now (a new one if it was rotated).
-    const next = definition === null ? null : await backend.open(definition).catch(() => null);
-    const handle =
-      next?.handle ?? (known === undefined ? undefined : (await backend.info(known.handle))?.handle);
-    if (handle !== undefined) void reply.header('electric-handle', handle);
+    const next = await backend.open(definition);
+    void reply.header('electric-handle', next.handle);
     void reply.header('cache-control', 'public, max-age=60, must-revalidate').status(409);
     return reply.send([{ headers: { control: 'must-refetch' } }]);
   }
