@@ -4,14 +4,18 @@
 // live long-poll and each round posts a block that changes its row: the latency is from the POST
 // to the long-poll's answer (ingest, processing, the write, the materializer, HTTP). Also: the
 // materializer's heap after GC per idle shape (from /metrics, before and after the largest
-// tier), and a snapshot of the whole table against `COPY … TO STDOUT` of the same rows.
-// Run: `npm run bench:shapes` (TIERS=100,10000,100000 ROUNDS=30 by default).
+// tier), and a snapshot of the whole table against `COPY … TO STDOUT` of the same rows. Then the
+// write path's budget: an erc20 backfill over ingest with no shapes against one with 1,000
+// eq-shapes on Account, each followed by a live client (two of each, alternated).
+// Run: `npm run bench:shapes` (TIERS=100,10000,100000 ROUNDS=30 BUDGET_BLOCKS=10000 by default).
 
 import { spawn } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { addressName, generateBlock } from '../src/sources/generator.ts';
 import { benchDatabase } from './bench-database.ts';
 
 const TIERS = (process.env.TIERS ?? '100,10000,100000').split(',').map(Number);
@@ -24,26 +28,39 @@ const STRATA = new URL('../bin/strata.mjs', import.meta.url).pathname;
 const benchDb = benchDatabase('strata_bench_shapes');
 await benchDb.recreate();
 
-const child = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT, '--port', '0'], {
-  env: {
-    ...process.env,
-    DATABASE_URL: benchDb.url,
-    ERC20_SOURCE: 'ingest',
-    STRATA_LOG_FORMAT: 'json',
-    STRATA_PROGRESS: 'never',
-  },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const base = await new Promise<string>((resolve, reject) => {
-  let buffered = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString();
-    const match = /"url":"(http:[^"]+)","database"[^\n]*"msg":"HTTP listening"/.exec(buffered);
-    if (match !== null) resolve(match[1]!);
-    if (buffered.length > 1_000_000) buffered = buffered.slice(-10_000);
+/** A daemon of examples/erc20 on the ingest source, on `databaseUrl`. */
+async function startDaemon(databaseUrl: string): Promise<{ base: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT, '--port', '0'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      ERC20_SOURCE: 'ingest',
+      STRATA_LOG_FORMAT: 'json',
+      STRATA_PROGRESS: 'never',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
-  child.once('exit', (code) => reject(new Error(`daemon exited (${code})`)));
-});
+  const url = await new Promise<string>((resolve, reject) => {
+    let buffered = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const match = /"url":"(http:[^"]+)","database"[^\n]*"msg":"HTTP listening"/.exec(buffered);
+      if (match !== null) resolve(match[1]!);
+      if (buffered.length > 1_000_000) buffered = buffered.slice(-10_000);
+    });
+    child.once('exit', (code) => reject(new Error(`daemon exited (${code})`)));
+  });
+  return {
+    base: url,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+}
+
+const daemon = await startDaemon(benchDb.url);
+const base = daemon.base;
 
 let block = 0;
 async function post(events: unknown[]): Promise<void> {
@@ -172,5 +189,104 @@ console.log(
 console.log(
   `snapshot of ${all.rows.toLocaleString('en-US')} rows: ${Math.round(all.rows / snapshotSeconds).toLocaleString('en-US')} rows/s; COPY TO STDOUT of the same table: ${Math.round(all.rows / copySeconds).toLocaleString('en-US')} rows/s (${(copied / 1_048_576).toFixed(1)} MiB)`,
 );
-child.kill('SIGTERM');
-await new Promise((resolve) => child.once('exit', resolve));
+await daemon.stop();
+
+// The write path's budget: an erc20 backfill over the ingest API with no shapes, and with 1,000
+// eq-shapes on Account each followed by a live client, alternated.
+const BUDGET_BLOCKS = Number(process.env.BUDGET_BLOCKS ?? 10_000);
+const BUDGET_SHAPES = Number(process.env.BUDGET_SHAPES ?? 1_000);
+const WARM_UP_BLOCKS = 1_000;
+const budgetDb = benchDatabase('strata_bench_shapes_budget');
+const GENERATOR = {
+  workload: 'erc20' as const,
+  seed: 1,
+  eventsPerBlock: 10,
+  addresses: 50_000,
+  distribution: 'skewed' as const,
+};
+
+async function backfill(shapes: number): Promise<number> {
+  await budgetDb.recreate();
+  const run = await startDaemon(budgetDb.url);
+  const stopFollowing = new AbortController();
+  setMaxListeners(0, stopFollowing.signal); // one per follower's request
+  const followers: Array<Promise<void>> = [];
+  const follow = async (where: string) => {
+    const query = `table=Account&where=${encodeURIComponent(where)}`;
+    let response = await fetch(`${run.base}/v1/shape?${query}&offset=-1`);
+    await response.arrayBuffer();
+    let handle = response.headers.get('electric-handle')!;
+    let offset = response.headers.get('electric-offset')!;
+    followers.push(
+      (async () => {
+        while (!stopFollowing.signal.aborted) {
+          try {
+            response = await fetch(
+              `${run.base}/v1/shape?${query}&handle=${handle}&offset=${offset}&live=true`,
+              {
+                signal: stopFollowing.signal,
+              },
+            );
+            await response.arrayBuffer();
+            handle = response.headers.get('electric-handle') ?? handle;
+            offset = response.headers.get('electric-offset') ?? offset;
+          } catch {
+            return;
+          }
+        }
+      })(),
+    );
+  };
+  // Both runs start warm: a first stretch of the chain is processed before the clock starts.
+  await postBlocks(1, WARM_UP_BLOCKS);
+  await committedUpTo(WARM_UP_BLOCKS);
+  for (let i = 0; i < shapes; i++) await follow(`id = '${addressName(i)}'`);
+  const started = performance.now();
+  await postBlocks(WARM_UP_BLOCKS + 1, WARM_UP_BLOCKS + BUDGET_BLOCKS);
+  await committedUpTo(WARM_UP_BLOCKS + BUDGET_BLOCKS);
+  const seconds = (performance.now() - started) / 1_000;
+  stopFollowing.abort();
+  await Promise.all(followers);
+  await run.stop();
+  return seconds;
+
+  async function postBlocks(first: number, last: number): Promise<void> {
+    for (let from = first; from <= last; from += 500) {
+      const blocks = [];
+      for (let number = from; number < Math.min(from + 500, last + 1); number++) {
+        blocks.push({
+          number,
+          timestamp: 1_735_689_600 + number * 12,
+          events: generateBlock(GENERATOR, number).events,
+        });
+      }
+      const response = await fetch(`${run.base}/v1/pipelines/erc20/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ blocks }),
+      });
+      if (response.status !== 200) throw new Error(`ingest answered ${response.status}`);
+    }
+  }
+
+  async function committedUpTo(checkpoint: number): Promise<void> {
+    for (;;) {
+      const status = (await (await fetch(`${run.base}/status`)).json()) as {
+        pipelines: Array<{ committedCheckpoint: number }>;
+      };
+      if ((status.pipelines[0]?.committedCheckpoint ?? 0) >= checkpoint) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
+
+const none: number[] = [];
+const withShapes: number[] = [];
+for (let round = 0; round < 2; round++) {
+  none.push(await backfill(0));
+  withShapes.push(await backfill(BUDGET_SHAPES));
+}
+const events = (BUDGET_BLOCKS * GENERATOR.eventsPerBlock).toLocaleString('en-US');
+console.log(
+  `end to end, ${events} erc20 events over ingest: no shapes ${none.map((s) => s.toFixed(2)).join(' / ')} s; ${BUDGET_SHAPES.toLocaleString('en-US')} eq-shapes on Account, each with a live client: ${withShapes.map((s) => s.toFixed(2)).join(' / ')} s → ${(Math.min(...withShapes) / Math.min(...none)).toFixed(2)}× (best of two each; target ≤ 1.3)`,
+);
