@@ -313,7 +313,19 @@ export type MaterializerEvent = {
   pipeline: string;
   sequence: number;
   handles: string[];
+  /** For shapes whose new messages are few: the messages themselves. */
+  tails: ShapeTail[];
 };
+
+/** A shape's last committed transaction: what a live reader at offset `from` gets next. */
+export interface ShapeTail {
+  handle: string;
+  from: string;
+  /** Serialised messages. */
+  messages: string[];
+  /** The offset after them. */
+  offset: string;
+}
 
 export type ActorEvent = ProcessingEvent | PersistenceEvent | MaterializerEvent;
 

@@ -96,6 +96,9 @@ export function startActors(
     onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
   });
 
+  // Shapes' state lives in the materializer; a restart loses it, and clients get 409 and refetch.
+  // Set once the materializer's reference exists (the supervisor's callbacks run after start).
+  let shapes: ShapeService | null = null;
   const supervisor = new Supervisor({
     strategy: 'one_for_one',
     intensity: config.supervisor.restartIntensity,
@@ -118,6 +121,7 @@ export function startActors(
     },
     onChildStarted: (child, _incarnation, restarted) => {
       if (restarted && child === 'persistence') router.writerRestarted();
+      if (restarted && child === 'materializer') shapes?.reset();
     },
   });
 
@@ -167,8 +171,6 @@ export function startActors(
       }),
     ]),
   );
-  // Shapes' state lives in the materializer; a restart loses it, and clients get 409 and refetch.
-  let shapes: ShapeService | null = null;
   const materializer: MaterializerRef = new ActorRef({
     name: 'materializer',
     spawn: workerSpawner(MATERIALIZER_ENTRY),

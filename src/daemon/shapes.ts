@@ -9,7 +9,7 @@ import type { Logger } from '../logger.ts';
 import type { MaterializerMethods, ShapeDefinition, ShapeInfo } from '../materializer/materializer-actor.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { readCommitted } from '../pipeline/checkpoint-store.ts';
-import type { MaterializerEvent, TextRow } from '../protocol.ts';
+import type { MaterializerEvent, ShapeTail, TextRow } from '../protocol.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { ActorRef } from '../supervisor/actor-ref.ts';
 
@@ -46,6 +46,10 @@ export class ShapeService implements ShapeBackend {
     resolve: () => void;
   }>();
   private readonly processed = new Map<string, number>();
+  /** Per handle, its last transaction's messages (answers woken live requests without a call). */
+  private readonly tails = new Map<string, ShapeTail>();
+  /** Shape infos already asked for (a handle's info never changes; a rotation removes it). */
+  private readonly infos = new Map<string, ShapeInfo>();
 
   constructor(
     private readonly db: Db,
@@ -70,18 +74,36 @@ export class ShapeService implements ShapeBackend {
     return opened.shape;
   }
 
-  info(handle: string): Promise<ShapeInfo | null> {
-    return this.materializer.call('shapeInfo', handle);
+  async info(handle: string): Promise<ShapeInfo | null> {
+    const known = this.infos.get(handle);
+    if (known !== undefined) return known;
+    const info = await this.materializer.call('shapeInfo', handle);
+    if (info !== null) this.infos.set(handle, info);
+    return info;
+  }
+
+  /** The materializer restarted: what this thread remembered of its shapes is gone with them. */
+  reset(): void {
+    this.infos.clear();
+    this.tails.clear();
+    for (const waiting of [...this.waiters.values()]) for (const wake of [...waiting]) wake();
   }
 
   /** Rotates a shape: its log goes, and its waiting long-polls answer at once (409). */
   async drop(handle: string): Promise<boolean> {
     const dropped = await this.materializer.call('dropShape', handle);
+    this.infos.delete(handle);
+    this.tails.delete(handle);
     for (const wake of [...(this.waiters.get(handle) ?? [])]) wake();
     return dropped;
   }
 
   read(handle: string, offset: string, limit: number) {
+    const tail = this.tails.get(handle);
+    if (tail !== undefined && tail.from === offset && tail.messages.length <= limit) {
+      const processed = this.processed.get(this.infos.get(handle)?.pipeline ?? '') ?? 0;
+      return Promise.resolve({ messages: tail.messages, offset: tail.offset, processed });
+    }
     return this.materializer.call('read', handle, offset, limit);
   }
 
@@ -164,6 +186,13 @@ export class ShapeService implements ShapeBackend {
   /** The materializer's report after a commit. */
   onEvent(event: MaterializerEvent): void {
     this.processed.set(event.pipeline, Math.max(event.sequence, this.processed.get(event.pipeline) ?? 0));
+    const withTail = new Set<string>();
+    for (const tail of event.tails) {
+      this.tails.set(tail.handle, tail);
+      withTail.add(tail.handle);
+    }
+    // A shape that changed without its messages riding along: its old tail no longer ends at the head.
+    for (const handle of event.handles) if (!withTail.has(handle)) this.tails.delete(handle);
     for (const handle of event.handles) {
       for (const wake of [...(this.waiters.get(handle) ?? [])]) wake();
     }

@@ -6,7 +6,7 @@
 
 import type { PipelineConfig } from '../config.ts';
 import { StrataError } from '../errors.ts';
-import type { MaterializerEvent, ShapeChangesFragment } from '../protocol.ts';
+import type { MaterializerEvent, ShapeChangesFragment, ShapeTail } from '../protocol.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
@@ -16,6 +16,9 @@ import { formatOffset, parseOffset } from './shape-log.ts';
 import type { ShapeView } from './shape-messages.ts';
 import { compileWhere } from './where-compile.ts';
 import { whereToSql } from './where-sql.ts';
+
+/** A transaction's messages up to this many per shape ride along with `shapes-changed`. */
+const MAX_TAIL_MESSAGES = 100;
 
 export interface MaterializerActorData {
   pipelines: PipelineConfig[];
@@ -168,11 +171,26 @@ export const materializerActor: ActorDefinition<
         applyFragment: (fragment) => materializer.applyFragment(fragment),
         commit(pipeline, sequence) {
           const changed = materializer.commit(pipeline, sequence);
+          // Small transactions travel with the event, so the live requests they wake are answered
+          // in the main thread without asking this actor again.
+          const tails: ShapeTail[] = [];
+          for (const shape of changed) {
+            const last = shape.log.lastTransaction();
+            if (last !== null && last.messages.length <= MAX_TAIL_MESSAGES) {
+              tails.push({
+                handle: shape.handle,
+                from: formatOffset(last.from),
+                messages: last.messages,
+                offset: formatOffset(last.last),
+              });
+            }
+          }
           context.emit({
             type: 'shapes-changed',
             pipeline,
             sequence,
             handles: changed.map((shape) => shape.handle),
+            tails,
           });
         },
       },

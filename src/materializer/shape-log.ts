@@ -51,6 +51,7 @@ export class ShapeLog {
   /** Transactions up to this checkpoint are in the log (or in the snapshot it starts from). */
   private checkpoint: number;
   private writing: number | null = null;
+  private lastCommit: { from: Offset; start: number } | null = null;
 
   /** Everything up to and including `startCheckpoint` is in the shape's snapshot. */
   constructor(startCheckpoint: number) {
@@ -91,9 +92,19 @@ export class ShapeLog {
     const wrote = this.writing === checkpoint && this.entries.length > this.committedLength;
     this.writing = null;
     if (!wrote) return false;
+    this.lastCommit = { from: this.headOffset, start: this.committedLength };
     this.committedLength = this.entries.length;
     this.headOffset = this.entries[this.committedLength - 1]!.offset;
     return true;
+  }
+
+  /** The last committed transaction's messages and the head before it (what a live reader there gets). */
+  lastTransaction(): { from: Offset; messages: string[]; last: Offset } | null {
+    if (this.lastCommit === null) return null;
+    const messages = this.entries
+      .slice(this.lastCommit.start, this.committedLength)
+      .map((entry) => entry.json);
+    return { from: this.lastCommit.from, messages, last: this.headOffset };
   }
 
   /** Drops written, uncommitted messages (the transaction never committed). */
