@@ -208,12 +208,6 @@ export function startActors(
     restart: 'permanent',
     shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
   });
-  supervisor.add({
-    id: 'materializer',
-    ref: materializer,
-    restart: 'permanent',
-    shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
-  });
   for (const [name, ref] of processing) {
     supervisor.add({
       id: ref.name,
@@ -227,6 +221,15 @@ export function startActors(
       },
     });
   }
+
+  // After the pipelines: they start processing first, and shape requests until the materializer
+  // runs answer 503 (the client retries).
+  supervisor.add({
+    id: 'materializer',
+    ref: materializer,
+    restart: 'permanent',
+    shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
+  });
 
   // Without the live line, a `progress` log line every 10 s carries the same figures.
   const progressLog =
