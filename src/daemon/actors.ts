@@ -11,6 +11,7 @@ import { type Logger, type LoggerOptions, resolveLogFormat } from '../logger.ts'
 import type { MaterializerActorData, MaterializerMethods } from '../materializer/materializer-actor.ts';
 import type { DaemonMetrics } from '../metrics.ts';
 import type { PersistenceActorData, PersistenceMethods } from '../persistence/persistence-actor.ts';
+import { ShapeTables } from '../pipeline/shape-tables.ts';
 import type { ProcessingActorData, ProcessingMethods } from '../processing/processing-actor.ts';
 import { ProgressLine } from '../progress-line.ts';
 import type { MaterializerEvent, PersistenceEvent, ProcessingEvent, WriterRequests } from '../protocol.ts';
@@ -22,7 +23,7 @@ import type { PipelineBuilds } from '../transpile/pipeline-builds.ts';
 import { CatchUpWatch } from './catch-up.ts';
 import type { DaemonDatabase } from './database.ts';
 import type { DaemonLifecycle } from './lifecycle.ts';
-import { ShapeService, ShapeTables } from './shapes.ts';
+import { ShapeService } from './shapes.ts';
 import { withTimeout } from './with-timeout.ts';
 
 const PROCESSING_ENTRY = new URL('../../workers/processing.ts', import.meta.url);
@@ -208,6 +209,13 @@ export function startActors(
     restart: 'permanent',
     shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
   });
+  // Before the pipelines: the daemon is ready (and its pipelines process) only once it runs.
+  supervisor.add({
+    id: 'materializer',
+    ref: materializer,
+    restart: 'permanent',
+    shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
+  });
   for (const [name, ref] of processing) {
     supervisor.add({
       id: ref.name,
@@ -221,15 +229,6 @@ export function startActors(
       },
     });
   }
-
-  // After the pipelines: they start processing first, and shape requests until the materializer
-  // runs answer 503 (the client retries).
-  supervisor.add({
-    id: 'materializer',
-    ref: materializer,
-    restart: 'permanent',
-    shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
-  });
 
   // Without the live line, a `progress` log line every 10 s carries the same figures.
   const progressLog =

@@ -9,6 +9,7 @@ import type { Logger } from '../logger.ts';
 import type { MaterializerMethods, ShapeDefinition, ShapeInfo } from '../materializer/materializer-actor.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { readCommitted } from '../pipeline/checkpoint-store.ts';
+import type { ShapeTables } from '../pipeline/shape-tables.ts';
 import type { MaterializerEvent, ShapeTail, TextRow } from '../protocol.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { ActorRef } from '../supervisor/actor-ref.ts';
@@ -17,24 +18,6 @@ type Caller<Methods extends Record<string, (...args: never[]) => unknown>> = Pic
   ActorRef<Methods, unknown, never>,
   'call'
 >;
-
-/** Per pipeline, the entities whose changes the writer captures (kept across writer restarts). */
-export class ShapeTables {
-  private readonly tables = new Map<string, Set<string>>();
-
-  add(pipeline: string, entity: string): void {
-    let entities = this.tables.get(pipeline);
-    if (entities === undefined) {
-      entities = new Set();
-      this.tables.set(pipeline, entities);
-    }
-    entities.add(entity);
-  }
-
-  snapshot(): Record<string, string[]> {
-    return Object.fromEntries([...this.tables].map(([pipeline, entities]) => [pipeline, [...entities]]));
-  }
-}
 
 export class ShapeService implements ShapeBackend {
   /** handle → resolvers of long-polls waiting for it to grow. */

@@ -4,7 +4,6 @@
 // cannot express is refused with a message naming it: functions, subqueries, qualified or unknown
 // columns, more than one statement, nesting deeper than MAX_DEPTH, text over MAX_WHERE_BYTES.
 
-import { parse } from 'libpg-query';
 import { StrataError } from '../errors.ts';
 import type { EntityDescription } from '../schema/define-schema.ts';
 import { decimalFromInteger, parseDecimal } from './decimal.ts';
@@ -43,6 +42,7 @@ export async function compileWhere(
   if (maxParenthesisDepth(where) > MAX_DEPTH) throw whereError(`nested deeper than ${MAX_DEPTH}`);
   let tree: { stmts?: Array<{ stmt?: Node }> };
   try {
+    const { parse } = await postgresParser();
     tree = (await parse(`SELECT 1 WHERE ${where}`)) as typeof tree;
   } catch (error) {
     throw whereError((error as Error).message);
@@ -57,6 +57,17 @@ export async function compileWhere(
 }
 
 type Node = Record<string, unknown>;
+
+let parser: Promise<typeof import('libpg-query')> | null = null;
+
+/**
+ * Postgres's parser, loaded on the first `where` (its WebAssembly is megabytes: a materializer, or
+ * a daemon with no shapes, starts without it).
+ */
+function postgresParser(): Promise<typeof import('libpg-query')> {
+  parser ??= import('libpg-query');
+  return parser;
+}
 
 /** The parse must be exactly `SELECT 1 WHERE …`: one statement, nothing after the clause. */
 function onlySelect(tree: { stmts?: Array<{ stmt?: Node }> }): Node {

@@ -5,19 +5,14 @@
 // ASCII case folding), whatever the database's locale.
 
 import { quoteIdent } from '../schema/ddl.ts';
+import { columnType } from '../schema/fields.ts';
 import type { WhereExpr } from './where-ast.ts';
 import { typeOf } from './where-ast.ts';
 import { type ValueType, valueToText } from './where-values.ts';
 
-const SQL_TYPES: Record<ValueType, string> = {
-  text: 'text',
-  integer: 'integer',
-  // Strata stores bigint fields as numeric(78,0) (uint256 fits); compare them as numeric.
-  bigint: 'numeric',
-  numeric: 'numeric',
-  boolean: 'boolean',
-  timestamptz: 'timestamptz',
-};
+/** A constant's cast: the column type Strata stores values of `type` in (bigint: numeric(78,0)). */
+const sqlType = (type: ValueType) =>
+  columnType({ kind: type, array: false, nullable: false, derivedFrom: null });
 
 /** `{ sql, values }` with parameters numbered from `firstParameter`. */
 export function whereToSql(
@@ -31,7 +26,7 @@ export function whereToSql(
         return quoteIdent(node.name);
       case 'constant':
         values.push(valueToText(node.type, node.value));
-        return `$${firstParameter + values.length - 1}::${SQL_TYPES[node.type]}`;
+        return `$${firstParameter + values.length - 1}::${sqlType(node.type)}`;
       case 'not':
         return `(NOT ${render(node.arg)})`;
       case 'and':

@@ -19,6 +19,7 @@ import { isRetryable, type SerializedError, StrataError, serializeError } from '
 import { decodeChanges, setIds } from '../pipeline/change-codec.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { noHistoryError, prunedHistoryError } from '../pipeline/reorg-errors.ts';
+import { ShapeTables } from '../pipeline/shape-tables.ts';
 import { WriteQueue } from '../pipeline/write-queue.ts';
 import type {
   BatchForWriter,
@@ -142,7 +143,7 @@ class Writer {
   constructor(context: ActorContext<PersistenceActorData, PersistenceEvent>) {
     this.context = context;
     this.queue = new WriteQueue(context.data.maxChangesPerWrite);
-    this.shapeCapture = new ShapeCapture(context.data.shapeTables);
+    this.shapeCapture = new ShapeCapture(new ShapeTables(context.data.shapeTables));
     const { db } = context.data;
     this.db = createDb({
       url: db.url,

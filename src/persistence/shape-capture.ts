@@ -5,6 +5,7 @@
 
 import type pg from 'pg';
 import { setIds } from '../pipeline/change-codec.ts';
+import type { ShapeTables } from '../pipeline/shape-tables.ts';
 import type { EntityChanges } from '../protocol.ts';
 import { entityTable, HISTORY_CHECKPOINT, historyTable, quoteIdent } from '../schema/ddl.ts';
 import type { Schema } from '../schema/define-schema.ts';
@@ -21,24 +22,14 @@ export interface CapturedChange {
 export const MAX_FRAGMENT_CHANGES = 1_000;
 
 export class ShapeCapture {
-  /** pipeline → entities with shapes. */
-  private readonly tables = new Map<string, Set<string>>();
-
-  constructor(initial: Record<string, string[]> = {}) {
-    for (const [pipeline, entities] of Object.entries(initial)) this.tables.set(pipeline, new Set(entities));
-  }
+  constructor(private readonly tables: ShapeTables) {}
 
   capture(pipeline: string, entity: string): void {
-    let entities = this.tables.get(pipeline);
-    if (entities === undefined) {
-      entities = new Set();
-      this.tables.set(pipeline, entities);
-    }
-    entities.add(entity);
+    this.tables.add(pipeline, entity);
   }
 
   captures(pipeline: string): boolean {
-    return (this.tables.get(pipeline)?.size ?? 0) > 0;
+    return this.tables.has(pipeline);
   }
 
   /**
@@ -54,7 +45,7 @@ export class ShapeCapture {
     const pending = new PendingCapture(pipeline, schema);
     // Timestamps as text in UTC, as snapshots read them.
     await client.query(`SET LOCAL TimeZone = 'UTC'`);
-    for (const entity of this.tables.get(pipeline) ?? []) {
+    for (const entity of this.tables.entities(pipeline)) {
       const ids = new Set<string>();
       for (const changes of runChanges) {
         const part = changes[entity];
@@ -83,7 +74,7 @@ export class ShapeCapture {
   ): Promise<PendingCapture> {
     const pending = new PendingCapture(pipeline, schema);
     await client.query(`SET LOCAL TimeZone = 'UTC'`);
-    for (const entity of this.tables.get(pipeline) ?? []) {
+    for (const entity of this.tables.entities(pipeline)) {
       const { rows } = await client.query<{ id: string }>(
         `SELECT DISTINCT "id" FROM ${historyTable(pipeline, entity)} WHERE ${HISTORY_CHECKPOINT} > $1`,
         [toCheckpoint],

@@ -163,11 +163,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     tx: number,
     live: boolean,
   ) {
-    // A snapshot read elsewhere may be ahead of what this process's materializer has seen yet.
-    if (!(await backend.waitForProcessed(info.pipeline, tx, longPollMs / 2))) {
-      return mustRefetch(reply, definition);
-    }
-    let read = await backend.read(info.handle, offset, READ_LIMIT);
+    let read = await firstRead(info, offset, tx);
     if (read === null) return mustRefetch(reply, definition);
     if (read.messages.length === 0 && live) {
       const closed = new AbortController();
@@ -202,9 +198,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     offset: string,
     tx: number,
   ) {
-    if (!(await backend.waitForProcessed(info.pipeline, tx, longPollMs / 2)))
-      return mustRefetch(reply, definition);
-    const first = await backend.read(info.handle, offset, READ_LIMIT);
+    const first = await firstRead(info, offset, tx);
     if (first === null) return mustRefetch(reply, definition);
     const previousCursor = Number(single(request.query as Query, 'cursor') ?? 0);
     reply.hijack();
@@ -249,6 +243,15 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     }
     raw.end();
     return reply;
+  }
+
+  /**
+   * The log after `offset`, once this process's materializer has seen transaction `tx` (a
+   * snapshot read elsewhere may be ahead of it); null when it cannot serve it (409).
+   */
+  async function firstRead(info: ShapeInfo, offset: string, tx: number) {
+    if (!(await backend.waitForProcessed(info.pipeline, tx, longPollMs / 2))) return null;
+    return backend.read(info.handle, offset, READ_LIMIT);
   }
 
   async function mustRefetch(reply: FastifyReply, definition: ShapeDefinition) {
