@@ -45,21 +45,21 @@ export interface ShapeInfo {
   schema: string;
   /** The snapshot's filter as parameterised SQL (null: every row). */
   whereSql: { sql: string; values: Array<string | null> } | null;
-  /** The log holds every transaction above this checkpoint. */
-  startCheckpoint: number;
+  /** The log holds every transaction after this one (the pipeline's commit sequence). */
+  startSequence: number;
 }
 
 export type MaterializerMethods = {
   /**
    * The shape of this definition. A new one needs its table captured by the writer first: without
-   * `startCheckpoint` a new definition answers `{ capture }` (validated, not created).
+   * `startSequence` a new definition answers `{ capture }` (validated, not created).
    */
   openShape(
     definition: ShapeDefinition,
-    startCheckpoint: number | null,
+    startSequence: number | null,
   ): Promise<{ shape: ShapeInfo } | { capture: { pipeline: string; entity: string } }>;
   shapeInfo(handle: string): ShapeInfo | null;
-  /** Committed messages after `offset` (serialised), the offset to continue from, the pipeline's processed checkpoint. */
+  /** Committed messages after `offset` (serialised), the offset to continue from, the last transaction of the pipeline this actor processed. */
   read(
     handle: string,
     offset: string,
@@ -67,7 +67,7 @@ export type MaterializerMethods = {
   ): { messages: string[]; offset: string; processed: number } | null;
   dropShape(handle: string): boolean;
   applyFragment(fragment: ShapeChangesFragment): void;
-  commit(pipeline: string, checkpoint: number): void;
+  commit(pipeline: string, sequence: number): void;
 };
 
 export const materializerActor: ActorDefinition<
@@ -105,7 +105,7 @@ export const materializerActor: ActorDefinition<
 
     const instance: ActorInstance<MaterializerMethods> = {
       methods: {
-        async openShape(definition, startCheckpoint) {
+        async openShape(definition, startSequence) {
           const { pipeline, entity } = resolveTable(definition.table);
           const columns = projectedColumns(entity, definition.columns);
           const params = new Map(Object.entries(definition.params).map(([n, value]) => [Number(n), value]));
@@ -121,7 +121,7 @@ export const materializerActor: ActorDefinition<
           ]);
           const existing = byDefinition.get(key);
           if (existing !== undefined) return { shape: infos.get(existing.handle)! };
-          if (startCheckpoint === null) return { capture: { pipeline, entity: entity.name } };
+          if (startSequence === null) return { capture: { pipeline, entity: entity.name } };
           const view: ShapeView = {
             relation: [pipeline, entity.name],
             where,
@@ -129,7 +129,7 @@ export const materializerActor: ActorDefinition<
             replica: definition.replica,
           };
           const handle = newHandle();
-          const shape = materializer.add(handle, pipeline, entity.name, view, startCheckpoint);
+          const shape = materializer.add(handle, pipeline, entity.name, view, startSequence);
           byDefinition.set(key, shape);
           const info: ShapeInfo = {
             handle,
@@ -138,7 +138,7 @@ export const materializerActor: ActorDefinition<
             columns,
             schema: JSON.stringify(electricSchema(entity, columns)),
             whereSql: where === null ? null : whereToSql(where),
-            startCheckpoint,
+            startSequence,
           };
           infos.set(handle, info);
           context.log.info(

@@ -1,8 +1,8 @@
-// One shape's log: its messages at offsets `<checkpoint>_<op>` (op counts the shape's messages
-// within the checkpoint's transaction), appended only whole transactions at a time — a commit
-// marker makes a transaction's messages visible at once, so no reader ever sees part of one.
-// A shape's log starts at its snapshot's checkpoint (`<checkpoint>_inf`: everything up to and
-// including that transaction is in the snapshot).
+// One shape's log: its messages at offsets `<tx>_<op>` — tx the pipeline's commit sequence (it
+// counts committed transactions and only grows), op the shape's messages within that transaction
+// — appended only whole transactions at a time: a commit marker makes a transaction's messages
+// visible at once, so no reader ever sees part of one. A shape's log starts at its snapshot's
+// transaction (`<tx>_inf`: everything up to and including it is in the snapshot).
 
 export interface Offset {
   tx: number;
@@ -48,15 +48,15 @@ export class ShapeLog {
   private committedLength = 0;
   /** The offset a reader is up to date at: the last committed entry's, or the snapshot's. */
   private headOffset: Offset;
-  /** Transactions up to this checkpoint are in the log (or in the snapshot it starts from). */
-  private checkpoint: number;
+  /** Transactions up to this one are in the log (or in the snapshot it starts from). */
+  private sequence: number;
   private writing: number | null = null;
   private lastCommit: { from: Offset; start: number } | null = null;
 
-  /** Everything up to and including `startCheckpoint` is in the shape's snapshot. */
-  constructor(startCheckpoint: number) {
-    this.headOffset = { tx: startCheckpoint, op: Number.POSITIVE_INFINITY };
-    this.checkpoint = startCheckpoint;
+  /** Everything up to and including `startSequence` is in the shape's snapshot. */
+  constructor(startSequence: number) {
+    this.headOffset = { tx: startSequence, op: Number.POSITIVE_INFINITY };
+    this.sequence = startSequence;
   }
 
   get head(): Offset {
@@ -67,29 +67,29 @@ export class ShapeLog {
     return this.committedLength;
   }
 
-  get committedCheckpoint(): number {
-    return this.checkpoint;
+  get committedSequence(): number {
+    return this.sequence;
   }
 
   /**
-   * Writes one message of the transaction committing `checkpoint` (invisible until `commit`).
-   * A transaction at or below the log's checkpoint is already in the snapshot: skipped.
+   * Writes one message of transaction number `sequence` (invisible until `commit`).
+   * A transaction at or below the log's last is already in the snapshot: skipped.
    */
-  write(checkpoint: number, message: object): void {
-    if (checkpoint <= this.checkpoint) return;
-    this.writing = checkpoint;
+  write(sequence: number, message: object): void {
+    if (sequence <= this.sequence) return;
+    this.writing = sequence;
     const op = this.entries.length - this.committedLength;
     this.entries.push({
-      offset: { tx: checkpoint, op },
-      json: JSON.stringify(withLogHeaders(message, checkpoint, op)),
+      offset: { tx: sequence, op },
+      json: JSON.stringify(withLogHeaders(message, sequence, op)),
     });
   }
 
-  /** The transaction committing `checkpoint` ended: its written messages become visible. */
-  commit(checkpoint: number): boolean {
-    if (checkpoint <= this.checkpoint) return false;
-    this.checkpoint = checkpoint;
-    const wrote = this.writing === checkpoint && this.entries.length > this.committedLength;
+  /** Transaction `sequence` ended: its written messages become visible. */
+  commit(sequence: number): boolean {
+    if (sequence <= this.sequence) return false;
+    this.sequence = sequence;
+    const wrote = this.writing === sequence && this.entries.length > this.committedLength;
     this.writing = null;
     if (!wrote) return false;
     this.lastCommit = { from: this.headOffset, start: this.committedLength };
@@ -134,7 +134,7 @@ function maxOffset(a: Offset, b: Offset): Offset {
 }
 
 /** A live change's headers: `lsn` (decimal: the client BigInt()s it) and its position. */
-function withLogHeaders(message: object, checkpoint: number, op: number): object {
+function withLogHeaders(message: object, sequence: number, op: number): object {
   const { headers } = message as { headers: object };
-  return { ...message, headers: { ...headers, lsn: String(checkpoint), op_position: op } };
+  return { ...message, headers: { ...headers, lsn: String(sequence), op_position: op } };
 }

@@ -118,7 +118,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
       const info = await backend.info(handle);
       if (info === null || !sameTable(info, definition)) return await mustRefetch(reply, definition);
       if (offsetText === 'now') {
-        const head = await backend.read(handle, `${info.startCheckpoint}_inf`, 0);
+        const head = await backend.read(handle, `${info.startSequence}_inf`, 0);
         if (head === null) return await mustRefetch(reply, definition);
         return send(reply, request, {
           info,
@@ -130,8 +130,8 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
         });
       }
       const [, tx] = OFFSET.exec(offsetText)!;
-      // The log starts after the checkpoint the shape's capture began at: it cannot serve before.
-      if (Number(tx) < info.startCheckpoint) return await mustRefetch(reply, definition);
+      // The log starts after the transaction the shape's capture began at: it cannot serve before.
+      if (Number(tx) < info.startSequence) return await mustRefetch(reply, definition);
       if (sse) return await stream(request, reply, definition, info, offsetText, Number(tx));
       return await fromLog(request, reply, definition, info, offsetText, Number(tx), live);
     } catch (error) {
