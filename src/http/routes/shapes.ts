@@ -30,7 +30,7 @@ export interface ShapeBackend {
   ): Promise<{ messages: string[]; offset: string; processed: number } | null>;
   /** Resolves with when the change reached the main thread (ms, performance.now()), or null. */
   waitForChange(handle: string, timeoutMs: number, signal: AbortSignal): Promise<number | null>;
-  waitForProcessed(pipeline: string, checkpoint: number, timeoutMs: number): Promise<boolean>;
+  waitForProcessed(pipeline: string, sequence: number, timeoutMs: number): Promise<boolean>;
 }
 
 export interface ShapeRouteOptions {
@@ -168,9 +168,8 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     if (read.messages.length === 0 && live) {
       const closed = new AbortController();
       request.raw.once('close', () => closed.abort());
-      const changedAt = await backend.waitForChange(info.handle, longPollMs, closed.signal);
+      await changeOf(info.handle, longPollMs, closed.signal);
       if (closed.signal.aborted) return reply;
-      if (changedAt !== null) options.observe?.fanout((performance.now() - changedAt) / 1_000);
       // Rotated while waiting: the waiters were woken, the log is gone.
       read = await backend.read(info.handle, offset, READ_LIMIT);
       if (read === null) return mustRefetch(reply, definition);
@@ -226,16 +225,17 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
         raw.write(
           `data: ${JSON.stringify({ headers: { control: 'up-to-date', global_last_seen_lsn: lsn } })}\n\n`,
         );
-        const left = deadline - Date.now();
-        if (left <= 0) break;
-        const changedAt = await backend.waitForChange(
-          info.handle,
-          Math.min(left, SSE_KEEPALIVE_MS),
-          closed.signal,
-        );
-        if (closed.signal.aborted) break;
-        if (changedAt !== null) options.observe?.fanout((performance.now() - changedAt) / 1_000);
-        else raw.write(': keep-alive\n\n');
+        // Until the shape changes: a keep-alive comment now and then, nothing read again.
+        let changed = false;
+        while (!changed && !closed.signal.aborted && Date.now() < deadline) {
+          changed = await changeOf(
+            info.handle,
+            Math.min(deadline - Date.now(), SSE_KEEPALIVE_MS),
+            closed.signal,
+          );
+          if (!changed && !closed.signal.aborted) raw.write(': keep-alive\n\n');
+        }
+        if (!changed) break;
       }
       const next = await backend.read(info.handle, at, READ_LIMIT);
       if (next === null) break; // rotated: the reconnect gets its 409
@@ -243,6 +243,14 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     }
     raw.end();
     return reply;
+  }
+
+  /** Waits for the shape to change (true) or `timeoutMs` (false); observes the fan-out latency. */
+  async function changeOf(handle: string, timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+    const changedAt = await backend.waitForChange(handle, timeoutMs, signal);
+    if (changedAt === null) return false;
+    options.observe?.fanout((performance.now() - changedAt) / 1_000);
+    return true;
   }
 
   /**
