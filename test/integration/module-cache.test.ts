@@ -96,6 +96,15 @@ async function redisCoalescer(prefix: string, waitMs = 5_000): Promise<RedisCoal
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 20));
 
+/** Waits (with a deadline, not a fixed sleep) until `reached()` holds: a busy machine may need longer than a tick. */
+async function until(reached: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!reached()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await tick();
+  }
+}
+
 describe('module cache', () => {
   it('canonical paths: aliases share one entry; nothing outside the root is served', async () => {
     const root = project({ 'a.ts': 'export const a: number = 1;', 'dir/b.tsx': 'export const b = <div/>;' });
@@ -156,7 +165,7 @@ describe('module cache', () => {
     const { modules } = service(root, { pool: gated });
     gated.hold();
     const pending = modules.get('slow');
-    await tick();
+    await until(() => gated.calls === 1, 'the transpile is in flight');
     await modules.invalidate(['slow.ts']);
     gated.open();
     expect((await pending).cache).toBe('miss'); // its caller still gets the bytes
@@ -174,12 +183,13 @@ describe('module cache', () => {
     const { modules } = service(root, { pool: gated });
     gated.hold();
     const a = modules.get('ab');
-    await tick();
+    await until(() => gated.calls === 1, 'A is in flight');
     await modules.invalidate(['ab.ts']);
     const b = modules.get('ab');
-    await tick();
+    await until(() => gated.calls === 2, 'B is in flight');
     const c = modules.get('ab'); // joins B
-    await tick(); // c has resolved and hashed its file and is parked on B before B settles
+    // c has resolved and hashed its file and is parked on B before B settles
+    await until(() => modules.stats.inProcessJoins === 1, 'c joined B');
     gated.open();
     await Promise.all([a, b, c]);
     expect(gated.calls).toBe(2);
