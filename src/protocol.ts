@@ -291,8 +291,8 @@ export type PersistenceEvent =
   | { type: 'committed'; report: CommitReport }
   /** A committed transaction's changes to tables with shapes, a bounded fragment at a time. */
   | { type: 'shape-changes'; fragment: ShapeChangesFragment }
-  /** After its fragments: the pipeline's transaction number `sequence` is whole. */
-  | { type: 'shape-commit'; pipeline: string; sequence: number }
+  /** After its `fragments` fragments: the pipeline's transaction number `sequence` is whole. */
+  | { type: 'shape-commit'; pipeline: string; sequence: number; fragments: number }
   | FatalEvent;
 
 /** Postgres text of a row's columns (null for NULL), as clients of shapes get it. */
@@ -303,6 +303,8 @@ export interface ShapeChangesFragment {
   entity: string;
   /** The transaction's place in the pipeline's commit sequence (strata.pipelines.commit_sequence). */
   sequence: number;
+  /** Its place among the transaction's fragments of this entity, from 0 (as in strata.shape_log). */
+  fragment: number;
   /** No `before`: inserted; no `after`: deleted. */
   changes: Array<{ before: TextRow | null; after: TextRow | null }>;
 }

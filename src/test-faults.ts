@@ -4,17 +4,20 @@
 //   persistence:crash-before-commit:N — the writer's N-th transaction is abandoned before COMMIT
 //     and its thread exits (first incarnation only, so a test sees one crash and the recovery);
 //   persistence:crash-after-commit:N — the thread exits after the N-th COMMIT, before reporting it;
-//   persistence:write-delay:MS — every write waits MS first, so batches queue up.
+//   persistence:write-delay:MS — every write waits MS first, so batches queue up;
+//   materializer:crash-at-commit:N — the materializer's thread exits at the N-th commit marker it
+//     gets, before applying it (first incarnation only): shapes must come back from the store.
 
 export type TestFault =
   | { kind: 'processing:crash-at-start' }
   | { kind: 'persistence:crash-at-start' }
   | { kind: 'persistence:crash-before-commit'; transaction: number }
   | { kind: 'persistence:crash-after-commit'; transaction: number }
-  | { kind: 'persistence:write-delay'; ms: number };
+  | { kind: 'persistence:write-delay'; ms: number }
+  | { kind: 'materializer:crash-at-commit'; commit: number };
 
 const WITH_NUMBER =
-  /^(persistence:crash-before-commit|persistence:crash-after-commit|persistence:write-delay):(\d+)$/;
+  /^(persistence:crash-before-commit|persistence:crash-after-commit|persistence:write-delay|materializer:crash-at-commit):(\d+)$/;
 
 /** The plan a setting names, or a problem for the config's list. */
 export function parseTestFault(text: string): TestFault | { problem: string } {
@@ -27,12 +30,14 @@ export function parseTestFault(text: string): TestFault | { problem: string } {
         return { kind: 'persistence:crash-before-commit', transaction: value };
       case 'persistence:crash-after-commit':
         return { kind: 'persistence:crash-after-commit', transaction: value };
+      case 'materializer:crash-at-commit':
+        return { kind: 'materializer:crash-at-commit', commit: value };
       default:
         return { kind: 'persistence:write-delay', ms: value };
     }
   }
   return {
-    problem: `STRATA_TEST_FAULT: unknown fault ${JSON.stringify(text)} (known: processing:crash-at-start, persistence:crash-at-start, persistence:crash-before-commit:N, persistence:crash-after-commit:N, persistence:write-delay:MS)`,
+    problem: `STRATA_TEST_FAULT: unknown fault ${JSON.stringify(text)} (known: processing:crash-at-start, persistence:crash-at-start, persistence:crash-before-commit:N, persistence:crash-after-commit:N, persistence:write-delay:MS, materializer:crash-at-commit:N)`,
   };
 }
 

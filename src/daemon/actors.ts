@@ -9,6 +9,7 @@ import type { PipelineConfig, StrataConfig } from '../config.ts';
 import { EXIT_NON_RETRYABLE, EXIT_RETRYABLE, exitCodeFor } from '../errors.ts';
 import { type Logger, type LoggerOptions, resolveLogFormat } from '../logger.ts';
 import type { MaterializerActorData, MaterializerMethods } from '../materializer/materializer-actor.ts';
+import { capturedTables } from '../materializer/shape-store.ts';
 import type { DaemonMetrics } from '../metrics.ts';
 import type { PersistenceActorData, PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { ShapeTables } from '../pipeline/shape-tables.ts';
@@ -97,7 +98,7 @@ export function startActors(
     onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
   });
 
-  // Shapes' state lives in the materializer; a restart loses it, and clients get 409 and refetch.
+  // Shapes' state lives in the materializer, which rebuilds it from the store when it restarts.
   // Set once the materializer's reference exists (the supervisor's callbacks run after start).
   let shapes: ShapeService | null = null;
   const supervisor = new Supervisor({
@@ -121,8 +122,16 @@ export function startActors(
       if (exit.reason !== 'normal') metrics.actorRestarts.inc({ actor: exit.actor, reason: exit.reason });
     },
     onChildStarted: (child, _incarnation, restarted) => {
-      if (restarted && child === 'persistence') router.writerRestarted();
-      if (restarted && child === 'materializer') shapes?.reset();
+      if (restarted && child === 'persistence') {
+        router.writerRestarted();
+        // It may have died between a COMMIT and sending that transaction's changes to shapes.
+        shapes?.resync();
+      }
+      if (child === 'materializer') {
+        if (restarted) shapes?.reset();
+        // What the writer sent while it was starting was dropped; the store has it.
+        shapes?.resync();
+      }
     },
   });
 
@@ -175,7 +184,7 @@ export function startActors(
   const materializer: MaterializerRef = new ActorRef({
     name: 'materializer',
     spawn: workerSpawner(MATERIALIZER_ENTRY),
-    data: () => ({ pipelines: builds.pipelines() }),
+    data: () => ({ pipelines: builds.pipelines(), db, testFault: config.testFault }),
     logger: loggerOptions,
     log,
     pingIntervalMs: config.supervisor.pingIntervalMs,
@@ -278,7 +287,12 @@ export function startActors(
     materializer,
     shapes,
     all: () => [persistence, materializer, ...processing.values()],
-    start: () => supervisor.start(),
+    start: async () => {
+      // Tables with stored shapes are captured from the writer's first transaction on.
+      for (const { pipeline, entity } of await capturedTables(database.mainDb))
+        shapeTables.add(pipeline, entity);
+      await supervisor.start();
+    },
     reloadHandlers: async (pipeline) => {
       await processing.get(pipeline.name)!.call('reloadHandlers', pipeline);
     },

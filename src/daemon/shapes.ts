@@ -72,6 +72,13 @@ export class ShapeService implements ShapeBackend {
     for (const waiting of [...this.waiters.values()]) for (const wake of [...waiting]) wake();
   }
 
+  /** Has the materializer read from the store what was committed but never reached it live. */
+  resync(): void {
+    this.materializer.call('resync').catch((error: unknown) => {
+      this.log.warn({ err: error }, 'shapes could not catch up from the store; the next transaction retries');
+    });
+  }
+
   /** Rotates a shape: its log goes, and its waiting long-polls answer at once (409). */
   async drop(handle: string): Promise<boolean> {
     const dropped = await this.materializer.call('dropShape', handle);
@@ -146,8 +153,13 @@ export class ShapeService implements ShapeBackend {
   }
 
   /** Resolves once the materializer has processed the pipeline's transaction `sequence` (false after `timeoutMs`). */
-  waitForProcessed(pipeline: string, sequence: number, timeoutMs: number): Promise<boolean> {
-    if ((this.processed.get(pipeline) ?? 0) >= sequence) return Promise.resolve(true);
+  async waitForProcessed(pipeline: string, sequence: number, timeoutMs: number): Promise<boolean> {
+    if ((this.processed.get(pipeline) ?? 0) >= sequence) return true;
+    // This thread hears of transactions only as they are processed live: a materializer that
+    // restored its shapes from the store at start may be further on already.
+    const restored = await this.materializer.call('processed', pipeline);
+    this.processed.set(pipeline, Math.max(restored, this.processed.get(pipeline) ?? 0));
+    if (restored >= sequence) return true;
     return new Promise<boolean>((resolve) => {
       const waiter = {
         pipeline,

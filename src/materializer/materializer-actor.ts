@@ -3,17 +3,28 @@
 // through the main-thread router); after each commit it tells the main thread which shapes
 // changed, so the HTTP layer's waiting long-polls read again. Reads never wait inside this
 // actor: its mailbox handles one message at a time, and a held request would stall the others.
+//
+// Shapes are durable (shape-store.ts): a new shape's definition is saved before its handle is
+// answered, and the writer appends every fragment to `strata.shape_log` in its own transaction.
+// At start this actor loads the shapes and replays their logs from the store, so a restart costs
+// clients nothing; a transaction missed live (dropped while this actor restarted, or sent by a
+// writer that died between COMMIT and sending) is read from the store when the next one shows the
+// gap, or when its commit marker counts more fragments than arrived.
 
 import type { PipelineConfig } from '../config.ts';
+import { createDb, type Db } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
 import type { MaterializerEvent, ShapeChangesFragment, ShapeTail } from '../protocol.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
+import type { TestFault } from '../test-faults.ts';
 import { electricSchema } from './electric-schema.ts';
 import { Materializer, type Shape } from './materializer.ts';
+import type { ShapeDefinition } from './shape-definition.ts';
 import { formatOffset, parseOffset } from './shape-log.ts';
 import type { ShapeView } from './shape-messages.ts';
+import { commitSequences, deleteShape, loadShapes, readShapeLog, saveShape } from './shape-store.ts';
 import { compileWhere } from './where-compile.ts';
 import { whereToSql } from './where-sql.ts';
 
@@ -22,18 +33,11 @@ const MAX_TAIL_MESSAGES = 100;
 
 export interface MaterializerActorData {
   pipelines: PipelineConfig[];
+  testFault: TestFault | null;
+  db: { url: string; poolMax: number; connectTimeoutMs: number; isolateStatements: boolean };
 }
 
-/** A shape as a request defines it (what its identity is made of). */
-export interface ShapeDefinition {
-  /** `<pipeline>.<Entity>`, or `<Entity>` when one pipeline alone has it. */
-  table: string;
-  where: string | null;
-  /** `params[n]`, 1-based. */
-  params: Record<string, string>;
-  columns: string[] | null;
-  replica: 'default' | 'full';
-}
+export type { ShapeDefinition };
 
 /** What the HTTP layer needs to serve a shape. */
 export interface ShapeInfo {
@@ -65,9 +69,18 @@ export type MaterializerMethods = {
     offset: string,
     limit: number,
   ): { messages: string[]; offset: string; processed: number } | null;
-  dropShape(handle: string): boolean;
-  applyFragment(fragment: ShapeChangesFragment): void;
-  commit(pipeline: string, sequence: number): void;
+  dropShape(handle: string): Promise<boolean>;
+  applyFragment(fragment: ShapeChangesFragment): Promise<void>;
+  /** Transaction `sequence` is whole: `fragments` fragments were sent for it. */
+  commit(pipeline: string, sequence: number, fragments: number): Promise<void>;
+  /** The last transaction of `pipeline` whose changes are in the logs. */
+  processed(pipeline: string): number;
+  /**
+   * Reads what was committed but never arrived live from the store (after the writer restarted:
+   * it may have died between a COMMIT and sending its changes; after this actor started: what was
+   * sent while it was starting was dropped).
+   */
+  resync(): Promise<void>;
 };
 
 export const materializerActor: ActorDefinition<
@@ -80,9 +93,24 @@ export const materializerActor: ActorDefinition<
     const schemas = new Map<string, Schema>();
     for (const pipeline of context.data.pipelines)
       schemas.set(pipeline.name, await loadSchema(pipeline.schema));
+    const { db: dbConfig } = context.data;
+    const db: Db = createDb({
+      url: dbConfig.url,
+      max: dbConfig.poolMax,
+      connectTimeoutMs: dbConfig.connectTimeoutMs,
+      applicationName: 'strata-materializer',
+      log: context.log,
+      isolateStatements: dbConfig.isolateStatements,
+    });
     const materializer = new Materializer();
     const byDefinition = new Map<string, Shape>();
     const infos = new Map<string, ShapeInfo>();
+    const fault = context.data.testFault;
+    const crashAtCommit =
+      fault?.kind === 'materializer:crash-at-commit' && context.incarnation === 1 ? fault.commit : null;
+    let commits = 0;
+    /** Per pipeline, the transaction being streamed live and how many of its fragments arrived. */
+    const streaming = new Map<string, { sequence: number; received: number }>();
 
     const resolveTable = (table: string): { pipeline: string; entity: EntityDescription } => {
       const dot = table.indexOf('.');
@@ -103,46 +131,149 @@ export const materializerActor: ActorDefinition<
       throw new StrataError('STRATA_ERR_SHAPE_INVALID', message, { details: { table: [message] } });
     };
 
+    /** A definition validated against its table's schema, and the key shapes are shared by. */
+    const compile = async (definition: ShapeDefinition) => {
+      const { pipeline, entity } = resolveTable(definition.table);
+      const columns = projectedColumns(entity, definition.columns);
+      const params = new Map(Object.entries(definition.params).map(([n, value]) => [Number(n), value]));
+      const where = definition.where === null ? null : await compileWhere(definition.where, entity, params);
+      const key = JSON.stringify([
+        pipeline,
+        entity.name,
+        definition.where,
+        definition.params,
+        columns,
+        definition.replica,
+      ]);
+      return { pipeline, entity, columns, where, replica: definition.replica, key };
+    };
+
+    const register = (
+      compiled: Awaited<ReturnType<typeof compile>>,
+      handle: string,
+      startSequence: number,
+    ): ShapeInfo => {
+      const { pipeline, entity, columns, where, replica, key } = compiled;
+      const view: ShapeView = { relation: [pipeline, entity.name], where, columns, replica };
+      const shape = materializer.add(handle, pipeline, entity.name, view, startSequence);
+      byDefinition.set(key, shape);
+      const info: ShapeInfo = {
+        handle,
+        pipeline,
+        entity: entity.name,
+        columns,
+        schema: JSON.stringify(electricSchema(entity, columns)),
+        whereSql: where === null ? null : whereToSql(where),
+        startSequence,
+      };
+      infos.set(handle, info);
+      return info;
+    };
+
+    /** Commits transaction `sequence` of `pipeline` and tells the main thread which shapes grew. */
+    const commitAndReport = (pipeline: string, sequence: number) => {
+      const changed = materializer.commit(pipeline, sequence);
+      // Small transactions travel with the event, so the live requests they wake are answered
+      // in the main thread without asking this actor again.
+      const tails: ShapeTail[] = [];
+      for (const shape of changed) {
+        const last = shape.log.lastTransaction();
+        if (last !== null && last.messages.length <= MAX_TAIL_MESSAGES) {
+          tails.push({
+            handle: shape.handle,
+            from: formatOffset(last.from),
+            messages: last.messages,
+            offset: formatOffset(last.last),
+          });
+        }
+      }
+      context.emit({
+        type: 'shapes-changed',
+        pipeline,
+        sequence,
+        handles: changed.map((shape) => shape.handle),
+        tails,
+      });
+    };
+
+    /**
+     * Routes the stored transactions after the last processed one, up to `through`, as if they
+     * had arrived live. `report` is false during start (nobody is waiting yet).
+     */
+    const catchUp = async (pipeline: string, through: number, report: boolean) => {
+      const after = materializer.processedSequence(pipeline);
+      if (through <= after) return;
+      const commit = report
+        ? commitAndReport
+        : (p: string, sequence: number) => void materializer.commit(p, sequence);
+      let open: number | null = null;
+      try {
+        for await (const fragment of readShapeLog(db, pipeline, after, through)) {
+          if (open !== null && fragment.sequence !== open) commit(pipeline, open);
+          open = fragment.sequence;
+          materializer.applyFragment(fragment);
+        }
+      } catch (error) {
+        materializer.abort();
+        throw error;
+      }
+      if (open !== null) commit(pipeline, open);
+      if (open !== through) commit(pipeline, through);
+      context.log.debug({ pipeline, after, through }, 'shape logs caught up from the store');
+    };
+
+    // The shapes kept in the store, and their logs rebuilt from their starts.
+    const known = new Set(context.data.pipelines.map((pipeline) => pipeline.name));
+    const stored = (await loadShapes(db)).filter((shape) => known.has(shape.pipeline));
+    const replayFrom = new Map<string, number>();
+    for (const shape of stored) {
+      try {
+        register(await compile(shape.definition), shape.handle, shape.startSequence);
+      } catch (error) {
+        // The project changed under it (a reset drops shapes, so this is a renamed table): rotate.
+        context.log.warn({ err: error, handle: shape.handle }, 'stored shape no longer valid; dropped');
+        await deleteShape(db, shape.handle);
+        continue;
+      }
+      const from = replayFrom.get(shape.pipeline);
+      replayFrom.set(shape.pipeline, Math.min(from ?? shape.startSequence, shape.startSequence));
+    }
+    const committed = await commitSequences(db, [...replayFrom.keys()]);
+    for (const [pipeline, from] of replayFrom) {
+      materializer.replayFrom(pipeline, from);
+      await catchUp(pipeline, committed.get(pipeline) ?? from, false);
+    }
+    if (stored.length > 0)
+      context.log.info(
+        { shapes: stored.length, pipelines: Object.fromEntries(committed) },
+        'shapes restored from the store',
+      );
+
     const instance: ActorInstance<MaterializerMethods> = {
       methods: {
         async openShape(definition, startSequence) {
-          const { pipeline, entity } = resolveTable(definition.table);
-          const columns = projectedColumns(entity, definition.columns);
-          const params = new Map(Object.entries(definition.params).map(([n, value]) => [Number(n), value]));
-          const where =
-            definition.where === null ? null : await compileWhere(definition.where, entity, params);
-          const key = JSON.stringify([
-            pipeline,
-            entity.name,
-            definition.where,
-            definition.params,
-            columns,
-            definition.replica,
-          ]);
-          const existing = byDefinition.get(key);
+          const compiled = await compile(definition);
+          const existing = byDefinition.get(compiled.key);
           if (existing !== undefined) return { shape: infos.get(existing.handle)! };
-          if (startSequence === null) return { capture: { pipeline, entity: entity.name } };
-          const view: ShapeView = {
-            relation: [pipeline, entity.name],
-            where,
-            columns,
-            replica: definition.replica,
-          };
+          if (startSequence === null)
+            return { capture: { pipeline: compiled.pipeline, entity: compiled.entity.name } };
           const handle = newHandle();
-          const shape = materializer.add(handle, pipeline, entity.name, view, startSequence);
-          byDefinition.set(key, shape);
-          const info: ShapeInfo = {
+          // Kept before anyone gets the handle: a restart must know every handle a client holds.
+          await saveShape(db, {
             handle,
-            pipeline,
-            entity: entity.name,
-            columns,
-            schema: JSON.stringify(electricSchema(entity, columns)),
-            whereSql: where === null ? null : whereToSql(where),
+            pipeline: compiled.pipeline,
+            entity: compiled.entity.name,
+            definition,
             startSequence,
-          };
-          infos.set(handle, info);
+          });
+          const info = register(compiled, handle, startSequence);
           context.log.info(
-            { handle, id: shape.id, table: `${pipeline}.${entity.name}`, where: definition.where },
+            {
+              handle,
+              id: materializer.ids.lookup(handle),
+              table: `${info.pipeline}.${info.entity}`,
+              where: definition.where,
+            },
             'shape created',
           );
           return { shape: info };
@@ -159,41 +290,57 @@ export const materializerActor: ActorDefinition<
             processed: materializer.processedSequence(shape.pipeline),
           };
         },
-        dropShape(handle) {
+        async dropShape(handle) {
           const shape = materializer.byHandle(handle);
           if (shape === undefined) return false;
+          await deleteShape(db, handle);
           materializer.remove(handle);
           infos.delete(handle);
           for (const [key, candidate] of byDefinition) if (candidate === shape) byDefinition.delete(key);
           context.log.info({ handle, id: shape.id }, 'shape dropped');
           return true;
         },
-        applyFragment: (fragment) => materializer.applyFragment(fragment),
-        commit(pipeline, sequence) {
-          const changed = materializer.commit(pipeline, sequence);
-          // Small transactions travel with the event, so the live requests they wake are answered
-          // in the main thread without asking this actor again.
-          const tails: ShapeTail[] = [];
-          for (const shape of changed) {
-            const last = shape.log.lastTransaction();
-            if (last !== null && last.messages.length <= MAX_TAIL_MESSAGES) {
-              tails.push({
-                handle: shape.handle,
-                from: formatOffset(last.from),
-                messages: last.messages,
-                offset: formatOffset(last.last),
-              });
-            }
+        async applyFragment(fragment) {
+          const { pipeline, sequence } = fragment;
+          if (sequence <= materializer.processedSequence(pipeline)) return; // replayed already
+          // Transactions before this one never arrived: read them from the store first.
+          if (sequence > materializer.processedSequence(pipeline) + 1)
+            await catchUp(pipeline, sequence - 1, true);
+          const current = streaming.get(pipeline);
+          if (current?.sequence === sequence) current.received += 1;
+          else streaming.set(pipeline, { sequence, received: 1 });
+          materializer.applyFragment(fragment);
+        },
+        async commit(pipeline, sequence, fragments) {
+          commits += 1;
+          if (commits === crashAtCommit) {
+            context.log.warn({ pipeline, sequence }, 'injected fault: crashing at a commit marker');
+            process.exit(1);
           }
-          context.emit({
-            type: 'shapes-changed',
-            pipeline,
-            sequence,
-            handles: changed.map((shape) => shape.handle),
-            tails,
-          });
+          const received = streaming.get(pipeline);
+          streaming.delete(pipeline);
+          if (sequence <= materializer.processedSequence(pipeline)) return;
+          const arrived = received?.sequence === sequence ? received.received : 0;
+          if (arrived === fragments && sequence === materializer.processedSequence(pipeline) + 1) {
+            commitAndReport(pipeline, sequence);
+            return;
+          }
+          // Some of it (or transactions before it) never arrived: the store has all of it.
+          materializer.abort();
+          await catchUp(pipeline, sequence, true);
+        },
+        processed: (pipeline) => materializer.processedSequence(pipeline),
+        async resync() {
+          const pipelines = [...new Set([...materializer.all()].map((shape) => shape.pipeline))];
+          if (pipelines.length === 0) return;
+          for (const [pipeline, committed] of await commitSequences(db, pipelines)) {
+            // A transaction being streamed live right now is left to its own commit marker.
+            if (streaming.has(pipeline)) continue;
+            await catchUp(pipeline, committed, true);
+          }
         },
       },
+      stop: () => db.close(),
       // Sent with every pong (cheap enough: one pass over the shapes once a ping interval).
       report: () => {
         const figures = materializer.figures();

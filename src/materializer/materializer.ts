@@ -114,6 +114,20 @@ export class Materializer {
     }
   }
 
+  /** Drops what the transaction being streamed wrote (it will be read again whole). */
+  abort(): void {
+    for (const id of this.written) this.shapes.get(id)?.log.abort();
+    this.written.clear();
+  }
+
+  /**
+   * A replay of the pipeline's stored log is to start after transaction `sequence`: every shape's
+   * log skips what it already holds (its snapshot or an earlier replay), so the lowest start wins.
+   */
+  replayFrom(pipeline: string, sequence: number): void {
+    this.processed.set(pipeline, sequence);
+  }
+
   /** The commit marker: the transaction's messages become visible. Returns the shapes that changed. */
   commit(pipeline: string, sequence: number): Shape[] {
     this.processed.set(pipeline, Math.max(sequence, this.processedSequence(pipeline)));

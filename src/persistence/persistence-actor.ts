@@ -441,6 +441,7 @@ class Writer {
         toBlockHash: last.toBlockHash,
         eventDelta: eventCount,
       });
+      await capture?.persist(client, sequence);
       if (this.crashBeforeCommit === this.transactions) throw new InjectedCrash('before COMMIT');
     });
     if (this.crashAfterCommit === this.transactions) this.crashThread('after COMMIT');
@@ -459,10 +460,14 @@ class Writer {
 
   /** The committed transaction's captured changes, in bounded fragments, then its commit marker. */
   private emitShapeChanges(pipeline: string, sequence: number, capture: PendingCapture | null): void {
-    for (const { entity, changes } of capture?.fragments() ?? []) {
-      this.context.emit({ type: 'shape-changes', fragment: { pipeline, entity, sequence, changes } });
+    const fragments = capture?.fragments() ?? [];
+    for (const { entity, fragment, changes } of fragments) {
+      this.context.emit({
+        type: 'shape-changes',
+        fragment: { pipeline, entity, sequence, fragment, changes },
+      });
     }
-    this.context.emit({ type: 'shape-commit', pipeline, sequence });
+    this.context.emit({ type: 'shape-commit', pipeline, sequence, fragments: fragments.length });
   }
 
   private reportCommitted(
@@ -547,6 +552,7 @@ class Writer {
           toBlockHash: target.blockHash,
           eventDelta: -eventsRemoved,
         });
+        await capture?.persist(client, sequence);
         return {
           pipeline,
           toCheckpoint,

@@ -1,7 +1,9 @@
 // What the writer captures for the materializer (live shapes): for each table that has shapes,
 // the run's rows before and after the write, read inside the write transaction as Postgres text
 // (so they are exactly what a snapshot of the table shows), sent after COMMIT in bounded
-// fragments and then a commit marker. Tables without shapes cost nothing.
+// fragments and then a commit marker. The same fragments are appended to `strata.shape_log` inside
+// the transaction, so a restarted materializer (or another process) rebuilds every shape's log
+// from them. Tables without shapes cost nothing.
 
 import type pg from 'pg';
 import { setIds } from '../pipeline/change-codec.ts';
@@ -105,22 +107,56 @@ export class PendingCapture {
     }
   }
 
-  /** The captured changes per entity, in fragments of at most MAX_FRAGMENT_CHANGES. */
-  *fragments(): Generator<{ entity: string; changes: CapturedChange[] }> {
+  /**
+   * Inside the write transaction, once its commit sequence is known: appends the fragments to the
+   * durable shape log (one statement; the changes as JSON text, parsed only on a replay).
+   */
+  async persist(client: pg.PoolClient, sequence: number): Promise<void> {
+    const fragments = this.fragments();
+    if (fragments.length === 0) return;
+    await client.query(
+      `INSERT INTO strata.shape_log (pipeline, sequence, entity, fragment, changes)
+       SELECT $1, $2, * FROM unnest($3::text[], $4::int[], $5::text[])`,
+      [
+        this.pipeline,
+        sequence,
+        fragments.map((f) => f.entity),
+        fragments.map((f) => f.fragment),
+        fragments.map((f) => JSON.stringify(f.changes)),
+      ],
+    );
+  }
+
+  private built: CapturedFragment[] | null = null;
+
+  /** The captured changes per entity, in fragments of at most MAX_FRAGMENT_CHANGES (numbered per entity). */
+  fragments(): readonly CapturedFragment[] {
+    if (this.built !== null) return this.built;
+    const built: CapturedFragment[] = [];
     for (const [entity, { ids, before, after }] of this.entities) {
       let changes: CapturedChange[] = [];
+      let fragment = 0;
       for (const id of ids) {
         const change = { before: before.get(id) ?? null, after: after?.get(id) ?? null };
         if (change.before === null && change.after === null) continue;
         changes.push(change);
         if (changes.length === MAX_FRAGMENT_CHANGES) {
-          yield { entity, changes };
+          built.push({ entity, fragment: fragment++, changes });
           changes = [];
         }
       }
-      if (changes.length > 0) yield { entity, changes };
+      if (changes.length > 0) built.push({ entity, fragment, changes });
     }
+    this.built = built;
+    return built;
   }
+}
+
+export interface CapturedFragment {
+  entity: string;
+  /** Its place among the transaction's fragments of this entity, from 0. */
+  fragment: number;
+  changes: CapturedChange[];
 }
 
 async function readRows(

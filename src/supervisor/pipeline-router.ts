@@ -140,7 +140,7 @@ export class PipelineRouter {
         this.connected.materializer.notify('applyFragment', event.fragment);
         return;
       case 'shape-commit':
-        this.connected.materializer.notify('commit', event.pipeline, event.sequence);
+        this.connected.materializer.notify('commit', event.pipeline, event.sequence, event.fragments);
         return;
       case 'fatal': {
         const error = deserializeError(event.error);

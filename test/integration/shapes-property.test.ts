@@ -1,7 +1,8 @@
 // Shapes, property-style: a random erc20 stream with reorgs posted over the ingest API, random
 // shapes drawn from a where-clause generator (comparisons, IN, BETWEEN, LIKE, NOT, arithmetic,
 // params), official clients started at random points, and the daemon restarted once midway
-// (clients lose the connection, then get 409 and refetch). At the end every client's rows must
+// (clients lose the connection, then resume with their handles and offsets: shapes are durable, so
+// not one 409 may be answered). At the end every client's rows must
 // equal Postgres's own `SELECT … WHERE <the same text>` on the table. STRATA_SHAPES_SEED replays.
 import { isDeepStrictEqual } from 'node:util';
 import { Shape, ShapeStream } from '@electric-sql/client';
@@ -96,6 +97,13 @@ describe(`shapes under random streams, reorgs and a restart (seed ${SEED}; STRAT
     };
 
     const stop = new AbortController();
+    // Every status the clients got: a durable shape never sends one of them back to a snapshot.
+    const statuses: number[] = [];
+    const recording: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      statuses.push(response.status);
+      return response;
+    };
     const clients: Array<{ where: string; params: Record<string, string>; shape: Shape<Row> }> = [];
     const startClient = () => {
       const { where, params } = clause();
@@ -103,6 +111,7 @@ describe(`shapes under random streams, reorgs and a restart (seed ${SEED}; STRAT
         url: `${base}/v1/shape`,
         params: { table: 'Account', where, params } as never,
         signal: stop.signal,
+        fetchClient: recording,
         // Through the restart the daemon is briefly unreachable: keep retrying.
         backoffOptions: { initialDelay: 50, maxDelay: 500, multiplier: 1.5 },
       } as never);
@@ -176,6 +185,10 @@ describe(`shapes under random streams, reorgs and a restart (seed ${SEED}; STRAT
           `seed ${SEED}: the client of ${client.where} with ${JSON.stringify(client.params)} equals Postgres (${JSON.stringify(Object.keys(expected))})`,
         );
       }
+      expect(
+        statuses.filter((status) => status === 409),
+        `seed ${SEED}: 409s answered`,
+      ).toEqual([]);
     } finally {
       stop.abort();
       daemon.kill();

@@ -80,12 +80,14 @@ describe('materializer core', () => {
         pipeline: 'p',
         entity: 'Account',
         sequence: checkpoint,
+        fragment: 0,
         changes: changes.slice(0, 3),
       });
       materializer.applyFragment({
         pipeline: 'p',
         entity: 'Account',
         sequence: checkpoint,
+        fragment: 1,
         changes: changes.slice(3),
       });
       materializer.commit('p', checkpoint);
@@ -110,6 +112,7 @@ describe('materializer core', () => {
       pipeline: 'p',
       entity: 'Account',
       sequence: 6,
+      fragment: 0,
       changes: [
         { before: null, after: row('x', 'alice', 1, 1) },
         { before: null, after: row('y', 'bob', 1, 1) },
@@ -134,6 +137,7 @@ describe('materializer core', () => {
       pipeline: 'p',
       entity: 'Account',
       sequence: 6,
+      fragment: 0,
       changes: [{ before: null, after: row('w', 'alice', 1, 1) }],
     });
     materializer.commit('p', 6);
