@@ -138,6 +138,7 @@ export interface StrataConfig {
     readonly maxChangesPerWrite: number;
     readonly metadataFlushMs: number;
     readonly historyPruneMs: number;
+    readonly shapeLogRetention: number;
     readonly exitWhenCaughtUp: boolean;
     readonly progress: 'auto' | 'always' | 'never';
     readonly watch: boolean;
@@ -252,6 +253,7 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       maxChangesPerWrite: settings.maxChangesPerWrite,
       metadataFlushMs: settings.metadataFlushMs,
       historyPruneMs: settings.historyPruneMs,
+      shapeLogRetention: settings.shapeLogRetention,
       exitWhenCaughtUp: settings.exitWhenCaughtUp,
       progress: settings.progress,
       watch: settings.watch,

@@ -206,6 +206,11 @@ export const SETTINGS = {
     schema: int(5_000, 10),
     doc: "Shortest interval between two prunings of a pipeline's reorg history (rows below the safe checkpoint, one anchor per id kept).",
   }),
+  shapeLogRetention: spec({
+    env: 'STRATA_SHAPE_LOG_RETENTION',
+    schema: int(10_000, 1),
+    doc: "Live shapes' logs keep a pipeline's last N committed transactions (in `strata.shape_log` and in memory). A client resuming from an older offset that missed a compacted change gets 409 and refetches.",
+  }),
   watch: spec({
     env: 'STRATA_WATCH',
     flag: toggle('watch'),

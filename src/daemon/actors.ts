@@ -145,6 +145,7 @@ export function startActors(
       maxChangesPerWrite: config.processing.maxChangesPerWrite,
       metadataFlushMs: config.processing.metadataFlushMs,
       historyPruneMs: config.processing.historyPruneMs,
+      shapeLogRetention: config.processing.shapeLogRetention,
       writeMethod: database.embedded === null ? 'copy' : 'unnest',
       testFault: config.testFault,
       // Evaluated at every (re)start: a restarted writer goes on capturing for existing shapes.
@@ -184,7 +185,12 @@ export function startActors(
   const materializer: MaterializerRef = new ActorRef({
     name: 'materializer',
     spawn: workerSpawner(MATERIALIZER_ENTRY),
-    data: () => ({ pipelines: builds.pipelines(), db, testFault: config.testFault }),
+    data: () => ({
+      pipelines: builds.pipelines(),
+      db,
+      shapeLogRetention: config.processing.shapeLogRetention,
+      testFault: config.testFault,
+    }),
     logger: loggerOptions,
     log,
     pingIntervalMs: config.supervisor.pingIntervalMs,

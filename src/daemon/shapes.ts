@@ -88,13 +88,20 @@ export class ShapeService implements ShapeBackend {
     return dropped;
   }
 
-  read(handle: string, offset: string, limit: number) {
+  async read(handle: string, offset: string, limit: number) {
     const tail = this.tails.get(handle);
     if (tail !== undefined && tail.from === offset && tail.messages.length <= limit) {
       const processed = this.processed.get(this.infos.get(handle)?.pipeline ?? '') ?? 0;
-      return Promise.resolve({ messages: tail.messages, offset: tail.offset, processed });
+      return { messages: tail.messages, offset: tail.offset, processed };
     }
-    return this.materializer.call('read', handle, offset, limit);
+    const read = await this.materializer.call('read', handle, offset, limit);
+    if (read === null || !('compacted' in read)) return read;
+    // The reader missed changes compaction dropped: it must refetch, and a refetch needs a handle
+    // it has never seen (Electric's rule), so the shape rotates — its other readers follow at
+    // their next request.
+    this.log.info({ handle, offset }, 'shape rotated: a reader resumed from before its log was compacted');
+    await this.drop(handle);
+    return null;
   }
 
   /**

@@ -24,7 +24,7 @@ import { Materializer, type Shape } from './materializer.ts';
 import type { ShapeDefinition } from './shape-definition.ts';
 import { formatOffset, parseOffset } from './shape-log.ts';
 import type { ShapeView } from './shape-messages.ts';
-import { commitSequences, deleteShape, loadShapes, readShapeLog, saveShape } from './shape-store.ts';
+import { deleteShape, loadShapes, readShapeLog, saveShape, shapeLogBounds } from './shape-store.ts';
 import { compileWhere } from './where-compile.ts';
 import { whereToSql } from './where-sql.ts';
 
@@ -33,6 +33,8 @@ const MAX_TAIL_MESSAGES = 100;
 
 export interface MaterializerActorData {
   pipelines: PipelineConfig[];
+  /** Logs keep each pipeline's last so many transactions. */
+  shapeLogRetention: number;
   testFault: TestFault | null;
   db: { url: string; poolMax: number; connectTimeoutMs: number; isolateStatements: boolean };
 }
@@ -63,12 +65,16 @@ export type MaterializerMethods = {
     startSequence: number | null,
   ): Promise<{ shape: ShapeInfo } | { capture: { pipeline: string; entity: string } }>;
   shapeInfo(handle: string): ShapeInfo | null;
-  /** Committed messages after `offset` (serialised), the offset to continue from, the last transaction of the pipeline this actor processed. */
+  /**
+   * Committed messages after `offset` (serialised), the offset to continue from, the last
+   * transaction of the pipeline this actor processed; `compacted` when the reader missed changes
+   * the log no longer holds; null for an unknown handle.
+   */
   read(
     handle: string,
     offset: string,
     limit: number,
-  ): { messages: string[]; offset: string; processed: number } | null;
+  ): { messages: string[]; offset: string; processed: number } | { compacted: true } | null;
   dropShape(handle: string): Promise<boolean>;
   applyFragment(fragment: ShapeChangesFragment): Promise<void>;
   /** Transaction `sequence` is whole: `fragments` fragments were sent for it. */
@@ -102,7 +108,7 @@ export const materializerActor: ActorDefinition<
       log: context.log,
       isolateStatements: dbConfig.isolateStatements,
     });
-    const materializer = new Materializer();
+    const materializer = new Materializer(context.data.shapeLogRetention);
     const byDefinition = new Map<string, Shape>();
     const infos = new Map<string, ShapeInfo>();
     const fault = context.data.testFault;
@@ -226,26 +232,29 @@ export const materializerActor: ActorDefinition<
     const known = new Set(context.data.pipelines.map((pipeline) => pipeline.name));
     const stored = (await loadShapes(db)).filter((shape) => known.has(shape.pipeline));
     const replayFrom = new Map<string, number>();
+    const bounds = await shapeLogBounds(db, [...new Set(stored.map((shape) => shape.pipeline))]);
     for (const shape of stored) {
       try {
         register(await compile(shape.definition), shape.handle, shape.startSequence);
+        // The store no longer has what its log held up to the floor: older readers must refetch.
+        const floor = bounds.get(shape.pipeline)?.floor ?? 0;
+        if (floor > shape.startSequence) materializer.byHandle(shape.handle)!.log.missingThrough(floor);
       } catch (error) {
         // The project changed under it (a reset drops shapes, so this is a renamed table): rotate.
         context.log.warn({ err: error, handle: shape.handle }, 'stored shape no longer valid; dropped');
         await deleteShape(db, shape.handle);
         continue;
       }
-      const from = replayFrom.get(shape.pipeline);
-      replayFrom.set(shape.pipeline, Math.min(from ?? shape.startSequence, shape.startSequence));
+      const from = Math.max(shape.startSequence, bounds.get(shape.pipeline)?.floor ?? 0);
+      replayFrom.set(shape.pipeline, Math.min(replayFrom.get(shape.pipeline) ?? from, from));
     }
-    const committed = await commitSequences(db, [...replayFrom.keys()]);
     for (const [pipeline, from] of replayFrom) {
       materializer.replayFrom(pipeline, from);
-      await catchUp(pipeline, committed.get(pipeline) ?? from, false);
+      await catchUp(pipeline, bounds.get(pipeline)?.committed ?? from, false);
     }
     if (stored.length > 0)
       context.log.info(
-        { shapes: stored.length, pipelines: Object.fromEntries(committed) },
+        { shapes: stored.length, pipelines: Object.fromEntries(bounds) },
         'shapes restored from the store',
       );
 
@@ -283,6 +292,7 @@ export const materializerActor: ActorDefinition<
           const shape = materializer.byHandle(handle);
           const offset = parseOffset(offsetText);
           if (shape === undefined || offset === null) return null;
+          if (!shape.log.serves(offset)) return { compacted: true };
           const { messages, last } = materializer.read(shape, offset, limit);
           return {
             messages,
@@ -333,7 +343,7 @@ export const materializerActor: ActorDefinition<
         async resync() {
           const pipelines = [...new Set([...materializer.all()].map((shape) => shape.pipeline))];
           if (pipelines.length === 0) return;
-          for (const [pipeline, committed] of await commitSequences(db, pipelines)) {
+          for (const [pipeline, { committed }] of await shapeLogBounds(db, pipelines)) {
             // A transaction being streamed live right now is left to its own commit marker.
             if (streaming.has(pipeline)) continue;
             await catchUp(pipeline, committed, true);

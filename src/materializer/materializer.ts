@@ -4,6 +4,7 @@
 // are routed to the shapes they concern and written to those logs, invisible until the marker
 // commits them. Readers (the HTTP layer, through the actor) read committed offsets only.
 
+import { shapeLogCompaction } from '../pipeline/shape-tables.ts';
 import type { ShapeChangesFragment } from '../protocol.ts';
 import { RoutingIndex } from './routing-index.ts';
 import { ShapeIds } from './shape-ids.ts';
@@ -32,6 +33,9 @@ export class Materializer {
   private readonly written = new Set<number>();
   /** Per pipeline, the last transaction (commit sequence) whose commit marker arrived. */
   private readonly processed = new Map<string, number>();
+
+  /** `retention`: the logs keep a pipeline's last so many transactions. */
+  constructor(private readonly retention = Number.POSITIVE_INFINITY) {}
 
   /**
    * Adds a shape whose log starts after transaction `startSequence` (its snapshot holds everything
@@ -138,6 +142,10 @@ export class Materializer {
         changed.push(shape);
     }
     this.written.clear();
+    const through = shapeLogCompaction(sequence, this.retention);
+    if (through !== null) {
+      for (const shape of this.shapes.values()) if (shape.pipeline === pipeline) shape.log.compact(through);
+    }
     return changed;
   }
 

@@ -2,7 +2,9 @@
 // counts committed transactions and only grows), op the shape's messages within that transaction
 // — appended only whole transactions at a time: a commit marker makes a transaction's messages
 // visible at once, so no reader ever sees part of one. A shape's log starts at its snapshot's
-// transaction (`<tx>_inf`: everything up to and including it is in the snapshot).
+// transaction (`<tx>_inf`: everything up to and including it is in the snapshot). Compaction
+// drops the entries of old transactions; a reader whose offset is before the last dropped entry
+// missed something and must refetch, while one after it (a quiet shape's reader) missed nothing.
 
 export interface Offset {
   tx: number;
@@ -52,6 +54,8 @@ export class ShapeLog {
   private sequence: number;
   private writing: number | null = null;
   private lastCommit: { from: Offset; start: number } | null = null;
+  /** The last entry compaction dropped (or the point before which entries may be missing). */
+  private compactedThrough: Offset | null = null;
 
   /** Everything up to and including `startSequence` is in the shape's snapshot. */
   constructor(startSequence: number) {
@@ -105,6 +109,34 @@ export class ShapeLog {
       .slice(this.lastCommit.start, this.committedLength)
       .map((entry) => entry.json);
     return { from: this.lastCommit.from, messages, last: this.headOffset };
+  }
+
+  /** Drops the committed entries of transactions up to `sequence`. */
+  compact(sequence: number): void {
+    let dropped = 0;
+    while (dropped < this.committedLength && this.entries[dropped]!.offset.tx <= sequence) dropped += 1;
+    if (dropped === 0) return;
+    this.compactedThrough = this.entries[dropped - 1]!.offset;
+    this.entries.splice(0, dropped);
+    this.committedLength -= dropped;
+    if (this.lastCommit !== null) {
+      this.lastCommit =
+        this.lastCommit.start >= dropped
+          ? { ...this.lastCommit, start: this.lastCommit.start - dropped }
+          : null;
+    }
+  }
+
+  /** Transactions up to `sequence` may be missing (the store was compacted past them before a replay). */
+  missingThrough(sequence: number): void {
+    const point = { tx: sequence, op: Number.POSITIVE_INFINITY };
+    if (this.compactedThrough === null || compareOffsets(point, this.compactedThrough) > 0)
+      this.compactedThrough = point;
+  }
+
+  /** Whether a reader at `offset` missed nothing compaction dropped. */
+  serves(offset: Offset): boolean {
+    return this.compactedThrough === null || compareOffsets(offset, this.compactedThrough) >= 0;
   }
 
   /** Drops written, uncommitted messages (the transaction never committed). */

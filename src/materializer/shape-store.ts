@@ -57,13 +57,24 @@ export async function deleteShape(db: Queryable, handle: string): Promise<void> 
   await db.query(`DELETE FROM strata.shapes WHERE handle = $1`, [handle]);
 }
 
-/** The pipelines' committed transaction counts (what a replay reads up to). */
-export async function commitSequences(db: Queryable, pipelines: string[]): Promise<Map<string, number>> {
-  const { rows } = await db.query<{ name: string; commit_sequence: string }>(
-    `SELECT name, commit_sequence FROM strata.pipelines WHERE name = ANY($1::text[])`,
+/**
+ * The pipelines' committed transaction counts (what a replay reads up to) and how far their
+ * stored logs were compacted (what a replay cannot read).
+ */
+export async function shapeLogBounds(
+  db: Queryable,
+  pipelines: string[],
+): Promise<Map<string, { committed: number; floor: number }>> {
+  const { rows } = await db.query<{ name: string; commit_sequence: string; shape_log_floor: string }>(
+    `SELECT name, commit_sequence, shape_log_floor FROM strata.pipelines WHERE name = ANY($1::text[])`,
     [pipelines],
   );
-  return new Map(rows.map((row) => [row.name, Number(row.commit_sequence)]));
+  return new Map(
+    rows.map((row) => [
+      row.name,
+      { committed: Number(row.commit_sequence), floor: Number(row.shape_log_floor) },
+    ]),
+  );
 }
 
 /**

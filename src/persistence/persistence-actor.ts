@@ -13,13 +13,14 @@
 // checkpoint, so rewriting the part already committed is idempotent.
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, type SerializedError, StrataError, serializeError } from '../errors.ts';
 import { decodeChanges, setIds } from '../pipeline/change-codec.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { noHistoryError, prunedHistoryError } from '../pipeline/reorg-errors.ts';
-import { ShapeTables } from '../pipeline/shape-tables.ts';
+import { ShapeTables, shapeLogCompaction } from '../pipeline/shape-tables.ts';
 import { WriteQueue } from '../pipeline/write-queue.ts';
 import type {
   BatchForWriter,
@@ -40,7 +41,7 @@ import { EntityWriter, type WriteMethod } from './entity-writer.ts';
 import { isUnstorableTextError } from './nul-escape.ts';
 import { buildDeferredIndexes, preparePipeline } from './pipeline-setup.ts';
 import { rawEventsTable, writeRawEvents } from './raw-events.ts';
-import { type PendingCapture, ShapeCapture } from './shape-capture.ts';
+import { compactShapeLog, type PendingCapture, ShapeCapture } from './shape-capture.ts';
 
 export interface PersistenceActorData {
   pipelines: PipelineConfig[];
@@ -53,6 +54,8 @@ export interface PersistenceActorData {
   metadataFlushMs: number;
   /** Shortest interval between two prunings of a pipeline's history (ms). */
   historyPruneMs: number;
+  /** Live shapes' stored logs keep each pipeline's last so many transactions. */
+  shapeLogRetention: number;
   testFault: TestFault | null;
   /** Per pipeline, the entities with live shapes (their changes go to the materializer). */
   shapeTables: Record<string, string[]>;
@@ -442,6 +445,7 @@ class Writer {
         eventDelta: eventCount,
       });
       await capture?.persist(client, sequence);
+      await this.compactShapeLog(client, pipeline, sequence);
       if (this.crashBeforeCommit === this.transactions) throw new InjectedCrash('before COMMIT');
     });
     if (this.crashAfterCommit === this.transactions) this.crashThread('after COMMIT');
@@ -456,6 +460,13 @@ class Writer {
       this.lastMetadataWrite = Date.now();
     }
     this.reportCommitted(pipeline, eventCount, run.length, rowsWritten, performance.now() - started);
+  }
+
+  /** Inside a transaction of a pipeline with shapes, now and then: the stored log's retention. */
+  private async compactShapeLog(client: pg.PoolClient, pipeline: string, sequence: number): Promise<void> {
+    if (!this.shapeCapture.captures(pipeline)) return;
+    const through = shapeLogCompaction(sequence, this.context.data.shapeLogRetention);
+    if (through !== null) await compactShapeLog(client, pipeline, through);
   }
 
   /** The committed transaction's captured changes, in bounded fragments, then its commit marker. */
@@ -553,6 +564,7 @@ class Writer {
           eventDelta: -eventsRemoved,
         });
         await capture?.persist(client, sequence);
+        await this.compactShapeLog(client, pipeline, sequence);
         return {
           pipeline,
           toCheckpoint,

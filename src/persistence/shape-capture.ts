@@ -159,6 +159,22 @@ export interface CapturedFragment {
   changes: CapturedChange[];
 }
 
+/** Drops the stored log's transactions up to `through` and records the floor (readers before it refetch). */
+export async function compactShapeLog(
+  client: pg.PoolClient,
+  pipeline: string,
+  through: number,
+): Promise<void> {
+  await client.query(`DELETE FROM strata.shape_log WHERE pipeline = $1 AND sequence <= $2`, [
+    pipeline,
+    through,
+  ]);
+  await client.query(
+    `UPDATE strata.pipelines SET shape_log_floor = $2 WHERE name = $1 AND shape_log_floor < $2`,
+    [pipeline, through],
+  );
+}
+
 async function readRows(
   client: pg.PoolClient,
   pipeline: string,

@@ -312,3 +312,52 @@ describe.each([
     }
   });
 });
+
+describe('shape log retention', () => {
+  it('a reader resuming from before a compacted change refetches under a new handle; the store keeps the retention', async () => {
+    const own = await createTestDatabase();
+    const daemon = startDaemonProcess(
+      { DATABASE_URL: own.url, ERC20_SOURCE: 'ingest', STRATA_SHAPE_LOG_RETENTION: '2' },
+      [],
+      project,
+    );
+    try {
+      const base = await daemon.url;
+      const chain = new Chain(base);
+      await chain.push(['0xa', '0xb', 100]);
+      // Ready once the actors run (a bound for a busy machine, not a measure).
+      const snapshot = await waitFor(
+        () => fetch(`${base}/v1/shape?table=Account&offset=-1`),
+        (response) => response.status === 200,
+        60_000,
+        'the first snapshot',
+      );
+      const handle = snapshot.headers.get('electric-handle')!;
+      const offset = snapshot.headers.get('electric-offset')!;
+      // Six more transactions, each changing the shape: with a retention of 2 the first are dropped.
+      let head = offset;
+      for (let i = 0; i < 6; i++) {
+        await chain.push(['0xa', '0xb', 1]);
+        const live = await fetch(`${base}/v1/shape?table=Account&handle=${handle}&offset=${head}&live=true`);
+        expect(live.status).toBe(200);
+        head = live.headers.get('electric-offset')!;
+      }
+      // The head reader missed nothing; the snapshot-time reader missed dropped changes.
+      const current = await fetch(`${base}/v1/shape?table=Account&handle=${handle}&offset=${head}`);
+      expect(current.status).toBe(200);
+      const stale = await fetch(`${base}/v1/shape?table=Account&handle=${handle}&offset=${offset}`);
+      expect(stale.status).toBe(409);
+      expect(stale.headers.get('electric-handle')).not.toBe(handle);
+      const [stored] = await own.query<{ min: string | null; floor: string }>(
+        `SELECT (SELECT min(sequence) FROM strata.shape_log)::text AS min, shape_log_floor::text AS floor
+           FROM strata.pipelines WHERE name = 'erc20'`,
+      );
+      expect(Number(stored!.floor)).toBeGreaterThan(Number(offset.split('_')[0]));
+      expect(Number(stored!.min)).toBeGreaterThan(Number(stored!.floor));
+    } finally {
+      daemon.kill();
+      await daemon.exited;
+      await own.drop();
+    }
+  });
+});

@@ -144,6 +144,33 @@ describe('materializer core', () => {
     expect(late.log.size).toBe(0);
   });
 
+  it('compaction keeps the last transactions; only a reader that missed a dropped change must refetch', async () => {
+    const materializer = new Materializer(4); // keep 4 transactions, compact every 4
+    const busy = materializer.add('busy', 'p', 'Account', await view(`owner = 'alice'`), 0);
+    const quiet = materializer.add('quiet', 'p', 'Account', await view(`owner = 'carol'`), 0);
+    for (let sequence = 1; sequence <= 8; sequence++) {
+      materializer.applyFragment({
+        pipeline: 'p',
+        entity: 'Account',
+        sequence,
+        fragment: 0,
+        changes: [{ before: null, after: row(`a${sequence}`, 'alice', sequence, 1) }],
+      });
+      materializer.commit('p', sequence);
+    }
+    // At 8, transactions up to 4 were dropped.
+    expect(busy.log.size).toBe(4);
+    expect(busy.log.readAfter(parseOffset('4_0')!, 100).messages).toHaveLength(4);
+    expect(busy.log.serves(parseOffset('3_0')!)).toBe(false); // it missed 4_0
+    expect(busy.log.serves(parseOffset('4_0')!)).toBe(true); // it has everything dropped
+    // A quiet shape dropped nothing: its readers at the snapshot's offset go on.
+    expect(quiet.log.serves(parseOffset('0_inf')!)).toBe(true);
+    // Restored after the store was compacted to 6: anything before 6_inf may be missing.
+    quiet.log.missingThrough(6);
+    expect(quiet.log.serves(parseOffset('0_inf')!)).toBe(false);
+    expect(quiet.log.serves(parseOffset('6_inf')!)).toBe(true);
+  });
+
   it('mints one compact id per handle for the life of the process', async () => {
     const materializer = new Materializer();
     const a = materializer.add('ha', 'p', 'Account', await view(null), 0);
