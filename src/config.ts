@@ -139,6 +139,7 @@ export interface StrataConfig {
     readonly metadataFlushMs: number;
     readonly historyPruneMs: number;
     readonly shapeLogRetention: number;
+    readonly shapeChunkBytes: number;
     readonly exitWhenCaughtUp: boolean;
     readonly progress: 'auto' | 'always' | 'never';
     readonly watch: boolean;
@@ -254,6 +255,7 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       metadataFlushMs: settings.metadataFlushMs,
       historyPruneMs: settings.historyPruneMs,
       shapeLogRetention: settings.shapeLogRetention,
+      shapeChunkBytes: settings.shapeChunkBytes,
       exitWhenCaughtUp: settings.exitWhenCaughtUp,
       progress: settings.progress,
       watch: settings.watch,

@@ -211,6 +211,12 @@ export const SETTINGS = {
     schema: int(10_000, 1),
     doc: "Live shapes' logs keep a pipeline's last N committed transactions (in `strata.shape_log` and in memory). A client resuming from an older offset that missed a compacted change gets 409 and refetches.",
   }),
+  shapeChunkBytes: spec({
+    env: 'STRATA_SHAPE_CHUNK_BYTES',
+    schema: int(10 * 1024 * 1024, 1),
+    shownDefault: '10 MiB',
+    doc: 'A shape snapshot larger than this is answered in chunks (`offset=-1`, then `0_<n>`) with fixed boundaries, each kept for 10 minutes after its last read (Electric: `ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD`).',
+  }),
   watch: spec({
     env: 'STRATA_WATCH',
     flag: toggle('watch'),

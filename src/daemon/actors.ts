@@ -198,7 +198,14 @@ export function startActors(
     onEvent: (event) => shapes?.onEvent(event),
     onExit: (exit) => supervisor.childExited(exit),
   });
-  shapes = new ShapeService(database.mainDb, log, materializer, persistence, shapeTables);
+  shapes = new ShapeService(
+    database.mainDb,
+    log,
+    materializer,
+    persistence,
+    shapeTables,
+    config.processing.shapeChunkBytes,
+  );
   router.connect({ persistence, processing, materializer });
 
   const progressLine =

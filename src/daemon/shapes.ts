@@ -4,13 +4,15 @@
 // because a call held inside the actor would stall its mailbox.
 
 import type { Db } from '../db/pool.ts';
-import type { ShapeBackend, ShapeSnapshot } from '../http/routes/shapes.ts';
+import type { ShapeBackend } from '../http/routes/shapes.ts';
 import type { Logger } from '../logger.ts';
 import type { MaterializerMethods, ShapeDefinition, ShapeInfo } from '../materializer/materializer-actor.ts';
+import { rowKey } from '../materializer/shape-messages.ts';
+import { type SnapshotChunk, SnapshotChunks, type SnapshotRead } from '../materializer/snapshot-chunks.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { readCommitted } from '../pipeline/checkpoint-store.ts';
 import type { ShapeTables } from '../pipeline/shape-tables.ts';
-import type { MaterializerEvent, ShapeTail, TextRow } from '../protocol.ts';
+import type { MaterializerEvent, ShapeTail } from '../protocol.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { ActorRef } from '../supervisor/actor-ref.ts';
 
@@ -33,6 +35,7 @@ export class ShapeService implements ShapeBackend {
   private readonly tails = new Map<string, ShapeTail>();
   /** Shape infos already asked for (a handle's info never changes; a rotation removes it). */
   private readonly infos = new Map<string, ShapeInfo>();
+  private readonly snapshots: SnapshotChunks;
 
   constructor(
     private readonly db: Db,
@@ -40,7 +43,10 @@ export class ShapeService implements ShapeBackend {
     private readonly materializer: Caller<MaterializerMethods>,
     private readonly writer: Caller<PersistenceMethods>,
     private readonly tables: ShapeTables,
-  ) {}
+    snapshotChunkBytes: number,
+  ) {
+    this.snapshots = new SnapshotChunks(snapshotChunkBytes);
+  }
 
   async open(definition: ShapeDefinition): Promise<ShapeInfo> {
     const first = await this.materializer.call('openShape', definition, null);
@@ -83,6 +89,7 @@ export class ShapeService implements ShapeBackend {
   async drop(handle: string): Promise<boolean> {
     const dropped = await this.materializer.call('dropShape', handle);
     this.infos.delete(handle);
+    this.snapshots.forget(handle);
     this.tails.delete(handle);
     for (const wake of [...(this.waiters.get(handle) ?? [])]) wake();
     return dropped;
@@ -104,24 +111,31 @@ export class ShapeService implements ShapeBackend {
     return null;
   }
 
+  /** The first chunk of a snapshot of the shape (a new one, or one taken a moment ago). */
+  firstSnapshotChunk(info: ShapeInfo): Promise<SnapshotChunk> {
+    return this.snapshots.first(info.handle, () => this.readSnapshot(info));
+  }
+
+  /** A further chunk of a kept snapshot; null once it is no longer kept. */
+  snapshotChunk(info: ShapeInfo, sequence: number, chunk: number): SnapshotChunk | null {
+    return this.snapshots.chunk(info.handle, sequence, chunk);
+  }
+
   /**
-   * The shape's rows and the pipeline's commit sequence they reflect, read in one repeatable-read
-   * transaction: the log continues with the transactions after it.
+   * The shape's rows as insert messages and the pipeline's commit sequence they reflect, read in
+   * one repeatable-read transaction: the log continues with the transactions after it. Postgres
+   * writes each message's JSON itself, so rows never become objects here.
    */
-  snapshot(info: ShapeInfo): Promise<ShapeSnapshot> {
+  private readSnapshot(info: ShapeInfo): Promise<SnapshotRead> {
     return this.db.transaction(async (client) => {
       // One round trip for both (a simple query may hold several statements).
       await client.query(
         `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL TimeZone = 'UTC'`,
       );
       const [committed] = await readCommitted(client, [info.pipeline]);
-      const columns = info.columns.map((name) => `${quoteIdent(name)}::text AS ${quoteIdent(name)}`);
-      const where = info.whereSql === null ? '' : ` WHERE ${info.whereSql.sql}`;
-      const { rows } = await client.query<TextRow>(
-        `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id"`,
-        info.whereSql?.values ?? [],
-      );
-      return { sequence: committed?.commitSequence ?? 0, rows };
+      const { sql, values } = snapshotSql(info);
+      const { rows } = await client.query<{ m: string }>(sql, values);
+      return { sequence: committed?.commitSequence ?? 0, messages: rows.map((row) => row.m) };
     });
   }
 
@@ -206,4 +220,28 @@ export class ShapeService implements ShapeBackend {
       'shapes changed',
     );
   }
+}
+
+/**
+ * The snapshot's statement: each row's insert message as JSON text, in key order. The key's
+ * escaped prefix and the column names are parameters after the where clause's own.
+ */
+function snapshotSql(info: ShapeInfo): { sql: string; values: Array<string | null> } {
+  const values = [...(info.whereSql?.values ?? [])];
+  const param = (value: string) => {
+    values.push(value);
+    return `$${values.length}::text`;
+  };
+  const relation: [string, string] = [info.pipeline, info.entity];
+  // rowKey(relation, id) is the prefix, the id with '/' doubled, and a closing quote.
+  const prefix = rowKey(relation, '');
+  const keyPrefix = param(prefix.slice(0, -1));
+  const value = info.columns.map((name) => `${param(name)}, ${quoteIdent(name)}::text`).join(', ');
+  const headers = `json_build_object('operation', 'insert', 'relation', json_build_array(${param(info.pipeline)}, ${param(info.entity)}))`;
+  const where = info.whereSql === null ? '' : ` WHERE ${info.whereSql.sql}`;
+  const sql =
+    `SELECT json_build_object('key', ${keyPrefix} || replace("id", '/', '//') || '"', ` +
+    `'value', json_build_object(${value}), 'headers', ${headers})::text AS m ` +
+    `FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id"`;
+  return { sql, values };
 }

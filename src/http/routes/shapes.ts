@@ -1,7 +1,8 @@
 // `GET /v1/shape` and `DELETE /v1/shape`: live shapes over Electric's HTTP sync protocol, as the
 // official `@electric-sql/client` 1.5 checks it (docs/shapes.md; ../shared/reference/electric-
-// client-1.5.md). `offset=-1` answers a consistent snapshot and up-to-date; `<checkpoint>_<op>`
-// with its handle answers the log after it; `live=true` holds the request until the shape changes
+// client-1.5.md). `offset=-1` answers a consistent snapshot — whole with up-to-date, or, when
+// large, its first chunk and the offset `0_<n>` of the next; `<tx>_<op>` with its handle answers
+// the log after it; `live=true` holds the request until the shape changes
 // (20 s by default, below the client's 45 s watchdog) and then answers up-to-date with a fresh
 // cursor. An unknown or rotated handle, or an offset the log cannot serve, answers 409
 // must-refetch with a handle the client has not used.
@@ -9,20 +10,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { StrataError } from '../../errors.ts';
 import type { ShapeDefinition, ShapeInfo } from '../../materializer/materializer-actor.ts';
-import { rowKey } from '../../materializer/shape-messages.ts';
-import type { TextRow } from '../../protocol.ts';
-
-export interface ShapeSnapshot {
-  /** The pipeline's commit sequence the rows reflect. */
-  sequence: number;
-  rows: TextRow[];
-}
+import { parseChunkOffset, type SnapshotChunk } from '../../materializer/snapshot-chunks.ts';
 
 export interface ShapeBackend {
   open(definition: ShapeDefinition): Promise<ShapeInfo>;
   info(handle: string): Promise<ShapeInfo | null>;
   drop(handle: string): Promise<boolean>;
-  snapshot(info: ShapeInfo): Promise<ShapeSnapshot>;
+  /** The first chunk of a snapshot of the shape. */
+  firstSnapshotChunk(info: ShapeInfo): Promise<SnapshotChunk>;
+  /** A further chunk of a snapshot an earlier answer named; null once it is gone. */
+  snapshotChunk(info: ShapeInfo, sequence: number, chunk: number): SnapshotChunk | null;
   read(
     handle: string,
     offset: string,
@@ -129,7 +126,18 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
           upToDate: true,
         });
       }
-      const [, tx] = OFFSET.exec(offsetText)!;
+      const [, tx, op] = OFFSET.exec(offsetText)!;
+      // `0_<n>`: a further chunk of a large snapshot.
+      if (Number(tx) === 0 && op !== 'inf') {
+        const at = parseChunkOffset(Number(op));
+        const chunk = backend.snapshotChunk(info, at.sequence, at.chunk);
+        // No longer kept: the same offset can never answer other bytes, so the shape rotates.
+        if (chunk === null) {
+          await backend.drop(handle);
+          return await mustRefetch(reply, definition);
+        }
+        return sendChunk(reply, info, offsetText, chunk);
+      }
       // The log starts after the transaction the shape's capture began at: it cannot serve before.
       if (Number(tx) < info.startSequence) return await mustRefetch(reply, definition);
       if (sse) return await stream(request, reply, definition, info, offsetText, Number(tx));
@@ -141,17 +149,19 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
 
   async function initial(reply: FastifyReply, definition: ShapeDefinition) {
     const info = await backend.open(definition);
-    const snapshot = await backend.snapshot(info);
-    const relation: [string, string] = [info.pipeline, info.entity];
-    const messages = snapshot.rows.map((row) =>
-      JSON.stringify({
-        key: rowKey(relation, row.id as string),
-        value: row,
-        headers: { operation: 'insert', relation },
-      }),
-    );
-    const offset = `${snapshot.sequence}_inf`;
-    return send(reply, null, { info, live: false, requestOffset: '-1', offset, messages, upToDate: true });
+    return sendChunk(reply, info, '-1', await backend.firstSnapshotChunk(info));
+  }
+
+  /** A snapshot chunk: the last one says up-to-date (the log continues after its sequence). */
+  function sendChunk(reply: FastifyReply, info: ShapeInfo, requestOffset: string, chunk: SnapshotChunk) {
+    return send(reply, null, {
+      info,
+      live: false,
+      requestOffset,
+      offset: chunk.next ?? `${chunk.sequence}_inf`,
+      messages: chunk.messages,
+      upToDate: chunk.next === null,
+    });
   }
 
   async function fromLog(
