@@ -4,10 +4,12 @@
 // live long-poll and each round posts a block that changes its row: the latency is from the POST
 // to the long-poll's answer (ingest, processing, the write, the materializer, HTTP). Also: the
 // materializer's heap after GC per idle shape (from /metrics, before and after the largest
-// tier), and a snapshot of the whole table against `COPY … TO STDOUT` of the same rows. Then the
+// tier); 1,000 live clients on one shape (POST → each client's answer); and a snapshot of a
+// 1M-row table (followed through its chunks) against `COPY … TO STDOUT` of the same rows. Then the
 // write path's budget: an erc20 backfill over ingest with no shapes against one with 1,000
 // eq-shapes on Account, each followed by a live client (two of each, alternated).
-// Run: `npm run bench:shapes` (TIERS=100,10000,100000 ROUNDS=30 BUDGET_BLOCKS=10000 by default).
+// Run: `npm run bench:shapes` (TIERS=100,10000,100000 ROUNDS=30 FANOUT_CLIENTS=1000
+// SNAPSHOT_ROWS=1000000 BUDGET_BLOCKS=10000 by default).
 
 import { spawn } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
@@ -76,15 +78,26 @@ async function post(events: unknown[]): Promise<void> {
 const address = (i: number) => `0x${i.toString(16).padStart(40, '0')}`;
 const transfer = (from: string, to: string) => ({ name: 'Transfer', payload: { from, to, value: '1' } });
 
-async function shape(where: string): Promise<{ handle: string; offset: string; rows: number }> {
-  const response = await fetch(`${base}/v1/shape?table=Account&offset=-1&where=${encodeURIComponent(where)}`);
-  if (response.status !== 200) throw new Error(`shape answered ${response.status}: ${await response.text()}`);
-  const body = (await response.json()) as unknown[];
-  return {
-    handle: response.headers.get('electric-handle')!,
-    offset: response.headers.get('electric-offset')!,
-    rows: body.length - 1,
-  };
+/** A shape's snapshot, followed through its chunks: its handle, the offset after it, its rows. */
+async function shape(
+  where: string,
+  on = base,
+): Promise<{ handle: string; offset: string; rows: number; chunks: number }> {
+  const query = `table=Account&where=${encodeURIComponent(where)}`;
+  let response = await fetch(`${on}/v1/shape?${query}&offset=-1`);
+  let rows = 0;
+  let chunks = 0;
+  for (;;) {
+    if (response.status !== 200)
+      throw new Error(`shape answered ${response.status}: ${await response.text()}`);
+    const body = (await response.json()) as Array<{ key?: string }>;
+    rows += body.filter((message) => message.key !== undefined).length;
+    chunks += 1;
+    const handle = response.headers.get('electric-handle')!;
+    const offset = response.headers.get('electric-offset')!;
+    if (response.headers.has('electric-up-to-date')) return { handle, offset, rows, chunks };
+    response = await fetch(`${on}/v1/shape?${query}&handle=${handle}&offset=${offset}`);
+  }
 }
 
 async function heapAfterGc(): Promise<number> {
@@ -149,8 +162,63 @@ for (const tier of TIERS) {
 }
 const heapAfter = await heapAfterGc();
 
-// Snapshot of the whole table vs COPY of the same rows.
-const client = new pg.Client({ connectionString: benchDb.url });
+// FANOUT_CLIENTS live clients on one shape: each round, once all of them wait, one POST changes
+// its row; each client's latency is from the POST to its own answer.
+const FANOUT_CLIENTS = Number(process.env.FANOUT_CLIENTS ?? 1_000);
+const FANOUT_ROUNDS = 10;
+const fanWatched = address(1);
+const fanWhere = encodeURIComponent(`id = '${fanWatched}'`);
+let fan = await shape(`id = '${fanWatched}'`);
+const fanLatencies: number[] = [];
+for (let round = 0; round < FANOUT_ROUNDS; round++) {
+  let sent = 0;
+  const polls = Array.from({ length: FANOUT_CLIENTS }, async () => {
+    const response = await fetch(
+      `${base}/v1/shape?table=Account&where=${fanWhere}&handle=${fan.handle}&offset=${fan.offset}&live=true`,
+    );
+    await response.arrayBuffer();
+    fanLatencies.push(performance.now() - sent);
+    return response.headers.get('electric-offset')!;
+  });
+  for (;;) {
+    const status = (await (await fetch(`${base}/status`)).json()) as { shapes?: { liveRequests: number } };
+    if ((status.shapes?.liveRequests ?? 0) >= FANOUT_CLIENTS) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  sent = performance.now();
+  await post([transfer(fanWatched, address(ACCOUNTS + 1_000 + round))]);
+  const offsets = await Promise.all(polls);
+  fan = { ...fan, offset: offsets[0]! };
+}
+
+// A snapshot of a SNAPSHOT_ROWS-row table vs COPY of the same rows (on a database of its own).
+const SNAPSHOT_ROWS = Number(process.env.SNAPSHOT_ROWS ?? 1_000_000);
+await daemon.stop();
+const snapshotDb = benchDatabase('strata_bench_shapes_snapshot');
+await snapshotDb.recreate();
+const loaded = await startDaemon(snapshotDb.url);
+for (let i = 0, number = 1; i < SNAPSHOT_ROWS; i += 2_000, number++) {
+  const events = Array.from({ length: Math.min(1_000, (SNAPSHOT_ROWS - i) / 2) }, (_, k) =>
+    transfer(address(20_000_000 + i + 2 * k), address(20_000_000 + i + 2 * k + 1)),
+  );
+  const response = await fetch(`${loaded.base}/v1/pipelines/erc20/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ blocks: [{ number, timestamp: 1_700_000_000 + number, events }] }),
+  });
+  if (response.status !== 200) throw new Error(`ingest answered ${response.status}`);
+}
+for (;;) {
+  const client = new pg.Client({ connectionString: snapshotDb.url });
+  await client.connect();
+  const { rows } = await client
+    .query<{ n: string }>(`SELECT count(*) AS n FROM pipeline_erc20."Account"`)
+    .catch(() => ({ rows: [{ n: '0' }] }));
+  await client.end();
+  if (Number(rows[0]!.n) >= SNAPSHOT_ROWS) break;
+  await new Promise((resolve) => setTimeout(resolve, 500));
+}
+const client = new pg.Client({ connectionString: snapshotDb.url });
 await client.connect();
 const copyStarted = performance.now();
 let copied = 0;
@@ -166,8 +234,9 @@ await pipeline(
 const copySeconds = (performance.now() - copyStarted) / 1_000;
 await client.end();
 const snapshotStarted = performance.now();
-const all = await shape('true');
+const all = await shape('true', loaded.base);
 const snapshotSeconds = (performance.now() - snapshotStarted) / 1_000;
+await loaded.stop();
 
 console.log(
   `bench/shapes: erc20 Account (${ACCOUNTS.toLocaleString('en-US')} rows), Postgres, node ${process.version}`,
@@ -187,9 +256,11 @@ console.log(
   `materializer heap after GC: ${(heapBefore / 1_048_576).toFixed(0)} → ${(heapAfter / 1_048_576).toFixed(0)} MiB over ${opened.toLocaleString('en-US')} shapes = ${((heapAfter - heapBefore) / opened).toFixed(0)} bytes per idle shape (target ≤ 2 KB)`,
 );
 console.log(
-  `snapshot of ${all.rows.toLocaleString('en-US')} rows: ${Math.round(all.rows / snapshotSeconds).toLocaleString('en-US')} rows/s; COPY TO STDOUT of the same table: ${Math.round(all.rows / copySeconds).toLocaleString('en-US')} rows/s (${(copied / 1_048_576).toFixed(1)} MiB)`,
+  `${FANOUT_CLIENTS.toLocaleString('en-US')} live clients on one shape, ${FANOUT_ROUNDS} commits: POST → each client's answer p50 ${percentile(fanLatencies, 0.5).toFixed(1)} ms, p99 ${percentile(fanLatencies, 0.99).toFixed(1)} ms, last ${Math.max(...fanLatencies).toFixed(1)} ms (the clients run on the same cores)`,
 );
-await daemon.stop();
+console.log(
+  `snapshot of ${all.rows.toLocaleString('en-US')} rows in ${all.chunks} chunks: ${Math.round(all.rows / snapshotSeconds).toLocaleString('en-US')} rows/s; COPY TO STDOUT of the same table: ${Math.round(all.rows / copySeconds).toLocaleString('en-US')} rows/s (${(copied / 1_048_576).toFixed(1)} MiB)`,
+);
 
 // The write path's budget: an erc20 backfill over the ingest API with no shapes, and with 1,000
 // eq-shapes on Account each followed by a live client, alternated.

@@ -123,8 +123,9 @@ export class ShapeService implements ShapeBackend {
 
   /**
    * The shape's rows as insert messages and the pipeline's commit sequence they reflect, read in
-   * one repeatable-read transaction: the log continues with the transactions after it. Postgres
-   * writes each message's JSON itself, so rows never become objects here.
+   * one repeatable-read transaction: the log continues with the transactions after it. Rows come
+   * as arrays of text and each message's JSON is written straight from them (no row objects;
+   * Postgres' json_build_object measured twice as slow).
    */
   private readSnapshot(info: ShapeInfo): Promise<SnapshotRead> {
     return this.db.transaction(async (client) => {
@@ -133,9 +134,15 @@ export class ShapeService implements ShapeBackend {
         `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL TimeZone = 'UTC'`,
       );
       const [committed] = await readCommitted(client, [info.pipeline]);
-      const { sql, values } = snapshotSql(info);
-      const { rows } = await client.query<{ m: string }>(sql, values);
-      return { sequence: committed?.commitSequence ?? 0, messages: rows.map((row) => row.m) };
+      const columns = info.columns.map((name) => `${quoteIdent(name)}::text`);
+      const where = info.whereSql === null ? '' : ` WHERE ${info.whereSql.sql}`;
+      const { rows } = await client.query<Array<string | null>>({
+        text: `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id"`,
+        values: info.whereSql?.values ?? [],
+        rowMode: 'array',
+      });
+      const message = insertMessageWriter(info);
+      return { sequence: committed?.commitSequence ?? 0, messages: rows.map(message) };
     });
   }
 
@@ -222,26 +229,17 @@ export class ShapeService implements ShapeBackend {
   }
 }
 
-/**
- * The snapshot's statement: each row's insert message as JSON text, in key order. The key's
- * escaped prefix and the column names are parameters after the where clause's own.
- */
-function snapshotSql(info: ShapeInfo): { sql: string; values: Array<string | null> } {
-  const values = [...(info.whereSql?.values ?? [])];
-  const param = (value: string) => {
-    values.push(value);
-    return `$${values.length}::text`;
-  };
+/** Writes a snapshot row's insert message (columns in `info.columns` order, the id first). */
+function insertMessageWriter(info: ShapeInfo): (row: Array<string | null>) => string {
   const relation: [string, string] = [info.pipeline, info.entity];
-  // rowKey(relation, id) is the prefix, the id with '/' doubled, and a closing quote.
-  const prefix = rowKey(relation, '');
-  const keyPrefix = param(prefix.slice(0, -1));
-  const value = info.columns.map((name) => `${param(name)}, ${quoteIdent(name)}::text`).join(', ');
-  const headers = `json_build_object('operation', 'insert', 'relation', json_build_array(${param(info.pipeline)}, ${param(info.entity)}))`;
-  const where = info.whereSql === null ? '' : ` WHERE ${info.whereSql.sql}`;
-  const sql =
-    `SELECT json_build_object('key', ${keyPrefix} || replace("id", '/', '//') || '"', ` +
-    `'value', json_build_object(${value}), 'headers', ${headers})::text AS m ` +
-    `FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id"`;
-  return { sql, values };
+  const names = info.columns.map((name) => `${JSON.stringify(name)}:`);
+  const headers = JSON.stringify({ operation: 'insert', relation });
+  return (row) => {
+    let value = '';
+    for (let i = 0; i < names.length; i++) {
+      const text = row[i];
+      value += `${i === 0 ? '' : ','}${names[i]}${text === null || text === undefined ? 'null' : JSON.stringify(text)}`;
+    }
+    return `{"key":${JSON.stringify(rowKey(relation, row[0] as string))},"value":{${value}},"headers":${headers}}`;
+  };
 }
