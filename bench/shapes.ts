@@ -42,19 +42,28 @@ async function startDaemon(databaseUrl: string): Promise<{ base: string; stop():
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    let buffered = '';
+  let buffered = '';
+  let stopping = false;
+  // A daemon that dies under the benchmark ends it, with its last log lines.
+  child.once('exit', (code, signal) => {
+    if (stopping) return;
+    console.error(
+      `daemon exited unexpectedly (${code ?? signal}); its last log lines:\n${buffered.slice(-4_000)}`,
+    );
+    process.exit(1);
+  });
+  const url = await new Promise<string>((resolve) => {
     child.stdout.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
       const match = /"url":"(http:[^"]+)","database"[^\n]*"msg":"HTTP listening"/.exec(buffered);
       if (match !== null) resolve(match[1]!);
       if (buffered.length > 1_000_000) buffered = buffered.slice(-10_000);
     });
-    child.once('exit', (code) => reject(new Error(`daemon exited (${code})`)));
   });
   return {
     base: url,
     async stop() {
+      stopping = true;
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
     },

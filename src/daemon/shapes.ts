@@ -8,13 +8,21 @@ import type { ShapeBackend } from '../http/routes/shapes.ts';
 import type { Logger } from '../logger.ts';
 import type { MaterializerMethods, ShapeDefinition, ShapeInfo } from '../materializer/materializer-actor.ts';
 import { rowKey } from '../materializer/shape-messages.ts';
-import { type SnapshotChunk, SnapshotChunks, type SnapshotRead } from '../materializer/snapshot-chunks.ts';
+import {
+  ChunkBuilder,
+  type SnapshotChunk,
+  SnapshotChunks,
+  type SnapshotRead,
+} from '../materializer/snapshot-chunks.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { readCommitted } from '../pipeline/checkpoint-store.ts';
 import type { ShapeTables } from '../pipeline/shape-tables.ts';
 import type { MaterializerEvent, ShapeTail } from '../protocol.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { ActorRef } from '../supervisor/actor-ref.ts';
+
+/** Rows per round trip while a snapshot is read. */
+const SNAPSHOT_PAGE_ROWS = 10_000;
 
 type Caller<Methods extends Record<string, (...args: never[]) => unknown>> = Pick<
   ActorRef<Methods, unknown, never>,
@@ -43,9 +51,9 @@ export class ShapeService implements ShapeBackend {
     private readonly materializer: Caller<MaterializerMethods>,
     private readonly writer: Caller<PersistenceMethods>,
     private readonly tables: ShapeTables,
-    snapshotChunkBytes: number,
+    private readonly snapshotChunkBytes: number,
   ) {
-    this.snapshots = new SnapshotChunks(snapshotChunkBytes);
+    this.snapshots = new SnapshotChunks();
   }
 
   async open(definition: ShapeDefinition): Promise<ShapeInfo> {
@@ -124,7 +132,8 @@ export class ShapeService implements ShapeBackend {
   /**
    * The shape's rows as insert messages and the pipeline's commit sequence they reflect, read in
    * one repeatable-read transaction: the log continues with the transactions after it. Rows come
-   * as arrays of text and each message's JSON is written straight from them (no row objects;
+   * through a cursor a page at a time, as arrays of text, and each message's JSON is written
+   * straight from them into the chunk being built (no row objects, never the whole table as rows;
    * Postgres' json_build_object measured twice as slow).
    */
   private readSnapshot(info: ShapeInfo): Promise<SnapshotRead> {
@@ -136,13 +145,21 @@ export class ShapeService implements ShapeBackend {
       const [committed] = await readCommitted(client, [info.pipeline]);
       const columns = info.columns.map((name) => `${quoteIdent(name)}::text`);
       const where = info.whereSql === null ? '' : ` WHERE ${info.whereSql.sql}`;
-      const { rows } = await client.query<Array<string | null>>({
-        text: `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id"`,
-        values: info.whereSql?.values ?? [],
-        rowMode: 'array',
-      });
+      await client.query(
+        `DECLARE strata_snapshot NO SCROLL CURSOR FOR SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id"`,
+        info.whereSql?.values ?? [],
+      );
       const message = insertMessageWriter(info);
-      return { sequence: committed?.commitSequence ?? 0, messages: rows.map(message) };
+      const chunks = new ChunkBuilder(this.snapshotChunkBytes);
+      for (;;) {
+        const { rows } = await client.query<Array<string | null>>({
+          text: `FETCH ${SNAPSHOT_PAGE_ROWS} FROM strata_snapshot`,
+          rowMode: 'array',
+        });
+        for (const row of rows) chunks.add(message(row));
+        if (rows.length < SNAPSHOT_PAGE_ROWS) break;
+      }
+      return { sequence: committed?.commitSequence ?? 0, chunks: chunks.finish() };
     });
   }
 
@@ -232,14 +249,17 @@ export class ShapeService implements ShapeBackend {
 /** Writes a snapshot row's insert message (columns in `info.columns` order, the id first). */
 function insertMessageWriter(info: ShapeInfo): (row: Array<string | null>) => string {
   const relation: [string, string] = [info.pipeline, info.entity];
-  const names = info.columns.map((name) => `${JSON.stringify(name)}:`);
-  const headers = JSON.stringify({ operation: 'insert', relation });
+  const names = info.columns.map((name, i) => `${i === 0 ? '' : ','}${JSON.stringify(name)}:`);
+  const headers = `},"headers":${JSON.stringify({ operation: 'insert', relation })}}`;
+  // The key is the relation's quoted prefix and the id with '/' doubled, in quotes.
+  const keyPrefix = rowKey(relation, '').slice(0, -1);
   return (row) => {
-    let value = '';
+    const id = row[0] as string;
+    let message = `{"key":${JSON.stringify(`${keyPrefix}${id.replaceAll('/', '//')}"`)},"value":{`;
     for (let i = 0; i < names.length; i++) {
       const text = row[i];
-      value += `${i === 0 ? '' : ','}${names[i]}${text === null || text === undefined ? 'null' : JSON.stringify(text)}`;
+      message += names[i]! + (text === null || text === undefined ? 'null' : JSON.stringify(text));
     }
-    return `{"key":${JSON.stringify(rowKey(relation, row[0] as string))},"value":{${value}},"headers":${headers}}`;
+    return message + headers;
   };
 }

@@ -27,8 +27,11 @@ export interface ShapeMessage {
 
 /** Electric's key form: `"schema"."table"/"id"`, with `/` doubled inside the id. */
 export function rowKey(relation: readonly [string, string], id: string): string {
-  const quote = (part: string) => `"${part.replaceAll('/', '//').replaceAll('.', '..')}"`;
-  return `${quote(relation[0])}.${quote(relation[1])}/"${id.replaceAll('/', '//')}"`;
+  return `${quoteKeyPart(relation[0])}.${quoteKeyPart(relation[1])}/"${id.replaceAll('/', '//')}"`;
+}
+
+function quoteKeyPart(part: string): string {
+  return `"${part.replaceAll('/', '//').replaceAll('.', '..')}"`;
 }
 
 function project(row: TextRow, columns: readonly string[]): Record<string, string | null> {

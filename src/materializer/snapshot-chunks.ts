@@ -20,20 +20,57 @@ const SHARE_MS = 2_000;
 export interface SnapshotRead {
   /** The pipeline's commit sequence the rows reflect. */
   sequence: number;
-  /** Each row's insert message, serialised. */
-  messages: string[];
+  /** The rows' insert messages, joined by commas, a chunk at a time (see ChunkBuilder). */
+  chunks: Buffer[];
 }
 
 export interface SnapshotChunk {
   sequence: number;
-  messages: string[];
+  /** Its messages joined by commas, as UTF-8 (outside the JS heap: cheap to keep and to send). */
+  joined: Buffer;
   /** The offset naming the next chunk, or null for the last one. */
   next: string | null;
 }
 
 interface Snapshot {
   sequence: number;
-  chunks: string[][];
+  chunks: Buffer[];
+}
+
+/**
+ * Cuts a snapshot's messages into chunks of at most `chunkBytes` (a message never splits),
+ * written as UTF-8 into a reused buffer: the message strings die young, and a kept snapshot is
+ * a few large buffers rather than millions of strings for the garbage collector to trace.
+ */
+export class ChunkBuilder {
+  private readonly chunks: Buffer[] = [];
+  private buffer = Buffer.allocUnsafe(64 * 1024);
+  private used = 0;
+
+  constructor(private readonly chunkBytes: number) {}
+
+  add(message: string): void {
+    // At most 3 bytes per UTF-16 unit, and a comma.
+    const most = message.length * 3 + 1;
+    if (this.used > 0 && this.used + Buffer.byteLength(message) + 1 > this.chunkBytes) this.cut();
+    if (this.used + most > this.buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.used + most));
+      this.buffer.copy(grown, 0, 0, this.used);
+      this.buffer = grown;
+    }
+    if (this.used > 0) this.buffer[this.used++] = 0x2c; // ','
+    this.used += this.buffer.write(message, this.used);
+  }
+
+  finish(): Buffer[] {
+    if (this.used > 0 || this.chunks.length === 0) this.cut();
+    return this.chunks;
+  }
+
+  private cut(): void {
+    this.chunks.push(Buffer.from(this.buffer.subarray(0, this.used)));
+    this.used = 0;
+  }
 }
 
 /** `0_<op>` of chunk `chunk` of the snapshot at `sequence`. */
@@ -52,15 +89,13 @@ export class SnapshotChunks {
     sizeCalculation: (snapshot) =>
       Math.max(
         1,
-        snapshot.chunks.reduce((sum, chunk) => sum + chunk.reduce((bytes, m) => bytes + m.length, 0), 0),
+        snapshot.chunks.reduce((sum, chunk) => sum + chunk.length, 0),
       ),
     ttl: CACHE_TTL_MS,
     updateAgeOnGet: true,
   });
   /** Per handle, its newest snapshot (or the read under way). */
   private readonly newest = new Map<string, { taken: Promise<Snapshot>; startedAt: number }>();
-
-  constructor(private readonly chunkBytes: number) {}
 
   /** The first chunk of a snapshot of `handle`: a fresh one, or one taken just now. */
   async first(handle: string, read: () => Promise<SnapshotRead>): Promise<SnapshotChunk> {
@@ -92,16 +127,7 @@ export class SnapshotChunks {
   }
 
   private keep(handle: string, read: SnapshotRead): Snapshot {
-    const chunks: string[][] = [[]];
-    let bytes = 0;
-    for (const message of read.messages) {
-      if (bytes > 0 && bytes + message.length > this.chunkBytes) {
-        chunks.push([]);
-        bytes = 0;
-      }
-      chunks[chunks.length - 1]!.push(message);
-      bytes += message.length + 1;
-    }
+    const { chunks } = read;
     if (chunks.length > CHUNKS_PER_SNAPSHOT) throw new Error('snapshot has too many chunks');
     const snapshot = { sequence: read.sequence, chunks };
     // One chunk needs no keeping: its answer says up-to-date and names no further chunk.
@@ -114,7 +140,7 @@ function chunkOf(snapshot: Snapshot, chunk: number): SnapshotChunk {
   const last = chunk === snapshot.chunks.length - 1;
   return {
     sequence: snapshot.sequence,
-    messages: snapshot.chunks[chunk]!,
+    joined: snapshot.chunks[chunk]!,
     next: last ? null : chunkOffset(snapshot.sequence, chunk + 1),
   };
 }

@@ -471,14 +471,14 @@ class Writer {
 
   /** The committed transaction's captured changes, in bounded fragments, then its commit marker. */
   private emitShapeChanges(pipeline: string, sequence: number, capture: PendingCapture | null): void {
-    const fragments = capture?.fragments() ?? [];
-    for (const { entity, fragment, changes } of fragments) {
+    // Large captures are not sent: the marker's count tells the materializer to read them from the store.
+    for (const { entity, fragment, changes } of capture?.fragments() ?? []) {
       this.context.emit({
         type: 'shape-changes',
         fragment: { pipeline, entity, sequence, fragment, changes },
       });
     }
-    this.context.emit({ type: 'shape-commit', pipeline, sequence, fragments: fragments.length });
+    this.context.emit({ type: 'shape-commit', pipeline, sequence, fragments: capture?.fragmentCount ?? 0 });
   }
 
   private reportCommitted(

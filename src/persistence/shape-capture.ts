@@ -1,9 +1,15 @@
 // What the writer captures for the materializer (live shapes): for each table that has shapes,
 // the run's rows before and after the write, read inside the write transaction as Postgres text
-// (so they are exactly what a snapshot of the table shows), sent after COMMIT in bounded
-// fragments and then a commit marker. The same fragments are appended to `strata.shape_log` inside
-// the transaction, so a restarted materializer (or another process) rebuilds every shape's log
-// from them. Tables without shapes cost nothing.
+// (so they are exactly what a snapshot of the table shows), appended to `strata.shape_log` in
+// bounded fragments inside the same transaction, so a restarted materializer (or another process)
+// rebuilds every shape's log from them. Tables without shapes cost nothing.
+//
+// Two ways, per entity and run. Up to STORED_CAPTURE_THRESHOLD changed ids, the rows are read
+// into the writer, and after COMMIT its fragments also go to the materializer directly (the
+// fast path: no read back). Above it, the rows never enter the writer whole: the "before" rows
+// stay in a temporary table, the fragments are built a page at a time through a cursor, and the
+// commit marker tells the materializer to read them from the store — so a 1M-change transaction
+// costs one page of memory, not the whole transaction.
 
 import type pg from 'pg';
 import { setIds } from '../pipeline/change-codec.ts';
@@ -20,11 +26,27 @@ export interface CapturedChange {
   after: CapturedRow | null;
 }
 
-/** Changes per fragment message: a transaction never crosses to the materializer in one piece. */
+export interface CapturedFragment {
+  entity: string;
+  /** Its place among the transaction's fragments of this entity, from 0. */
+  fragment: number;
+  changes: CapturedChange[];
+}
+
+/** Changes per fragment: a transaction never crosses to the materializer in one piece. */
 export const MAX_FRAGMENT_CHANGES = 1_000;
 
+/** Changed ids of one entity in one run above which its capture stays in Postgres. */
+export const STORED_CAPTURE_THRESHOLD = 10_000;
+
+/** Fragments per INSERT into strata.shape_log. */
+const FRAGMENTS_PER_INSERT = 16;
+
 export class ShapeCapture {
-  constructor(private readonly tables: ShapeTables) {}
+  constructor(
+    private readonly tables: ShapeTables,
+    private readonly storedThreshold = STORED_CAPTURE_THRESHOLD,
+  ) {}
 
   capture(pipeline: string, entity: string): void {
     this.tables.add(pipeline, entity);
@@ -44,7 +66,7 @@ export class ShapeCapture {
     schema: Schema,
     runChanges: readonly EntityChanges[],
   ): Promise<PendingCapture> {
-    const pending = new PendingCapture(pipeline, schema);
+    const pending = new PendingCapture(pipeline);
     // Timestamps as text in UTC, as snapshots read them.
     await client.query(`SET LOCAL TimeZone = 'UTC'`);
     for (const entity of this.tables.entities(pipeline)) {
@@ -55,11 +77,13 @@ export class ShapeCapture {
         for (const id of setIds(part)) ids.add(id);
         for (const [, id] of part.deletes) ids.add(id);
       }
-      if (ids.size > 0)
-        pending.entities.set(entity, {
-          ids: [...ids],
-          before: await readRows(client, pipeline, schema, entity, [...ids]),
-        });
+      if (ids.size === 0) continue;
+      const table = new CapturedTable(pipeline, schema, entity);
+      pending.entities.push(
+        ids.size > this.storedThreshold
+          ? await StoredEntityCapture.fromIds(client, table, pending.entities.length, [...ids])
+          : await InlineEntityCapture.read(client, table, [...ids]),
+      );
     }
     return pending;
   }
@@ -74,89 +98,273 @@ export class ShapeCapture {
     schema: Schema,
     toCheckpoint: number,
   ): Promise<PendingCapture> {
-    const pending = new PendingCapture(pipeline, schema);
+    const pending = new PendingCapture(pipeline);
     await client.query(`SET LOCAL TimeZone = 'UTC'`);
     for (const entity of this.tables.entities(pipeline)) {
-      const { rows } = await client.query<{ id: string }>(
-        `SELECT DISTINCT "id" FROM ${historyTable(pipeline, entity)} WHERE ${HISTORY_CHECKPOINT} > $1`,
+      const { rows } = await client.query<{ n: string }>(
+        `SELECT count(DISTINCT "id") AS n FROM ${historyTable(pipeline, entity)} WHERE ${HISTORY_CHECKPOINT} > $1`,
         [toCheckpoint],
       );
-      const ids = rows.map((row) => row.id);
-      if (ids.length > 0)
-        pending.entities.set(entity, { ids, before: await readRows(client, pipeline, schema, entity, ids) });
+      const count = Number(rows[0]!.n);
+      if (count === 0) continue;
+      const table = new CapturedTable(pipeline, schema, entity);
+      if (count > this.storedThreshold) {
+        pending.entities.push(
+          await StoredEntityCapture.fromHistory(client, table, pending.entities.length, toCheckpoint),
+        );
+      } else {
+        const { rows: ids } = await client.query<{ id: string }>(
+          `SELECT DISTINCT "id" FROM ${historyTable(pipeline, entity)} WHERE ${HISTORY_CHECKPOINT} > $1`,
+          [toCheckpoint],
+        );
+        pending.entities.push(
+          await InlineEntityCapture.read(
+            client,
+            table,
+            ids.map((row) => row.id),
+          ),
+        );
+      }
     }
     return pending;
   }
 }
 
 export class PendingCapture {
-  readonly entities = new Map<
-    string,
-    { ids: string[]; before: Map<string, CapturedRow>; after?: Map<string, CapturedRow> }
-  >();
+  readonly entities: EntityCapture[] = [];
+  private fragmentTotal = 0;
 
-  constructor(
-    private readonly pipeline: string,
-    private readonly schema: Schema,
-  ) {}
+  constructor(private readonly pipeline: string) {}
 
   /** Inside the write transaction, after the run is written. */
   async after(client: pg.PoolClient): Promise<void> {
-    for (const [entity, captured] of this.entities) {
-      captured.after = await readRows(client, this.pipeline, this.schema, entity, captured.ids);
-    }
+    for (const entity of this.entities) await entity.after(client);
   }
 
   /**
-   * Inside the write transaction, once its commit sequence is known: appends the fragments to the
-   * durable shape log (one statement; the changes as JSON text, parsed only on a replay).
+   * Inside the write transaction, once its commit sequence is known: appends every fragment to
+   * the durable shape log.
    */
   async persist(client: pg.PoolClient, sequence: number): Promise<void> {
-    const fragments = this.fragments();
-    if (fragments.length === 0) return;
+    const log = new ShapeLogAppender(client, this.pipeline, sequence);
+    for (const entity of this.entities) await entity.persist(log);
+    await log.flush();
+    this.fragmentTotal = log.appended;
+  }
+
+  /** Fragments sent to the materializer directly (those of inline captures). */
+  fragments(): readonly CapturedFragment[] {
+    return this.entities.flatMap((entity) => entity.inlineFragments());
+  }
+
+  /** Fragments the transaction has in the store: the materializer reads what it was not sent. */
+  get fragmentCount(): number {
+    return this.fragmentTotal;
+  }
+}
+
+interface EntityCapture {
+  after(client: pg.PoolClient): Promise<void>;
+  persist(log: ShapeLogAppender): Promise<void>;
+  inlineFragments(): readonly CapturedFragment[];
+}
+
+/** An entity table's captured columns, read as text. */
+class CapturedTable {
+  readonly columns: string[];
+  readonly table: string;
+  /** The columns as a text array (NULL for a missing row). */
+  readonly rowArray: (alias: string) => string;
+
+  constructor(
+    readonly pipeline: string,
+    schema: Schema,
+    readonly entity: string,
+  ) {
+    const description = schema.entities.find((e) => e.name === entity)!;
+    this.columns = description.columns.map((c) => c.name);
+    this.table = entityTable(pipeline, entity);
+    this.rowArray = (alias) =>
+      `CASE WHEN ${alias}."id" IS NULL THEN NULL ELSE ARRAY[${this.columns
+        .map((name) => `${alias}.${quoteIdent(name)}::text`)
+        .join(', ')}] END`;
+  }
+
+  toRow(values: Array<string | null> | null): CapturedRow | null {
+    if (values === null) return null;
+    const row: CapturedRow = {};
+    for (let i = 0; i < this.columns.length; i++) row[this.columns[i]!] = values[i] ?? null;
+    return row;
+  }
+}
+
+/** Up to the threshold: rows read into the writer, fragments kept for the materializer. */
+class InlineEntityCapture implements EntityCapture {
+  private afterRows = new Map<string, CapturedRow>();
+  private built: CapturedFragment[] | null = null;
+
+  private constructor(
+    private readonly table: CapturedTable,
+    private readonly ids: string[],
+    private readonly beforeRows: Map<string, CapturedRow>,
+  ) {}
+
+  static async read(
+    client: pg.PoolClient,
+    table: CapturedTable,
+    ids: string[],
+  ): Promise<InlineEntityCapture> {
+    return new InlineEntityCapture(table, ids, await readRows(client, table, ids));
+  }
+
+  async after(client: pg.PoolClient): Promise<void> {
+    this.afterRows = await readRows(client, this.table, this.ids);
+  }
+
+  async persist(log: ShapeLogAppender): Promise<void> {
+    for (const fragment of this.inlineFragments()) await log.append(fragment);
+  }
+
+  inlineFragments(): readonly CapturedFragment[] {
+    if (this.built !== null) return this.built;
+    const built: CapturedFragment[] = [];
+    let changes: CapturedChange[] = [];
+    const entity = this.table.entity;
+    for (const id of this.ids) {
+      const change = { before: this.beforeRows.get(id) ?? null, after: this.afterRows.get(id) ?? null };
+      if (change.before === null && change.after === null) continue;
+      changes.push(change);
+      if (changes.length === MAX_FRAGMENT_CHANGES) {
+        built.push({ entity, fragment: built.length, changes });
+        changes = [];
+      }
+    }
+    if (changes.length > 0) built.push({ entity, fragment: built.length, changes });
+    this.built = built;
+    return built;
+  }
+}
+
+/**
+ * Above the threshold: the "before" rows go to a temporary table (dropped at COMMIT), and the
+ * fragments are built from it and the written table a page at a time.
+ */
+class StoredEntityCapture implements EntityCapture {
+  private constructor(
+    private readonly table: CapturedTable,
+    private readonly tempTable: string,
+  ) {}
+
+  static async fromIds(
+    client: pg.PoolClient,
+    table: CapturedTable,
+    index: number,
+    ids: string[],
+  ): Promise<StoredEntityCapture> {
+    const capture = await StoredEntityCapture.create(client, table, index);
     await client.query(
+      `INSERT INTO ${capture.tempTable} (id, before)
+       SELECT i.id, ${table.rowArray('t')} FROM unnest($1::text[]) AS i(id) LEFT JOIN ${table.table} t ON t."id" = i.id`,
+      [ids],
+    );
+    return capture;
+  }
+
+  static async fromHistory(
+    client: pg.PoolClient,
+    table: CapturedTable,
+    index: number,
+    toCheckpoint: number,
+  ): Promise<StoredEntityCapture> {
+    const capture = await StoredEntityCapture.create(client, table, index);
+    const history = historyTable(table.pipeline, table.entity);
+    await client.query(
+      `INSERT INTO ${capture.tempTable} (id, before)
+       SELECT i.id, ${table.rowArray('t')}
+         FROM (SELECT DISTINCT "id" AS id FROM ${history} WHERE ${HISTORY_CHECKPOINT} > $1) AS i
+         LEFT JOIN ${table.table} t ON t."id" = i.id`,
+      [toCheckpoint],
+    );
+    return capture;
+  }
+
+  private static async create(
+    client: pg.PoolClient,
+    table: CapturedTable,
+    index: number,
+  ): Promise<StoredEntityCapture> {
+    const tempTable = `pg_temp.strata_capture_${index}`;
+    await client.query(`CREATE TEMP TABLE strata_capture_${index} (id text, before text[]) ON COMMIT DROP`);
+    return new StoredEntityCapture(table, tempTable);
+  }
+
+  async after(): Promise<void> {
+    // The written rows are read with the "before" ones, page by page, when persisting.
+  }
+
+  async persist(log: ShapeLogAppender): Promise<void> {
+    const cursor = `strata_capture_cursor`;
+    const client = log.client;
+    await client.query(
+      `DECLARE ${cursor} NO SCROLL CURSOR FOR
+       SELECT c.before, ${this.table.rowArray('t')} AS after
+         FROM ${this.tempTable} c LEFT JOIN ${this.table.table} t ON t."id" = c.id`,
+    );
+    let fragment = 0;
+    for (;;) {
+      const { rows } = await client.query<Array<Array<string | null> | null>>({
+        text: `FETCH ${MAX_FRAGMENT_CHANGES} FROM ${cursor}`,
+        rowMode: 'array',
+      });
+      if (rows.length === 0) break;
+      const changes: CapturedChange[] = [];
+      for (const [before, after] of rows) {
+        if (before === null && after === null) continue;
+        changes.push({ before: this.table.toRow(before ?? null), after: this.table.toRow(after ?? null) });
+      }
+      if (changes.length > 0) await log.append({ entity: this.table.entity, fragment: fragment++, changes });
+    }
+    await client.query(`CLOSE ${cursor}`);
+  }
+
+  inlineFragments(): readonly CapturedFragment[] {
+    return [];
+  }
+}
+
+/** Appends a transaction's fragments to strata.shape_log, a few per statement. */
+class ShapeLogAppender {
+  private pending: CapturedFragment[] = [];
+  appended = 0;
+
+  constructor(
+    readonly client: pg.PoolClient,
+    private readonly pipeline: string,
+    private readonly sequence: number,
+  ) {}
+
+  async append(fragment: CapturedFragment): Promise<void> {
+    this.pending.push(fragment);
+    this.appended += 1;
+    if (this.pending.length === FRAGMENTS_PER_INSERT) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const fragments = this.pending;
+    this.pending = [];
+    await this.client.query(
       `INSERT INTO strata.shape_log (pipeline, sequence, entity, fragment, changes)
        SELECT $1, $2, * FROM unnest($3::text[], $4::int[], $5::text[])`,
       [
         this.pipeline,
-        sequence,
+        this.sequence,
         fragments.map((f) => f.entity),
         fragments.map((f) => f.fragment),
         fragments.map((f) => JSON.stringify(f.changes)),
       ],
     );
   }
-
-  private built: CapturedFragment[] | null = null;
-
-  /** The captured changes per entity, in fragments of at most MAX_FRAGMENT_CHANGES (numbered per entity). */
-  fragments(): readonly CapturedFragment[] {
-    if (this.built !== null) return this.built;
-    const built: CapturedFragment[] = [];
-    for (const [entity, { ids, before, after }] of this.entities) {
-      let changes: CapturedChange[] = [];
-      let fragment = 0;
-      for (const id of ids) {
-        const change = { before: before.get(id) ?? null, after: after?.get(id) ?? null };
-        if (change.before === null && change.after === null) continue;
-        changes.push(change);
-        if (changes.length === MAX_FRAGMENT_CHANGES) {
-          built.push({ entity, fragment: fragment++, changes });
-          changes = [];
-        }
-      }
-      if (changes.length > 0) built.push({ entity, fragment, changes });
-    }
-    this.built = built;
-    return built;
-  }
-}
-
-export interface CapturedFragment {
-  entity: string;
-  /** Its place among the transaction's fragments of this entity, from 0. */
-  fragment: number;
-  changes: CapturedChange[];
 }
 
 /** Drops the stored log's transactions up to `through` and records the floor (readers before it refetch). */
@@ -177,15 +385,12 @@ export async function compactShapeLog(
 
 async function readRows(
   client: pg.PoolClient,
-  pipeline: string,
-  schema: Schema,
-  entity: string,
+  table: CapturedTable,
   ids: string[],
 ): Promise<Map<string, CapturedRow>> {
-  const description = schema.entities.find((e) => e.name === entity)!;
-  const columns = description.columns.map((c) => `${quoteIdent(c.name)}::text AS ${quoteIdent(c.name)}`);
+  const columns = table.columns.map((name) => `${quoteIdent(name)}::text AS ${quoteIdent(name)}`);
   const { rows } = await client.query<CapturedRow>(
-    `SELECT ${columns.join(', ')} FROM ${entityTable(pipeline, entity)} WHERE "id" = ANY($1::text[])`,
+    `SELECT ${columns.join(', ')} FROM ${table.table} WHERE "id" = ANY($1::text[])`,
     [ids],
   );
   return new Map(rows.map((row) => [row.id as string, row]));

@@ -425,6 +425,19 @@ describe('large snapshots', () => {
         60_000,
         'the client equals the fold',
       );
+      // One transaction changing 10,002 rows: above the inline capture's threshold, its changes
+      // stay in Postgres and the materializer reads them from the store (11 fragments).
+      await chain.push(...Array.from({ length: 5_001 }, (_, i): Transfer => [`0xf${i}`, `0xe${i}`, 1]));
+      await waitFor(
+        async () => byId(shape.currentRows),
+        (got) => isDeepStrictEqual(got, chain.accounts()),
+        60_000,
+        'the client equals the fold after a large transaction',
+      );
+      const [largest] = await own.query<{ n: string }>(
+        `SELECT max(n)::text AS n FROM (SELECT count(*) AS n FROM strata.shape_log GROUP BY sequence) s`,
+      );
+      expect(Number(largest!.n)).toBe(11);
     } finally {
       stop.abort();
       daemon.kill();

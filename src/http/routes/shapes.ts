@@ -38,6 +38,8 @@ export interface ShapeRouteOptions {
   observe?: { answered(kind: string, status: number): void; fanout(seconds: number): void };
 }
 
+const OPEN_BRACKET = Buffer.from('[');
+
 /** Messages per response before the client is sent on for the rest. */
 const READ_LIMIT = 10_000;
 /** How long one SSE response is held before the client is made to reconnect. */
@@ -122,7 +124,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
           live,
           requestOffset: offsetText,
           offset: head.offset,
-          messages: [],
+          joined: Buffer.alloc(0),
           upToDate: true,
         });
       }
@@ -159,7 +161,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
       live: false,
       requestOffset,
       offset: chunk.next ?? `${chunk.sequence}_inf`,
-      messages: chunk.messages,
+      joined: chunk.joined,
       upToDate: chunk.next === null,
     });
   }
@@ -189,7 +191,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
       live,
       requestOffset: offset,
       offset: read.offset,
-      messages: read.messages,
+      joined: read.messages.join(','),
       upToDate: read.messages.length < READ_LIMIT,
     });
   }
@@ -289,11 +291,12 @@ function send(
     live: boolean;
     requestOffset: string;
     offset: string;
-    messages: string[];
+    /** The messages, joined by commas (empty for none). */
+    joined: string | Buffer;
     upToDate: boolean;
   },
 ) {
-  const { info, live, offset, messages, upToDate } = response;
+  const { info, live, offset, joined, upToDate } = response;
   const etag = `"${info.handle}:${response.requestOffset}:${offset}"`;
   void reply.header('electric-handle', info.handle).header('electric-offset', offset).header('etag', etag);
   if (live) {
@@ -302,23 +305,20 @@ function send(
     void reply.header('cache-control', 'public, max-age=5, stale-while-revalidate=5');
   } else {
     void reply.header('electric-schema', info.schema);
-    void reply.header(
-      'cache-control',
-      response.requestOffset === '-1'
-        ? 'public, max-age=60, stale-while-revalidate=300'
-        : 'public, max-age=60, stale-while-revalidate=300',
-    );
+    void reply.header('cache-control', 'public, max-age=60, stale-while-revalidate=300');
   }
   if (request !== null && request.headers['if-none-match'] === etag) return reply.status(304).send();
-  const parts = [...messages];
+  let control = '';
   if (upToDate) {
     void reply.header('electric-up-to-date', '');
     const lsn = offset.slice(0, offset.indexOf('_'));
-    parts.push(JSON.stringify({ headers: { control: 'up-to-date', global_last_seen_lsn: lsn } }));
+    const message = JSON.stringify({ headers: { control: 'up-to-date', global_last_seen_lsn: lsn } });
+    control = joined.length === 0 ? message : `,${message}`;
   }
-  if (live) void reply.header('electric-has-data', messages.length > 0 ? 'true' : 'false');
+  if (live) void reply.header('electric-has-data', joined.length > 0 ? 'true' : 'false');
   void reply.status(200).header('content-type', 'application/json; charset=utf-8');
-  return reply.send(`[${parts.join(',')}]`);
+  if (typeof joined === 'string') return reply.send(`[${joined}${control}]`);
+  return reply.send(Buffer.concat([OPEN_BRACKET, joined, Buffer.from(`${control}]`)]));
 }
 
 /** Electric's cursor: the current long-poll period since its epoch, strictly above the last one. */
