@@ -19,6 +19,7 @@
 //    handler), while two-pass is the safe choice when reads depend on earlier reads — 'auto' takes
 //    the first whenever it works and falls back to the second.
 
+import { setImmediate } from 'node:timers/promises';
 import { isRetryable, StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
@@ -29,6 +30,12 @@ import { isEffect } from './effects.ts';
 import type { EventHandler } from './handler-api.ts';
 import type { EntityStore, InMemoryStore } from './in-memory-store.ts';
 import type { LoadLayer } from './load-layer.ts';
+
+/** Events between two looks at the clock while a batch runs. */
+const YIELD_CHECK_EVENTS = 1_000;
+/** The longest a batch holds the thread's event loop before it lets other work (pings) run. */
+const MAX_TURN_MS = 100;
+
 import { matches, parseFilter } from './where-filter.ts';
 
 export type LoadStrategy = 'two-pass' | 'prefetch' | 'auto';
@@ -369,11 +376,18 @@ export class BatchExecutor {
     keepHistory: boolean,
   ): Promise<number> {
     let events = 0;
+    let turnStarted = performance.now();
     for (let index = 0; index < blocks.length; index++) {
       const block = blocks[index]!;
       const checkpoint = firstCheckpoint + index;
       for (const event of block.events) {
         events += 1;
+        // Handlers whose reads hit memory resolve in microtasks: a large batch would hold the
+        // thread's event loop for seconds, its pings unanswered until the supervisor kills it.
+        if (events % YIELD_CHECK_EVENTS === 0 && performance.now() - turnStarted > MAX_TURN_MS) {
+          await setImmediate();
+          turnStarted = performance.now();
+        }
         const handlers = this.options.handlers.get(event.name);
         if (handlers === undefined) continue;
         for (const handler of handlers) {

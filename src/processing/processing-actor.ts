@@ -78,6 +78,8 @@ type ProcessingContext = ActorContext<ProcessingActorData, ProcessingEvent, Writ
 const IDLE_POLL_MS = 1_000;
 /** How long to wait before asking a restarting writer again. */
 const WRITER_RETRY_MS = 200;
+/** Events per batch at most (a batch is `batchSize` blocks, fewer when its blocks are large). */
+const MAX_BATCH_EVENTS = 50_000;
 
 export const processingActor: ActorDefinition<
   ProcessingActorData,
@@ -246,7 +248,7 @@ class PipelineRuntime {
         );
       }
       try {
-        const blocks = await this.source.read(this.processedBlock, batchSize);
+        const blocks = cutAtEvents(await this.source.read(this.processedBlock, batchSize), MAX_BATCH_EVENTS);
         // Nothing new, or a next block that names no parent: only the source's hash of the
         // processed tip tells whether the chain was replaced under us.
         const reorged =
@@ -788,4 +790,18 @@ function rawBlocks(blocks: Block[], fromCheckpoint: number): RawBlock[] {
     timestamp: block.timestamp,
     events: block.events,
   }));
+}
+
+/**
+ * The first blocks holding at most `maxEvents` events (at least one block): `batchSize` counts
+ * blocks, and ingested blocks may be large — 500 blocks of 1,000 events made one batch of 500,000
+ * events and ~1M changes, whose work and memory grow with it.
+ */
+export function cutAtEvents(blocks: Block[], maxEvents: number): Block[] {
+  let events = 0;
+  for (let index = 0; index < blocks.length; index++) {
+    events += blocks[index]!.events.length;
+    if (events > maxEvents && index > 0) return blocks.slice(0, index);
+  }
+  return blocks;
 }

@@ -1,0 +1,136 @@
+// bench/shapes-large-transaction: one transaction of 1M changes — one ingest block of 500,000
+// transfers between new addresses, written in one transaction — through 100 live shapes (each
+// `id = '<an address of the block>'`, followed by a live long-poll), against the same block with
+// no shapes, in one run on Postgres. Prints the daemon's peak RSS above its idle RSS (VmHWM after
+// the write, reset with clear_refs just before it, minus VmRSS before it) for both, and, with
+// shapes, when the clients got their change: all of them after the commit, at once.
+// Run: `npm run bench:shapes-large-transaction` (TRANSFERS=500000 SHAPES=100 by default).
+
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { benchDatabase } from './bench-database.ts';
+
+const TRANSFERS = Number(process.env.TRANSFERS ?? 500_000);
+const SHAPES = Number(process.env.SHAPES ?? 100);
+const PROJECT = new URL('../examples/erc20', import.meta.url).pathname;
+const STRATA = new URL('../bin/strata.mjs', import.meta.url).pathname;
+const db = benchDatabase('strata_bench_large_tx');
+
+const address = (i: number) => `0x${i.toString(16).padStart(40, '0')}`;
+const mib = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MiB`;
+
+/** A field of /proc/<pid>/status, in bytes. */
+function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match![1]) * 1024;
+}
+
+async function run(shapes: number) {
+  await db.recreate();
+  const child = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT, '--port', '0'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: db.url,
+      ERC20_SOURCE: 'ingest',
+      STRATA_LOG_FORMAT: 'json',
+      STRATA_PROGRESS: 'never',
+      STRATA_BODY_LIMIT_BYTES: String(1024 * 1024 * 1024),
+      STRATA_MAX_CHANGES_PER_WRITE: String(4 * TRANSFERS),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    if (stopping) return;
+    console.error(`daemon exited unexpectedly (${code ?? signal})`);
+    process.exit(1);
+  });
+  const base = await new Promise<string>((resolve) => {
+    let buffered = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const match = /"url":"(http:[^"]+)","database"[^\n]*"msg":"HTTP listening"/.exec(buffered);
+      if (match !== null) resolve(match[1]!);
+      if (buffered.length > 1_000_000) buffered = buffered.slice(-10_000);
+    });
+  });
+  const post = async (number: number, events: unknown[]) => {
+    const response = await fetch(`${base}/v1/pipelines/erc20/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ blocks: [{ number, timestamp: 1_700_000_000 + number, events }] }),
+    });
+    if (response.status !== 200)
+      throw new Error(`ingest answered ${response.status}: ${await response.text()}`);
+  };
+  const committed = async (checkpoint: number) => {
+    for (;;) {
+      const response = await fetch(`${base}/status`).catch(() => null);
+      const status = (await response?.json()) as
+        | { pipelines: Array<{ committedCheckpoint: number }> }
+        | undefined;
+      if ((status?.pipelines[0]?.committedCheckpoint ?? 0) >= checkpoint) return performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  const transfer = (from: string, to: string) => ({ name: 'Transfer', payload: { from, to, value: '1' } });
+  await post(1, [transfer(address(1), address(2))]);
+  await committed(1);
+
+  // SHAPES shapes on recipients of the large block, each followed by a live long-poll.
+  const answers: Array<Promise<{ at: number; changed: boolean }>> = [];
+  for (let k = 0; k < shapes; k++) {
+    const where = encodeURIComponent(
+      `id = '${address(10_000_000 + 2 * k * Math.floor(TRANSFERS / shapes) + 1)}'`,
+    );
+    const first = await fetch(`${base}/v1/shape?table=Account&where=${where}&offset=-1`);
+    await first.arrayBuffer();
+    const handle = first.headers.get('electric-handle')!;
+    const offset = first.headers.get('electric-offset')!;
+    answers.push(
+      fetch(`${base}/v1/shape?table=Account&where=${where}&handle=${handle}&offset=${offset}&live=true`).then(
+        async (response) => {
+          const body = (await response.json()) as Array<{ key?: string }>;
+          return { at: performance.now(), changed: body.some((message) => message.key !== undefined) };
+        },
+      ),
+    );
+  }
+  const events = Array.from({ length: TRANSFERS }, (_, i) =>
+    transfer(address(10_000_000 + 2 * i), address(10_000_000 + 2 * i + 1)),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const idle = procStatus(child.pid!, 'VmRSS');
+  writeFileSync(`/proc/${child.pid}/clear_refs`, '5'); // resets VmHWM to the current RSS
+  const posted = performance.now();
+  await post(2, events);
+  const commitAt = await committed(2);
+  const got = await Promise.all(answers);
+  const peak = procStatus(child.pid!, 'VmHWM');
+  stopping = true;
+  child.kill('SIGTERM');
+  await new Promise((resolve) => child.once('exit', resolve));
+  return {
+    idle,
+    peak,
+    seconds: (commitAt - posted) / 1_000,
+    missed: got.filter((answer) => !answer.changed).length,
+    answers: got.map((answer) => answer.at - commitAt),
+  };
+}
+
+const without = await run(0);
+const withShapes = await run(SHAPES);
+console.log(
+  `bench/shapes-large-transaction: one transaction of ${(2 * TRANSFERS).toLocaleString('en-US')} Account changes, Postgres, node ${process.version}`,
+);
+console.log(
+  `  no shapes:          POST → committed ${without.seconds.toFixed(1)} s; RSS idle ${mib(without.idle)}, peak ${mib(without.peak)} (+${mib(without.peak - without.idle)})`,
+);
+console.log(
+  `  ${SHAPES} live shapes:    POST → committed ${withShapes.seconds.toFixed(1)} s; RSS idle ${mib(withShapes.idle)}, peak ${mib(withShapes.peak)} (+${mib(withShapes.peak - withShapes.idle)}; target ≤ +256 MiB)`,
+);
+const sorted = [...withShapes.answers].sort((a, b) => a - b);
+console.log(
+  `  clients: ${SHAPES - withShapes.missed}/${SHAPES} got their change, ${sorted[0]!.toFixed(0)} … ${sorted[sorted.length - 1]!.toFixed(0)} ms after the commit was seen on /status (negative: before the status poll noticed it)`,
+);
