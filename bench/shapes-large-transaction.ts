@@ -36,17 +36,22 @@ async function run(shapes: number) {
       STRATA_PROGRESS: 'never',
       STRATA_BODY_LIMIT_BYTES: String(1024 * 1024 * 1024),
       STRATA_MAX_CHANGES_PER_WRITE: String(4 * TRANSFERS),
+      // Encoding one block's 1M changes for the writer holds the processing thread ~2.5 s in one
+      // synchronous stretch: past the default ping timeout (2 × 1 s), the supervisor would kill it.
+      STRATA_PING_INTERVAL_MS: '10000',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let stopping = false;
+  let buffered = '';
   child.once('exit', (code, signal) => {
     if (stopping) return;
-    console.error(`daemon exited unexpectedly (${code ?? signal})`);
+    console.error(
+      `daemon exited unexpectedly (${code ?? signal}); its last log lines:\n${buffered.slice(-3_000)}`,
+    );
     process.exit(1);
   });
   const base = await new Promise<string>((resolve) => {
-    let buffered = '';
     child.stdout.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
       const match = /"url":"(http:[^"]+)","database"[^\n]*"msg":"HTTP listening"/.exec(buffered);
@@ -87,13 +92,21 @@ async function run(shapes: number) {
     await first.arrayBuffer();
     const handle = first.headers.get('electric-handle')!;
     const offset = first.headers.get('electric-offset')!;
+    // Long-polls end after 20 s without a change: poll again until the change comes.
     answers.push(
-      fetch(`${base}/v1/shape?table=Account&where=${where}&handle=${handle}&offset=${offset}&live=true`).then(
-        async (response) => {
+      (async () => {
+        let at = offset;
+        for (let polls = 0; polls < 30; polls++) {
+          const response = await fetch(
+            `${base}/v1/shape?table=Account&where=${where}&handle=${handle}&offset=${at}&live=true`,
+          );
           const body = (await response.json()) as Array<{ key?: string }>;
-          return { at: performance.now(), changed: body.some((message) => message.key !== undefined) };
-        },
-      ),
+          if (body.some((message) => message.key !== undefined))
+            return { at: performance.now(), changed: true };
+          at = response.headers.get('electric-offset')!;
+        }
+        return { at: performance.now(), changed: false };
+      })(),
     );
   }
   const events = Array.from({ length: TRANSFERS }, (_, i) =>
