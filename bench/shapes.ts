@@ -131,7 +131,12 @@ while ((await committed()) < block) await new Promise((resolve) => setTimeout(re
 const percentile = (values: number[], p: number) =>
   [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))]!;
 let opened = 0;
-const heapBefore = await heapAfterGc();
+// The materializer reports its heap with its pongs: wait for the first report.
+let heapBefore = await heapAfterGc();
+while (heapBefore === 0) {
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  heapBefore = await heapAfterGc();
+}
 const results: Array<{ tier: number; p50: number; p99: number; openPerSecond: number }> = [];
 for (const tier of TIERS) {
   // Idle shapes, most on ids that do not exist (they stay empty), opened CONCURRENCY at a time.

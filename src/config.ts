@@ -140,6 +140,7 @@ export interface StrataConfig {
     readonly historyPruneMs: number;
     readonly shapeLogRetention: number;
     readonly shapeChunkBytes: number;
+    readonly shapeCaptureInlineMax: number;
     readonly exitWhenCaughtUp: boolean;
     readonly progress: 'auto' | 'always' | 'never';
     readonly watch: boolean;
@@ -256,6 +257,7 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       historyPruneMs: settings.historyPruneMs,
       shapeLogRetention: settings.shapeLogRetention,
       shapeChunkBytes: settings.shapeChunkBytes,
+      shapeCaptureInlineMax: settings.shapeCaptureInlineMax,
       exitWhenCaughtUp: settings.exitWhenCaughtUp,
       progress: settings.progress,
       watch: settings.watch,

@@ -211,6 +211,11 @@ export const SETTINGS = {
     schema: int(10_000, 1),
     doc: "Live shapes' logs keep a pipeline's last N committed transactions (in `strata.shape_log` and in memory). A client resuming from an older offset that missed a compacted change gets 409 and refetches.",
   }),
+  shapeCaptureInlineMax: spec({
+    env: 'STRATA_SHAPE_CAPTURE_INLINE_MAX',
+    schema: int(50_000, 1),
+    doc: "Rows of one table a write transaction may change and still be captured for live shapes in the writer's memory (and sent to the materializer directly). Above it the capture stays in Postgres and the materializer reads it from `strata.shape_log`: memory stays bounded whatever the transaction's size.",
+  }),
   shapeChunkBytes: spec({
     env: 'STRATA_SHAPE_CHUNK_BYTES',
     schema: int(10 * 1024 * 1024, 1),

@@ -146,6 +146,7 @@ export function startActors(
       metadataFlushMs: config.processing.metadataFlushMs,
       historyPruneMs: config.processing.historyPruneMs,
       shapeLogRetention: config.processing.shapeLogRetention,
+      shapeCaptureInlineMax: config.processing.shapeCaptureInlineMax,
       writeMethod: database.embedded === null ? 'copy' : 'unnest',
       testFault: config.testFault,
       // Evaluated at every (re)start: a restarted writer goes on capturing for existing shapes.

@@ -68,7 +68,7 @@ export type MaterializerMethods = {
   /**
    * Committed messages after `offset` (serialised), the offset to continue from, the last
    * transaction of the pipeline this actor processed; `compacted` when the reader missed changes
-   * the log no longer holds; null for an unknown handle.
+   * the log no longer holds; null for an unknown handle. Offset `now`: the log's head.
    */
   read(
     handle: string,
@@ -290,6 +290,12 @@ export const materializerActor: ActorDefinition<
         shapeInfo: (handle) => infos.get(handle) ?? null,
         read(handle, offsetText, limit) {
           const shape = materializer.byHandle(handle);
+          if (shape !== undefined && offsetText === 'now')
+            return {
+              messages: [],
+              offset: formatOffset(shape.log.head),
+              processed: materializer.processedSequence(shape.pipeline),
+            };
           const offset = parseOffset(offsetText);
           if (shape === undefined || offset === null) return null;
           if (!shape.log.serves(offset)) return { compacted: true };

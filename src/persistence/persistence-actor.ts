@@ -56,6 +56,8 @@ export interface PersistenceActorData {
   historyPruneMs: number;
   /** Live shapes' stored logs keep each pipeline's last so many transactions. */
   shapeLogRetention: number;
+  /** Changed rows of a table in one run above which its capture stays in Postgres. */
+  shapeCaptureInlineMax: number;
   testFault: TestFault | null;
   /** Per pipeline, the entities with live shapes (their changes go to the materializer). */
   shapeTables: Record<string, string[]>;
@@ -146,7 +148,10 @@ class Writer {
   constructor(context: ActorContext<PersistenceActorData, PersistenceEvent>) {
     this.context = context;
     this.queue = new WriteQueue(context.data.maxChangesPerWrite);
-    this.shapeCapture = new ShapeCapture(new ShapeTables(context.data.shapeTables));
+    this.shapeCapture = new ShapeCapture(
+      new ShapeTables(context.data.shapeTables),
+      context.data.shapeCaptureInlineMax,
+    );
     const { db } = context.data;
     this.db = createDb({
       url: db.url,

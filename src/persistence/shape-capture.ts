@@ -4,7 +4,7 @@
 // bounded fragments inside the same transaction, so a restarted materializer (or another process)
 // rebuilds every shape's log from them. Tables without shapes cost nothing.
 //
-// Two ways, per entity and run. Up to STORED_CAPTURE_THRESHOLD changed ids, the rows are read
+// Two ways, per entity and run. Up to `inlineMax` changed ids (STRATA_SHAPE_CAPTURE_INLINE_MAX), the rows are read
 // into the writer, and after COMMIT its fragments also go to the materializer directly (the
 // fast path: no read back). Above it, the rows never enter the writer whole: the "before" rows
 // stay in a temporary table, the fragments are built a page at a time through a cursor, and the
@@ -36,16 +36,14 @@ export interface CapturedFragment {
 /** Changes per fragment: a transaction never crosses to the materializer in one piece. */
 export const MAX_FRAGMENT_CHANGES = 1_000;
 
-/** Changed ids of one entity in one run above which its capture stays in Postgres. */
-export const STORED_CAPTURE_THRESHOLD = 10_000;
-
 /** Fragments per INSERT into strata.shape_log. */
 const FRAGMENTS_PER_INSERT = 16;
 
 export class ShapeCapture {
+  /** `inlineMax`: changed ids of one entity in one run above which its capture stays in Postgres. */
   constructor(
     private readonly tables: ShapeTables,
-    private readonly storedThreshold = STORED_CAPTURE_THRESHOLD,
+    private readonly inlineMax: number,
   ) {}
 
   capture(pipeline: string, entity: string): void {
@@ -80,7 +78,7 @@ export class ShapeCapture {
       if (ids.size === 0) continue;
       const table = new CapturedTable(pipeline, schema, entity);
       pending.entities.push(
-        ids.size > this.storedThreshold
+        ids.size > this.inlineMax
           ? await StoredEntityCapture.fromIds(client, table, pending.entities.length, [...ids])
           : await InlineEntityCapture.read(client, table, [...ids]),
       );
@@ -108,7 +106,7 @@ export class ShapeCapture {
       const count = Number(rows[0]!.n);
       if (count === 0) continue;
       const table = new CapturedTable(pipeline, schema, entity);
-      if (count > this.storedThreshold) {
+      if (count > this.inlineMax) {
         pending.entities.push(
           await StoredEntityCapture.fromHistory(client, table, pending.entities.length, toCheckpoint),
         );

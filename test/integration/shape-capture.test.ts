@@ -89,7 +89,7 @@ async function storedChanges(pipeline: string, sequence: number) {
 
 describe('shape capture', () => {
   it('stores the same changes whether the run is read inline or kept in Postgres', async () => {
-    const inline = new ShapeCapture(new ShapeTables({ inline: ['Account'] }));
+    const inline = new ShapeCapture(new ShapeTables({ inline: ['Account'] }), 1_000_000);
     const stored = new ShapeCapture(new ShapeTables({ stored: ['Account'] }), 1_500);
     const runs = [
       run(Array.from({ length: 2_500 }, (_, i) => account(i, BigInt(i)))), // inserts

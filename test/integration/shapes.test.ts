@@ -160,11 +160,37 @@ describe.each([
         );
       };
       await settled();
+      // offset=now: no snapshot, only what changes from here on (whole rows with replica=full).
+      const fromNow = new Shape(
+        new ShapeStream<Row>({
+          url: `${base}/v1/shape`,
+          params: { table: 'Account', replica: 'full' } as never,
+          offset: 'now',
+          signal: stop.signal,
+        }),
+      );
+      await waitFor(
+        async () => fromNow.isUpToDate,
+        (upToDate) => upToDate,
+        15_000,
+        'the offset=now client is up to date',
+      );
+      expect(fromNow.currentRows).toEqual([]);
 
       // 0xb drops to 40 (leaves `rich`), 0xe arrives with 60 (enters both filtered shapes).
       await chain.push(['0xb', '0xe', 60]);
       await settled();
       expect(Object.keys(byId(rich.currentRows))).toEqual(['0xe']);
+      await waitFor(
+        async () => byId(fromNow.currentRows),
+        (got) =>
+          isDeepStrictEqual(
+            got,
+            pick(chain.accounts(), (row) => row.id === '0xb' || row.id === '0xe'),
+          ),
+        15_000,
+        'the offset=now client holds just the changed rows',
+      );
 
       // Rotation: every client of the handle gets 409 and refetches a new one; nothing is lost.
       const handle = all.handle;
@@ -367,7 +393,12 @@ describe('large snapshots', () => {
     const own = await createTestDatabase();
     // A few rows per chunk.
     const daemon = startDaemonProcess(
-      { DATABASE_URL: own.url, ERC20_SOURCE: 'ingest', STRATA_SHAPE_CHUNK_BYTES: '400' },
+      {
+        DATABASE_URL: own.url,
+        ERC20_SOURCE: 'ingest',
+        STRATA_SHAPE_CHUNK_BYTES: '400',
+        STRATA_SHAPE_CAPTURE_INLINE_MAX: '10000',
+      },
       [],
       project,
     );
@@ -425,7 +456,7 @@ describe('large snapshots', () => {
         60_000,
         'the client equals the fold',
       );
-      // One transaction changing 10,002 rows: above the inline capture's threshold, its changes
+      // One transaction changing 10,002 rows: above the inline capture's limit (set to 10,000 here), its changes
       // stay in Postgres and the materializer reads them from the store (11 fragments).
       await chain.push(...Array.from({ length: 5_001 }, (_, i): Transfer => [`0xf${i}`, `0xe${i}`, 1]));
       await waitFor(

@@ -112,12 +112,10 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
 
     try {
       if (offsetText === '-1') return await initial(reply, definition);
-      if (handle === undefined)
-        return refuse(reply, 'handle', 'handle is required with a non-initial offset');
-      const info = await backend.info(handle);
-      if (info === null || !sameTable(info, definition)) return await mustRefetch(reply, definition);
+      // `now`: no snapshot, from the shape's head on; a handle sent with it is ignored (Electric).
       if (offsetText === 'now') {
-        const head = await backend.read(handle, `${info.startSequence}_inf`, 0);
+        const info = await backend.open(definition);
+        const head = await backend.read(info.handle, 'now', 0);
         if (head === null) return await mustRefetch(reply, definition);
         return send(reply, request, {
           info,
@@ -128,6 +126,10 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
           upToDate: true,
         });
       }
+      if (handle === undefined)
+        return refuse(reply, 'handle', 'handle is required with a non-initial offset');
+      const info = await backend.info(handle);
+      if (info === null || !sameTable(info, definition)) return await mustRefetch(reply, definition);
       const [, tx, op] = OFFSET.exec(offsetText)!;
       // `0_<n>`: a further chunk of a large snapshot.
       if (Number(tx) === 0 && op !== 'inf') {
