@@ -7,9 +7,7 @@
 // Shapes are durable (shape-store.ts): a new shape's definition is saved before its handle is
 // answered, and the writer appends every fragment to `strata.shape_log` in its own transaction.
 // At start this actor loads the shapes and replays their logs from the store, so a restart costs
-// clients nothing; a transaction missed live (dropped while this actor restarted, or sent by a
-// writer that died between COMMIT and sending) is read from the store when the next one shows the
-// gap, or when its commit marker counts more fragments than arrived.
+// clients nothing; what it missed live is read from the store too (shape-feed.ts).
 
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db } from '../db/pool.ts';
@@ -22,9 +20,10 @@ import type { TestFault } from '../test-faults.ts';
 import { electricSchema } from './electric-schema.ts';
 import { Materializer, type Shape } from './materializer.ts';
 import type { ShapeDefinition } from './shape-definition.ts';
+import { ShapeFeed } from './shape-feed.ts';
 import { formatOffset, parseOffset } from './shape-log.ts';
 import type { ShapeView } from './shape-messages.ts';
-import { deleteShape, loadShapes, readShapeLog, saveShape, shapeLogBounds } from './shape-store.ts';
+import { deleteShape, loadShapes, saveShape, shapeLogBounds } from './shape-store.ts';
 import { compileWhere } from './where-compile.ts';
 import { whereToSql } from './where-sql.ts';
 
@@ -115,8 +114,6 @@ export const materializerActor: ActorDefinition<
     const crashAtCommit =
       fault?.kind === 'materializer:crash-at-commit' && context.incarnation === 1 ? fault.commit : null;
     let commits = 0;
-    /** Per pipeline, the transaction being streamed live and how many of its fragments arrived. */
-    const streaming = new Map<string, { sequence: number; received: number }>();
 
     const resolveTable = (table: string): { pipeline: string; entity: EntityDescription } => {
       const dot = table.indexOf('.');
@@ -202,31 +199,7 @@ export const materializerActor: ActorDefinition<
       });
     };
 
-    /**
-     * Routes the stored transactions after the last processed one, up to `through`, as if they
-     * had arrived live. `report` is false during start (nobody is waiting yet).
-     */
-    const catchUp = async (pipeline: string, through: number, report: boolean) => {
-      const after = materializer.processedSequence(pipeline);
-      if (through <= after) return;
-      const commit = report
-        ? commitAndReport
-        : (p: string, sequence: number) => void materializer.commit(p, sequence);
-      let open: number | null = null;
-      try {
-        for await (const fragment of readShapeLog(db, pipeline, after, through)) {
-          if (open !== null && fragment.sequence !== open) commit(pipeline, open);
-          open = fragment.sequence;
-          materializer.applyFragment(fragment);
-        }
-      } catch (error) {
-        materializer.abort();
-        throw error;
-      }
-      if (open !== null) commit(pipeline, open);
-      if (open !== through) commit(pipeline, through);
-      context.log.debug({ pipeline, after, through }, 'shape logs caught up from the store');
-    };
+    const feed = new ShapeFeed(materializer, db, context.log, commitAndReport);
 
     // The shapes kept in the store, and their logs rebuilt from their starts.
     const known = new Set(context.data.pipelines.map((pipeline) => pipeline.name));
@@ -250,7 +223,10 @@ export const materializerActor: ActorDefinition<
     }
     for (const [pipeline, from] of replayFrom) {
       materializer.replayFrom(pipeline, from);
-      await catchUp(pipeline, bounds.get(pipeline)?.committed ?? from, false);
+      // Nobody waits yet: commit without telling the main thread.
+      await feed.catchUp(pipeline, bounds.get(pipeline)?.committed ?? from, (p, sequence) => {
+        materializer.commit(p, sequence);
+      });
     }
     if (stored.length > 0)
       context.log.info(
@@ -316,45 +292,17 @@ export const materializerActor: ActorDefinition<
           context.log.info({ handle, id: shape.id }, 'shape dropped');
           return true;
         },
-        async applyFragment(fragment) {
-          const { pipeline, sequence } = fragment;
-          if (sequence <= materializer.processedSequence(pipeline)) return; // replayed already
-          // Transactions before this one never arrived: read them from the store first.
-          if (sequence > materializer.processedSequence(pipeline) + 1)
-            await catchUp(pipeline, sequence - 1, true);
-          const current = streaming.get(pipeline);
-          if (current?.sequence === sequence) current.received += 1;
-          else streaming.set(pipeline, { sequence, received: 1 });
-          materializer.applyFragment(fragment);
-        },
+        applyFragment: (fragment) => feed.fragment(fragment),
         async commit(pipeline, sequence, fragments) {
           commits += 1;
           if (commits === crashAtCommit) {
             context.log.warn({ pipeline, sequence }, 'injected fault: crashing at a commit marker');
             process.exit(1);
           }
-          const received = streaming.get(pipeline);
-          streaming.delete(pipeline);
-          if (sequence <= materializer.processedSequence(pipeline)) return;
-          const arrived = received?.sequence === sequence ? received.received : 0;
-          if (arrived === fragments && sequence === materializer.processedSequence(pipeline) + 1) {
-            commitAndReport(pipeline, sequence);
-            return;
-          }
-          // Some of it (or transactions before it) never arrived: the store has all of it.
-          materializer.abort();
-          await catchUp(pipeline, sequence, true);
+          await feed.commit(pipeline, sequence, fragments);
         },
         processed: (pipeline) => materializer.processedSequence(pipeline),
-        async resync() {
-          const pipelines = [...new Set([...materializer.all()].map((shape) => shape.pipeline))];
-          if (pipelines.length === 0) return;
-          for (const [pipeline, { committed }] of await shapeLogBounds(db, pipelines)) {
-            // A transaction being streamed live right now is left to its own commit marker.
-            if (streaming.has(pipeline)) continue;
-            await catchUp(pipeline, committed, true);
-          }
-        },
+        resync: () => feed.resync([...new Set([...materializer.all()].map((shape) => shape.pipeline))]),
       },
       stop: () => db.close(),
       // Sent with every pong (cheap enough: one pass over the shapes once a ping interval).
