@@ -141,6 +141,7 @@ export interface StrataConfig {
     readonly shapeLogRetention: number;
     readonly shapeChunkBytes: number;
     readonly shapeCaptureInlineMax: number;
+    readonly shapeSnapshotPageRows: number;
     readonly exitWhenCaughtUp: boolean;
     readonly progress: 'auto' | 'always' | 'never';
     readonly watch: boolean;
@@ -258,6 +259,7 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       shapeLogRetention: settings.shapeLogRetention,
       shapeChunkBytes: settings.shapeChunkBytes,
       shapeCaptureInlineMax: settings.shapeCaptureInlineMax,
+      shapeSnapshotPageRows: settings.shapeSnapshotPageRows,
       exitWhenCaughtUp: settings.exitWhenCaughtUp,
       progress: settings.progress,
       watch: settings.watch,

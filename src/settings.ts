@@ -216,6 +216,11 @@ export const SETTINGS = {
     schema: int(50_000, 1),
     doc: "Rows of one table a write transaction may change and still be captured for live shapes in the writer's memory (and sent to the materializer directly). Above it the capture stays in Postgres and the materializer reads it from `strata.shape_log`: memory stays bounded whatever the transaction's size.",
   }),
+  shapeSnapshotPageRows: spec({
+    env: 'STRATA_SHAPE_SNAPSHOT_PAGE_ROWS',
+    schema: int(10_000, 1),
+    doc: 'Rows a shape snapshot reads per round trip. On embedded PGlite (one backend) each page is its own short transaction, so the writer goes on between pages.',
+  }),
   shapeChunkBytes: spec({
     env: 'STRATA_SHAPE_CHUNK_BYTES',
     schema: int(10 * 1024 * 1024, 1),

@@ -199,14 +199,11 @@ export function startActors(
     onEvent: (event) => shapes?.onEvent(event),
     onExit: (exit) => supervisor.childExited(exit),
   });
-  shapes = new ShapeService(
-    database.mainDb,
-    log,
-    materializer,
-    persistence,
-    shapeTables,
-    config.processing.shapeChunkBytes,
-  );
+  shapes = new ShapeService(database.mainDb, log, materializer, persistence, shapeTables, {
+    chunkBytes: config.processing.shapeChunkBytes,
+    pageRows: config.processing.shapeSnapshotPageRows,
+    inPages: database.embedded !== null,
+  });
   router.connect({ persistence, processing, materializer });
 
   const progressLine =

@@ -21,9 +21,6 @@ import type { MaterializerEvent, ShapeTail } from '../protocol.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { ActorRef } from '../supervisor/actor-ref.ts';
 
-/** Rows per round trip while a snapshot is read. */
-const SNAPSHOT_PAGE_ROWS = 10_000;
-
 type Caller<Methods extends Record<string, (...args: never[]) => unknown>> = Pick<
   ActorRef<Methods, unknown, never>,
   'call'
@@ -51,7 +48,7 @@ export class ShapeService implements ShapeBackend {
     private readonly materializer: Caller<MaterializerMethods>,
     private readonly writer: Caller<PersistenceMethods>,
     private readonly tables: ShapeTables,
-    private readonly snapshotChunkBytes: number,
+    private readonly snapshot: SnapshotOptions,
   ) {
     this.snapshots = new SnapshotChunks();
   }
@@ -137,6 +134,8 @@ export class ShapeService implements ShapeBackend {
    * Postgres' json_build_object measured twice as slow).
    */
   private readSnapshot(info: ShapeInfo): Promise<SnapshotRead> {
+    if (this.snapshot.inPages) return this.readSnapshotInPages(info);
+    const pageRows = this.snapshot.pageRows;
     return this.db.transaction(async (client) => {
       // One round trip for both (a simple query may hold several statements).
       await client.query(
@@ -150,17 +149,54 @@ export class ShapeService implements ShapeBackend {
         info.whereSql?.values ?? [],
       );
       const message = insertMessageWriter(info);
-      const chunks = new ChunkBuilder(this.snapshotChunkBytes);
+      const chunks = new ChunkBuilder(this.snapshot.chunkBytes);
       for (;;) {
         const { rows } = await client.query<Array<string | null>>({
-          text: `FETCH ${SNAPSHOT_PAGE_ROWS} FROM strata_snapshot`,
+          text: `FETCH ${pageRows} FROM strata_snapshot`,
           rowMode: 'array',
         });
         for (const row of rows) chunks.add(message(row));
-        if (rows.length < SNAPSHOT_PAGE_ROWS) break;
+        if (rows.length < pageRows) break;
       }
       return { sequence: committed?.commitSequence ?? 0, chunks: chunks.finish() };
     });
+  }
+
+  /**
+   * Embedded PGlite has one backend: a long repeatable-read transaction would hold the writer
+   * back until the snapshot ends. There, each page (keyset on the id) is its own short
+   * transaction, and the writer runs between them. The snapshot is then "fuzzy" — a later page
+   * may show transactions after the first — so it is offered at the sequence read before the
+   * first page: every row it holds is at that state or later, and the log after it replays the
+   * changes in between, which the client applies over the newer rows to the same end.
+   */
+  private async readSnapshotInPages(info: ShapeInfo): Promise<SnapshotRead> {
+    const columns = info.columns.map((name) => `${quoteIdent(name)}::text`);
+    const whereValues = info.whereSql?.values ?? [];
+    const after = `"id" > $${whereValues.length + 1}`;
+    const where = info.whereSql === null ? '' : `(${info.whereSql.sql}) AND `;
+    const message = insertMessageWriter(info);
+    const chunks = new ChunkBuilder(this.snapshot.chunkBytes);
+    let sequence: number | null = null;
+    let last = '';
+    for (;;) {
+      const rows = await this.db.transaction(async (client) => {
+        await client.query(`SET TRANSACTION READ ONLY; SET LOCAL TimeZone = 'UTC'`);
+        // Read before the first page: the page shows this transaction's state or a later one.
+        if (sequence === null)
+          sequence = (await readCommitted(client, [info.pipeline]))[0]?.commitSequence ?? 0;
+        const { rows: page } = await client.query<Array<string | null>>({
+          text: `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)} WHERE ${where}${after} ORDER BY "id" LIMIT ${this.snapshot.pageRows}`,
+          values: [...whereValues, last],
+          rowMode: 'array',
+        });
+        return page;
+      });
+      for (const row of rows) chunks.add(message(row));
+      if (rows.length < this.snapshot.pageRows) break;
+      last = rows[rows.length - 1]![0] as string;
+    }
+    return { sequence: sequence ?? 0, chunks: chunks.finish() };
   }
 
   /** Live requests waiting for a change (/status). */
@@ -244,6 +280,15 @@ export class ShapeService implements ShapeBackend {
       'shapes changed',
     );
   }
+}
+
+export interface SnapshotOptions {
+  /** Chunk size of a large snapshot's answers. */
+  chunkBytes: number;
+  /** Rows per round trip while a snapshot is read. */
+  pageRows: number;
+  /** Each page its own transaction (embedded PGlite: one backend, the writer waits otherwise). */
+  inPages: boolean;
 }
 
 /** Writes a snapshot row's insert message (columns in `info.columns` order, the id first). */
