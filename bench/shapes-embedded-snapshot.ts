@@ -117,7 +117,7 @@ console.log(
   `bench/shapes-embedded-snapshot: ${ROWS.toLocaleString('en-US')} Account rows, embedded PGlite, node ${process.version}`,
 );
 console.log(
-  'median of ' + ROUNDS + ' rounds      block POST → committed   with a snapshot running   the snapshot',
+  `median of ${ROUNDS} rounds      block POST → committed   with a snapshot running   the snapshot`,
 );
 const line = (name: string, r: typeof paged) =>
   console.log(
