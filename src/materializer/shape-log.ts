@@ -14,12 +14,20 @@ export interface Offset {
 
 const OFFSET_TEXT = /^(\d+)_(\d+|inf)$/;
 
-/** `<tx>_<op>` (decimal, op may be `inf`); null when malformed. `-1` and `now` are the caller's. */
+/**
+ * `<tx>_<op>` (decimal, op may be `inf`); null when malformed. `-1` and `now` are the caller's.
+ *
+ * `<tx>_0` reads as `<tx>_inf`, after the whole transaction: the client's SSE mode resumes from
+ * `<global_last_seen_lsn>_0` after an up-to-date, which it only gets at a transaction's end, and
+ * read literally that would send it the rest of the transaction again. No answer of ours ends
+ * right after op 0 of a transaction that has more (`readAfter` never cuts there), so no client
+ * holds `<tx>_0` meaning anything else.
+ */
 export function parseOffset(text: string): Offset | null {
   const match = OFFSET_TEXT.exec(text);
   if (match === null) return null;
   const tx = Number(match[1]);
-  const op = match[2] === 'inf' ? Number.POSITIVE_INFINITY : Number(match[2]);
+  const op = match[2] === 'inf' || match[2] === '0' ? Number.POSITIVE_INFINITY : Number(match[2]);
   if (!Number.isSafeInteger(tx) || (op !== Number.POSITIVE_INFINITY && !Number.isSafeInteger(op)))
     return null;
   return { tx, op };
@@ -155,7 +163,13 @@ export class ShapeLog {
       if (compareOffsets(this.entries[middle]!.offset, offset) <= 0) low = middle + 1;
       else high = middle;
     }
-    const slice = this.entries.slice(low, Math.min(low + limit, this.committedLength));
+    let end = Math.min(low + limit, this.committedLength);
+    // Never end right after op 0 of a transaction with more (see parseOffset): take its op 1 too.
+    if (end > low && end < this.committedLength) {
+      const last = this.entries[end - 1]!.offset;
+      if (last.op === 0 && this.entries[end]!.offset.tx === last.tx) end += 1;
+    }
+    const slice = this.entries.slice(low, end);
     const last = slice.length === 0 ? maxOffset(offset, this.headOffset) : slice[slice.length - 1]!.offset;
     return { messages: slice.map((entry) => entry.json), last };
   }

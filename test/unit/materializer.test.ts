@@ -171,6 +171,31 @@ describe('materializer core', () => {
     expect(quiet.log.serves(parseOffset('6_inf')!)).toBe(true);
   });
 
+  it('SSE resumes from <tx>_0 after an up-to-date: that means after the whole transaction, and no answer ends at op 0 of a longer one', async () => {
+    const materializer = new Materializer();
+    const shape = materializer.add('h', 'p', 'Account', await view(null), 0);
+    for (const [sequence, ids] of [
+      [1, ['a', 'b', 'c']],
+      [2, ['d']],
+    ] as const) {
+      materializer.applyFragment({
+        pipeline: 'p',
+        entity: 'Account',
+        sequence,
+        fragment: 0,
+        changes: ids.map((id) => ({ before: null, after: row(id, 'alice', 1, 1) })),
+      });
+      materializer.commit('p', sequence);
+    }
+    // The client saw transaction 1 whole (its up-to-date said lsn 1) and resumes from `1_0`.
+    const resumed = shape.log.readAfter(parseOffset('1_0')!, 100);
+    expect(resumed.messages.map((m) => JSON.parse(m).key)).toEqual([rowKey(['p', 'Account'], 'd')]);
+    // A read cut at one message would end at 1_0: it takes 1_1 too, so no answer names 1_0.
+    const cut = shape.log.readAfter(parseOffset('0_inf')!, 1);
+    expect(cut.last).toEqual({ tx: 1, op: 1 });
+    expect(cut.messages).toHaveLength(2);
+  });
+
   it('mints one compact id per handle for the life of the process', async () => {
     const materializer = new Materializer();
     const a = materializer.add('ha', 'p', 'Account', await view(null), 0);
