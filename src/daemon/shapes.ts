@@ -58,9 +58,9 @@ export class ShapeService implements ShapeBackend {
     if ('shape' in first) return first.shape;
     // A new shape: from the writer's next transaction on its table's changes are captured; the
     // log starts at the checkpoint committed before that.
-    const { pipeline, entity } = first.capture;
+    const { pipeline, entity, where } = first.capture;
     this.tables.add(pipeline, entity);
-    const start = await this.writer.call('captureShapes', pipeline, entity);
+    const start = await this.writer.call('captureShapes', pipeline, entity, where);
     const opened = await this.materializer.call('openShape', definition, start);
     if (!('shape' in opened)) throw new Error('materializer did not create the shape');
     // Every transaction up to `start` is in the table a snapshot reads.
@@ -83,11 +83,24 @@ export class ShapeService implements ShapeBackend {
     for (const waiting of [...this.waiters.values()]) for (const wake of [...waiting]) wake();
   }
 
-  /** Has the materializer read from the store what was committed but never reached it live. */
+  /**
+   * After the writer or the materializer (re)started: the materializer reads from the store what
+   * was committed but never reached it live, and the writer learns every shape's clause (until
+   * then it keeps every change of a captured table).
+   */
   resync(): void {
     this.materializer.call('resync').catch((error: unknown) => {
       this.log.warn({ err: error }, 'shapes could not catch up from the store; the next transaction retries');
     });
+    this.materializer
+      .call('shapeFilters')
+      .then((filters) => this.writer.call('installShapeFilters', filters))
+      .catch((error: unknown) => {
+        this.log.warn(
+          { err: error },
+          "the writer keeps every change of the shapes' tables until the next restart",
+        );
+      });
   }
 
   /** Rotates a shape: its log goes, and its waiting long-polls answer at once (409). */

@@ -12,6 +12,7 @@
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
+import type { ShapeFilter } from '../pipeline/shape-tables.ts';
 import type { MaterializerEvent, ShapeChangesFragment, ShapeTail } from '../protocol.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
@@ -62,7 +63,9 @@ export type MaterializerMethods = {
   openShape(
     definition: ShapeDefinition,
     startSequence: number | null,
-  ): Promise<{ shape: ShapeInfo } | { capture: { pipeline: string; entity: string } }>;
+  ): Promise<{ shape: ShapeInfo } | { capture: ShapeFilter }>;
+  /** Every shape's clause (the writer keeps only the changes some shape can show). */
+  shapeFilters(): ShapeFilter[];
   shapeInfo(handle: string): ShapeInfo | null;
   /**
    * Committed messages after `offset` (serialised), the offset to continue from, the last
@@ -241,7 +244,9 @@ export const materializerActor: ActorDefinition<
           const existing = byDefinition.get(compiled.key);
           if (existing !== undefined) return { shape: infos.get(existing.handle)! };
           if (startSequence === null)
-            return { capture: { pipeline: compiled.pipeline, entity: compiled.entity.name } };
+            return {
+              capture: { pipeline: compiled.pipeline, entity: compiled.entity.name, where: compiled.where },
+            };
           const handle = newHandle();
           // Kept before anyone gets the handle: a restart must know every handle a client holds.
           await saveShape(db, {
@@ -302,6 +307,12 @@ export const materializerActor: ActorDefinition<
           await feed.commit(pipeline, sequence, fragments);
         },
         processed: (pipeline) => materializer.processedSequence(pipeline),
+        shapeFilters: () =>
+          [...materializer.all()].map((shape) => ({
+            pipeline: shape.pipeline,
+            entity: shape.entity,
+            where: shape.view.where,
+          })),
         resync: () => feed.resync([...new Set([...materializer.all()].map((shape) => shape.pipeline))]),
       },
       stop: () => db.close(),

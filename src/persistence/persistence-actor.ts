@@ -20,7 +20,7 @@ import { isRetryable, type SerializedError, StrataError, serializeError } from '
 import { decodeChanges, setIds } from '../pipeline/change-codec.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { noHistoryError, prunedHistoryError } from '../pipeline/reorg-errors.ts';
-import { ShapeTables, shapeLogCompaction } from '../pipeline/shape-tables.ts';
+import { type ShapeFilter, ShapeTables, shapeLogCompaction } from '../pipeline/shape-tables.ts';
 import { WriteQueue } from '../pipeline/write-queue.ts';
 import type {
   BatchForWriter,
@@ -81,7 +81,12 @@ export type PersistenceMethods = {
    * the materializer. Resolves, between two transactions, with the pipeline's committed
    * checkpoint — every transaction above it is captured.
    */
-  captureShapes(pipeline: string, entity: string): Promise<number>;
+  captureShapes(pipeline: string, entity: string, where: ShapeFilter['where']): Promise<number>;
+  /**
+   * Every live shape's clause (from the materializer, once it runs): tables this writer captured
+   * without knowing their shapes (since it started) keep only the changes some shape can show.
+   */
+  installShapeFilters(filters: ShapeFilter[]): void;
 };
 
 const MAX_WRITE_ATTEMPTS = 8;
@@ -244,9 +249,10 @@ class Writer {
         stageChainMetadata: (metadata) => this.stageChainMetadata(metadata),
         discardQueued: (request) => this.discardQueued(request),
         rollback: (request) => this.rollback(request),
-        captureShapes: (pipeline, entity) =>
+        installShapeFilters: (filters) => this.shapeCapture.install(filters),
+        captureShapes: (pipeline, entity, where) =>
           this.betweenWrites(async () => {
-            this.shapeCapture.capture(pipeline, entity);
+            this.shapeCapture.capture(pipeline, entity, where);
             return this.storage(pipeline).commitSequence;
           }),
       },

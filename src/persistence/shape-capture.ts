@@ -2,7 +2,8 @@
 // the run's rows before and after the write, read inside the write transaction as Postgres text
 // (so they are exactly what a snapshot of the table shows), appended to `strata.shape_log` in
 // bounded fragments inside the same transaction, so a restarted materializer (or another process)
-// rebuilds every shape's log from them. Tables without shapes cost nothing.
+// rebuilds every shape's log from them. Only changes some shape can show are kept (TableFilter:
+// the old or the new row matches a shape's `where`). Tables without shapes cost nothing.
 //
 // Two ways, per entity and run. Up to `inlineMax` changed ids (STRATA_SHAPE_CAPTURE_INLINE_MAX), the rows are read
 // into the writer, and after COMMIT its fragments also go to the materializer directly (the
@@ -13,7 +14,8 @@
 
 import type pg from 'pg';
 import { setIds } from '../pipeline/change-codec.ts';
-import type { ShapeTables } from '../pipeline/shape-tables.ts';
+import type { TableFilter } from '../pipeline/shape-filter.ts';
+import type { ShapeFilter, ShapeTables } from '../pipeline/shape-tables.ts';
 import type { EntityChanges } from '../protocol.ts';
 import { entityTable, HISTORY_CHECKPOINT, historyTable, quoteIdent } from '../schema/ddl.ts';
 import type { Schema } from '../schema/define-schema.ts';
@@ -46,8 +48,14 @@ export class ShapeCapture {
     private readonly inlineMax: number,
   ) {}
 
-  capture(pipeline: string, entity: string): void {
-    this.tables.add(pipeline, entity);
+  /** A new shape on the table: its changes matter from the next transaction on. */
+  capture(pipeline: string, entity: string, where: ShapeFilter['where']): void {
+    this.tables.addShape(pipeline, entity, where);
+  }
+
+  /** Every shape's clause, from the materializer (after this writer or the materializer started). */
+  install(filters: readonly ShapeFilter[]): void {
+    this.tables.install(filters);
   }
 
   captures(pipeline: string): boolean {
@@ -76,7 +84,7 @@ export class ShapeCapture {
         for (const [, id] of part.deletes) ids.add(id);
       }
       if (ids.size === 0) continue;
-      const table = new CapturedTable(pipeline, schema, entity);
+      const table = new CapturedTable(pipeline, schema, entity, this.tables.filter(pipeline, entity)!);
       pending.entities.push(
         ids.size > this.inlineMax
           ? await StoredEntityCapture.fromIds(client, table, pending.entities.length, [...ids])
@@ -105,7 +113,7 @@ export class ShapeCapture {
       );
       const count = Number(rows[0]!.n);
       if (count === 0) continue;
-      const table = new CapturedTable(pipeline, schema, entity);
+      const table = new CapturedTable(pipeline, schema, entity, this.tables.filter(pipeline, entity)!);
       if (count > this.inlineMax) {
         pending.entities.push(
           await StoredEntityCapture.fromHistory(client, table, pending.entities.length, toCheckpoint),
@@ -178,6 +186,8 @@ class CapturedTable {
     readonly pipeline: string,
     schema: Schema,
     readonly entity: string,
+    /** Which changes some shape can show (the others are not kept). */
+    readonly filter: TableFilter,
   ) {
     const description = schema.entities.find((e) => e.name === entity)!;
     this.columns = description.columns.map((c) => c.name);
@@ -231,6 +241,7 @@ class InlineEntityCapture implements EntityCapture {
     for (const id of this.ids) {
       const change = { before: this.beforeRows.get(id) ?? null, after: this.afterRows.get(id) ?? null };
       if (change.before === null && change.after === null) continue;
+      if (!this.table.filter.matters(change.before, change.after)) continue;
       changes.push(change);
       if (changes.length === MAX_FRAGMENT_CHANGES) {
         built.push({ entity, fragment: built.length, changes });
@@ -318,7 +329,8 @@ class StoredEntityCapture implements EntityCapture {
       const changes: CapturedChange[] = [];
       for (const [before, after] of rows) {
         if (before === null && after === null) continue;
-        changes.push({ before: this.table.toRow(before ?? null), after: this.table.toRow(after ?? null) });
+        const change = { before: this.table.toRow(before ?? null), after: this.table.toRow(after ?? null) };
+        if (this.table.filter.matters(change.before, change.after)) changes.push(change);
       }
       if (changes.length > 0) await log.append({ entity: this.table.entity, fragment: fragment++, changes });
     }
