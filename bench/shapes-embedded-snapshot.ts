@@ -6,43 +6,17 @@
 // did), against the same block with no snapshot running, in one run.
 // Run: `npm run bench:shapes-embedded-snapshot` (ROWS=200000 ROUNDS=5 by default).
 
-import { spawn } from 'node:child_process';
+import { startBenchDaemon } from './bench-daemon.ts';
 
 const ROWS = Number(process.env.ROWS ?? 200_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
-const PROJECT = new URL('../examples/erc20', import.meta.url).pathname;
-const STRATA = new URL('../bin/strata.mjs', import.meta.url).pathname;
 const address = (i: number) => `0x${i.toString(16).padStart(40, '0')}`;
 const transfer = (from: string, to: string) => ({ name: 'Transfer', payload: { from, to, value: '1' } });
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function run(pageRows: number): Promise<{ idle: number[]; during: number[]; snapshot: number[] }> {
-  const child = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT, '--port', '0', '--memory'], {
-    env: {
-      ...process.env,
-      ERC20_SOURCE: 'ingest',
-      STRATA_LOG_FORMAT: 'json',
-      STRATA_PROGRESS: 'never',
-      STRATA_SHAPE_SNAPSHOT_PAGE_ROWS: String(pageRows),
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let stopping = false;
-  child.once('exit', (code) => {
-    if (!stopping) {
-      console.error(`daemon exited unexpectedly (${code})`);
-      process.exit(1);
-    }
-  });
-  const base = await new Promise<string>((resolve) => {
-    let buffered = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const match = /"url":"(http:[^"]+)","database"[^\n]*"msg":"HTTP listening"/.exec(buffered);
-      if (match !== null) resolve(match[1]!);
-      if (buffered.length > 1_000_000) buffered = buffered.slice(-10_000);
-    });
-  });
+  const daemon = await startBenchDaemon({ STRATA_SHAPE_SNAPSHOT_PAGE_ROWS: String(pageRows) }, ['--memory']);
+  const base = daemon.base;
   let block = 0;
   const post = async (events: unknown[]) => {
     block += 1;
@@ -105,9 +79,7 @@ async function run(pageRows: number): Promise<{ idle: number[]; during: number[]
     during.push(await smallBlock(ROUNDS + round));
     await reading;
   }
-  stopping = true;
-  child.kill('SIGTERM');
-  await new Promise((resolve) => child.once('exit', resolve));
+  await daemon.stop();
   return { idle, during, snapshot };
 }
 

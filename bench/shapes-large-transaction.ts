@@ -6,14 +6,12 @@
 // shapes, when the clients got their change: all of them after the commit, at once.
 // Run: `npm run bench:shapes-large-transaction` (TRANSFERS=500000 SHAPES=100 by default).
 
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { startBenchDaemon } from './bench-daemon.ts';
 import { benchDatabase } from './bench-database.ts';
 
 const TRANSFERS = Number(process.env.TRANSFERS ?? 500_000);
 const SHAPES = Number(process.env.SHAPES ?? 100);
-const PROJECT = new URL('../examples/erc20', import.meta.url).pathname;
-const STRATA = new URL('../bin/strata.mjs', import.meta.url).pathname;
 const db = benchDatabase('strata_bench_large_tx');
 
 const address = (i: number) => `0x${i.toString(16).padStart(40, '0')}`;
@@ -27,38 +25,15 @@ function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 
 async function run(shapes: number) {
   await db.recreate();
-  const child = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT, '--port', '0'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: db.url,
-      ERC20_SOURCE: 'ingest',
-      STRATA_LOG_FORMAT: 'json',
-      STRATA_PROGRESS: 'never',
-      STRATA_BODY_LIMIT_BYTES: String(1024 * 1024 * 1024),
-      STRATA_MAX_CHANGES_PER_WRITE: String(4 * TRANSFERS),
-      // Encoding one block's 1M changes for the writer holds the processing thread ~2.5 s in one
-      // synchronous stretch: past the default ping timeout (2 × 1 s), the supervisor would kill it.
-      STRATA_PING_INTERVAL_MS: '10000',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
+  const daemon = await startBenchDaemon({
+    DATABASE_URL: db.url,
+    STRATA_BODY_LIMIT_BYTES: String(1024 * 1024 * 1024),
+    STRATA_MAX_CHANGES_PER_WRITE: String(4 * TRANSFERS),
+    // Encoding one block's 1M changes for the writer holds the processing thread ~2.5 s in one
+    // synchronous stretch: past the default ping timeout (2 × 1 s), the supervisor would kill it.
+    STRATA_PING_INTERVAL_MS: '10000',
   });
-  let stopping = false;
-  let buffered = '';
-  child.once('exit', (code, signal) => {
-    if (stopping) return;
-    console.error(
-      `daemon exited unexpectedly (${code ?? signal}); its last log lines:\n${buffered.slice(-3_000)}`,
-    );
-    process.exit(1);
-  });
-  const base = await new Promise<string>((resolve) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const match = /"url":"(http:[^"]+)","database"[^\n]*"msg":"HTTP listening"/.exec(buffered);
-      if (match !== null) resolve(match[1]!);
-      if (buffered.length > 1_000_000) buffered = buffered.slice(-10_000);
-    });
-  });
+  const base = daemon.base;
   const post = async (number: number, events: unknown[]) => {
     const response = await fetch(`${base}/v1/pipelines/erc20/events`, {
       method: 'POST',
@@ -113,16 +88,14 @@ async function run(shapes: number) {
     transfer(address(10_000_000 + 2 * i), address(10_000_000 + 2 * i + 1)),
   );
   await new Promise((resolve) => setTimeout(resolve, 1_000));
-  const idle = procStatus(child.pid!, 'VmRSS');
-  writeFileSync(`/proc/${child.pid}/clear_refs`, '5'); // resets VmHWM to the current RSS
+  const idle = procStatus(daemon.pid, 'VmRSS');
+  writeFileSync(`/proc/${daemon.pid}/clear_refs`, '5'); // resets VmHWM to the current RSS
   const posted = performance.now();
   await post(2, events);
   const commitAt = await committed(2);
   const got = await Promise.all(answers);
-  const peak = procStatus(child.pid!, 'VmHWM');
-  stopping = true;
-  child.kill('SIGTERM');
-  await new Promise((resolve) => child.once('exit', resolve));
+  const peak = procStatus(daemon.pid, 'VmHWM');
+  await daemon.stop();
   return {
     idle,
     peak,

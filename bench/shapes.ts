@@ -11,64 +11,25 @@
 // Run: `npm run bench:shapes` (TIERS=100,10000,100000 ROUNDS=30 FANOUT_CLIENTS=1000
 // SNAPSHOT_ROWS=1000000 BUDGET_BLOCKS=10000 by default).
 
-import { spawn } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { addressName, generateBlock } from '../src/sources/generator.ts';
+import { startBenchDaemon } from './bench-daemon.ts';
 import { benchDatabase } from './bench-database.ts';
 
 const TIERS = (process.env.TIERS ?? '100,10000,100000').split(',').map(Number);
 const ROUNDS = Number(process.env.ROUNDS ?? 30);
 const ACCOUNTS = Number(process.env.ACCOUNTS ?? 20_000);
 const CONCURRENCY = 32;
-const PROJECT = new URL('../examples/erc20', import.meta.url).pathname;
-const STRATA = new URL('../bin/strata.mjs', import.meta.url).pathname;
 
 const benchDb = benchDatabase('strata_bench_shapes');
 await benchDb.recreate();
 
 /** A daemon of examples/erc20 on the ingest source, on `databaseUrl`. */
-async function startDaemon(databaseUrl: string): Promise<{ base: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT, '--port', '0'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      ERC20_SOURCE: 'ingest',
-      STRATA_LOG_FORMAT: 'json',
-      STRATA_PROGRESS: 'never',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let buffered = '';
-  let stopping = false;
-  // A daemon that dies under the benchmark ends it, with its last log lines.
-  child.once('exit', (code, signal) => {
-    if (stopping) return;
-    console.error(
-      `daemon exited unexpectedly (${code ?? signal}); its last log lines:\n${buffered.slice(-4_000)}`,
-    );
-    process.exit(1);
-  });
-  const url = await new Promise<string>((resolve) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const match = /"url":"(http:[^"]+)","database"[^\n]*"msg":"HTTP listening"/.exec(buffered);
-      if (match !== null) resolve(match[1]!);
-      if (buffered.length > 1_000_000) buffered = buffered.slice(-10_000);
-    });
-  });
-  return {
-    base: url,
-    async stop() {
-      stopping = true;
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('exit', resolve));
-    },
-  };
-}
+const startDaemon = (databaseUrl: string) => startBenchDaemon({ DATABASE_URL: databaseUrl });
 
 const daemon = await startDaemon(benchDb.url);
 const base = daemon.base;

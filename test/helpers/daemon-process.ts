@@ -108,3 +108,16 @@ export async function waitForPipelineState(
   );
   return body;
 }
+
+/** A `fetch` for a shape client that records every answer's status (to assert no 409 came). */
+export function statusRecorder(): { fetch: typeof fetch; statuses: number[] } {
+  const statuses: number[] = [];
+  return {
+    statuses,
+    fetch: async (input, init) => {
+      const response = await fetch(input, init);
+      statuses.push(response.status);
+      return response;
+    },
+  };
+}

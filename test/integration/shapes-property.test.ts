@@ -12,6 +12,7 @@ import {
   type DaemonProcess,
   fixtureProject,
   startDaemonProcess,
+  statusRecorder,
   waitFor,
 } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
@@ -98,12 +99,7 @@ describe(`shapes under random streams, reorgs and a restart (seed ${SEED}; STRAT
 
     const stop = new AbortController();
     // Every status the clients got: a durable shape never sends one of them back to a snapshot.
-    const statuses: number[] = [];
-    const recording: typeof fetch = async (input, init) => {
-      const response = await fetch(input, init);
-      statuses.push(response.status);
-      return response;
-    };
+    const { fetch: recording, statuses } = statusRecorder();
     const clients: Array<{ where: string; params: Record<string, string>; shape: Shape<Row> }> = [];
     const startClient = () => {
       const { where, params } = clause();

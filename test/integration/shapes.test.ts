@@ -14,7 +14,13 @@ import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Shape, ShapeStream } from '@electric-sql/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixtureProject, getJson, startDaemonProcess, waitFor } from '../helpers/daemon-process.ts';
+import {
+  fixtureProject,
+  getJson,
+  startDaemonProcess,
+  statusRecorder,
+  waitFor,
+} from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
 let db: TestDatabase;
@@ -282,12 +288,7 @@ describe.each([
     const base = await daemon.url;
     const chain = new Chain(base);
     const stop = new AbortController();
-    const statuses: number[] = [];
-    const recording: typeof fetch = async (input, init) => {
-      const response = await fetch(input, init);
-      statuses.push(response.status);
-      return response;
-    };
+    const { fetch: recording, statuses } = statusRecorder();
     const stream = (params: Record<string, unknown>) =>
       new ShapeStream<Row>({
         url: `${base}/v1/shape`,
