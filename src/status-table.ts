@@ -98,6 +98,10 @@ database: ${status.database.kind}${status.database.storage ? ` (${status.databas
     const s = status.shapes;
     shapes.push([s.shapes, s.indexed, s.scanned, s.logMessages.toLocaleString('en-US'), s.liveRequests]);
     parts.push(shapes.toString());
+    const tables = new Table({ style, head: ['shapes of table', 'shapes', 'log messages'] });
+    for (const table of s.tables ?? [])
+      tables.push([table.table, table.shapes, table.logMessages.toLocaleString('en-US')]);
+    if ((s.tables ?? []).length > 0) parts.push(tables.toString());
   }
   return parts.join('\n');
 }

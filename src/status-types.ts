@@ -44,6 +44,8 @@ export interface ShapesStatus {
   logMessages: number;
   /** Live requests waiting for a change. */
   liveRequests: number;
+  /** Per table (`<pipeline>.<Entity>`): its shapes and the messages their logs hold. */
+  tables: Array<{ table: string; shapes: number; logMessages: number }>;
 }
 
 export interface ReadinessCheck {

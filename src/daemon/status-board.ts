@@ -5,6 +5,7 @@
 import type { StrataConfig } from '../config.ts';
 import type { RedisConnection } from '../coordination/redis.ts';
 import type { Db } from '../db/pool.ts';
+import { TABLE_LOG_MESSAGES, TABLE_SHAPES } from '../materializer/shape-report.ts';
 import type { ReadinessCheck, ShapesStatus, StatusSnapshot } from '../status-types.ts';
 import type { ActorRef } from '../supervisor/actor-ref.ts';
 import type { PipelineRouter } from '../supervisor/pipeline-router.ts';
@@ -109,11 +110,23 @@ export class StatusBoard {
 
 function shapesStatus(parts: StatusParts): ShapesStatus {
   const report = parts.materializer.stats().extra;
+  const tables = Object.keys(report)
+    .filter((key) => key.startsWith(TABLE_SHAPES))
+    .map((key) => {
+      const table = key.slice(TABLE_SHAPES.length);
+      return {
+        table,
+        shapes: report[key] ?? 0,
+        logMessages: report[`${TABLE_LOG_MESSAGES}${table}`] ?? 0,
+      };
+    })
+    .sort((a, b) => a.table.localeCompare(b.table));
   return {
     shapes: report.shapes ?? 0,
     indexed: report.shapesIndexed ?? 0,
     scanned: report.shapesScanned ?? 0,
     logMessages: report.shapeLogMessages ?? 0,
     liveRequests: parts.liveShapeRequests(),
+    tables,
   };
 }

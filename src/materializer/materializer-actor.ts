@@ -24,6 +24,7 @@ import type { ShapeDefinition } from './shape-definition.ts';
 import { ShapeFeed } from './shape-feed.ts';
 import { formatOffset, parseOffset } from './shape-log.ts';
 import type { ShapeView } from './shape-messages.ts';
+import { TABLE_LOG_MESSAGES, TABLE_SHAPES } from './shape-report.ts';
 import { deleteShape, loadShapes, saveShape, shapeLogBounds } from './shape-store.ts';
 import { compileWhere } from './where-compile.ts';
 import { whereToSql } from './where-sql.ts';
@@ -319,12 +320,18 @@ export const materializerActor: ActorDefinition<
       // Sent with every pong (cheap enough: one pass over the shapes once a ping interval).
       report: () => {
         const figures = materializer.figures();
-        return {
+        const report: Record<string, number> = {
           shapes: figures.shapes,
           shapesIndexed: figures.indexed,
           shapesScanned: figures.scanned,
           shapeLogMessages: figures.logMessages,
         };
+        // Reports are flat numbers: per table, under keys the status board reads back.
+        for (const [table, counts] of figures.tables) {
+          report[`${TABLE_SHAPES}${table}`] = counts.shapes;
+          report[`${TABLE_LOG_MESSAGES}${table}`] = counts.logMessages;
+        }
+        return report;
       },
     };
     return instance;

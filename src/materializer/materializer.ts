@@ -85,8 +85,14 @@ export class Materializer {
     return this.shapes.values();
   }
 
-  /** For /status: shapes, how they are routed, and the messages their logs hold. */
-  figures(): { shapes: number; indexed: number; scanned: number; logMessages: number } {
+  /** For /status: shapes, how they are routed, the messages their logs hold; and per table. */
+  figures(): {
+    shapes: number;
+    indexed: number;
+    scanned: number;
+    logMessages: number;
+    tables: Map<string, { shapes: number; logMessages: number }>;
+  } {
     let indexed = 0;
     let scanned = 0;
     for (const table of this.tables.values()) {
@@ -95,8 +101,16 @@ export class Materializer {
       scanned += counts.scanned;
     }
     let logMessages = 0;
-    for (const shape of this.shapes.values()) logMessages += shape.log.size;
-    return { shapes: this.shapes.size, indexed, scanned, logMessages };
+    const tables = new Map<string, { shapes: number; logMessages: number }>();
+    for (const shape of this.shapes.values()) {
+      logMessages += shape.log.size;
+      const name = `${shape.pipeline}.${shape.entity}`;
+      const table = tables.get(name) ?? { shapes: 0, logMessages: 0 };
+      table.shapes += 1;
+      table.logMessages += shape.log.size;
+      tables.set(name, table);
+    }
+    return { shapes: this.shapes.size, indexed, scanned, logMessages, tables };
   }
 
   processedSequence(pipeline: string): number {

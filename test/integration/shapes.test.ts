@@ -223,7 +223,12 @@ describe.each([
       const status = await waitFor(
         async () =>
           (await (await fetch(`${base}/status`)).json()) as {
-            shapes?: { shapes: number; indexed: number; scanned: number };
+            shapes?: {
+              shapes: number;
+              indexed: number;
+              scanned: number;
+              tables: Array<{ table: string; shapes: number }>;
+            };
           },
         // The IN shape is routed through the index, the others are scanned.
         (body) => (body.shapes?.shapes ?? 0) >= 3 && (body.shapes?.indexed ?? 0) >= 1,
@@ -231,6 +236,9 @@ describe.each([
         'shapes on /status',
       );
       expect(status.shapes!.scanned).toBeGreaterThanOrEqual(2);
+      expect(status.shapes!.tables).toEqual([
+        expect.objectContaining({ table: 'erc20.Account', shapes: status.shapes!.shapes }),
+      ]);
       const metrics = await (await fetch(`${base}/metrics`)).text();
       expect(metrics).toMatch(/^strata_shape_requests_total\{kind="initial",status="200"\} [1-9]/m);
       expect(metrics).toMatch(/^strata_shape_requests_total\{kind="catch-up",status="409"\} [1-9]/m);
