@@ -12,6 +12,7 @@
 // SNAPSHOT_ROWS=1000000 BUDGET_BLOCKS=10000 by default).
 
 import { setMaxListeners } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
@@ -251,6 +252,15 @@ const GENERATOR = {
   distribution: 'skewed' as const,
 };
 
+/** CPU seconds a process has used (user + system), from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100/s)
+}
+
+/** Per kind of run, the CPU the daemon and this benchmark (its clients) used while timed. */
+const cpu = new Map<string, Array<{ daemon: number; clients: number }>>();
+
 async function backfill(shapes: number, live: boolean): Promise<number> {
   await budgetDb.recreate();
   const run = await startDaemon(budgetDb.url);
@@ -289,9 +299,17 @@ async function backfill(shapes: number, live: boolean): Promise<number> {
   await committedUpTo(WARM_UP_BLOCKS);
   for (let i = 0; i < shapes; i++) await follow(`id = '${addressName(i)}'`);
   const started = performance.now();
+  const daemonCpu = cpuSeconds(run.pid);
+  const clientsCpu = process.cpuUsage();
   await postBlocks(WARM_UP_BLOCKS + 1, WARM_UP_BLOCKS + BUDGET_BLOCKS);
   await committedUpTo(WARM_UP_BLOCKS + BUDGET_BLOCKS);
   const seconds = (performance.now() - started) / 1_000;
+  const clientsUsed = process.cpuUsage(clientsCpu);
+  const kind = shapes === 0 ? 'none' : live ? 'followed' : 'idle';
+  cpu.set(kind, [
+    ...(cpu.get(kind) ?? []),
+    { daemon: cpuSeconds(run.pid) - daemonCpu, clients: (clientsUsed.user + clientsUsed.system) / 1e6 },
+  ]);
   stopFollowing.abort();
   await Promise.all(followers);
   await run.stop();
@@ -345,3 +363,10 @@ console.log(`  ${shapeCount} eq-shapes on Account, no clients            ${runs(
 console.log(
   `  ${shapeCount} eq-shapes, each followed by a live client  ${runs(followed)}  (target ≤ 1.3×; the clients run on the same cores)`,
 );
+const cpuOf = (kind: string) =>
+  (cpu.get(kind) ?? [])
+    .map((c) => `daemon ${c.daemon.toFixed(1)} s, clients ${c.clients.toFixed(1)} s`)
+    .join(' / ');
+console.log(`CPU while timed (two cores; Postgres not counted): no shapes: ${cpuOf('none')}`);
+console.log(`  no clients: ${cpuOf('idle')}`);
+console.log(`  live clients: ${cpuOf('followed')}`);
