@@ -186,21 +186,23 @@ export class ShapeService implements ShapeBackend {
   private async readSnapshotInPages(info: ShapeInfo): Promise<SnapshotRead> {
     const columns = info.columns.map((name) => `${quoteIdent(name)}::text`);
     const whereValues = info.whereSql?.values ?? [];
-    const after = `"id" > $${whereValues.length + 1}`;
-    const where = info.whereSql === null ? '' : `(${info.whereSql.sql}) AND `;
+    const filter = info.whereSql === null ? [] : [`(${info.whereSql.sql})`];
     const message = insertMessageWriter(info);
     const chunks = new ChunkBuilder(this.snapshot.chunkBytes);
     let sequence: number | null = null;
-    let last = '';
+    /** The last id read (null before the first page). */
+    let last: string | null = null;
     for (;;) {
       const rows = await this.db.transaction(async (client) => {
         await client.query(`SET TRANSACTION READ ONLY; SET LOCAL TimeZone = 'UTC'`);
         // Read before the first page: the page shows this transaction's state or a later one.
         if (sequence === null)
           sequence = (await readCommitted(client, [info.pipeline]))[0]?.commitSequence ?? 0;
+        const conditions = last === null ? filter : [...filter, `"id" > $${whereValues.length + 1}`];
+        const where = conditions.length === 0 ? '' : ` WHERE ${conditions.join(' AND ')}`;
         const { rows: page } = await client.query<Array<string | null>>({
-          text: `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)} WHERE ${where}${after} ORDER BY "id" LIMIT ${this.snapshot.pageRows}`,
-          values: [...whereValues, last],
+          text: `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id" LIMIT ${this.snapshot.pageRows}`,
+          values: last === null ? whereValues : [...whereValues, last],
           rowMode: 'array',
         });
         return page;
