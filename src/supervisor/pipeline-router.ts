@@ -137,7 +137,11 @@ export class PipelineRouter {
       }
       // A committed transaction's changes to tables with shapes, then its commit marker.
       case 'shape-changes':
-        this.connected.materializer.notify('applyFragment', event.fragment);
+        this.connected.materializer.notifyTransferring(
+          'applyFragment',
+          [event.fragment],
+          [event.fragment.payload],
+        );
         return;
       case 'shape-commit':
         this.connected.materializer.notify('commit', event.pipeline, event.sequence, event.fragments);
