@@ -290,7 +290,7 @@ export type ProcessingEvent =
 export type PersistenceEvent =
   | { type: 'committed'; report: CommitReport }
   /** A committed transaction's changes to tables with shapes, a bounded fragment at a time. */
-  | { type: 'shape-changes'; fragment: EncodedShapeFragment }
+  | { type: 'shape-changes'; fragment: ShapeChangesFragment }
   /** After its `fragments` fragments: the pipeline's transaction number `sequence` is whole. */
   | { type: 'shape-commit'; pipeline: string; sequence: number; fragments: number }
   | FatalEvent;
@@ -308,9 +308,6 @@ export interface ShapeChangesFragment {
   /** No `before`: inserted; no `after`: deleted. */
   changes: Array<{ before: TextRow | null; after: TextRow | null }>;
 }
-
-/** A fragment as it travels (pipeline/shape-fragments.ts): its changes serialized into a transferable buffer. */
-export type EncodedShapeFragment = Omit<ShapeChangesFragment, 'changes'> & { payload: ArrayBuffer };
 
 /** What the materializer emits: after a commit, the shapes whose logs grew. */
 export type MaterializerEvent = {

@@ -12,9 +12,8 @@
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
-import { decodeShapeFragment } from '../pipeline/shape-fragments.ts';
 import type { ShapeFilter } from '../pipeline/shape-tables.ts';
-import type { EncodedShapeFragment, MaterializerEvent, ShapeTail } from '../protocol.ts';
+import type { MaterializerEvent, ShapeChangesFragment, ShapeTail } from '../protocol.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import { loadSchema } from '../schema/load-schema.ts';
 import type { ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
@@ -80,7 +79,7 @@ export type MaterializerMethods = {
     limit: number,
   ): { messages: string[]; offset: string; processed: number } | { compacted: true } | null;
   dropShape(handle: string): Promise<boolean>;
-  applyFragment(fragment: EncodedShapeFragment): Promise<void>;
+  applyFragment(fragment: ShapeChangesFragment): Promise<void>;
   /** Transaction `sequence` is whole: `fragments` fragments were sent for it. */
   commit(pipeline: string, sequence: number, fragments: number): Promise<void>;
   /** The last transaction of `pipeline` whose changes are in the logs. */
@@ -299,7 +298,7 @@ export const materializerActor: ActorDefinition<
           context.log.info({ handle, id: shape.id }, 'shape dropped');
           return true;
         },
-        applyFragment: (fragment) => feed.fragment(decodeShapeFragment(fragment)),
+        applyFragment: (fragment) => feed.fragment(fragment),
         async commit(pipeline, sequence, fragments) {
           commits += 1;
           if (commits === crashAtCommit) {

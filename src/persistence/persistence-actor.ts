@@ -20,7 +20,6 @@ import { isRetryable, type SerializedError, StrataError, serializeError } from '
 import { decodeChanges, setIds } from '../pipeline/change-codec.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { noHistoryError, prunedHistoryError } from '../pipeline/reorg-errors.ts';
-import { encodeShapeFragment } from '../pipeline/shape-fragments.ts';
 import { type ShapeFilter, ShapeTables, shapeLogCompaction } from '../pipeline/shape-tables.ts';
 import { WriteQueue } from '../pipeline/write-queue.ts';
 import type {
@@ -485,8 +484,10 @@ class Writer {
   private emitShapeChanges(pipeline: string, sequence: number, capture: PendingCapture | null): void {
     // Large captures are not sent: the marker's count tells the materializer to read them from the store.
     for (const { entity, fragment, changes } of capture?.fragments() ?? []) {
-      const encoded = encodeShapeFragment({ pipeline, entity, sequence, fragment, changes });
-      this.context.emit({ type: 'shape-changes', fragment: encoded }, [encoded.payload]);
+      this.context.emit({
+        type: 'shape-changes',
+        fragment: { pipeline, entity, sequence, fragment, changes },
+      });
     }
     this.context.emit({ type: 'shape-commit', pipeline, sequence, fragments: capture?.fragmentCount ?? 0 });
   }

@@ -221,24 +221,12 @@ export class ActorRef<
 
   /** One-way message through the mailbox; dropped (and logged) if the actor is not running. */
   notify<K extends keyof Methods & string>(method: K, ...args: Args<Methods, K>): void {
-    this.notifyTransferring(method, args, []);
-  }
-
-  /** Like `notify`, moving the given buffers to the actor instead of copying them. */
-  notifyTransferring<K extends keyof Methods & string>(
-    method: K,
-    args: Args<Methods, K>,
-    transfer: readonly ArrayBuffer[],
-  ): void {
     const endpoint = this.endpoint;
     if (endpoint === null || this.actorState !== 'running') {
       this.options.log.debug({ actor: this.name, method }, 'notification dropped: actor not running');
       return;
     }
-    endpoint.post(
-      { kind: 'notify', incarnation: this.currentIncarnation, method, args: args as unknown[] },
-      transfer,
-    );
+    endpoint.post({ kind: 'notify', incarnation: this.currentIncarnation, method, args: args as unknown[] });
   }
 
   /**

@@ -137,11 +137,7 @@ export class PipelineRouter {
       }
       // A committed transaction's changes to tables with shapes, then its commit marker.
       case 'shape-changes':
-        this.connected.materializer.notifyTransferring(
-          'applyFragment',
-          [event.fragment],
-          [event.fragment.payload],
-        );
+        this.connected.materializer.notify('applyFragment', event.fragment);
         return;
       case 'shape-commit':
         this.connected.materializer.notify('commit', event.pipeline, event.sequence, event.fragments);
