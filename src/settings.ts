@@ -219,7 +219,7 @@ export const SETTINGS = {
   shapeSnapshotPageRows: spec({
     env: 'STRATA_SHAPE_SNAPSHOT_PAGE_ROWS',
     schema: int(10_000, 1),
-    doc: 'Rows a shape snapshot reads per round trip. On embedded PGlite (one backend) each page is its own short transaction, so the writer goes on between pages.',
+    doc: 'Rows a shape snapshot reads per round trip (through a cursor, in one repeatable-read transaction).',
   }),
   shapeChunkBytes: spec({
     env: 'STRATA_SHAPE_CHUNK_BYTES',

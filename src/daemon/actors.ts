@@ -202,7 +202,6 @@ export function startActors(
   shapes = new ShapeService(database.mainDb, log, materializer, persistence, shapeTables, {
     chunkBytes: config.processing.shapeChunkBytes,
     pageRows: config.processing.shapeSnapshotPageRows,
-    inPages: database.embedded !== null,
   });
   router.connect({ persistence, processing, materializer });
 

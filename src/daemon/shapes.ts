@@ -147,7 +147,6 @@ export class ShapeService implements ShapeBackend {
    * Postgres' json_build_object measured twice as slow).
    */
   private readSnapshot(info: ShapeInfo): Promise<SnapshotRead> {
-    if (this.snapshot.inPages) return this.readSnapshotInPages(info);
     const pageRows = this.snapshot.pageRows;
     return this.db.transaction(async (client) => {
       // One round trip for both (a simple query may hold several statements).
@@ -173,45 +172,6 @@ export class ShapeService implements ShapeBackend {
       }
       return { sequence: committed?.commitSequence ?? 0, chunks: chunks.finish() };
     });
-  }
-
-  /**
-   * Embedded PGlite has one backend: a long repeatable-read transaction would hold the writer
-   * back until the snapshot ends. There, each page (keyset on the id) is its own short
-   * transaction, and the writer runs between them. The snapshot is then "fuzzy" — a later page
-   * may show transactions after the first — so it is offered at the sequence read before the
-   * first page: every row it holds is at that state or later, and the log after it replays the
-   * changes in between, which the client applies over the newer rows to the same end.
-   */
-  private async readSnapshotInPages(info: ShapeInfo): Promise<SnapshotRead> {
-    const columns = info.columns.map((name) => `${quoteIdent(name)}::text`);
-    const whereValues = info.whereSql?.values ?? [];
-    const filter = info.whereSql === null ? [] : [`(${info.whereSql.sql})`];
-    const message = insertMessageWriter(info);
-    const chunks = new ChunkBuilder(this.snapshot.chunkBytes);
-    let sequence: number | null = null;
-    /** The last id read (null before the first page). */
-    let last: string | null = null;
-    for (;;) {
-      const rows = await this.db.transaction(async (client) => {
-        await client.query(`SET TRANSACTION READ ONLY; SET LOCAL TimeZone = 'UTC'`);
-        // Read before the first page: the page shows this transaction's state or a later one.
-        if (sequence === null)
-          sequence = (await readCommitted(client, [info.pipeline]))[0]?.commitSequence ?? 0;
-        const conditions = last === null ? filter : [...filter, `"id" > $${whereValues.length + 1}`];
-        const where = conditions.length === 0 ? '' : ` WHERE ${conditions.join(' AND ')}`;
-        const { rows: page } = await client.query<Array<string | null>>({
-          text: `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id" LIMIT ${this.snapshot.pageRows}`,
-          values: last === null ? whereValues : [...whereValues, last],
-          rowMode: 'array',
-        });
-        return page;
-      });
-      for (const row of rows) chunks.add(message(row));
-      if (rows.length < this.snapshot.pageRows) break;
-      last = rows[rows.length - 1]![0] as string;
-    }
-    return { sequence: sequence ?? 0, chunks: chunks.finish() };
   }
 
   /** Live requests waiting for a change (/status). */
@@ -302,8 +262,6 @@ export interface SnapshotOptions {
   chunkBytes: number;
   /** Rows per round trip while a snapshot is read. */
   pageRows: number;
-  /** Each page its own transaction (embedded PGlite: one backend, the writer waits otherwise). */
-  inPages: boolean;
 }
 
 /** Writes a snapshot row's insert message (columns in `info.columns` order, the id first). */

@@ -399,11 +399,11 @@ describe('shape log retention', () => {
 
 describe.each([
   ['Postgres', true],
-  ['embedded PGlite (each snapshot page its own transaction)', false],
+  ['embedded PGlite', false],
 ])('large snapshots on %s', (_name, postgres) => {
   it('come in chunks with fixed boundaries: the same offset answers the same bytes, and the official client syncs through them while blocks arrive', async () => {
     const own = await createTestDatabase();
-    // A few rows per chunk, and per snapshot page.
+    // A few rows per chunk, and per round trip of the snapshot's cursor.
     const daemon = startDaemonProcess(
       {
         ...(postgres ? { DATABASE_URL: own.url } : {}),
@@ -458,7 +458,7 @@ describe.each([
       }
       expect(chunks).toBeGreaterThan(3);
       expect(Object.keys(byId(rows)).sort()).toEqual(Object.keys(chain.accounts()).sort());
-      // A new client's snapshot (paged on PGlite) while blocks keep arriving.
+      // A new client's snapshot while blocks keep arriving.
       const shape = new Shape(
         new ShapeStream<Row>({
           url: `${base}/v1/shape`,
