@@ -6,7 +6,8 @@
 import type { Db } from '../db/pool.ts';
 import type { ShapeBackend } from '../http/routes/shapes.ts';
 import type { Logger } from '../logger.ts';
-import type { MaterializerMethods, ShapeDefinition, ShapeInfo } from '../materializer/materializer-actor.ts';
+import type { MaterializerMethods, ShapeInfo } from '../materializer/materializer-actor.ts';
+import type { ShapeDefinition } from '../materializer/shape-definition.ts';
 import { rowKey } from '../materializer/shape-messages.ts';
 import {
   ChunkBuilder,

@@ -40,8 +40,6 @@ export interface MaterializerActorData {
   db: { url: string; poolMax: number; connectTimeoutMs: number; isolateStatements: boolean };
 }
 
-export type { ShapeDefinition };
-
 /** What the HTTP layer needs to serve a shape. */
 export interface ShapeInfo {
   handle: string;

@@ -76,11 +76,6 @@ export class Materializer {
     return id === undefined ? undefined : this.shapes.get(id);
   }
 
-  /** Tables with at least one shape: the writer captures old and new rows for these only. */
-  hasShapes(pipeline: string, entity: string): boolean {
-    return this.tables.has(tableKey(pipeline, entity));
-  }
-
   all(): IterableIterator<Shape> {
     return this.shapes.values();
   }

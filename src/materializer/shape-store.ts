@@ -1,6 +1,6 @@
-// Where live shapes are kept durably (migration 0008): each shape's definition and handle in
-// `strata.shapes`, and each pipeline's captured changes in `strata.shape_log`, appended by the
-// writer inside its own transactions. A materializer that starts — after a crash, a restart, or
+// Where live shapes are kept durably (migration 0008), and every statement on those tables: each
+// shape's definition and handle in `strata.shapes`, and each pipeline's captured changes in
+// `strata.shape_log`, appended and compacted by the writer inside its own transactions. A materializer that starts — after a crash, a restart, or
 // in another process of a fleet — reads its shapes here and rebuilds their logs by routing the
 // stored fragments again: the same fragments in the same order give the same offsets.
 
@@ -14,6 +14,38 @@ export interface StoredShape {
   entity: string;
   definition: ShapeDefinition;
   startSequence: number;
+}
+
+/**
+ * Appends fragments of transaction `sequence` (the changes as JSON text, parsed only on a
+ * replay), in one statement.
+ */
+export async function appendShapeLog(
+  db: Queryable,
+  pipeline: string,
+  sequence: number,
+  fragments: ReadonlyArray<Pick<ShapeChangesFragment, 'entity' | 'fragment' | 'changes'>>,
+): Promise<void> {
+  await db.query(
+    `INSERT INTO strata.shape_log (pipeline, sequence, entity, fragment, changes)
+     SELECT $1, $2, * FROM unnest($3::text[], $4::int[], $5::text[])`,
+    [
+      pipeline,
+      sequence,
+      fragments.map((f) => f.entity),
+      fragments.map((f) => f.fragment),
+      fragments.map((f) => JSON.stringify(f.changes)),
+    ],
+  );
+}
+
+/** Drops the stored log's transactions up to `through` and records the floor (readers before it refetch). */
+export async function compactShapeLog(db: Queryable, pipeline: string, through: number): Promise<void> {
+  await db.query(`DELETE FROM strata.shape_log WHERE pipeline = $1 AND sequence <= $2`, [pipeline, through]);
+  await db.query(
+    `UPDATE strata.pipelines SET shape_log_floor = $2 WHERE name = $1 AND shape_log_floor < $2`,
+    [pipeline, through],
+  );
 }
 
 /** Fragments read per round trip when a log is replayed (each holds at most 1,000 changes). */

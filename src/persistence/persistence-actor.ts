@@ -17,6 +17,7 @@ import type pg from 'pg';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isRetryable, type SerializedError, StrataError, serializeError } from '../errors.ts';
+import { compactShapeLog } from '../materializer/shape-store.ts';
 import { decodeChanges, setIds } from '../pipeline/change-codec.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { noHistoryError, prunedHistoryError } from '../pipeline/reorg-errors.ts';
@@ -41,7 +42,7 @@ import { EntityWriter, type WriteMethod } from './entity-writer.ts';
 import { isUnstorableTextError } from './nul-escape.ts';
 import { buildDeferredIndexes, preparePipeline } from './pipeline-setup.ts';
 import { rawEventsTable, writeRawEvents } from './raw-events.ts';
-import { compactShapeLog, type PendingCapture, ShapeCapture } from './shape-capture.ts';
+import { type PendingCapture, ShapeCapture } from './shape-capture.ts';
 
 export interface PersistenceActorData {
   pipelines: PipelineConfig[];

@@ -13,6 +13,7 @@
 // costs one page of memory, not the whole transaction.
 
 import type pg from 'pg';
+import { appendShapeLog } from '../materializer/shape-store.ts';
 import { setIds } from '../pipeline/change-codec.ts';
 import type { TableFilter } from '../pipeline/shape-filter.ts';
 import type { ShapeFilter, ShapeTables } from '../pipeline/shape-tables.ts';
@@ -363,34 +364,8 @@ class ShapeLogAppender {
     if (this.pending.length === 0) return;
     const fragments = this.pending;
     this.pending = [];
-    await this.client.query(
-      `INSERT INTO strata.shape_log (pipeline, sequence, entity, fragment, changes)
-       SELECT $1, $2, * FROM unnest($3::text[], $4::int[], $5::text[])`,
-      [
-        this.pipeline,
-        this.sequence,
-        fragments.map((f) => f.entity),
-        fragments.map((f) => f.fragment),
-        fragments.map((f) => JSON.stringify(f.changes)),
-      ],
-    );
+    await appendShapeLog(this.client, this.pipeline, this.sequence, fragments);
   }
-}
-
-/** Drops the stored log's transactions up to `through` and records the floor (readers before it refetch). */
-export async function compactShapeLog(
-  client: pg.PoolClient,
-  pipeline: string,
-  through: number,
-): Promise<void> {
-  await client.query(`DELETE FROM strata.shape_log WHERE pipeline = $1 AND sequence <= $2`, [
-    pipeline,
-    through,
-  ]);
-  await client.query(
-    `UPDATE strata.pipelines SET shape_log_floor = $2 WHERE name = $1 AND shape_log_floor < $2`,
-    [pipeline, through],
-  );
 }
 
 async function readRows(

@@ -9,7 +9,8 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { StrataError } from '../../errors.ts';
-import type { ShapeDefinition, ShapeInfo } from '../../materializer/materializer-actor.ts';
+import type { ShapeInfo } from '../../materializer/materializer-actor.ts';
+import type { ShapeDefinition } from '../../materializer/shape-definition.ts';
 import { parseChunkOffset, type SnapshotChunk } from '../../materializer/snapshot-chunks.ts';
 
 export interface ShapeBackend {
