@@ -133,6 +133,8 @@ export interface StrataConfig {
     readonly shutdownTimeoutMs: number;
   };
   readonly db: { readonly poolMax: number; readonly connectTimeoutMs: number };
+  /** Many processes on one Postgres (docs/operations.md, "Running a fleet"). */
+  readonly fleet: { readonly leaseTtlMs: number; readonly maxPipelines: number };
   readonly processing: {
     readonly inMemoryObjectsTarget: number;
     readonly maxChangesPerWrite: number;
@@ -150,6 +152,9 @@ export interface StrataConfig {
   readonly pipelines: readonly PipelineConfig[];
   readonly testFault: TestFault | null;
 }
+
+/** STRATA_MAX_PIPELINES unset: more than any project has (stored in an integer column). */
+const NO_PIPELINE_CAP = 1_000_000;
 
 export interface BuildConfigInput {
   env?: Record<string, string | undefined>;
@@ -251,6 +256,10 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
       shutdownTimeoutMs: settings.shutdownTimeoutMs,
     },
     db: { poolMax: settings.dbPoolMax, connectTimeoutMs: settings.dbConnectTimeoutMs },
+    fleet: {
+      leaseTtlMs: settings.leaseTtlMs,
+      maxPipelines: settings.maxPipelines ?? NO_PIPELINE_CAP,
+    },
     processing: {
       inMemoryObjectsTarget: settings.inMemoryObjectsTarget,
       maxChangesPerWrite: settings.maxChangesPerWrite,

@@ -15,6 +15,14 @@ export interface DaemonMetrics {
   shapeRequests: Counter<'kind' | 'status'>;
   /** From a commit reaching the main thread to the answer of a long-poll it woke. */
   shapeFanoutSeconds: Histogram;
+  /** Pipeline leases: acquired, lost (taken over), refused writes, handovers. */
+  leases: {
+    acquired: Counter<'pipeline'>;
+    lost: Counter<'pipeline'>;
+    fencedWrites: Counter<'pipeline'>;
+    handovers: Counter<'pipeline'>;
+    renewedLate: Counter<'pipeline'>;
+  };
 }
 
 export function createMetrics(options: { version: string; status: () => StatusSnapshot }): DaemonMetrics {
@@ -275,5 +283,37 @@ export function createMetrics(options: { version: string; status: () => StatusSn
       registers: [registry],
     }),
     transpileSeconds,
+    leases: {
+      acquired: leaseCounter(registry, 'acquired', 'Pipeline leases this process was granted.'),
+      lost: leaseCounter(
+        registry,
+        'lost',
+        'Pipeline leases this process lost to another process (found at renewal or by the write fence).',
+      ),
+      fencedWrites: leaseCounter(
+        registry,
+        'fenced_writes',
+        "Write transactions refused by the lease fence (this process wrote after another took the pipeline's lease over; rolled back).",
+      ),
+      handovers: leaseCounter(
+        registry,
+        'handovers',
+        'Pipelines this process handed over (rebalancing or SIGTERM) after its writer committed.',
+      ),
+      renewedLate: leaseCounter(
+        registry,
+        'renewed_late',
+        'Lease renewals that came after the lease had expired (a pause or a slow database; no one took it).',
+      ),
+    },
   };
+}
+
+function leaseCounter(registry: Registry, what: string, help: string): Counter<'pipeline'> {
+  return new Counter({
+    name: `strata_lease_${what}_total`,
+    help,
+    labelNames: ['pipeline'],
+    registers: [registry],
+  });
 }

@@ -293,6 +293,11 @@ export type PersistenceEvent =
   | { type: 'shape-changes'; fragment: ShapeChangesFragment }
   /** After its `fragments` fragments: the pipeline's transaction number `sequence` is whole. */
   | { type: 'shape-commit'; pipeline: string; sequence: number; fragments: number }
+  /**
+   * A write of the pipeline was refused by the lease fence (another process holds it at a later
+   * epoch): the writer dropped the pipeline's queue and writes it no more until granted again.
+   */
+  | { type: 'fenced'; pipeline: string; epoch: number }
   | FatalEvent;
 
 /** Postgres text of a row's columns (null for NULL), as clients of shapes get it. */

@@ -227,6 +227,17 @@ export const SETTINGS = {
     shownDefault: '10 MiB',
     doc: 'A shape snapshot larger than this is answered in chunks (`offset=-1`, then `0_<n>`) with fixed boundaries, each kept for 10 minutes after its last read (Electric: `ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD`).',
   }),
+  leaseTtlMs: spec({
+    env: 'STRATA_LEASE_TTL_MS',
+    schema: int(10_000, 300),
+    doc: "On Postgres, how long a pipeline lease lasts without renewal (renewed every TTL/3, in the database's time). A process paused or dead longer than this loses its pipelines to another process within TTL + ~1 s; the epoch fence refuses its writes after that.",
+  }),
+  maxPipelines: spec({
+    env: 'STRATA_MAX_PIPELINES',
+    schema: z.coerce.number().int().min(0).optional(),
+    shownDefault: 'unset → no cap',
+    doc: 'The most pipelines this process owns at once (the fleet spreads the rest over the other processes; 0: it only serves HTTP).',
+  }),
   watch: spec({
     env: 'STRATA_WATCH',
     flag: toggle('watch'),

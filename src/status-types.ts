@@ -33,6 +33,36 @@ export interface StatusSnapshot {
   modules?: ModuleCacheStatus;
   /** Live shapes (GET /v1/shape), from the materializer's last report and the waiting requests. */
   shapes?: ShapesStatus;
+  /** Many processes on one Postgres: who is alive, who owns which pipeline (absent on PGlite). */
+  fleet?: FleetStatus;
+}
+
+export interface FleetStatus {
+  /** This process's id (the `owner` of its leases). */
+  self: string;
+  leaseTtlMs: number;
+  /** When the lease table was last read (this process's clock, ISO). */
+  observedAt: string | null;
+  processes: Array<{
+    id: string;
+    host: string;
+    pid: number;
+    version: string;
+    url: string | null;
+    startedAt: string;
+    lastHeartbeat: string;
+    stopping: boolean;
+    /** Pipelines it should own (the fleet's spread). */
+    target: number;
+  }>;
+  leases: Array<{
+    pipeline: string;
+    owner: string | null;
+    epoch: number;
+    expiresAt: string;
+    /** Whether this process holds it. */
+    held: boolean;
+  }>;
 }
 
 export interface ShapesStatus {

@@ -23,6 +23,7 @@ import { Supervisor } from '../supervisor/supervisor.ts';
 import type { PipelineBuilds } from '../transpile/pipeline-builds.ts';
 import { CatchUpWatch } from './catch-up.ts';
 import type { DaemonDatabase } from './database.ts';
+import type { Fleet } from './fleet.ts';
 import type { DaemonLifecycle } from './lifecycle.ts';
 import { ShapeService } from './shapes.ts';
 import { withTimeout } from './with-timeout.ts';
@@ -51,9 +52,17 @@ export interface SupervisedActors {
   materializer: MaterializerRef;
   /** Live shapes' side in the main thread (snapshots, waiting long-polls). */
   shapes: ShapeService;
+  /** The actors that run here (a pipeline owned by another process of the fleet has none). */
   all(): Array<PersistenceRef | ProcessingRef | MaterializerRef>;
   /** Starts every actor (the writer first); resolves once all run. */
   start(): Promise<void>;
+  /** The fleet granted this process the pipeline's lease: the writer fences by it, processing starts. */
+  takePipeline(pipeline: string, epoch: number): Promise<void>;
+  /**
+   * The pipeline stops running here. `handover`: at its batch boundary, once the writer committed
+   * what was processed. `loss`: another process holds it; what was not committed is dropped.
+   */
+  dropPipeline(pipeline: string, how: 'handover' | 'loss'): Promise<void>;
   /** `--watch`: the pipeline's new handlers take over at its next batch boundary. */
   reloadHandlers(pipeline: PipelineConfig): Promise<void>;
 }
@@ -66,6 +75,8 @@ export function startActors(
   database: DaemonDatabase,
   builds: PipelineBuilds,
   metrics: DaemonMetrics,
+  /** Many processes on Postgres: pipelines run here only while their lease is held. Null: all do. */
+  fleet: Fleet | null,
 ): SupervisedActors {
   const loggerOptions: LoggerOptions = {
     level: config.log.level,
@@ -96,6 +107,7 @@ export function startActors(
       );
     },
     onCommitted: (report) => metrics.batchesCommitted.inc({ pipeline: report.pipeline }, report.batches),
+    onFenced: (pipeline, epoch) => fleet?.fenced(pipeline, epoch),
   });
 
   // Shapes' state lives in the materializer, which rebuilds it from the store when it restarts.
@@ -151,6 +163,8 @@ export function startActors(
       testFault: config.testFault,
       // Evaluated at every (re)start: a restarted writer goes on capturing for existing shapes.
       shapeTables: shapeTables.snapshot(),
+      // … and on writing the pipelines whose lease this process holds, fenced by their epochs.
+      fencing: fleet === null ? null : { owner: fleet.id, leases: fleet.grants() },
     }),
     logger: loggerOptions,
     log,
@@ -241,6 +255,8 @@ export function startActors(
       ref,
       restart: 'permanent',
       shutdownTimeoutMs: config.supervisor.shutdownTimeoutMs,
+      // In a fleet, started when this process gets the pipeline's lease (takePipeline).
+      dormant: fleet !== null,
       // A (re)started processing actor resumes from the committed checkpoint and reloads state
       // from the database: the writer must first commit what an earlier incarnation queued.
       beforeStart: async () => {
@@ -271,7 +287,8 @@ export function startActors(
         }, 10_000).unref()
       : null;
 
-  lifecycle.onDrain(() => drain(config, log, persistence, processing));
+  const running = () => [...processing].filter(([, ref]) => supervisor.isEnabled(ref.name));
+  lifecycle.onDrain(() => drain(config, log, persistence, new Map(running())));
   lifecycle.onStop('actors', async () => {
     if (progressLog !== null) clearInterval(progressLog);
     progressLine?.stop();
@@ -296,7 +313,7 @@ export function startActors(
     processing,
     materializer,
     shapes,
-    all: () => [persistence, materializer, ...processing.values()],
+    all: () => [persistence, materializer, ...running().map(([, ref]) => ref)],
     start: async () => {
       // Tables with stored shapes are captured from the writer's first transaction on.
       for (const { pipeline, entity } of await capturedTables(database.mainDb))
@@ -304,7 +321,32 @@ export function startActors(
       await supervisor.start();
     },
     reloadHandlers: async (pipeline) => {
-      await processing.get(pipeline.name)!.call('reloadHandlers', pipeline);
+      const ref = processing.get(pipeline.name)!;
+      if (supervisor.isEnabled(ref.name)) await ref.call('reloadHandlers', pipeline);
+    },
+    takePipeline: async (pipeline, epoch) => {
+      await persistence.call('grantLease', pipeline, epoch);
+      await supervisor.enable(processing.get(pipeline)!.name);
+    },
+    dropPipeline: async (pipeline, how) => {
+      const ref = processing.get(pipeline)!;
+      if (how === 'loss') {
+        // Nothing more of it is written here, whatever the actor still sends while it stops.
+        await persistence.call('revokeLease', pipeline).catch(() => undefined);
+        await supervisor.disable(ref.name);
+      } else {
+        // The actor stops at its batch boundary and sends what it processed; the writer commits it.
+        await supervisor.disable(ref.name);
+        await withTimeout(
+          persistence.call('flush', pipeline),
+          config.supervisor.shutdownTimeoutMs,
+          'the writer did not commit the pipeline in time',
+        ).catch((error: unknown) =>
+          log.warn({ pipeline, err: error }, 'handover: not all of it committed; the next owner redoes it'),
+        );
+        await persistence.call('revokeLease', pipeline).catch(() => undefined);
+      }
+      router.forget(pipeline);
     },
   };
 }

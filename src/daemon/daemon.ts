@@ -14,6 +14,7 @@ import { createMetrics } from '../metrics.ts';
 import type { StatusSnapshot } from '../status-types.ts';
 import { startActors } from './actors.ts';
 import { openDatabase } from './database.ts';
+import { Fleet } from './fleet.ts';
 import { startHttp } from './http.ts';
 import { DaemonLifecycle } from './lifecycle.ts';
 import { startModuleCache, watchModules } from './module-cache.ts';
@@ -39,7 +40,32 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
   try {
     const database = await openDatabase(config, log, lifecycle);
     const cache = await startModuleCache(config, log, lifecycle, database, metrics);
-    const actors = startActors(config, log, lifecycle, id.slice(0, 8), database, cache.builds, metrics);
+    // On Postgres, many processes may share the database: pipelines run where their lease is.
+    const fleet =
+      database.embedded === null
+        ? new Fleet({
+            id,
+            db: database.mainDb,
+            log,
+            metrics,
+            pipelines: config.pipelines.map((pipeline) => pipeline.name),
+            version: config.version,
+            leaseTtlMs: config.fleet.leaseTtlMs,
+            maxPipelines: config.fleet.maxPipelines,
+          })
+        : null;
+    // Registered before the actors: runs after they stopped (teardown goes in reverse).
+    if (fleet !== null) lifecycle.onStop('fleet leases', () => fleet.releaseAll());
+    const actors = startActors(
+      config,
+      log,
+      lifecycle,
+      id.slice(0, 8),
+      database,
+      cache.builds,
+      metrics,
+      fleet,
+    );
     const invalidation = await watchModules(config, log, lifecycle, cache, actors.reloadHandlers);
     board.complete({
       mainDb: database.mainDb,
@@ -49,6 +75,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       router: actors.router,
       materializer: actors.materializer,
       liveShapeRequests: () => actors.shapes.liveRequests(),
+      fleet: () => fleet?.status(),
     });
     const http = await startHttp(config, log, lifecycle, {
       database,
@@ -59,6 +86,12 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       metrics,
     });
     await actors.start();
+    if (fleet !== null) {
+      lifecycle.onStop('fleet', () => fleet.stop());
+      // SIGTERM: every pipeline handed over (after its writer committed) before the actors stop.
+      lifecycle.onDrain(() => fleet.leave());
+      await fleet.join({ take: actors.takePipeline, drop: actors.dropPipeline }, http.url);
+    }
     lifecycle.running();
     log.info({ pipelines: config.pipelines.map((p) => p.name), url: http.url }, 'strata daemon running');
     return {

@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { isLoopbackHost } from '../api-tokens.ts';
 import type { StrataConfig } from '../config.ts';
+import { IngestWakeUps } from '../coordination/ingest-wake-ups.ts';
 import { retryWhileUnavailable } from '../db/retry.ts';
 import { buildApp } from '../http/app.ts';
 import type { Logger } from '../logger.ts';
@@ -37,6 +38,9 @@ export async function startHttp(
   },
 ): Promise<DaemonHttp> {
   const { database, cache, invalidation, actors, board, metrics } = parts;
+  // The pipeline's owner may be another process of the fleet: it is told over Redis.
+  const wakeUps = new IngestWakeUps(cache.pubsub, log, (pipeline) => actors.router.wake(pipeline));
+  await wakeUps.start();
   const maxReorgDepths = new Map(config.pipelines.map((p) => [p.name, p.maxReorgDepth]));
   const app = buildApp({
     log,
@@ -62,7 +66,7 @@ export async function startHttp(
           () => appendBlocks(database.mainDb, pipeline, blocks, { maxReorgDepth }),
           { deadlineMs: config.http.requestTimeoutMs / 2, log, what: 'ingest append' },
         );
-        actors.router.wake(pipeline);
+        wakeUps.stored(pipeline);
         return result;
       },
     },

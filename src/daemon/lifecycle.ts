@@ -2,8 +2,8 @@
 // what it started; `stop(code, reason)` runs, once, whatever the cause (a signal, the supervisor
 // giving up, a fatal error, --exit-when-caught-up, a phase failing during start-up):
 //   1. state `stopping` (/readyz turns 503; /status keeps answering),
-//   2. with code 0, an orderly stop: the actors drain (intake paused, the writer commits what was
-//      processed) within the shutdown budget,
+//   2. with code 0, an orderly stop: the fleet hands its pipelines over, the actors drain (intake
+//      paused, the writer commits what was processed) within the shutdown budget,
 //   3. every registered teardown step, the last registered first (actors, HTTP, module cache,
 //      Redis, the database),
 //   4. state `stopped`, and `exited` resolves with the code.
@@ -16,7 +16,7 @@ type Step = { name: string; run: () => Promise<void> | void };
 export class DaemonLifecycle {
   private current: DaemonState = 'starting';
   private readonly teardown: Step[] = [];
-  private drainStep: (() => Promise<void>) | null = null;
+  private readonly drainSteps: Array<() => Promise<void>> = [];
   private stopping: Promise<void> | null = null;
   private resolveExited: (code: number) => void = () => {};
   /** Resolves with the process's exit code once the daemon has stopped. */
@@ -37,9 +37,12 @@ export class DaemonLifecycle {
     this.teardown.push({ name, run });
   }
 
-  /** The orderly part of a stop with code 0 (the actors drain); registered by the actors phase. */
+  /**
+   * The orderly part of a stop with code 0, run before the teardown, the last registered first
+   * (the fleet hands its pipelines over, then the actors drain what is left).
+   */
   onDrain(drain: () => Promise<void>): void {
-    this.drainStep = drain;
+    this.drainSteps.push(drain);
   }
 
   /** Start-up finished: the daemon serves. A stop requested meanwhile wins. */
@@ -56,7 +59,15 @@ export class DaemonLifecycle {
   private async run(code: number, reason: string): Promise<void> {
     this.current = 'stopping';
     this.log.info({ reason, exitCode: code }, 'shutting down');
-    if (code === 0 && this.drainStep !== null) await this.drainStep();
+    if (code === 0) {
+      for (const drain of this.drainSteps.splice(0).reverse()) {
+        try {
+          await drain();
+        } catch (error) {
+          this.log.warn({ err: error }, 'a drain step failed');
+        }
+      }
+    }
     for (const step of this.teardown.splice(0).reverse()) {
       try {
         await step.run();

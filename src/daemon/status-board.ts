@@ -6,7 +6,7 @@ import type { StrataConfig } from '../config.ts';
 import type { RedisConnection } from '../coordination/redis.ts';
 import type { Db } from '../db/pool.ts';
 import { TABLE_LOG_MESSAGES, TABLE_SHAPES } from '../materializer/shape-report.ts';
-import type { ReadinessCheck, ShapesStatus, StatusSnapshot } from '../status-types.ts';
+import type { FleetStatus, ReadinessCheck, ShapesStatus, StatusSnapshot } from '../status-types.ts';
 import type { ActorRef } from '../supervisor/actor-ref.ts';
 import type { PipelineRouter } from '../supervisor/pipeline-router.ts';
 import type { ModuleService } from '../transpile/module-service.ts';
@@ -24,6 +24,8 @@ export interface StatusParts {
   materializer: ActorRef<any, any, any, any>;
   /** Live requests waiting for a change. */
   liveShapeRequests: () => number;
+  /** The fleet's processes and leases (undefined on embedded PGlite: one process). */
+  fleet: () => FleetStatus | undefined;
 }
 
 export class StatusBoard {
@@ -76,6 +78,7 @@ export class StatusBoard {
       },
       redis: { configured: parts?.redis != null, state: parts?.redis?.state() ?? 'not configured' },
       ...(parts === null ? {} : { modules: parts.modules.status(), shapes: shapesStatus(parts) }),
+      ...(parts?.fleet() === undefined ? {} : { fleet: parts.fleet() }),
     };
   }
 

@@ -15,7 +15,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { PipelineConfig } from '../config.ts';
-import { createDb, type Db, poolReport } from '../db/pool.ts';
+import { assertLeaseHeld } from '../coordination/lease-store.ts';
+import { createDb, type Db, poolReport, type Queryable } from '../db/pool.ts';
 import { isRetryable, type SerializedError, StrataError, serializeError } from '../errors.ts';
 import { compactShapeLog } from '../materializer/shape-store.ts';
 import { decodeChanges, setIds } from '../pipeline/change-codec.ts';
@@ -62,6 +63,12 @@ export interface PersistenceActorData {
   testFault: TestFault | null;
   /** Per pipeline, the entities with live shapes (their changes go to the materializer). */
   shapeTables: Record<string, string[]>;
+  /**
+   * A fleet on Postgres: this process (`owner`) writes only the pipelines whose lease it holds,
+   * each write transaction fenced by the lease's epoch. Null (embedded PGlite, one process):
+   * every pipeline is written, unfenced.
+   */
+  fencing: { owner: string; leases: Record<string, number> } | null;
 }
 
 export type PersistenceMethods = {
@@ -88,9 +95,18 @@ export type PersistenceMethods = {
    * without knowing their shapes (since it started) keep only the changes some shape can show.
    */
   installShapeFilters(filters: ShapeFilter[]): void;
+  /**
+   * This process now holds the pipeline's lease at `epoch`: the writer re-reads where its storage
+   * stands (another process may have written it) and writes it, fenced by that epoch.
+   */
+  grantLease(pipeline: string, epoch: number): Promise<void>;
+  /** The lease is gone (handed over or lost): what is queued is dropped, nothing more written. */
+  revokeLease(pipeline: string): void;
 };
 
 const MAX_WRITE_ATTEMPTS = 8;
+
+const isFenced = (error: unknown) => error instanceof StrataError && error.code === 'STRATA_ERR_LEASE_FENCED';
 
 export const persistenceActor: ActorDefinition<PersistenceActorData, PersistenceMethods, PersistenceEvent> = {
   name: 'persistence',
@@ -150,6 +166,10 @@ class Writer {
   private readonly metadata = new ChainMetadataStage();
   private metadataTimer: NodeJS.Timeout | null = null;
   private lastMetadataWrite = 0;
+  /** Per pipeline, the lease epoch it is written under; null: unfenced (embedded, one process). */
+  private readonly leases: Map<string, number> | null;
+  /** Writes refused by the lease fence (the `/status` and metrics figure). */
+  private fencedWrites = 0;
 
   constructor(context: ActorContext<PersistenceActorData, PersistenceEvent>) {
     this.context = context;
@@ -175,6 +195,8 @@ class Writer {
     this.crashAfterCommit =
       fault?.kind === 'persistence:crash-after-commit' && firstLife ? fault.transaction : null;
     this.writeDelayMs = fault?.kind === 'persistence:write-delay' ? fault.ms : 0;
+    const { fencing } = context.data;
+    this.leases = fencing === null ? null : new Map(Object.entries(fencing.leases));
   }
 
   async init(): Promise<void> {
@@ -203,17 +225,58 @@ class Writer {
         commitSequence: 0,
       });
     }
-    const points = await checkpointStore.readCommitted(
-      this.db,
-      pipelines.map((pipeline) => pipeline.name),
-    );
-    for (const point of points) {
-      this.queue.setCommitted(point.pipeline, point.committedCheckpoint);
+    await this.loadCommitted(pipelines.map((pipeline) => pipeline.name));
+  }
+
+  /** Where the pipelines' storage stands, read from the database (at start, and on a lease grant). */
+  private async loadCommitted(names: string[]): Promise<void> {
+    for (const point of await checkpointStore.readCommitted(this.db, names)) {
+      this.queue.restart(point.pipeline, point.committedCheckpoint);
       const storage = this.storage(point.pipeline);
       storage.committedBlock = point.committedBlock;
       storage.lastWriteKeptHistory = point.history;
       storage.commitSequence = point.commitSequence;
+      storage.failure = null;
     }
+  }
+
+  /** Whether this process may write the pipeline (it holds the lease, or there is no fleet). */
+  private writes(pipeline: string): boolean {
+    return this.leases === null || this.leases.has(pipeline);
+  }
+
+  /**
+   * The lease fence, the last statement of every write transaction of a pipeline (see
+   * src/coordination/lease-store.ts): throws STRATA_ERR_LEASE_FENCED, rolling it back, when
+   * another process took the lease over.
+   */
+  private async fence(client: Queryable, pipeline: string): Promise<void> {
+    if (this.leases === null) return;
+    const epoch = this.leases.get(pipeline);
+    const owner = this.context.data.fencing!.owner;
+    if (epoch === undefined) {
+      throw new StrataError(
+        'STRATA_ERR_LEASE_FENCED',
+        `pipeline ${pipeline}: this process holds no lease for it`,
+        {
+          details: { pipeline },
+        },
+      );
+    }
+    await assertLeaseHeld(client, pipeline, owner, epoch);
+  }
+
+  /** A write was refused by the fence: stop writing the pipeline and tell the main thread. */
+  private fenced(pipeline: string, error: unknown): void {
+    const epoch = this.leases?.get(pipeline) ?? -1;
+    this.fencedWrites += 1;
+    this.leases?.delete(pipeline);
+    this.queue.restart(pipeline, this.queue.committed(pipeline));
+    this.context.log.warn(
+      { pipeline, epoch, reason: (error as Error).message },
+      'write refused by the lease fence: another process holds the pipeline; stepping down',
+    );
+    this.context.emit({ type: 'fenced', pipeline, epoch });
   }
 
   private storage(pipeline: string): PipelineStorage {
@@ -251,13 +314,22 @@ class Writer {
         discardQueued: (request) => this.discardQueued(request),
         rollback: (request) => this.rollback(request),
         installShapeFilters: (filters) => this.shapeCapture.install(filters),
+        grantLease: (pipeline, epoch) =>
+          this.betweenWrites(async () => {
+            await this.loadCommitted([pipeline]);
+            this.leases?.set(pipeline, epoch);
+          }),
+        revokeLease: (pipeline) => {
+          this.leases?.delete(pipeline);
+          this.queue.restart(pipeline, this.queue.committed(pipeline));
+        },
         captureShapes: (pipeline, entity, where) =>
           this.betweenWrites(async () => {
             this.shapeCapture.capture(pipeline, entity, where);
             return this.storage(pipeline).commitSequence;
           }),
       },
-      report: () => poolReport(this.db),
+      report: () => ({ ...poolReport(this.db), fencedWrites: this.fencedWrites }),
       stop: async () => {
         if (this.metadataTimer !== null) clearTimeout(this.metadataTimer);
         // Write what is queued before the thread ends (the shutdown timeout bounds this).
@@ -305,14 +377,25 @@ class Writer {
       this.metadataTimer = null;
       if (!this.metadata.isDirty) return;
       this.betweenWrites(async () => {
-        const dirty = this.metadata.allDirty();
+        // In pipeline order: the fences lock lease rows in the order renewals do (no deadlock).
+        const dirty = this.metadata
+          .allDirty()
+          .filter((metadata) => this.writes(metadata.pipeline))
+          .sort((a, b) => (a.pipeline < b.pipeline ? -1 : a.pipeline > b.pipeline ? 1 : 0));
         if (dirty.length === 0) return;
         await this.db.transaction(async (client) => {
-          for (const metadata of dirty) await checkpointStore.writeChainMetadata(client, metadata);
+          for (const metadata of dirty) {
+            await checkpointStore.writeChainMetadata(client, metadata);
+            await this.fence(client, metadata.pipeline);
+          }
         });
         for (const metadata of dirty) this.metadata.written(metadata);
         this.lastMetadataWrite = Date.now();
       }).catch((error: unknown) => {
+        if (isFenced(error)) {
+          this.fenced((error as StrataError).details?.pipeline as string, error);
+          return;
+        }
         // Metadata is advisory: keep it dirty for the next write, never fail the writer on it.
         this.context.log.warn({ err: error }, 'chain metadata not written; will retry');
       });
@@ -329,7 +412,10 @@ class Writer {
     if (storage.indexesReady) return true;
     return this.betweenWrites(async () => {
       const started = performance.now();
-      await this.db.transaction((client) => buildDeferredIndexes(client, pipeline, storage.schema));
+      await this.db.transaction(async (client) => {
+        await buildDeferredIndexes(client, pipeline, storage.schema);
+        await this.fence(client, pipeline);
+      });
       storage.indexesReady = true;
       this.context.log.info(
         { pipeline, durationMs: Math.round(performance.now() - started) },
@@ -341,6 +427,8 @@ class Writer {
 
   /** Queues a batch in checkpoint order within its pipeline (a re-send may arrive late). */
   private enqueue(batch: BatchForWriter): number {
+    // A batch sent before the lease was lost, by an actor being stopped: never written here.
+    if (!this.writes(batch.pipeline)) return this.queue.length;
     if (this.queue.enqueue(batch)) void this.drain();
     else {
       // A restarted processing actor of a failed pipeline: tell it again instead of dropping its
@@ -366,6 +454,10 @@ class Writer {
         return;
       } catch (error) {
         if (error instanceof InjectedCrash) this.crashThread(error.message);
+        if (isFenced(error)) {
+          this.fenced(run[0]!.pipeline, error);
+          return;
+        }
         const unavailable = error instanceof StrataError && error.code === 'STRATA_ERR_DB_UNAVAILABLE';
         if (isRetryable(error) && (unavailable || attempt < MAX_WRITE_ATTEMPTS)) {
           const delay = Math.min(5_000, 100 * 2 ** Math.min(attempt - 1, 10));
@@ -458,6 +550,7 @@ class Writer {
       });
       await capture?.persist(client, sequence);
       await this.compactShapeLog(client, pipeline, sequence);
+      await this.fence(client, pipeline);
       if (this.crashBeforeCommit === this.transactions) throw new InjectedCrash('before COMMIT');
     });
     if (this.crashAfterCommit === this.transactions) this.crashThread('after COMMIT');
@@ -545,50 +638,56 @@ class Writer {
           `rollback of ${pipeline} requested at checkpoint ${fromCheckpoint}, but the writer is at ${expected} with ${this.queue.length} batches queued`,
         );
       }
-      const result = await this.db.transaction(async (client) => {
-        const rows = await checkpointStore.checkpointsFrom(client, pipeline, toCheckpoint);
-        const target = rows[0]?.checkpointId === toCheckpoint ? rows[0] : undefined;
-        const above = target === undefined ? rows : rows.slice(1);
-        if (above.some((row) => !row.history)) throw noHistoryError(pipeline, toCheckpoint);
-        // Checkpoints missing: pruned since (a reorg soon after another, reaching further down).
-        if (target === undefined || above.length !== expected - toCheckpoint) {
-          throw prunedHistoryError(pipeline, toCheckpoint);
-        }
-        // A rollback reaches live shapes as an ordinary transaction of compensating changes.
-        const capture = this.shapeCapture.captures(pipeline)
-          ? await this.shapeCapture.beforeRollback(client, pipeline, storage.schema, toCheckpoint)
-          : null;
-        const rowsRestored = await storage.entityWriter.rollback(client, toCheckpoint);
-        await capture?.after(client);
-        if (storage.config.rawEvents) {
-          await client.query(`DELETE FROM ${rawEventsTable(pipeline)} WHERE checkpoint_id > $1`, [
+      const result = await this.db
+        .transaction(async (client) => {
+          const rows = await checkpointStore.checkpointsFrom(client, pipeline, toCheckpoint);
+          const target = rows[0]?.checkpointId === toCheckpoint ? rows[0] : undefined;
+          const above = target === undefined ? rows : rows.slice(1);
+          if (above.some((row) => !row.history)) throw noHistoryError(pipeline, toCheckpoint);
+          // Checkpoints missing: pruned since (a reorg soon after another, reaching further down).
+          if (target === undefined || above.length !== expected - toCheckpoint) {
+            throw prunedHistoryError(pipeline, toCheckpoint);
+          }
+          // A rollback reaches live shapes as an ordinary transaction of compensating changes.
+          const capture = this.shapeCapture.captures(pipeline)
+            ? await this.shapeCapture.beforeRollback(client, pipeline, storage.schema, toCheckpoint)
+            : null;
+          const rowsRestored = await storage.entityWriter.rollback(client, toCheckpoint);
+          await capture?.after(client);
+          if (storage.config.rawEvents) {
+            await client.query(`DELETE FROM ${rawEventsTable(pipeline)} WHERE checkpoint_id > $1`, [
+              toCheckpoint,
+            ]);
+          }
+          const eventsRemoved = above.reduce((sum, row) => sum + row.eventCount, 0);
+          await checkpointStore.deleteCheckpointsAbove(client, pipeline, toCheckpoint);
+          const sequence = await checkpointStore.advanceCommitted(client, {
+            pipeline,
+            expected,
             toCheckpoint,
-          ]);
-        }
-        const eventsRemoved = above.reduce((sum, row) => sum + row.eventCount, 0);
-        await checkpointStore.deleteCheckpointsAbove(client, pipeline, toCheckpoint);
-        const sequence = await checkpointStore.advanceCommitted(client, {
-          pipeline,
-          expected,
-          toCheckpoint,
-          toBlockNumber: target.blockNumber,
-          toBlockHash: target.blockHash,
-          eventDelta: -eventsRemoved,
+            toBlockNumber: target.blockNumber,
+            toBlockHash: target.blockHash,
+            eventDelta: -eventsRemoved,
+          });
+          await capture?.persist(client, sequence);
+          await this.compactShapeLog(client, pipeline, sequence);
+          await this.fence(client, pipeline);
+          return {
+            pipeline,
+            toCheckpoint,
+            toBlockNumber: target.blockNumber,
+            toBlockHash: target.blockHash,
+            eventsRemoved,
+            rowsRestored,
+            targetKeptHistory: target.history,
+            sequence,
+            capture,
+          };
+        })
+        .catch((error: unknown) => {
+          if (isFenced(error)) this.fenced(pipeline, error);
+          throw error;
         });
-        await capture?.persist(client, sequence);
-        await this.compactShapeLog(client, pipeline, sequence);
-        return {
-          pipeline,
-          toCheckpoint,
-          toBlockNumber: target.blockNumber,
-          toBlockHash: target.blockHash,
-          eventsRemoved,
-          rowsRestored,
-          targetKeptHistory: target.history,
-          sequence,
-          capture,
-        };
-      });
       this.queue.setCommitted(pipeline, toCheckpoint);
       const { sequence, capture, ...answer } = result;
       storage.commitSequence = sequence;
@@ -621,12 +720,17 @@ class Writer {
         const started = performance.now();
         const pruned = await storage.entityWriter.prune(client, safe);
         await checkpointStore.pruneHistoryCheckpoints(client, pipeline, safe);
+        await this.fence(client, pipeline);
         if (pruned > 0) {
           const durationMs = Math.round(performance.now() - started);
           this.context.log.debug({ pipeline, safe, pruned, durationMs }, 'history pruned');
         }
       }),
     ).catch((error: unknown) => {
+      if (isFenced(error)) {
+        this.fenced(pipeline, error);
+        return;
+      }
       // Pruning only saves space: a failed one is retried by a later write.
       this.context.log.warn({ err: error, pipeline }, 'history pruning failed');
     });

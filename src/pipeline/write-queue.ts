@@ -11,7 +11,8 @@
 //    the processing actor waiting);
 //  - a batch beyond a gap waits (after a writer restart, batches processed meanwhile can arrive
 //    before the re-send that fills the gap);
-//  - a failed pipeline's batches are dropped and never written.
+//  - a failed pipeline's batches are dropped and never written;
+//  - a pipeline started afresh (its lease granted or lost) keeps nothing queued from before.
 
 /** What the queue needs of a batch. */
 export interface QueuedBatch {
@@ -62,6 +63,16 @@ export class WriteQueue<Batch extends QueuedBatch> {
   fail(pipeline: string): void {
     this.failed.add(pipeline);
     this.removeWhere((batch) => batch.pipeline === pipeline);
+  }
+
+  /**
+   * The pipeline starts afresh at `committed` (its lease was granted — another process may have
+   * written it meanwhile — or lost): what was queued is dropped, a failure forgotten.
+   */
+  restart(pipeline: string, committed: number): void {
+    this.failed.delete(pipeline);
+    this.removeWhere((batch) => batch.pipeline === pipeline);
+    this.committedBy.set(pipeline, committed);
   }
 
   /** Queues a batch in checkpoint order within its pipeline (a re-send may arrive late); false for a failed pipeline. */

@@ -41,6 +41,8 @@ export interface PipelineRouterOptions {
   /** A pipeline stopped on an error retrying cannot fix; the daemon goes on. */
   onPipelineFailed?: (pipeline: string, failure: PipelineFailure) => void;
   onCommitted?: (report: CommitReport) => void;
+  /** The writer's lease fence refused a write of the pipeline (another process holds it). */
+  onFenced?: (pipeline: string, epoch: number) => void;
 }
 
 export class PipelineRouter {
@@ -142,6 +144,9 @@ export class PipelineRouter {
       case 'shape-commit':
         this.connected.materializer.notify('commit', event.pipeline, event.sequence, event.fragments);
         return;
+      case 'fenced':
+        this.options.onFenced?.(event.pipeline, event.epoch);
+        return;
       case 'fatal': {
         const error = deserializeError(event.error);
         const pipeline = event.context.pipeline;
@@ -171,6 +176,11 @@ export class PipelineRouter {
   /** New blocks were stored for a pipeline: wake its processing actor. */
   wake(pipeline: string): void {
     this.connected.processing.get(pipeline)?.notify('wake');
+  }
+
+  /** The pipeline no longer runs here (handed over or lost): its progress is another process's. */
+  forget(pipeline: string): void {
+    this.progressByPipeline.delete(pipeline);
   }
 
   progress(): PipelineProgress[] {

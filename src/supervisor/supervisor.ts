@@ -23,6 +23,11 @@ export interface ChildSpec {
   shutdownTimeoutMs: number;
   /** Runs in the main thread before every start of this child (e.g. wait for a writer flush). */
   beforeStart?: () => Promise<void>;
+  /**
+   * Not started with the others: the child runs once `enable`d and until `disable`d (a pipeline's
+   * processing actor runs only while this process holds the pipeline's lease).
+   */
+  dormant?: boolean;
 }
 
 export interface SupervisorOptions {
@@ -44,6 +49,8 @@ interface ChildRecord {
   spec: ChildSpec;
   /** True while the supervisor itself is stopping this child, so its exit is not a failure. */
   stopRequested: boolean;
+  /** Not to run (see ChildSpec.dormant): neither started nor restarted. */
+  dormant: boolean;
 }
 
 export type SupervisorState = 'idle' | 'running' | 'stopping' | 'stopped' | 'gave-up';
@@ -69,7 +76,35 @@ export class Supervisor {
     if (this.children.some((child) => child.spec.id === spec.id)) {
       throw new Error(`duplicate child id ${spec.id}`);
     }
-    this.children.push({ spec, stopRequested: false });
+    this.children.push({ spec, stopRequested: false, dormant: spec.dormant === true });
+  }
+
+  /** A dormant child is to run: started now (in the supervisor's order), restarted as any other. */
+  enable(id: string): Promise<void> {
+    const child = this.child(id);
+    return this.serialize(async () => {
+      child.dormant = false;
+      if (this.supervisorState === 'running') await this.startChild(child, false);
+    });
+  }
+
+  /** The child is to stop and stay stopped (gracefully, within its shutdown timeout). */
+  disable(id: string): Promise<void> {
+    const child = this.child(id);
+    return this.serialize(async () => {
+      child.dormant = true;
+      await this.stopChildren([child]);
+    });
+  }
+
+  isEnabled(id: string): boolean {
+    return !this.child(id).dormant;
+  }
+
+  private child(id: string): ChildRecord {
+    const child = this.children.find((candidate) => candidate.spec.id === id);
+    if (child === undefined) throw new Error(`no child ${id}`);
+    return child;
   }
 
   /** Starts every child in order. A child that fails to start goes through the restart path. */
@@ -78,6 +113,7 @@ export class Supervisor {
     await this.serialize(async () => {
       for (const child of this.children) {
         if (this.supervisorState !== 'running') return;
+        if (child.dormant) continue;
         await this.startChild(child, false);
       }
     });
@@ -88,7 +124,7 @@ export class Supervisor {
     const child = this.children.find((candidate) => candidate.spec.ref.name === exit.actor);
     if (child === undefined) return;
     this.options.onChildExit?.(exit);
-    if (child.stopRequested || this.supervisorState !== 'running') return;
+    if (child.stopRequested || child.dormant || this.supervisorState !== 'running') return;
     const level = exit.reason === 'normal' ? 'info' : 'error';
     this.options.log[level](
       {
@@ -170,6 +206,7 @@ export class Supervisor {
     await this.stopChildren(affected.slice(1).reverse());
     for (const record of affected) {
       if (this.supervisorState !== 'running') return;
+      if (record.dormant) continue;
       await this.startChild(record, true);
     }
   }
