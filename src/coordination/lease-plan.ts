@@ -1,9 +1,11 @@
 // How pipelines spread over the fleet, as a pure function of what one look at the lease table
 // shows (no I/O; test/unit/lease-plan.test.ts). Every process computes the same targets from the
-// same view — pipelines dealt round-robin to the live processes in id order, skipping a process at
-// its STRATA_MAX_PIPELINES cap — so the fleet converges without talking: each process hands over
-// what it holds beyond its target and takes free leases up to it. With P pipelines and N
-// processes, nobody's target exceeds ⌈P/N⌉ while another's is below ⌊P/N⌋.
+// same view — pipelines dealt round-robin to the live processes, those owning most first (ties by
+// id), skipping a process at its STRATA_MAX_PIPELINES cap — so the fleet converges without
+// talking: each process hands over what it holds beyond its target and takes free leases up to
+// it. With P pipelines and N processes, nobody's target exceeds ⌈P/N⌉ while another's is below
+// ⌊P/N⌋; dealing to the current owners first moves no pipeline that need not move (after a
+// takeover, the pipeline stays where it went).
 
 /** A live process as the plan sees it. */
 export interface PlanProcess {
@@ -40,9 +42,18 @@ export interface LeasePlan {
   release: string[];
 }
 
-/** Targets: the pipelines dealt one at a time to the processes in id order, within their caps. */
-export function fleetTargets(processes: readonly PlanProcess[], pipelineCount: number): Map<string, number> {
-  const ordered = [...processes].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+/**
+ * Targets: the pipelines dealt one at a time to the processes — those owning most first, then by
+ * id — within their caps.
+ */
+export function fleetTargets(
+  processes: readonly PlanProcess[],
+  pipelineCount: number,
+  owned: ReadonlyMap<string, number> = new Map(),
+): Map<string, number> {
+  const ordered = [...processes].sort(
+    (a, b) => (owned.get(b.id) ?? 0) - (owned.get(a.id) ?? 0) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+  );
   const targets = new Map<string, number>(ordered.map((process) => [process.id, 0]));
   const takers = ordered.filter((process) => !process.stopping);
   let left = pipelineCount;
@@ -66,13 +77,17 @@ export function planLeases(input: LeasePlanInput): LeasePlan {
   const processes = input.processes.some((process) => process.id === me)
     ? input.processes
     : [...input.processes, { id: me, maxPipelines: 0, stopping: true }];
-  const targets = fleetTargets(processes, leases.length);
-  const mine = targets.get(me) ?? 0;
-  const self = processes.find((process) => process.id === me)!;
   const live = new Set(processes.map((process) => process.id));
-
   const isFree = (lease: PlanLease) =>
     lease.owner === null || lease.expiresInMs < 0 || !live.has(lease.owner);
+  const ownedBy = new Map<string, number>();
+  for (const lease of leases) {
+    if (lease.owner !== null && !isFree(lease)) ownedBy.set(lease.owner, (ownedBy.get(lease.owner) ?? 0) + 1);
+  }
+  const targets = fleetTargets(processes, leases.length, ownedBy);
+  const mine = targets.get(me) ?? 0;
+  const self = processes.find((process) => process.id === me)!;
+
   // Free for longer than a TTL: no process's target took it (their views differed, or caps):
   // anyone with room takes it rather than leave it unowned.
   const isAbandoned = (lease: PlanLease) => lease.expiresInMs < -ttlMs;
@@ -88,10 +103,6 @@ export function planLeases(input: LeasePlanInput): LeasePlan {
   }
 
   // Hand over only what another process is waiting to take: it is below its target.
-  const ownedBy = new Map<string, number>();
-  for (const lease of leases) {
-    if (lease.owner !== null && !isFree(lease)) ownedBy.set(lease.owner, (ownedBy.get(lease.owner) ?? 0) + 1);
-  }
   const waiting = [...targets].reduce(
     (sum, [id, target]) => (id === me ? sum : sum + Math.max(0, target - (ownedBy.get(id) ?? 0))),
     0,

@@ -336,14 +336,8 @@ export function startActors(
         await supervisor.disable(ref.name);
       } else {
         // The actor stops at its batch boundary and sends what it processed; the writer commits it.
+        await drain(config, log, persistence, new Map([[pipeline, ref]]), pipeline);
         await supervisor.disable(ref.name);
-        await withTimeout(
-          persistence.call('flush', pipeline),
-          config.supervisor.shutdownTimeoutMs,
-          'the writer did not commit the pipeline in time',
-        ).catch((error: unknown) =>
-          log.warn({ pipeline, err: error }, 'handover: not all of it committed; the next owner redoes it'),
-        );
         await persistence.call('revokeLease', pipeline).catch(() => undefined);
       }
       router.forget(pipeline);
@@ -351,12 +345,17 @@ export function startActors(
   };
 }
 
-/** An orderly stop: every pipeline stops taking blocks, then the writer commits what was processed. */
+/**
+ * An orderly stop (of the daemon, or of the pipelines handed over): they stop taking blocks, then
+ * the writer commits what they processed.
+ */
 async function drain(
   config: StrataConfig,
   log: Logger,
   persistence: PersistenceRef,
   processing: ReadonlyMap<string, ProcessingRef>,
+  /** The one pipeline handed over (only its batches need be committed); undefined: all. */
+  handedOver?: string,
 ): Promise<void> {
   const deadline = Date.now() + config.supervisor.shutdownTimeoutMs;
   const remaining = () => Math.max(1, deadline - Date.now());
@@ -374,7 +373,7 @@ async function drain(
   }
   try {
     const committed = await withTimeout(
-      persistence.call('flush'),
+      persistence.call('flush', handedOver),
       remaining(),
       'writer did not flush in time',
     );

@@ -263,7 +263,7 @@ export class Fleet {
     this.held.set(pipeline, lease.epoch);
     metrics.leases.acquired.inc({ pipeline });
     log.info({ pipeline, epoch: lease.epoch }, 'pipeline lease acquired; processing it here');
-    this.then(pipeline, async () => {
+    this.queueFor(pipeline, async () => {
       if (this.held.get(pipeline) !== lease.epoch) return; // lost meanwhile
       try {
         await this.actions!.take(pipeline, lease.epoch);
@@ -283,7 +283,7 @@ export class Fleet {
     if (epoch === undefined || this.handingOver.has(pipeline)) return;
     this.handingOver.add(pipeline);
     const { db, log, metrics } = this.options;
-    this.then(pipeline, async () => {
+    this.queueFor(pipeline, async () => {
       const started = performance.now();
       try {
         if (this.held.get(pipeline) !== epoch) return; // lost meanwhile
@@ -310,11 +310,11 @@ export class Fleet {
       { pipeline, epoch },
       `pipeline lease lost: ${why}; its processing stops here and what was not committed is dropped`,
     );
-    this.then(pipeline, () => this.actions!.drop(pipeline, 'loss'));
+    this.queueFor(pipeline, () => this.actions!.drop(pipeline, 'loss'));
   }
 
   /** Runs `work` after the pipeline's earlier starts and stops. */
-  private then(pipeline: string, work: () => Promise<void>): void {
+  private queueFor(pipeline: string, work: () => Promise<void>): void {
     const previous = this.pipelineWork.get(pipeline) ?? Promise.resolve();
     const next = previous
       .then(work)

@@ -139,9 +139,10 @@ export function foldStream(stream: StreamBlock[]): {
 export async function expectFold(
   stream: StreamBlock[],
   query: <Row>(sql: string) => Promise<Row[]>,
+  pipeline = 'model',
 ): Promise<void> {
   const expected = foldStream(stream);
-  const rows = await query<Record<string, unknown>>('SELECT * FROM pipeline_model."Item"');
+  const rows = await query<Record<string, unknown>>(`SELECT * FROM pipeline_${pipeline}."Item"`);
   const actual = new Map<string, ModelItem>(
     rows.map((row) => [
       row.id as string,
@@ -159,13 +160,15 @@ export async function expectFold(
     ]),
   );
   expect(actual).toEqual(expected.items);
-  const owners = await query<{ id: string; seen: number }>('SELECT id, seen FROM pipeline_model."Owner"');
-  expect(new Map(owners.map((row) => [row.id, row.seen]))).toEqual(expected.owners);
-  const [pipeline] = await query<{ committed_block: string; events_processed: string }>(
-    `SELECT committed_block, events_processed FROM strata.pipelines WHERE name = 'model'`,
+  const owners = await query<{ id: string; seen: number }>(
+    `SELECT id, seen FROM pipeline_${pipeline}."Owner"`,
   );
-  expect(Number(pipeline!.committed_block)).toBe(stream[stream.length - 1]!.number);
-  expect(Number(pipeline!.events_processed)).toBe(
+  expect(new Map(owners.map((row) => [row.id, row.seen]))).toEqual(expected.owners);
+  const [progress] = await query<{ committed_block: string; events_processed: string }>(
+    `SELECT committed_block, events_processed FROM strata.pipelines WHERE name = '${pipeline}'`,
+  );
+  expect(Number(progress!.committed_block)).toBe(stream[stream.length - 1]!.number);
+  expect(Number(progress!.events_processed)).toBe(
     stream.reduce((sum, block) => sum + block.events.length, 0),
   );
 }

@@ -1,0 +1,251 @@
+// Many processes on one Postgres and Redis (issue 15): real daemons as child processes running
+// test/fixtures/fleet. Every pipeline is owned by one process at a time (lease table and each
+// process's /status, sampled); blocks posted to any process reach the owner; a paused owner's
+// late write is refused by the epoch fence; kills, SIGTERM handovers and new processes move
+// pipelines around and the tables always end equal to the plain fold of what was posted.
+// Replay: each test's seed is in its name and in every fold failure.
+import { afterEach, describe, expect, it } from 'vitest';
+import type { StatusSnapshot } from '../../src/status-types.ts';
+import { getJson, waitFor } from '../helpers/daemon-process.ts';
+import { useTestDatabase } from '../helpers/database.ts';
+import {
+  expectSingleOwners,
+  FLEET_TTL_MS,
+  FleetChains,
+  heldBy,
+  launchMember,
+  leaseTable,
+  type Member,
+  metricTotal,
+  startMember,
+  stopMembers,
+} from '../helpers/fleet.ts';
+
+const db = useTestDatabase('strata_fleet');
+const members: Member[] = [];
+const names = (count: number) => Array.from({ length: count }, (_, index) => `m${index + 1}`);
+
+afterEach(async () => {
+  await stopMembers(members.splice(0));
+  // Each test starts from empty tables: the next one's fold starts at block 1.
+  await db.query(`DELETE FROM strata.pipeline_leases`);
+  await db.query(`DELETE FROM strata.fleet_processes`);
+  await db.query(`DELETE FROM strata.ingest_blocks`);
+  for (const pipeline of names(4)) {
+    await db.query(`DROP SCHEMA IF EXISTS pipeline_${pipeline} CASCADE`);
+    await db.query('DELETE FROM strata.pipelines WHERE name = $1', [pipeline]);
+  }
+});
+
+/** Waits until every lease is live and held by one of `members`, in the given counts. */
+async function converged(counts: (held: number[]) => boolean, timeoutMs: number, what: string) {
+  return waitFor(
+    async () => Promise.all(members.map(async (member) => (await heldBy(member))?.length ?? -1)),
+    counts,
+    timeoutMs,
+    what,
+  );
+}
+
+describe('a fleet of daemons on one database', () => {
+  it('two then three processes share four pipelines, one owner each at every instant (seed 1501)', async () => {
+    const seed = 1501;
+    const chains = new FleetChains(names(4), seed);
+    members.push(await startMember(db, 4));
+    await converged(([a]) => a === 4, 20_000, 'the first process owning all four');
+    members.push(await startMember(db, 4));
+    const urls = () => members.map((member) => member.url);
+    // Blocks flow through both processes while the second gets its share.
+    const deadline = Date.now() + 3 * FLEET_TTL_MS;
+    let sampled = 0;
+    while (Date.now() < deadline || sampled < 10) {
+      await chains.postSome(urls());
+      await expectSingleOwners(db, members);
+      sampled += 1;
+    }
+    await converged(([a, b]) => a === 2 && b === 2, 3 * FLEET_TTL_MS + 5_000, 'a 2/2 spread');
+    members.push(await startMember(db, 4));
+    const unownedSince = new Map<string, number>();
+    let longestUnownedMs = 0;
+    const third = Date.now() + 3 * FLEET_TTL_MS;
+    while (Date.now() < third) {
+      await chains.postSome(urls());
+      await expectSingleOwners(db, members);
+      for (const lease of await leaseTable(db)) {
+        if (lease.live) unownedSince.delete(lease.pipeline);
+        else if (!unownedSince.has(lease.pipeline)) unownedSince.set(lease.pipeline, Date.now());
+        else longestUnownedMs = Math.max(longestUnownedMs, Date.now() - unownedSince.get(lease.pipeline)!);
+      }
+    }
+    const spread = await converged(
+      (held) => held.every((count) => count >= 1) && held.reduce((a, b) => a + b, 0) === 4,
+      3 * FLEET_TTL_MS + 5_000,
+      'a 2/1/1 spread',
+    );
+    expect([...spread].sort()).toEqual([1, 1, 2]);
+    expect(longestUnownedMs, 'no pipeline unowned longer than TTL + 2 s').toBeLessThanOrEqual(
+      FLEET_TTL_MS + 2_000,
+    );
+    await chains.expectFolded(db);
+    // Each process's /status names every process and every lease's owner.
+    const { body } = await getJson<StatusSnapshot>(`${members[0]!.url}/status`);
+    expect(body.fleet!.processes.map((process) => process.id).sort()).toEqual(
+      members.map((m) => m.id).sort(),
+    );
+    const owners = new Set(body.fleet!.leases.map((lease) => lease.owner));
+    for (const owner of owners) expect(members.map((m) => m.id)).toContain(owner);
+  });
+
+  it('a paused owner loses its pipeline; after SIGCONT its late write is refused by the epoch fence (seed 1502)', async () => {
+    const seed = 1502;
+    const chains = new FleetChains(['m1'], seed);
+    // The owner's every write waits 800 ms first, so when it is paused a write is pending.
+    const owner = await startMember(db, 1, { STRATA_TEST_FAULT: 'persistence:write-delay:800' });
+    members.push(owner);
+    await converged(([a]) => a === 1, 20_000, 'the first process owning m1');
+    const other = await startMember(db, 1);
+    members.push(other);
+    for (let i = 0; i < 10; i++) await chains.post(other.url, 'm1', 3);
+    await waitFor(
+      () => getJson<StatusSnapshot>(`${owner.url}/status`),
+      ({ body }) => (body.pipelines[0]?.processedCheckpoint ?? 0) > 0,
+      20_000,
+      'the owner processing blocks posted to the other process',
+    );
+    await chains.post(other.url, 'm1', 3);
+    owner.daemon.kill('SIGSTOP');
+    const pausedAt = Date.now();
+    // Blocks keep arriving through the other process, which takes the pipeline over.
+    await waitFor(
+      async () => {
+        await chains.post(other.url, 'm1', 2);
+        return heldBy(other);
+      },
+      (held) => held?.includes('m1') === true,
+      FLEET_TTL_MS + 10_000,
+      'the other process taking m1 over',
+    );
+    expect(Date.now() - pausedAt).toBeLessThanOrEqual(FLEET_TTL_MS + 2_000 + 1_000);
+    for (let i = 0; i < 5; i++) await chains.post(other.url, 'm1', 3);
+    owner.daemon.kill('SIGCONT');
+    // The old owner tried to write (its pending batch) and was refused; it stepped down, alive.
+    await waitFor(
+      () => metricTotal(owner, 'strata_lease_fenced_writes_total'),
+      (refused) => refused >= 1,
+      20_000,
+      'a refused write on the old owner',
+    );
+    await waitFor(
+      () => heldBy(owner),
+      (held) => held !== null && held.length === 0,
+      20_000,
+      'the old owner stepping down',
+    );
+    expect(owner.daemon.child.exitCode).toBeNull();
+    expect((await fetch(`${owner.url}/readyz`)).status).toBe(200);
+    expect(owner.daemon.logs.some((line) => String(line.msg).startsWith('pipeline lease lost'))).toBe(true);
+    for (let i = 0; i < 5; i++) await chains.post(owner.url, 'm1', 2); // ingest still works there
+    await chains.expectFolded(db);
+    const [lease] = await leaseTable(db);
+    expect(lease!.owner).toBe(other.id);
+    expect(lease!.epoch).toBe(2);
+  });
+
+  it('SIGTERM hands the pipeline over: the next owner resumes right after the last committed batch (seed 1503)', async () => {
+    const seed = 1503;
+    const chains = new FleetChains(['m1'], seed);
+    const first = await startMember(db, 1);
+    members.push(first);
+    await converged(([a]) => a === 1, 20_000, 'the first process owning m1');
+    const second = await startMember(db, 1);
+    members.push(second);
+    for (let i = 0; i < 20; i++) await chains.post(second.url, 'm1', 5);
+    const stoppedAt = Date.now();
+    first.daemon.kill('SIGTERM');
+    expect((await first.daemon.exited).code).toBe(0);
+    await waitFor(
+      () => heldBy(second),
+      (held) => held?.includes('m1') === true,
+      FLEET_TTL_MS + 2_000,
+      'takeover',
+    );
+    // A handover, not an expiry: well within one TTL.
+    expect(Date.now() - stoppedAt).toBeLessThan(FLEET_TTL_MS + 2_000);
+    const handedAt = first.daemon.logs.find((line) => line.msg === 'intake stopped');
+    const resumed = await waitFor(
+      async () =>
+        second.daemon.logs.find(
+          (line) => line.msg === 'pipeline resuming' || line.msg === 'pipeline starting from the first block',
+        ),
+      (line) => line !== undefined,
+      20_000,
+      'the second process resuming m1',
+    );
+    expect(handedAt, 'the owner stopped its intake').toBeDefined();
+    // Nothing processed by the first process is processed again.
+    expect(resumed!.resumeFrom).toBe((handedAt!.processedCheckpoint as number) + 1);
+    expect(
+      first.daemon.logs.some(
+        (line) => line.msg === 'pipeline handed over (its writer committed what was processed)',
+      ),
+    ).toBe(true);
+    for (let i = 0; i < 5; i++) await chains.post(second.url, 'm1', 3);
+    await chains.expectFolded(db);
+  });
+
+  it('kill -9 of the owner: another process takes over within TTL + 2 s; 20 random kills across three processes leave the fold (seed 1504)', async () => {
+    const seed = 1504;
+    const pipelines = names(3);
+    const chains = new FleetChains(pipelines, seed);
+    for (let i = 0; i < 3; i++) members.push(await startMember(db, 3));
+    await converged((held) => held.every((count) => count === 1), 4 * FLEET_TTL_MS, 'a 1/1/1 spread');
+    for (let i = 0; i < 5; i++) await chains.postSome(members.map((m) => m.url));
+    // One kill, timed: the lease of a dead process is taken within TTL + 2 s.
+    const victim = members[0]!;
+    const [victimPipeline] = (await heldBy(victim))!;
+    victim.daemon.kill('SIGKILL');
+    const killedAt = Date.now();
+    await victim.daemon.exited;
+    await waitFor(
+      async () => Promise.all(members.slice(1).map((member) => heldBy(member))),
+      (held) => held.some((pipelinesHeld) => pipelinesHeld?.includes(victimPipeline!) === true),
+      FLEET_TTL_MS + 2_000,
+      'takeover after kill -9',
+    );
+    expect(Date.now() - killedAt).toBeLessThanOrEqual(FLEET_TTL_MS + 2_000);
+    members.shift();
+    // Twenty kills at random moments — a process listening or still starting — each restarted at
+    // once, blocks flowing through the processes that answer.
+    const slots = [
+      launchMember(db, 3),
+      ...members.map((member) => ({ daemon: member.daemon, ready: Promise.resolve(member) })),
+    ];
+    members.length = 0;
+    const readyUrls = async () => {
+      const settled = await Promise.all(
+        slots.map((slot) => Promise.race([slot.ready.then((member) => member.url), Promise.resolve(null)])),
+      );
+      return settled.filter((url): url is string => url !== null);
+    };
+    let random = seed;
+    const next = () => {
+      random = (random * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return random / 2_147_483_648;
+    };
+    for (let kill = 0; kill < 20; kill++) {
+      const until = Date.now() + 200 + next() * 800;
+      while (Date.now() < until) {
+        const urls = await readyUrls();
+        if (urls.length > 0) await chains.postSome(urls);
+        else await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const index = Math.floor(next() * slots.length);
+      slots[index]!.daemon.kill('SIGKILL');
+      await slots[index]!.daemon.exited;
+      slots[index] = launchMember(db, 3);
+    }
+    members.push(...(await Promise.all(slots.map((slot) => slot.ready))));
+    for (let i = 0; i < 5; i++) await chains.postSome(members.map((m) => m.url));
+    await chains.expectFolded(db, 120_000);
+  }, 300_000);
+});
