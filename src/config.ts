@@ -134,7 +134,7 @@ export interface StrataConfig {
   };
   readonly db: { readonly poolMax: number; readonly connectTimeoutMs: number };
   /** Many processes on one Postgres (docs/operations.md, "Running a fleet"). */
-  readonly fleet: { readonly leaseTtlMs: number; readonly maxPipelines: number };
+  readonly fleet: { readonly enabled: boolean; readonly leaseTtlMs: number; readonly maxPipelines: number };
   readonly processing: {
     readonly inMemoryObjectsTarget: number;
     readonly maxChangesPerWrite: number;
@@ -257,6 +257,7 @@ export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataC
     },
     db: { poolMax: settings.dbPoolMax, connectTimeoutMs: settings.dbConnectTimeoutMs },
     fleet: {
+      enabled: settings.fleet === 'on',
       leaseTtlMs: settings.leaseTtlMs,
       maxPipelines: settings.maxPipelines ?? NO_PIPELINE_CAP,
     },

@@ -227,6 +227,11 @@ export const SETTINGS = {
     shownDefault: '10 MiB',
     doc: 'A shape snapshot larger than this is answered in chunks (`offset=-1`, then `0_<n>`) with fixed boundaries, each kept for 10 minutes after its last read (Electric: `ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD`).',
   }),
+  fleet: spec({
+    env: 'STRATA_FLEET',
+    schema: z.enum(['on', 'off']).default('on'),
+    doc: "On Postgres, `on`: pipelines are leased, so any number of processes may share the database (docs/operations.md, \"Running a fleet\"). `off`: this process writes every pipeline with no lease and no fence — only for a process certain to be alone (bench/fleet measures the fence's cost with it). Embedded PGlite is always one process.",
+  }),
   leaseTtlMs: spec({
     env: 'STRATA_LEASE_TTL_MS',
     schema: int(10_000, 300),

@@ -6,7 +6,7 @@ import { StrataError } from './errors.ts';
 // Plain borders and headings: the output is often piped or read in logs.
 const style = { head: [] as string[], border: [] as string[] };
 
-import type { StatusSnapshot } from './status-types.ts';
+import type { FleetStatus, StatusSnapshot } from './status-types.ts';
 
 export async function fetchStatus(baseUrl: string, timeoutMs = 3_000): Promise<StatusSnapshot> {
   let response: Response;
@@ -103,7 +103,35 @@ database: ${status.database.kind}${status.database.storage ? ` (${status.databas
       tables.push([table.table, table.shapes, table.logMessages.toLocaleString('en-US')]);
     if ((s.tables ?? []).length > 0) parts.push(tables.toString());
   }
+  if (status.fleet !== undefined) parts.push(...renderFleet(status.fleet));
   return parts.join('\n');
+}
+
+/** The fleet: every live process, and each pipeline's owner, epoch and lease expiry. */
+function renderFleet(fleet: FleetStatus): string[] {
+  const short = (id: string | null) => (id === null ? '—' : id.slice(0, 8));
+  const processes = new Table({
+    style,
+    head: ['process', 'host', 'pid', 'version', 'started', 'last heartbeat', 'owns', 'target'],
+  });
+  for (const process of fleet.processes) {
+    const owns = fleet.leases.filter((lease) => lease.owner === process.id).length;
+    const name = `${short(process.id)}${process.id === fleet.self ? ' (this)' : ''}${process.stopping ? ' stopping' : ''}`;
+    processes.push([
+      name,
+      process.host,
+      process.pid,
+      process.version,
+      process.startedAt,
+      process.lastHeartbeat,
+      owns,
+      process.target,
+    ]);
+  }
+  const leases = new Table({ style, head: ['pipeline', 'owner', 'epoch', 'lease expires'] });
+  for (const lease of fleet.leases)
+    leases.push([lease.pipeline, short(lease.owner), lease.epoch, lease.expiresAt]);
+  return [processes.toString(), leases.toString()];
 }
 
 /** Reorgs, and how many of them had to roll back stored state (the rest were undone in memory). */

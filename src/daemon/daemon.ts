@@ -42,7 +42,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
     const cache = await startModuleCache(config, log, lifecycle, database, metrics);
     // On Postgres, many processes may share the database: pipelines run where their lease is.
     const fleet =
-      database.embedded === null
+      database.embedded === null && config.fleet.enabled
         ? new Fleet({
             id,
             db: database.mainDb,

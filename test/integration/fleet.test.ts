@@ -4,6 +4,7 @@
 // late write is refused by the epoch fence; kills, SIGTERM handovers and new processes move
 // pipelines around and the tables always end equal to the plain fold of what was posted.
 // Replay: each test's seed is in its name and in every fold failure.
+import { type ChildProcess, spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StatusSnapshot } from '../../src/status-types.ts';
 import { getJson, waitFor } from '../helpers/daemon-process.ts';
@@ -248,4 +249,56 @@ describe('a fleet of daemons on one database', () => {
     for (let i = 0; i < 5; i++) await chains.postSome(members.map((m) => m.url));
     await chains.expectFolded(db, 120_000);
   }, 300_000);
+
+  it('survives its database connections being terminated and its Redis stopping and coming back (seed 1505)', async () => {
+    const seed = 1505;
+    const chains = new FleetChains(names(2), seed);
+    // A Redis of this test's own, so stopping it disturbs no other test.
+    const port = 16_400 + Math.floor(Math.random() * 1_000);
+    const startRedis = () =>
+      spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+        {
+          stdio: 'ignore',
+        },
+      );
+    let redis: ChildProcess = startRedis();
+    try {
+      const env = { REDIS_URL: `redis://127.0.0.1:${port}` };
+      members.push(await startMember(db, 2, env), await startMember(db, 2, env));
+      await converged(([a, b]) => a === 1 && b === 1, 4 * FLEET_TTL_MS + 5_000, 'a 1/1 spread');
+      const epochs = (await leaseTable(db)).map((lease) => lease.epoch);
+      const urls = members.map((member) => member.url);
+      const flow = async (ms: number) => {
+        const until = Date.now() + ms;
+        while (Date.now() < until) await chains.postSome(urls);
+      };
+      await flow(500);
+      for (let i = 0; i < 3; i++) {
+        await db.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name IN ('strata-persistence', 'strata-main')`,
+        );
+        await flow(400);
+      }
+      await chains.expectFolded(db);
+      // The writes were retried and the leases kept: no pipeline changed hands.
+      expect((await leaseTable(db)).map((lease) => lease.epoch)).toEqual(epochs);
+      redis.kill('SIGKILL');
+      await new Promise((resolve) => redis.once('exit', resolve));
+      await flow(1_500); // owners find blocks posted elsewhere by polling
+      await chains.expectFolded(db);
+      redis = startRedis();
+      await flow(1_500);
+      await chains.expectFolded(db);
+      for (const member of members) {
+        expect(member.daemon.child.exitCode).toBeNull();
+        expect((await fetch(`${member.url}/livez`)).status).toBe(200);
+      }
+      expect((await leaseTable(db)).map((lease) => lease.epoch)).toEqual(epochs);
+    } finally {
+      redis.kill('SIGKILL');
+    }
+  });
 });
