@@ -83,7 +83,8 @@ const ownerOf = (db: pg.Client, pipeline: string) =>
       'SELECT owner FROM strata.pipeline_leases WHERE pipeline = $1 AND expires_at > now()',
       [pipeline],
     )
-    .then((result) => result.rows[0]?.owner ?? null);
+    .then((result) => result.rows[0]?.owner ?? null)
+    .catch(() => null); // not migrated yet
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
