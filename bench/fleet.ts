@@ -29,6 +29,12 @@ interface Proc {
   id: Promise<string>;
 }
 
+/** Every process launched, killed when the benchmark ends however it ends (no orphan holds a lease). */
+const launched = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of launched) child.kill('SIGKILL');
+});
+
 function launch(project: string, env: Record<string, string>, args: string[] = []): Proc {
   const child = spawn(process.execPath, [STRATA, 'start', '--project', project, '--port', '0', ...args], {
     env: {
@@ -42,6 +48,8 @@ function launch(project: string, env: Record<string, string>, args: string[] = [
     },
     stdio: ['ignore', 'pipe', 'ignore'],
   });
+  launched.add(child);
+  child.once('exit', () => launched.delete(child));
   let buffered = '';
   const url = new Promise<string>((resolve) => {
     child.stdout!.on('data', (chunk: Buffer) => {

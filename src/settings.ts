@@ -230,7 +230,7 @@ export const SETTINGS = {
   fleet: spec({
     env: 'STRATA_FLEET',
     schema: z.enum(['on', 'off']).default('on'),
-    doc: "On Postgres, `on`: pipelines are leased, so any number of processes may share the database (docs/operations.md, \"Running a fleet\"). `off`: this process writes every pipeline with no lease and no fence — only for a process certain to be alone (bench/fleet measures the fence's cost with it). Embedded PGlite is always one process.",
+    doc: 'On Postgres, `on`: pipelines are leased, so any number of processes may share the database (docs/operations.md, "Running a fleet"). `off`: this process writes every pipeline with no lease and no fence — only for a process certain to be alone (bench/fleet measures the fence\'s cost with it). Embedded PGlite is always one process.',
   }),
   leaseTtlMs: spec({
     env: 'STRATA_LEASE_TTL_MS',

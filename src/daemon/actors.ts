@@ -326,6 +326,14 @@ export function startActors(
     },
     takePipeline: async (pipeline, epoch) => {
       await persistence.call('grantLease', pipeline, epoch);
+      // Its live shapes are served here from now on: captured from the first write, known to the
+      // materializer (restarted to load those created on the previous owner; clients retry once).
+      if (await shapes!.adoptPipeline(pipeline)) {
+        log.info({ pipeline }, 'restarting the materializer to load the shapes of a pipeline taken over');
+        shapes!.reset();
+        await supervisor.disable('materializer');
+        await supervisor.enable('materializer');
+      } else shapes!.resync();
       await supervisor.enable(processing.get(pipeline)!.name);
     },
     dropPipeline: async (pipeline, how) => {

@@ -84,6 +84,7 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       actors,
       board,
       metrics,
+      fleet,
     });
     await actors.start();
     if (fleet !== null) {

@@ -100,6 +100,18 @@ export class Fleet {
     return Object.fromEntries(this.held);
   }
 
+  /** Whether this process holds the pipeline's lease (it runs and serves it). */
+  holds(pipeline: string): boolean {
+    return this.held.has(pipeline);
+  }
+
+  /** The URL of the process that held the pipeline's lease at the last look, if another one. */
+  ownerUrl(pipeline: string): string | null {
+    const owner = this.view?.leases.find((lease) => lease.pipeline === pipeline)?.owner;
+    if (owner == null || owner === this.id) return null;
+    return this.view?.processes.find((process) => process.id === owner)?.url ?? null;
+  }
+
   /** Joins: the first look runs now; resolves once it ran (pipelines this process got are starting). */
   async join(actions: FleetActions, url: string): Promise<void> {
     this.actions = actions;

@@ -14,6 +14,7 @@ import { appendBlocks } from '../sources/ingest-log.ts';
 import type { ModuleInvalidation } from '../transpile/invalidation.ts';
 import type { SupervisedActors } from './actors.ts';
 import type { DaemonDatabase } from './database.ts';
+import type { Fleet } from './fleet.ts';
 import type { DaemonLifecycle } from './lifecycle.ts';
 import type { ModuleCache } from './module-cache.ts';
 import type { StatusBoard } from './status-board.ts';
@@ -35,9 +36,11 @@ export async function startHttp(
     actors: SupervisedActors;
     board: StatusBoard;
     metrics: DaemonMetrics;
+    /** Many processes on Postgres: shapes of pipelines owned elsewhere are forwarded there. */
+    fleet: Fleet | null;
   },
 ): Promise<DaemonHttp> {
-  const { database, cache, invalidation, actors, board, metrics } = parts;
+  const { database, cache, invalidation, actors, board, metrics, fleet } = parts;
   // The pipeline's owner may be another process of the fleet: it is told over Redis.
   const wakeUps = new IngestWakeUps(cache.pubsub, log, (pipeline) => actors.router.wake(pipeline));
   await wakeUps.start();
@@ -72,6 +75,18 @@ export async function startHttp(
     },
     shapes: {
       backend: actors.shapes,
+      locate:
+        fleet === null
+          ? undefined
+          : async (table, forwarded) => {
+              const pipeline = await actors.materializer.call('pipelineOf', table).catch(() => null);
+              // Not a table of the project: answered here, with the protocol's 400.
+              if (pipeline === null || fleet.holds(pipeline)) return { kind: 'here' };
+              const owner = fleet.ownerUrl(pipeline);
+              return owner === null || forwarded
+                ? { kind: 'unowned', pipeline }
+                : { kind: 'owner', url: owner };
+            },
       observe: {
         answered: (kind, status) => metrics.shapeRequests.inc({ kind, status: String(status) }),
         fanout: (seconds) => metrics.shapeFanoutSeconds.observe(seconds),

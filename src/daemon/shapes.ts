@@ -9,6 +9,7 @@ import type { Logger } from '../logger.ts';
 import type { MaterializerMethods, ShapeInfo } from '../materializer/materializer-actor.ts';
 import type { ShapeDefinition } from '../materializer/shape-definition.ts';
 import { rowKey } from '../materializer/shape-messages.ts';
+import { loadShapes } from '../materializer/shape-store.ts';
 import {
   ChunkBuilder,
   type SnapshotChunk,
@@ -102,6 +103,22 @@ export class ShapeService implements ShapeBackend {
           "the writer keeps every change of the shapes' tables until the next restart",
         );
       });
+  }
+
+  /**
+   * This process now owns `pipeline` (a takeover), before it writes any of it: the writer captures
+   * every table with a stored shape (all changes, until the materializer's clauses narrow them),
+   * and the answer says whether the materializer lacks some of its stored shapes — created on the
+   * process that owned it before — and must restart to load them.
+   */
+  async adoptPipeline(pipeline: string): Promise<boolean> {
+    const stored = (await loadShapes(this.db)).filter((shape) => shape.pipeline === pipeline);
+    for (const entity of new Set(stored.map((shape) => shape.entity))) {
+      this.tables.add(pipeline, entity);
+      await this.writer.call('captureShapes', pipeline, entity, null);
+    }
+    const known = await Promise.all(stored.map((shape) => this.materializer.call('shapeInfo', shape.handle)));
+    return known.some((info) => info === null);
   }
 
   /** Rotates a shape: its log goes, and its waiting long-polls answer at once (409). */

@@ -66,6 +66,8 @@ export type MaterializerMethods = {
   /** Every shape's clause (the writer keeps only the changes some shape can show). */
   shapeFilters(): ShapeFilter[];
   shapeInfo(handle: string): ShapeInfo | null;
+  /** The pipeline of a shape request's `table` (STRATA_ERR_SHAPE_INVALID when none or ambiguous). */
+  pipelineOf(table: string): string;
   /**
    * Committed messages after `offset` (serialised), the offset to continue from, the last
    * transaction of the pipeline this actor processed; `compacted` when the reader missed changes
@@ -268,6 +270,7 @@ export const materializerActor: ActorDefinition<
           return { shape: info };
         },
         shapeInfo: (handle) => infos.get(handle) ?? null,
+        pipelineOf: (table) => resolveTable(table).pipeline,
         read(handle, offsetText, limit) {
           const shape = materializer.byHandle(handle);
           if (shape !== undefined && offsetText === 'now')

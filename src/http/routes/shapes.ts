@@ -12,6 +12,7 @@ import { StrataError } from '../../errors.ts';
 import type { ShapeInfo } from '../../materializer/materializer-actor.ts';
 import type { ShapeDefinition } from '../../materializer/shape-definition.ts';
 import { parseChunkOffset, type SnapshotChunk } from '../../materializer/snapshot-chunks.ts';
+import { answerUnowned, forwardToOwner, isForwarded, type ShapeRoute } from '../shape-forwarding.ts';
 
 export interface ShapeBackend {
   open(definition: ShapeDefinition): Promise<ShapeInfo>;
@@ -33,6 +34,11 @@ export interface ShapeBackend {
 
 export interface ShapeRouteOptions {
   backend: ShapeBackend;
+  /**
+   * In a fleet, where a table's shapes are served (src/http/shape-forwarding.ts); absent: here.
+   * `forwarded`: the request already came from another process.
+   */
+  locate?: (table: string, forwarded: boolean) => Promise<ShapeRoute>;
   /** How long a live request is held when nothing changes (Electric: 20 s). */
   longPollMs?: number;
   /** Every answer, by kind of request; and, for a live request a change woke, how long since. */
@@ -81,7 +87,19 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     return reply.send();
   });
 
+  /** In a fleet: the answer, when another process serves the table; null when it is served here. */
+  async function elsewhere(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | null> {
+    const table = single(request.query as Query, 'table');
+    if (options.locate === undefined || table === undefined) return null;
+    const route = await options.locate(table, isForwarded(request));
+    if (route.kind === 'here') return null;
+    if (route.kind === 'unowned') return answerUnowned(reply, route.pipeline);
+    return forwardToOwner(request, reply, route.url, table);
+  }
+
   app.delete('/v1/shape', async (request, reply) => {
+    const forwarded = await elsewhere(request, reply);
+    if (forwarded !== null) return forwarded;
     cors(reply);
     const query = request.query as Query;
     const handle = single(query, 'handle');
@@ -93,6 +111,8 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
   });
 
   app.get('/v1/shape', async (request, reply) => {
+    const forwarded = await elsewhere(request, reply);
+    if (forwarded !== null) return forwarded;
     cors(reply);
     const query = request.query as Query;
     let definition: ShapeDefinition;
