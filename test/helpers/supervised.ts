@@ -9,6 +9,8 @@ export function supervisedTestActors(options: {
   names: string[];
   strategy?: Strategy;
   restart?: RestartPolicy;
+  /** Children not started with the others (run only once enabled). */
+  dormant?: string[];
   intensity?: number;
   pingIntervalMs?: number;
   failAtStart?: (name: string) => boolean;
@@ -38,7 +40,13 @@ export function supervisedTestActors(options: {
     }),
   );
   for (const ref of refs) {
-    supervisor.add({ id: ref.name, ref, restart: options.restart ?? 'permanent', shutdownTimeoutMs: 2_000 });
+    supervisor.add({
+      id: ref.name,
+      ref,
+      restart: options.restart ?? 'permanent',
+      shutdownTimeoutMs: 2_000,
+      dormant: options.dormant?.includes(ref.name) === true,
+    });
   }
   return { supervisor, refs, exits, started, gaveUp: () => gaveUp };
 }

@@ -5,9 +5,11 @@
 // pipelines around and the tables always end equal to the plain fold of what was posted.
 // Replay: each test's seed is in its name and in every fold failure.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { isDeepStrictEqual } from 'node:util';
+import { Shape, ShapeStream } from '@electric-sql/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StatusSnapshot } from '../../src/status-types.ts';
-import { getJson, waitFor } from '../helpers/daemon-process.ts';
+import { getJson, statusRecorder, waitFor } from '../helpers/daemon-process.ts';
 import { useTestDatabase } from '../helpers/database.ts';
 import {
   expectSingleOwners,
@@ -299,6 +301,64 @@ describe('a fleet of daemons on one database', () => {
       expect((await leaseTable(db)).map((lease) => lease.epoch)).toEqual(epochs);
     } finally {
       redis.kill('SIGKILL');
+    }
+  });
+
+  it('a shape served through a process that does not own the pipeline stays live across a handover (seed 1506)', async () => {
+    const seed = 1506;
+    const chains = new FleetChains(['m1'], seed);
+    const owner = await startMember(db, 1);
+    members.push(owner);
+    await converged(([a]) => a === 1, 20_000, 'the first process owning m1');
+    const other = await startMember(db, 1);
+    members.push(other);
+    for (let i = 0; i < 5; i++) await chains.post(other.url, 'm1', 3);
+    const recorder = statusRecorder();
+    const stop = new AbortController();
+    const shape = new Shape(
+      new ShapeStream<{ id: string; version: number }>({
+        url: `${other.url}/v1/shape`,
+        params: { table: 'm1.Item', columns: ['id', 'version'] } as never,
+        signal: stop.signal,
+        fetchClient: recorder.fetch,
+      }),
+    );
+    const table = async () =>
+      Object.fromEntries(
+        (await db.query<{ id: string; version: number }>('SELECT id, version FROM pipeline_m1."Item"')).map(
+          (row) => [row.id, row.version],
+        ),
+      );
+    const synced = (what: string) =>
+      waitFor(
+        async () => {
+          const client = Object.fromEntries(shape.currentRows.map((row) => [row.id, row.version]));
+          return isDeepStrictEqual(client, await table()) && Object.keys(client).length > 0;
+        },
+        (equal) => equal,
+        30_000,
+        what,
+      );
+    try {
+      await chains.expectFolded(db);
+      await synced('the client (through the other process) equal to the table');
+      for (let i = 0; i < 5; i++) await chains.post(other.url, 'm1', 3);
+      await chains.expectFolded(db);
+      await synced('live changes forwarded from the owner');
+      owner.daemon.kill('SIGTERM');
+      await owner.daemon.exited;
+      await waitFor(
+        () => heldBy(other),
+        (held) => held?.includes('m1') === true,
+        FLEET_TTL_MS + 2_000,
+        'handover',
+      );
+      for (let i = 0; i < 5; i++) await chains.post(other.url, 'm1', 3);
+      await chains.expectFolded(db);
+      await synced('live changes served by the new owner, same handle');
+      expect(recorder.statuses).not.toContain(409);
+    } finally {
+      stop.abort();
     }
   });
 });

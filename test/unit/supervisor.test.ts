@@ -21,6 +21,27 @@ describe('Supervisor', () => {
     expect(exits.every((e) => e.reason === 'normal')).toBe(true);
   });
 
+  it('a dormant child runs only while enabled, and is restarted only then', async () => {
+    const { supervisor, refs, exits } = supervisedTestActors({
+      mode: 'in-thread',
+      names: ['a', 'b'],
+      dormant: ['b'],
+    });
+    await supervisor.start();
+    expect(refs.map((ref) => ref.state)).toEqual(['running', 'idle']);
+    await supervisor.enable('b');
+    expect(refs[1]!.state).toBe('running');
+    await refs[1]!.terminate('crash', crash());
+    await until(() => refs[1]!.state === 'running' && refs[1]!.incarnation === 2, 5_000, 'b restarted');
+    await supervisor.disable('b');
+    expect(refs[1]!.state).toBe('stopped');
+    expect(exits.at(-1)).toMatchObject({ actor: 'b', reason: 'normal' });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(refs[1]!.incarnation).toBe(2); // not restarted while disabled
+    expect(supervisor.isEnabled('b')).toBe(false);
+    await supervisor.stop();
+  });
+
   it('one_for_one restarts only the child that died', async () => {
     const { supervisor, refs } = supervisedTestActors({ mode: 'in-thread', names: ['a', 'b', 'c'] });
     await supervisor.start();
