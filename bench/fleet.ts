@@ -202,11 +202,7 @@ async function ingestLatency(redisUrl: string): Promise<number[]> {
   return samples;
 }
 
-async function main(): Promise<void> {
-  console.log(
-    `bench/fleet on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}`,
-  );
-
+async function takeovers(): Promise<void> {
   const kills = await takeover('SIGKILL');
   const pauses = await takeover('SIGSTOP');
   console.log(
@@ -214,51 +210,57 @@ async function main(): Promise<void> {
   );
   console.log(`  after kill -9 : median ${seconds(median(kills))}, max ${seconds(Math.max(...kills))}`);
   console.log(`  after SIGSTOP : median ${seconds(median(pauses))}, max ${seconds(Math.max(...pauses))}`);
+}
 
+async function spread(): Promise<void> {
   const blocks = Number(process.env.FLEET_BENCH_BLOCKS ?? 10_000);
   const one = await throughput(1, blocks);
   const two = await throughput(2, blocks);
   const events = 4 * blocks * 10;
+  const rate = (ms: number) => Math.round(events / (ms / 1000)).toLocaleString('en-US');
   console.log(
     `\n4 erc20 pipelines × ${(blocks * 10).toLocaleString('en-US')} events (generator), wall time to all committed:`,
   );
-  console.log(
-    `  one process   : ${seconds(one)} (${Math.round(events / (one / 1000)).toLocaleString('en-US')} events/s)`,
-  );
-  console.log(
-    `  two processes : ${seconds(two)} (${Math.round(events / (two / 1000)).toLocaleString('en-US')} events/s)`,
-  );
+  console.log(`  one process   : ${seconds(one)} (${rate(one)} events/s)`);
+  console.log(`  two processes : ${seconds(two)} (${rate(two)} events/s)`);
   console.log(`  two / one throughput: ${(one / two).toFixed(2)}×`);
+}
 
+async function overhead(): Promise<void> {
   const erc20Blocks = Number(process.env.FLEET_BENCH_ERC20_BLOCKS ?? 30_000);
+  const pairs = Number(process.env.FLEET_BENCH_PAIRS ?? 5);
   const on: number[] = [];
   const off: number[] = [];
-  for (let pair = 0; pair < 3; pair++) {
+  for (let pair = 0; pair < pairs; pair++) {
     // Alternated, the order flipped each pair, so drift of the machine falls on both.
-    if (pair % 2 === 0) {
-      on.push(await erc20Run('on', erc20Blocks));
-      off.push(await erc20Run('off', erc20Blocks));
-    } else {
-      off.push(await erc20Run('off', erc20Blocks));
-      on.push(await erc20Run('on', erc20Blocks));
-    }
+    const order: Array<'on' | 'off'> = pair % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
+    for (const fleet of order) (fleet === 'on' ? on : off).push(await erc20Run(fleet, erc20Blocks));
   }
   console.log(
-    `\nlease overhead, erc20 end to end (${(erc20Blocks * 10).toLocaleString('en-US')} events, 3 alternated pairs):`,
+    `\nlease overhead, erc20 end to end (${(erc20Blocks * 10).toLocaleString('en-US')} events, ${pairs} alternated pairs):`,
   );
   console.log(`  fence on  : ${on.map(seconds).join(', ')} (median ${seconds(median(on))})`);
   console.log(`  fence off : ${off.map(seconds).join(', ')} (median ${seconds(median(off))})`);
   console.log(`  on / off  : ${(median(on) / median(off)).toFixed(3)}× (target ≤ 1.03)`);
-
-  const withRedis = await ingestLatency(REDIS_URL);
-  const withoutRedis = await ingestLatency('redis://127.0.0.1:1');
-  console.log(`\ningest → commit through a process that does not own the pipeline (${ROUNDS * 2} blocks):`);
-  console.log(
-    `  Redis wake-ups : median ${Math.round(median(withRedis))} ms, max ${Math.round(Math.max(...withRedis))} ms`,
-  );
-  console.log(
-    `  Redis down     : median ${Math.round(median(withoutRedis))} ms, max ${Math.round(Math.max(...withoutRedis))} ms (the owner's 1 s idle poll)`,
-  );
 }
 
-await main();
+async function latency(): Promise<void> {
+  const withRedis = await ingestLatency(REDIS_URL);
+  const withoutRedis = await ingestLatency('redis://127.0.0.1:1');
+  const line = (samples: number[]) =>
+    `median ${Math.round(median(samples))} ms, max ${Math.round(Math.max(...samples))} ms`;
+  console.log(`\ningest → commit through a process that does not own the pipeline (${ROUNDS * 2} blocks):`);
+  console.log(`  Redis wake-ups : ${line(withRedis)}`);
+  console.log(`  Redis down     : ${line(withoutRedis)} (the owner's 1 s idle poll)`);
+}
+
+/** FLEET_BENCH_ONLY=takeover,throughput,overhead,latency runs some parts (default: all). */
+const parts = new Set((process.env.FLEET_BENCH_ONLY ?? 'takeover,throughput,overhead,latency').split(','));
+
+console.log(
+  `bench/fleet on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}`,
+);
+if (parts.has('takeover')) await takeovers();
+if (parts.has('throughput')) await spread();
+if (parts.has('overhead')) await overhead();
+if (parts.has('latency')) await latency();

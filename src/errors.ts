@@ -83,6 +83,11 @@ export const errorRegistry = {
   STRATA_ERR_SHAPE_INVALID: { message: 'invalid shape request', status: 400, retryable: false },
   STRATA_ERR_HANDLER_FAILED: { message: 'a handler threw', status: 500, retryable: false },
   STRATA_ERR_WRITE_FAILED: { message: 'the writer could not store a batch', status: 500, retryable: false },
+  STRATA_ERR_PIPELINE_RUNNING: {
+    message: 'a live process of the fleet writes the pipeline',
+    status: 409,
+    retryable: false,
+  },
   STRATA_ERR_LEASE_FENCED: {
     message: 'another process holds the pipeline lease; the write was refused',
     status: 409,

@@ -234,3 +234,27 @@ export async function assertLeaseHeld(
     );
   }
 }
+
+/**
+ * Who holds the pipeline's lease now (null: nobody), locking its row for the rest of the
+ * transaction so no process acquires it meanwhile (`strata reset` refuses to drop a pipeline
+ * a live process writes).
+ */
+export async function lockLiveOwner(
+  db: Queryable,
+  pipeline: string,
+): Promise<{ id: string; host: string | null; pid: number | null } | null> {
+  const { rows } = await db.query<{
+    owner: string | null;
+    live: boolean;
+    host: string | null;
+    pid: number | null;
+  }>(
+    `SELECT l.owner, l.owner IS NOT NULL AND l.expires_at > now() AS live, p.host, p.pid
+       FROM strata.pipeline_leases l LEFT JOIN strata.fleet_processes p ON p.id = l.owner
+      WHERE l.pipeline = $1 FOR UPDATE OF l`,
+    [pipeline],
+  );
+  const row = rows[0];
+  return row?.live === true && row.owner !== null ? { id: row.owner, host: row.host, pid: row.pid } : null;
+}

@@ -5,6 +5,7 @@
 
 import pg from 'pg';
 import type { PipelineConfig } from '../config.ts';
+import { lockLiveOwner } from '../coordination/lease-store.ts';
 import type { Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
 import { deletePipeline, markIndexesReady, readBuild, recordBuild } from '../pipeline/checkpoint-store.ts';
@@ -54,6 +55,7 @@ export async function buildDeferredIndexes(db: Queryable, pipeline: string, sche
 /**
  * `strata reset <pipeline>`: drops the pipeline's schema and its progress (checkpoints cascade),
  * so the next start rebuilds it from its source. The ingest log is kept: it is the source.
+ * Refused while a live process holds the pipeline's lease (its lease row stays locked until done).
  */
 export async function resetPipeline(url: string, pipeline: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
@@ -63,6 +65,14 @@ export async function resetPipeline(url: string, pipeline: string): Promise<void
   try {
     await client.query('BEGIN');
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.pipeline-ddl'))`);
+    const owner = await lockLiveOwner(client, pipeline);
+    if (owner !== null) {
+      throw new StrataError(
+        'STRATA_ERR_PIPELINE_RUNNING',
+        `pipeline ${pipeline} is being written by process ${owner.id.slice(0, 8)} (host ${owner.host ?? '?'}, pid ${owner.pid ?? '?'}); stop every process of the fleet running it, then reset`,
+        { details: { pipeline, owner: owner.id } },
+      );
+    }
     await dropPipelineTables(client, pipeline);
     await deletePipeline(client, pipeline);
     await client.query('COMMIT');
