@@ -112,13 +112,15 @@ export class Fleet {
     return this.view?.processes.find((process) => process.id === owner)?.url ?? null;
   }
 
-  /** Joins: the first look runs now; resolves once it ran (pipelines this process got are starting). */
+  /** Joins: the first look runs now; resolves once the pipelines it got run here. */
   async join(actions: FleetActions, url: string): Promise<void> {
     this.actions = actions;
     this.info = { ...this.info, url };
     await ensureLeaseRows(this.options.db, this.options.pipelines);
     this.state = 'member';
     await this.lookNow();
+    // The daemon says it runs once the pipelines it got at once are running.
+    await Promise.all(this.pipelineWork.values());
   }
 
   /** The writer's fence refused a write at `epoch`: the lease is gone. */

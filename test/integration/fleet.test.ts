@@ -81,11 +81,12 @@ describe('a fleet of daemons on one database', () => {
         else longestUnownedMs = Math.max(longestUnownedMs, Date.now() - unownedSince.get(lease.pipeline)!);
       }
     }
-    // Within 3 TTLs of the third process joining (2 s of slack for a busy machine).
+    // Within 3 TTLs of the third process joining — plus 4 s for a handover (an actor stopping at
+    // its batch boundary, the writer committing) on a machine busy with the rest of the suite.
     const spread = await converged(
       (held) => held.every((count) => count >= 1) && held.reduce((a, b) => a + b, 0) === 4,
-      Math.max(0, thirdJoinedAt + 3 * FLEET_TTL_MS - Date.now()) + 2_000,
-      'a 2/1/1 spread within 3 TTLs',
+      Math.max(0, thirdJoinedAt + 3 * FLEET_TTL_MS - Date.now()) + 4_000,
+      'a 2/1/1 spread within 3 TTLs (+4 s)',
     );
     expect([...spread].sort()).toEqual([1, 1, 2]);
     expect(longestUnownedMs, 'no pipeline unowned longer than TTL + 2 s').toBeLessThanOrEqual(
