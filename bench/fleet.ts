@@ -242,6 +242,40 @@ async function overhead(): Promise<void> {
   console.log(`  fence on  : ${on.map(seconds).join(', ')} (median ${seconds(median(on))})`);
   console.log(`  fence off : ${off.map(seconds).join(', ')} (median ${seconds(median(off))})`);
   console.log(`  on / off  : ${(median(on) / median(off)).toFixed(3)}× (target ≤ 1.03)`);
+  // The fence itself, measured directly: its statement's cost times the write transactions of a run.
+  const transactions = await withDb(async (db) => {
+    const { rows } = await db.query<{ sequence: string }>(
+      `SELECT commit_sequence AS sequence FROM strata.pipelines WHERE name = 'erc20'`,
+    );
+    return Number(rows[0]?.sequence ?? 0);
+  });
+  const perFenceMs = await fenceCost();
+  const fenceMs = transactions * perFenceMs;
+  console.log(
+    `  the fence alone: ${transactions} write transactions × ${(perFenceMs * 1000).toFixed(0)} µs = ${fenceMs.toFixed(0)} ms of a ${seconds(median(on))} run (${((100 * fenceMs) / median(on)).toFixed(2)}%)`,
+  );
+}
+
+/** Mean time of the fence's statement (a lease row locked FOR SHARE), inside a transaction. */
+async function fenceCost(): Promise<number> {
+  return withDb(async (db) => {
+    await db.query(
+      `INSERT INTO strata.pipeline_leases (pipeline, owner, epoch, expires_at) VALUES ('bench', 'me', 1, now() + interval '1 hour')
+       ON CONFLICT (pipeline) DO UPDATE SET owner = 'me', epoch = 1`,
+    );
+    const rounds = 2_000;
+    await db.query('BEGIN');
+    const started = performance.now();
+    for (let i = 0; i < rounds; i++) {
+      await db.query(
+        'SELECT 1 FROM strata.pipeline_leases WHERE pipeline = $1 AND owner = $2 AND epoch = $3 FOR SHARE',
+        ['bench', 'me', 1],
+      );
+    }
+    const mean = (performance.now() - started) / rounds;
+    await db.query('COMMIT');
+    return mean;
+  });
 }
 
 async function latency(): Promise<void> {

@@ -139,10 +139,10 @@ export class Fleet {
     await this.lookNow(); // tells the fleet this process is stopping
     for (const pipeline of [...this.held.keys()].sort()) this.handOver(pipeline);
     await Promise.all(this.pipelineWork.values());
+    this.state = 'left'; // a look still running schedules no other
     this.clearTimer();
     await this.looking;
     await leaveFleet(this.options.db, this.id).catch(() => undefined);
-    this.state = 'left';
   }
 
   /** Stops looking (the process is stopping; `releaseAll` follows once its actors stopped). */
