@@ -4,7 +4,7 @@
 // Postgres' `now()`, never this process's clock: a paused process cannot believe it still holds a
 // lease because its own clock says so.
 
-import type { Queryable } from '../db/pool.ts';
+import type { Db, Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
 
 export interface ProcessInfo {
@@ -149,12 +149,23 @@ export async function readLeases(db: Queryable, pipelines: readonly string[]): P
  * another process holds it.
  */
 export async function acquireLease(
-  db: Queryable,
+  db: Db,
   pipeline: string,
   owner: string,
   ttlMs: number,
 ): Promise<HeldLease | null> {
-  const { rows } = await db.query<{ epoch: string }>(
+  // A paused holder may sit on the row's lock (its fence, just before COMMIT) until Postgres ends
+  // its idle transaction: give up after a third of a TTL rather than stall the look.
+  const rows = await db.transaction(async (client) => {
+    await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${Math.ceil(ttlMs / 3)}ms`]);
+    return (await acquireStatement(client, pipeline, owner, ttlMs)).rows;
+  });
+  const row = rows[0];
+  return row === undefined ? null : { pipeline, epoch: Number(row.epoch) };
+}
+
+function acquireStatement(db: Queryable, pipeline: string, owner: string, ttlMs: number) {
+  return db.query<{ epoch: string }>(
     `UPDATE strata.pipeline_leases
         SET owner = $2, epoch = epoch + 1, acquired_at = now(), renewed_at = now(),
             expires_at = now() + make_interval(secs => $3::float8 / 1000)
@@ -162,8 +173,6 @@ export async function acquireLease(
       RETURNING epoch`,
     [pipeline, owner, ttlMs],
   );
-  const row = rows[0];
-  return row === undefined ? null : { pipeline, epoch: Number(row.epoch) };
 }
 
 export interface Renewal {

@@ -164,7 +164,10 @@ export function startActors(
       // Evaluated at every (re)start: a restarted writer goes on capturing for existing shapes.
       shapeTables: shapeTables.snapshot(),
       // … and on writing the pipelines whose lease this process holds, fenced by their epochs.
-      fencing: fleet === null ? null : { owner: fleet.id, leases: fleet.grants() },
+      fencing:
+        fleet === null
+          ? null
+          : { owner: fleet.id, leases: fleet.grants(), leaseTtlMs: config.fleet.leaseTtlMs },
     }),
     logger: loggerOptions,
     log,

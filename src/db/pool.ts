@@ -22,6 +22,11 @@ export interface DbOptions {
    * never interleaved. Postgres does not need it.
    */
   isolateStatements?: boolean;
+  /**
+   * Postgres ends a session left idle inside a transaction this long (the writer in a fleet: a
+   * process paused mid-transaction must not keep the rows and the lease row it locked).
+   */
+  idleInTransactionTimeoutMs?: number;
 }
 
 export interface DbPoolStats {
@@ -61,6 +66,9 @@ export function createDb(options: DbOptions): Db {
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
     application_name: options.applicationName,
+    ...(options.idleInTransactionTimeoutMs === undefined
+      ? {}
+      : { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs }),
   });
   pool.on('error', (error) => {
     // An idle client lost its connection. The pool drops it; the next query opens a new one.

@@ -68,7 +68,7 @@ export interface PersistenceActorData {
    * each write transaction fenced by the lease's epoch. Null (embedded PGlite, one process):
    * every pipeline is written, unfenced.
    */
-  fencing: { owner: string; leases: Record<string, number> } | null;
+  fencing: { owner: string; leases: Record<string, number>; leaseTtlMs: number } | null;
 }
 
 export type PersistenceMethods = {
@@ -186,6 +186,11 @@ class Writer {
       applicationName: 'strata-persistence',
       log: context.log,
       isolateStatements: db.isolateStatements,
+      // Paused past its lease inside a transaction, this process must not block the next owner
+      // with the locks it holds (its COMMIT then fails: the write is not applied).
+      ...(context.data.fencing === null
+        ? {}
+        : { idleInTransactionTimeoutMs: context.data.fencing.leaseTtlMs }),
     });
     const fault = context.data.testFault;
     // Only the first incarnation crashes, so the test sees one crash and a clean recovery.
