@@ -70,8 +70,15 @@ export async function heartbeat(
   );
 }
 
-/** The process left the fleet (its leases were released first). */
+/**
+ * The process leaves the fleet: any lease it still holds is released (its actors stopped; a lease
+ * it got in a race with its own stop must not outlive the row that lets a restarted process on
+ * this host see it is gone), then its row goes.
+ */
 export async function leaveFleet(db: Queryable, processId: string): Promise<void> {
+  await db.query(`UPDATE strata.pipeline_leases SET owner = NULL, expires_at = now() WHERE owner = $1`, [
+    processId,
+  ]);
   await db.query('DELETE FROM strata.fleet_processes WHERE id = $1', [processId]);
 }
 

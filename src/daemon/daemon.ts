@@ -87,7 +87,8 @@ export async function startDaemon(config: StrataConfig, log: Logger): Promise<Da
       fleet,
     });
     await actors.start();
-    if (fleet !== null) {
+    // A stop that began meanwhile (an actor that cannot start) must not be followed by a join.
+    if (fleet !== null && lifecycle.state === 'starting') {
       lifecycle.onStop('fleet', () => fleet.stop());
       // SIGTERM: every pipeline handed over (after its writer committed) before the actors stop.
       lifecycle.onDrain(() => fleet.leave());

@@ -114,9 +114,11 @@ export class Fleet {
 
   /** Joins: the first look runs now; resolves once the pipelines it got run here. */
   async join(actions: FleetActions, url: string): Promise<void> {
+    if (this.state !== 'idle') return; // stopped before it joined: it must take no lease now
     this.actions = actions;
     this.info = { ...this.info, url };
     await ensureLeaseRows(this.options.db, this.options.pipelines);
+    if (this.state !== 'idle') return;
     this.state = 'member';
     await this.lookNow();
     // The daemon says it runs once the pipelines it got at once are running.
@@ -157,6 +159,8 @@ export class Fleet {
    * the next owner resumes from what was committed.
    */
   async releaseAll(): Promise<void> {
+    const joined = this.state !== 'idle';
+    this.state = 'left'; // no look acts, no join happens from here on
     this.clearTimer();
     await this.looking;
     const { db } = this.options;
@@ -164,8 +168,7 @@ export class Fleet {
       this.held.delete(pipeline);
       await releaseLease(db, this.id, { pipeline, epoch }).catch(() => undefined);
     }
-    if (this.state !== 'idle') await leaveFleet(db, this.id).catch(() => undefined);
-    this.state = 'left';
+    if (joined) await leaveFleet(db, this.id).catch(() => undefined);
   }
 
   status(): FleetStatus {
