@@ -132,7 +132,8 @@ describe('ingest log', () => {
           'SELECT id, debited, credited FROM pipeline_feed."AccountTotal"',
         ),
       (r) => r.length === 3 && r.some((row) => row.id === 'a' && Number(row.debited) === 10),
-      15_000,
+      // From HTTP listening: the process joins the fleet, takes the lease, then processes.
+      30_000,
       'the pipeline rebuilt from the ingest log',
     );
     expect(rows.map((row) => [row.id, Number(row.debited)]).sort()).toEqual([
