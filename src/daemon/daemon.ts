@@ -1,6 +1,7 @@
 // Assembles one Strata daemon, phase by phase — openDatabase, startModuleCache, startActors,
-// watchModules, startHttp, then the actors run — each phase registering how to undo itself with
-// the lifecycle (src/daemon/lifecycle.ts). It knows nothing about signals or exit codes' meaning
+// watchModules, startHttp, then the actors run, and on Postgres the process joins the fleet (its
+// pipelines start as it gets their leases: src/daemon/fleet.ts) — each phase registering how to
+// undo itself with the lifecycle (src/daemon/lifecycle.ts). It knows nothing about signals or exit codes' meaning
 // to the process; src/main.ts owns the process. `startDaemon` resolves once the daemon serves
 // HTTP; `daemon.exited` resolves with the exit code once it has stopped, whatever stopped it
 // (`shutdown`: 0; the supervisor giving up: 75; a fatal error: 1).
