@@ -345,7 +345,9 @@ describe.each([
       rmSync(dataDir, { recursive: true, force: true });
       await own.drop();
     }
-  });
+    // A crash, a restart and PGlite on disk: ~80 s in the suite on 2 cores, past 120 s beside two
+    // CPU hogs and the fleet's daemons.
+  }, 300_000);
 });
 
 describe('shape log retention', () => {
