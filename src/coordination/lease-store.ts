@@ -37,8 +37,12 @@ export interface HeldLease {
   epoch: number;
 }
 
-/** Creates the lease rows of the project's pipelines (a row is never deleted). */
-export async function ensureLeaseRows(db: Queryable, pipelines: readonly string[]): Promise<void> {
+/**
+ * Creates the lease rows of the project's pipelines (a row is never deleted), and clears the rows
+ * of processes dead for an hour (killed ones never delete their own): once, as a process joins.
+ */
+export async function prepareFleetRows(db: Queryable, pipelines: readonly string[]): Promise<void> {
+  await db.query(`DELETE FROM strata.fleet_processes WHERE expires_at < now() - interval '1 hour'`);
   await db.query(
     `INSERT INTO strata.pipeline_leases (pipeline) SELECT unnest($1::text[]) ON CONFLICT (pipeline) DO NOTHING`,
     [pipelines],
@@ -98,9 +102,8 @@ export async function expireProcess(db: Queryable, processId: string): Promise<v
   );
 }
 
-/** Every process whose heartbeat has not expired, by id; rows long expired are cleared. */
+/** Every process whose heartbeat has not expired, by id. */
 export async function liveProcesses(db: Queryable): Promise<LiveProcess[]> {
-  await db.query(`DELETE FROM strata.fleet_processes WHERE expires_at < now() - interval '1 hour'`);
   const { rows } = await db.query<{
     id: string;
     host: string;

@@ -16,7 +16,7 @@ import { hostname } from 'node:os';
 import { planLeases } from '../coordination/lease-plan.ts';
 import {
   acquireLease,
-  ensureLeaseRows,
+  prepareFleetRows,
   expireProcess,
   heartbeat,
   type LeaseRow,
@@ -117,7 +117,7 @@ export class Fleet {
     if (this.state !== 'idle') return; // stopped before it joined: it must take no lease now
     this.actions = actions;
     this.info = { ...this.info, url };
-    await ensureLeaseRows(this.options.db, this.options.pipelines);
+    await prepareFleetRows(this.options.db, this.options.pipelines);
     if (this.state !== 'idle') return;
     this.state = 'member';
     await this.lookNow();

@@ -55,6 +55,16 @@ async function converged(counts: (held: number[]) => boolean, timeoutMs: number,
   );
 }
 
+/** An owner of m1 (the first process), then a standby joining it (the one-pipeline tests). */
+async function ownerAndStandby(ownerEnv: Record<string, string> = {}): Promise<[Member, Member]> {
+  const owner = await startMember(db, 1, ownerEnv);
+  members.push(owner);
+  await converged(([a]) => a === 1, 20_000, 'the first process owning m1');
+  const standby = await startMember(db, 1);
+  members.push(standby);
+  return [owner, standby];
+}
+
 describe('a fleet of daemons on one database', () => {
   it('two then three processes share four pipelines, one owner each at every instant (seed 1501)', async () => {
     const seed = 1501;
@@ -115,11 +125,7 @@ describe('a fleet of daemons on one database', () => {
     const seed = 1502;
     const chains = new FleetChains(['m1'], seed);
     // The owner's every write waits 800 ms first, so when it is paused a write is pending.
-    const owner = await startMember(db, 1, { STRATA_TEST_FAULT: 'persistence:write-delay:800' });
-    members.push(owner);
-    await converged(([a]) => a === 1, 20_000, 'the first process owning m1');
-    const other = await startMember(db, 1);
-    members.push(other);
+    const [owner, other] = await ownerAndStandby({ STRATA_TEST_FAULT: 'persistence:write-delay:800' });
     for (let i = 0; i < 10; i++) await chains.post(other.url, 'm1', 3);
     await waitFor(
       () => getJson<StatusSnapshot>(`${owner.url}/status`),
@@ -168,11 +174,7 @@ describe('a fleet of daemons on one database', () => {
   it('SIGTERM hands the pipeline over: the next owner resumes right after the last committed batch (seed 1503)', async () => {
     const seed = 1503;
     const chains = new FleetChains(['m1'], seed);
-    const first = await startMember(db, 1);
-    members.push(first);
-    await converged(([a]) => a === 1, 20_000, 'the first process owning m1');
-    const second = await startMember(db, 1);
-    members.push(second);
+    const [first, second] = await ownerAndStandby();
     for (let i = 0; i < 20; i++) await chains.post(second.url, 'm1', 5);
     // `strata reset` refuses to drop a pipeline a live process writes, and drops nothing.
     const reset = spawnSync(
@@ -331,11 +333,7 @@ describe('a fleet of daemons on one database', () => {
   it('a shape served through a process that does not own the pipeline stays live across a handover (seed 1506)', async () => {
     const seed = 1506;
     const chains = new FleetChains(['m1'], seed);
-    const owner = await startMember(db, 1);
-    members.push(owner);
-    await converged(([a]) => a === 1, 20_000, 'the first process owning m1');
-    const other = await startMember(db, 1);
-    members.push(other);
+    const [owner, other] = await ownerAndStandby();
     for (let i = 0; i < 5; i++) await chains.post(other.url, 'm1', 3);
     const recorder = statusRecorder();
     const stop = new AbortController();
