@@ -16,7 +16,6 @@ import { hostname } from 'node:os';
 import { planLeases } from '../coordination/lease-plan.ts';
 import {
   acquireLease,
-  prepareFleetRows,
   expireProcess,
   heartbeat,
   type LeaseRow,
@@ -24,6 +23,7 @@ import {
   leaveFleet,
   liveProcesses,
   type ProcessInfo,
+  prepareFleetRows,
   readLeases,
   releaseLease,
   renewLeases,
