@@ -36,7 +36,7 @@ const YIELD_CHECK_EVENTS = 1_000;
 /** The longest a batch holds the thread's event loop before it lets other work (pings) run. */
 const MAX_TURN_MS = 100;
 
-import { matches, parseFilter } from './where-filter.ts';
+import { lookupCondition, matches, parseFilter, rowOrder } from './where-filter.ts';
 
 export type LoadStrategy = 'two-pass' | 'prefetch' | 'auto';
 
@@ -164,14 +164,24 @@ class EntityOps {
     );
   }
 
-  async getWhere(filter: unknown): Promise<EntityRow[]> {
+  async getWhere(filter: unknown, options?: { orderBy?: unknown }): Promise<EntityRow[]> {
     this.context.check(this.table.entity.name, '.getWhere');
     const parsed = parseFilter(this.table.entity, filter);
+    const order = rowOrder(this.table.entity, options?.orderBy);
     const loader = this.context.executor.loader;
     if (!loader.isFilterLoaded(parsed)) await loader.loadWhere(parsed);
     const rows: EntityRow[] = [];
-    for (const row of this.table.rows()) if (matches(parsed, row)) rows.push(row);
-    return rows;
+    const lookup = lookupCondition(parsed);
+    const ids = lookup === null ? undefined : this.table.idsWithValue(lookup.field, lookup.values);
+    if (ids === undefined) {
+      for (const row of this.table.rows()) if (matches(parsed, row)) rows.push(row);
+    } else {
+      for (const id of ids) {
+        const change = this.table.current(id);
+        if (change?.kind === 'set' && matches(parsed, change.row)) rows.push(change.row);
+      }
+    }
+    return rows.sort(order);
   }
 
   private write(entity: EntityRow): EntityRow {

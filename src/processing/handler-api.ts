@@ -18,7 +18,7 @@ import type { Logger } from '../logger.ts';
 import type { RowOf, Schema } from '../schema/define-schema.ts';
 import type { Block, SourceEvent } from '../sources/types.ts';
 import type { Effect } from './effects.ts';
-import type { WhereFilter } from './where-filter.ts';
+import type { OrderBy, WhereFilter } from './where-filter.ts';
 
 export interface EntityOperations<Row> {
   /** The entity, or undefined when it does not exist. */
@@ -31,8 +31,11 @@ export interface EntityOperations<Row> {
   set(entity: Row): void;
   /** Deletes the entity. "Unsafe": nothing checks that other entities still point at it. */
   deleteUnsafe(id: string): void;
-  /** Every entity matching all conditions: committed rows merged with this run's changes. */
-  getWhere(filter: WhereFilter<Row>): Promise<Array<Readonly<Row>>>;
+  /**
+   * Every entity matching all conditions: committed rows merged with this run's changes, ordered
+   * by `orderBy` (fields, or `[field, 'desc']`), ties and the default by id.
+   */
+  getWhere(filter: WhereFilter<Row>, options?: { orderBy?: OrderBy<Row> }): Promise<Array<Readonly<Row>>>;
 }
 
 export type HandlerContext<S extends Schema> = {

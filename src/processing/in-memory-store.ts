@@ -15,6 +15,7 @@
 
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import type { EntityRow } from '../schema/wire.ts';
+import { canIndex, FieldIndex, indexKey } from './field-index.ts';
 
 export const LOADED_FROM_DB = -1;
 
@@ -48,9 +49,49 @@ export class EntityStore {
   /** Length of `previous` when the batch began (what an undo truncates it to). */
   private previousMark = 0;
   private loadedCount = 0;
+  /** Equality indexes `getWhere` asked for, by field (built on first use; see FieldIndex). */
+  private fieldIndexes: Map<string, FieldIndex> | undefined;
 
   constructor(entity: EntityDescription) {
     this.entity = entity;
+  }
+
+  /** Every change the store holds goes through here, so the field indexes see every row. */
+  private hold(id: string, change: StoredChange): void {
+    this.latest.set(id, change);
+    if (this.fieldIndexes !== undefined && change.kind === 'set') this.noteIndexed(id, change.row);
+  }
+
+  private noteIndexed(id: string, row: EntityRow): void {
+    for (const index of this.fieldIndexes!.values()) index.note(id, row);
+  }
+
+  /**
+   * Ids whose row holds one of `values` in `field`, or undefined when the field cannot be
+   * indexed. The first call for a field builds its index from the rows held.
+   */
+  idsWithValue(field: string, values: readonly unknown[]): string[] | undefined {
+    const column = this.entity.columns.find((candidate) => candidate.name === field);
+    if (column === undefined || !canIndex(column)) return undefined;
+    this.fieldIndexes ??= new Map();
+    let index = this.fieldIndexes.get(field);
+    // Stale entries are only pruned by lookups: rebuild when they dwarf what is held.
+    if (index !== undefined && index.entries > 2 * this.latest.size + 1_024) index = undefined;
+    if (index === undefined) {
+      index = new FieldIndex(field);
+      for (const [id, change] of this.latest) if (change.kind === 'set') index.note(id, change.row);
+      this.fieldIndexes.set(field, index);
+    }
+    const ids = new Set<string>();
+    for (const value of values) {
+      const key = indexKey(value);
+      const holdsValue = (id: string): boolean => {
+        const change = this.latest.get(id);
+        return change !== undefined && change.kind === 'set' && indexKey(change.row[field]) === key;
+      };
+      for (const id of index.lookup(value, holdsValue)) ids.add(id);
+    }
+    return [...ids];
   }
 
   /** The latest change held for `id` (a handler's, or a row or absence loaded from the database). */
@@ -142,6 +183,7 @@ export class EntityStore {
       before.checkpointId = checkpointId;
       before.eventName = eventName;
       before.logIndex = logIndex;
+      if (this.fieldIndexes !== undefined) this.noteIndexed(id, row);
       return;
     }
     this.applyOver(id, before, { kind: 'set', row, checkpointId, eventName, logIndex }, keepHistory);
@@ -150,7 +192,7 @@ export class EntityStore {
   /** A row from the database (or a known-absent id) — only if nothing newer is held. */
   putLoaded(id: string, row: EntityRow | null): void {
     if (this.latest.has(id)) return;
-    this.latest.set(id, row === null ? KNOWN_ABSENT : { kind: 'set', row, checkpointId: LOADED_FROM_DB });
+    this.hold(id, row === null ? KNOWN_ABSENT : { kind: 'set', row, checkpointId: LOADED_FROM_DB });
     this.loadedCount += 1;
   }
 
@@ -179,7 +221,7 @@ export class EntityStore {
     ) {
       this.previous.push({ id, change: before });
     }
-    this.latest.set(id, change);
+    this.hold(id, change);
   }
 
   /** Restores every id the current batch changed to what it was before the batch. */
@@ -192,7 +234,7 @@ export class EntityStore {
       if (now !== undefined && now.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
       if (before === undefined) this.latest.delete(id);
       else {
-        this.latest.set(id, before);
+        this.hold(id, before);
         if (before.checkpointId === LOADED_FROM_DB) this.loadedCount += 1;
       }
     }
@@ -232,7 +274,7 @@ export class EntityStore {
       restored += 1;
       const index = restoreFrom.get(id);
       if (index !== undefined) {
-        this.latest.set(id, this.previous[index]!.change);
+        this.hold(id, this.previous[index]!.change);
         dropFromPrevious.add(index);
         stillTouchedIds.push(id);
         stillTouchedBefore.push(before);
@@ -240,7 +282,7 @@ export class EntityStore {
       }
       if (before === undefined) this.latest.delete(id);
       else {
-        this.latest.set(id, before);
+        this.hold(id, before);
         if (before.checkpointId === LOADED_FROM_DB) this.loadedCount += 1;
       }
       const displacedAt = displaced.get(id);
@@ -345,7 +387,7 @@ export class EntityStore {
     for (let i = this.previous.length - 1; i >= 0; i--) {
       const { id, change } = this.previous[i]!;
       if (change.checkpointId > checkpoint || !changedAbove.has(id) || restored.has(id)) continue;
-      this.latest.set(id, change);
+      this.hold(id, change);
       restored.add(id);
       restoredFrom.add(i);
     }
@@ -363,6 +405,7 @@ export class EntityStore {
   /** Forgets everything (after a reorg rollback, when all of it was committed). */
   clear(): void {
     this.latest.clear();
+    this.fieldIndexes = undefined;
     this.previous = [];
     this.previousMark = 0;
     this.touchedIds = [];

@@ -1,7 +1,8 @@
 // The LoadLayer: every read that misses the InMemoryStore comes here, and reads are grouped per
 // tick — all ids of one entity requested before the next macrotask become ONE
-// `WHERE id = ANY($1)` query; `getWhere` filters on one field with `_eq`/`_in` merge into one
-// `= ANY` query per (entity, field); other filters run as their own queries, concurrently.
+// `WHERE id = ANY($1)` query; `getWhere` filters with an `_eq`/`_in` field merge into one
+// `= ANY` query per (entity, field, other conditions); other filters run as their own queries,
+// concurrently.
 // Results land in the store marked LOADED_FROM_DB; ids the database does not have are cached as
 // known-absent, so a miss costs one query per batch at most.
 //
@@ -15,11 +16,26 @@ import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { EntityDescription } from '../schema/define-schema.ts';
 import { rowFromDb } from '../schema/wire.ts';
 import type { InMemoryStore } from './in-memory-store.ts';
-import { arrayCast, mergeableField, type ParsedFilter, sqlFor, sqlValue } from './where-filter.ts';
+import {
+  arrayCast,
+  type Condition,
+  lookupCondition,
+  type ParsedFilter,
+  sqlFor,
+  sqlValue,
+} from './where-filter.ts';
 
 interface Waiter {
   resolve: () => void;
   reject: (error: unknown) => void;
+}
+
+/** Filters sharing a lookup field and their other conditions: one `= ANY($1) AND …` query. */
+interface MergedLoad {
+  entity: EntityDescription;
+  field: string;
+  values: unknown[];
+  rest: Condition[];
 }
 
 export interface LoadLayerStats {
@@ -106,21 +122,26 @@ export class LoadLayer {
         const missing = [...wanted].filter((id) => !table.has(id));
         if (missing.length > 0) queries.push(this.loadIds(table.entity, missing));
       }
-      const merged = new Map<string, { entity: EntityDescription; field: string; values: unknown[] }>();
+      // Filters with one `_eq`/`_in` field and the same other conditions share one query.
+      const merged = new Map<string, MergedLoad>();
       for (const filter of filters.values()) {
-        const mergeable = mergeableField(filter);
-        if (mergeable === null) {
+        const lookup = lookupCondition(filter);
+        if (lookup === null) {
           queries.push(this.loadFilter(filter));
           continue;
         }
-        const key = `${filter.entity.name}.${mergeable.field}`;
+        const key = `${filter.entity.name}.${lookup.field}?${lookup.restKey}`;
         const group = merged.get(key);
         if (group === undefined)
-          merged.set(key, { entity: filter.entity, field: mergeable.field, values: mergeable.values });
-        else group.values.push(...mergeable.values);
+          merged.set(key, {
+            entity: filter.entity,
+            field: lookup.field,
+            values: lookup.values,
+            rest: lookup.rest,
+          });
+        else group.values.push(...lookup.values);
       }
-      for (const group of merged.values())
-        queries.push(this.loadByField(group.entity, group.field, group.values));
+      for (const group of merged.values()) queries.push(this.loadByField(group));
       await Promise.all(queries);
       for (const key of filters.keys()) this.loadedFilters.add(key);
       for (const waiter of waiters) waiter.resolve();
@@ -140,15 +161,16 @@ export class LoadLayer {
     for (const id of ids) if (!found.has(id)) table.putLoaded(id, null);
   }
 
-  private async loadByField(entity: EntityDescription, field: string, values: unknown[]): Promise<void> {
+  private async loadByField({ entity, field, values, rest }: MergedLoad): Promise<void> {
     const column = entity.columns.find((candidate) => candidate.name === field)!;
     const unique = [...new Set(values.map((value) => sqlValue(column, value)))];
-    const rows = await this.select(entity, `${quoteIdent(field)} = ANY($1::${arrayCast(column)})`, [unique]);
-    this.putRows(entity, rows);
+    const others = sqlFor(rest, 2);
+    const where = `${quoteIdent(field)} = ANY($1::${arrayCast(column)})${others.where === '' ? '' : ` AND ${others.where}`}`;
+    this.putRows(entity, await this.select(entity, where, [unique, ...others.params]));
   }
 
   private async loadFilter(filter: ParsedFilter): Promise<void> {
-    const { where, params } = sqlFor(filter);
+    const { where, params } = sqlFor(filter.conditions);
     this.putRows(filter.entity, await this.select(filter.entity, where, params));
   }
 

@@ -76,30 +76,43 @@ export function parseFilter(entity: EntityDescription, filter: unknown): ParsedF
       ? a.operator.localeCompare(b.operator)
       : a.column.name.localeCompare(b.column.name),
   );
-  const key = conditions
+  return { entity, conditions, key: conditionsKey(conditions) };
+}
+
+function conditionsKey(conditions: readonly Condition[]): string {
+  return conditions
     .map(
       (condition) =>
         `${condition.column.name}${condition.operator}${JSON.stringify(condition.value, bigintReplacer)}`,
     )
     .join('&');
-  return { entity, conditions, key };
 }
 
-/** A filter that merges with others on the same field into one `= ANY($1)` load. */
-export function mergeableField(filter: ParsedFilter): { field: string; values: unknown[] } | null {
-  if (filter.conditions.length !== 1) return null;
-  const [condition] = filter.conditions as [Condition];
-  if (condition.operator === '_eq') return { field: condition.column.name, values: [condition.value] };
-  if (condition.operator === '_in')
-    return { field: condition.column.name, values: [...(condition.value as unknown[])] };
-  return null;
+/**
+ * The `_eq`/`_in` condition a filter is looked up by (in memory: a field index; in SQL: one
+ * `= ANY($1)` query shared by every filter with the same other conditions), if it has one.
+ */
+export function lookupCondition(
+  filter: ParsedFilter,
+): { field: string; values: unknown[]; rest: Condition[]; restKey: string } | null {
+  const index = filter.conditions.findIndex(
+    (condition) => condition.operator === '_eq' || condition.operator === '_in',
+  );
+  if (index < 0) return null;
+  const condition = filter.conditions[index]!;
+  const values = condition.operator === '_eq' ? [condition.value] : [...(condition.value as unknown[])];
+  const rest = filter.conditions.filter((_, other) => other !== index);
+  return { field: condition.column.name, values, rest, restKey: conditionsKey(rest) };
 }
 
-/** `WHERE` text and parameters (from `$firstParam`) for a filter. */
-export function sqlFor(filter: ParsedFilter, firstParam = 1): { where: string; params: unknown[] } {
+/** `WHERE` text and parameters (from `$firstParam`) for conditions (a filter's, or some of them). */
+export function sqlFor(
+  conditions: readonly Condition[],
+  firstParam = 1,
+): { where: string; params: unknown[] } {
   const parts: string[] = [];
   const params: unknown[] = [];
-  for (const { column, operator, value } of filter.conditions) {
+  for (const { column, operator, value } of conditions) {
     const ident = quoteIdent(column.name);
     if (operator === '_in') {
       params.push((value as unknown[]).map((element) => sqlValue(column, element)));
@@ -188,4 +201,50 @@ function filterError(entity: EntityDescription, message: string): StrataError {
   return new StrataError('STRATA_ERR_FILTER_INVALID', `${entity.name}.getWhere: ${message}`, {
     details: { entity: entity.name },
   });
+}
+
+export type OrderBy<Row> = ReadonlyArray<
+  (keyof Row & string) | readonly [keyof Row & string, 'asc' | 'desc']
+>;
+
+/**
+ * A comparator for `getWhere`'s `orderBy` (default: by id). Rows always come back in a defined
+ * order: which of them happen to be in memory must never decide what a handler sees first, or a
+ * replay could differ from the live run. Ascending puts nulls last, as Postgres does; the id
+ * breaks every tie.
+ */
+export function rowOrder(
+  entity: EntityDescription,
+  orderBy: unknown,
+): (a: EntityRow, b: EntityRow) => number {
+  if (orderBy !== undefined && !Array.isArray(orderBy))
+    throw filterError(entity, 'orderBy must be an array of field names or [field, "asc" | "desc"]');
+  const keys: Array<{ field: string; direction: 1 | -1; numeric: boolean }> = [];
+  for (const entry of (orderBy ?? []) as unknown[]) {
+    const [field, direction] = Array.isArray(entry) ? entry : [entry, 'asc'];
+    const column = entity.columns.find((candidate) => candidate.name === field);
+    if (column === undefined) throw filterError(entity, `orderBy: unknown field ${String(field)}`);
+    if (column.spec.array || column.spec.kind === 'json')
+      throw filterError(entity, `orderBy: field ${column.name} cannot be ordered by`);
+    if (direction !== 'asc' && direction !== 'desc')
+      throw filterError(entity, `orderBy: direction of ${column.name} must be "asc" or "desc"`);
+    keys.push({
+      field: column.name,
+      direction: direction === 'asc' ? 1 : -1,
+      numeric: column.spec.kind === 'numeric',
+    });
+  }
+  keys.push({ field: 'id', direction: 1, numeric: false });
+  return (a, b) => {
+    for (const { field, direction, numeric } of keys) {
+      const x = a[field];
+      const y = b[field];
+      if (x === y) continue;
+      if (x === null || x === undefined) return direction; // nulls last ascending, first descending
+      if (y === null || y === undefined) return -direction;
+      const order = compare(x, y, numeric)!;
+      if (order !== 0) return order < 0 ? -direction : direction;
+    }
+    return 0;
+  };
 }

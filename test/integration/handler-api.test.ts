@@ -101,6 +101,42 @@ describe('handler API', () => {
     expect(loader.stats.queries).toBe(2);
   });
 
+  it('getWhere: filters sharing all but their _eq field load in one query; rows come back in orderBy order', async () => {
+    const handlers = createHandlers(schema);
+    const seen: unknown[] = [];
+    handlers.onEvent<{ owner: string }>('list', async ({ event, context }) => {
+      const rows = await context.Token.getWhere(
+        { owner: { _eq: event.payload.owner }, amount: { _gt: 5n } },
+        { orderBy: [['amount', 'desc']] },
+      );
+      if (!context.isPreload) seen.push(rows.map((row) => row.id));
+    });
+    handlers.onEvent('mint', ({ context }) => {
+      context.Token.set({ id: 't0', owner: 'alice', amount: 15n, seen: null });
+    });
+    handlers.onEvent('listAll', async ({ context }) => {
+      // No orderBy: by id, whatever was in memory first.
+      const rows = await context.Token.getWhere({ amount: { _gte: 10n } });
+      if (!context.isPreload) seen.push(rows.map((row) => row.id));
+    });
+    const { executor: run, loader } = executor(handlers);
+    await run.run(
+      [
+        block(1, [
+          ['mint', {}],
+          ['list', { owner: 'alice' }],
+          ['list', { owner: 'bob' }],
+          ['listAll', {}],
+        ]),
+      ],
+      1,
+      false,
+    );
+    expect(seen).toEqual([['t2', 't0', 't1'], ['t3'], ['t0', 't1', 't2', 't3']]);
+    // alice's and bob's filters: one `owner = ANY($1) AND amount > $2` query; listAll its own.
+    expect(loader.stats.queries).toBe(2);
+  });
+
   it('names the pipeline, block, event and log index when a handler throws, and undoes the batch', async () => {
     const handlers = createHandlers(schema);
     handlers.onEvent('mint', ({ context }) => {
