@@ -9,9 +9,11 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { type ApiToken, isLoopbackHost, parseApiTokens } from './api-tokens.ts';
+import { deepFreeze } from './deep-freeze.ts';
 import { StrataError } from './errors.ts';
 import type { LogFormat, LogLevel } from './logger.ts';
 import { isInside } from './path-inside.ts';
+import { namedQuerySchema, QUERY_NAME } from './queries/named-query.ts';
 import {
   ENV_KEYS,
   FLAGS,
@@ -27,7 +29,7 @@ const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
 
 const generatorSourceSchema = z.object({
   kind: z.literal('generator'),
-  workload: z.enum(['credits', 'erc20']),
+  workload: z.enum(['credits', 'credit-ledger', 'erc20']),
   seed: z.number().int().default(1),
   /** Blocks produced as fast as processing takes them (the backfill). */
   blocks: z.number().int().nonnegative().default(20_000),
@@ -86,7 +88,27 @@ const pipelineSchema = z.object({
   deferIndexes: z.boolean().default(true),
   /** How a batch's reads are loaded: Envio's two passes, Ponder's profiled prefetch, or auto (both). */
   loadStrategy: z.enum(['auto', 'two-pass', 'prefetch']).default('auto'),
+  /**
+   * Settings the pipeline's handlers read as `context.options` (plain JSON). They decide derived
+   * data, so they are part of the pipeline's fingerprint: changing them needs `strata reset`.
+   */
+  /** Named read queries: `GET /v1/pipelines/:name/queries/:query` (docs/projects.md). */
+  queries: z
+    .record(z.string().regex(QUERY_NAME, 'query names: letters, digits, _ and -'), namedQuerySchema)
+    .default({}),
+  options: z.record(z.string(), z.unknown()).default({}).refine(isPlainJson, {
+    message: 'options must be plain JSON (objects, arrays, strings, numbers, booleans, null)',
+  }),
 });
+
+function isPlainJson(value: unknown): boolean {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return true;
+  if (typeof value === 'number') return Number.isFinite(value);
+  if (Array.isArray(value)) return value.every(isPlainJson);
+  if (typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype)
+    return Object.values(value as object).every(isPlainJson);
+  return false;
+}
 
 export const projectFileSchema = z.object({
   pipelines: z
@@ -364,13 +386,4 @@ function configError(problems: string[]): StrataError {
       details: { problems },
     },
   );
-}
-
-function deepFreeze<T>(value: T): T {
-  // Typed arrays (token digests) cannot be frozen; nothing writes to them.
-  if (typeof value === 'object' && value !== null && !ArrayBuffer.isView(value) && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const inner of Object.values(value)) deepFreeze(inner);
-  }
-  return value;
 }

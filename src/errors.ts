@@ -196,6 +196,14 @@ export const errorRegistry = {
     status: 503,
     retryable: true,
   },
+  STRATA_ERR_QUERY_NOT_FOUND: { message: 'no such named query', status: 404, retryable: false },
+  STRATA_ERR_QUERY_PARAMS_INVALID: {
+    message: 'the named query parameters are invalid',
+    status: 400,
+    retryable: false,
+  },
+  STRATA_ERR_QUERY_TIMEOUT: { message: 'the named query ran out of time', status: 503, retryable: true },
+  STRATA_ERR_QUERY_FAILED: { message: 'the named query failed', status: 500, retryable: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorRegistry;

@@ -17,6 +17,7 @@ export type {
 } from './processing/handler-api.ts';
 export { createHandlers } from './processing/handler-api.ts';
 export type { WhereFilter } from './processing/where-filter.ts';
+export type { NamedQueryDeclaration } from './queries/named-query.ts';
 export type { RowOf, Schema } from './schema/define-schema.ts';
 export { defineSchema } from './schema/define-schema.ts';
 export { t } from './schema/fields.ts';

@@ -10,6 +10,7 @@ import { retryWhileUnavailable } from '../db/retry.ts';
 import { buildApp } from '../http/app.ts';
 import type { Logger } from '../logger.ts';
 import type { DaemonMetrics } from '../metrics.ts';
+import { runNamedQuery } from '../queries/run-named-query.ts';
 import { appendBlocks } from '../sources/ingest-log.ts';
 import type { ModuleInvalidation } from '../transpile/invalidation.ts';
 import type { SupervisedActors } from './actors.ts';
@@ -72,6 +73,10 @@ export async function startHttp(
         wakeUps.stored(pipeline);
         return result;
       },
+    },
+    queries: {
+      queries: new Map(config.pipelines.map((pipeline) => [pipeline.name, pipeline.queries])),
+      run: (pipeline, name, query, values) => runNamedQuery(database.mainDb, pipeline, name, query, values),
     },
     shapes: {
       backend: actors.shapes,

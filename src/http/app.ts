@@ -19,6 +19,7 @@ import { registerHealthRoutes } from './routes/health.ts';
 import { type IngestDependencies, registerIngestRoute } from './routes/ingest.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
 import { type ModuleRouteDependencies, registerModuleRoutes } from './routes/modules.ts';
+import { type QueryRouteDependencies, registerQueryRoutes } from './routes/queries.ts';
 import { registerShapeRoutes, type ShapeRouteOptions } from './routes/shapes.ts';
 import { registerStatusRoute } from './routes/status.ts';
 
@@ -39,6 +40,8 @@ export interface AppDependencies {
   modules?: ModuleRouteDependencies;
   /** Live shapes (`/v1/shape`); idem. */
   shapes?: ShapeRouteOptions;
+  /** Named read queries; idem. */
+  queries?: QueryRouteDependencies;
 }
 
 export function buildApp(deps: AppDependencies): FastifyInstance {
@@ -103,5 +106,6 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   if (deps.ingest !== undefined) registerIngestRoute(app, deps.ingest);
   if (deps.modules !== undefined) registerModuleRoutes(app, deps.modules);
   if (deps.shapes !== undefined) registerShapeRoutes(app, deps.shapes);
+  if (deps.queries !== undefined) registerQueryRoutes(app, deps.queries);
   return app;
 }

@@ -26,5 +26,11 @@ export function sourceIdentity(source: SourceConfig): Record<string, unknown> {
 }
 
 export function pipelineFingerprint(pipeline: PipelineConfig, schema: Schema): PipelineFingerprint {
-  return { schema: describeSchema(schema), source: sourceIdentity(pipeline.source) };
+  const fingerprint: PipelineFingerprint = {
+    schema: describeSchema(schema),
+    source: sourceIdentity(pipeline.source),
+  };
+  // Handler options decide derived data too; absent ones leave earlier pipelines' fingerprints as they were.
+  if (Object.keys(pipeline.options ?? {}).length > 0) fingerprint.options = pipeline.options;
+  return fingerprint;
 }

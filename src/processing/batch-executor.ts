@@ -32,11 +32,11 @@ import type { EntityStore, InMemoryStore } from './in-memory-store.ts';
 import type { LoadLayer } from './load-layer.ts';
 
 /** Events between two looks at the clock while a batch runs. */
-const YIELD_CHECK_EVENTS = 1_000;
+const YIELD_CHECK_EVENTS = 64;
 /** The longest a batch holds the thread's event loop before it lets other work (pings) run. */
 const MAX_TURN_MS = 100;
 
-import { lookupCondition, matches, parseFilter, rowOrder } from './where-filter.ts';
+import { lookupCondition, matches, matchesAll, parseFilter, rowOrder } from './where-filter.ts';
 
 export type LoadStrategy = 'two-pass' | 'prefetch' | 'auto';
 
@@ -52,7 +52,11 @@ export interface BatchExecutorOptions {
   effects: EffectStore;
   log: Logger;
   strategy: LoadStrategy;
+  /** The pipeline's `options` from the project file, as handlers see them (`context.options`). */
+  handlerOptions?: Readonly<Record<string, unknown>>;
 }
+
+const NO_OPTIONS: Readonly<Record<string, unknown>> = Object.freeze({});
 
 /**
  * One handler invocation's `context`: its checkpoint, and whether it is still running. Entity
@@ -71,6 +75,10 @@ class InvocationContext {
     readonly isPreload: boolean,
     readonly keepHistory: boolean,
   ) {}
+
+  get options(): Readonly<Record<string, unknown>> {
+    return this.executor.handlerOptions;
+  }
 
   get log(): Logger {
     return this.executor.log.child({
@@ -169,17 +177,25 @@ class EntityOps {
     const parsed = parseFilter(this.table.entity, filter);
     const order = rowOrder(this.table.entity, options?.orderBy);
     const loader = this.context.executor.loader;
-    if (!loader.isFilterLoaded(parsed)) await loader.loadWhere(parsed);
-    const rows: EntityRow[] = [];
+    if (!loader.isFilterLoaded(parsed)) {
+      // A filter not loaded by the preload pass costs a query of its own: like a missed id, it
+      // tells `auto` that prefetch (which knows ids, not filters) mispredicts this batch's reads.
+      if (!this.context.isPreload) this.context.executor.executeMisses += 1;
+      await loader.loadWhere(parsed);
+    }
     const lookup = lookupCondition(parsed);
-    const ids = lookup === null ? undefined : this.table.idsWithValue(lookup.field, lookup.values);
-    if (ids === undefined) {
+    let rows =
+      lookup === null
+        ? undefined
+        : this.table.rowsWithValue(
+            lookup.field,
+            lookup.values,
+            (row) => matchesAll(lookup.rest, row),
+            lookup.restKey,
+          );
+    if (rows === undefined) {
+      rows = [];
       for (const row of this.table.rows()) if (matches(parsed, row)) rows.push(row);
-    } else {
-      for (const id of ids) {
-        const change = this.table.current(id);
-        if (change?.kind === 'set' && matches(parsed, change.row)) rows.push(change.row);
-      }
     }
     return rows.sort(order);
   }
@@ -240,13 +256,14 @@ export class BatchExecutor {
   lateUse: StrataError | null = null;
   private options: BatchExecutorOptions;
   readonly log: Logger;
+  readonly handlerOptions: Readonly<Record<string, unknown>>;
   private readonly Context: typeof InvocationContext;
   /** 'prefetch'/'auto': event name → entity → payload fields whose values were ids read on a miss. */
   private readonly profile = new Map<string, Map<string, Set<string>>>();
   /** 'auto': batches still to run two-pass after prefetch mispredicted. */
   private twoPassBatchesLeft = 0;
   /** Reads the execute pass had to load itself (prefetch mispredictions), this batch. */
-  private executeMisses = 0;
+  executeMisses = 0;
   /** How the last batch loaded (for /status and tests). */
   lastLoadMode: 'two-pass' | 'prefetch' = 'two-pass';
 
@@ -255,6 +272,7 @@ export class BatchExecutor {
     this.loader = options.loader;
     this.effects = options.effects;
     this.log = options.log;
+    this.handlerOptions = options.handlerOptions ?? NO_OPTIONS;
     this.Context = contextClass(options.schema, options.store);
   }
 

@@ -1,5 +1,5 @@
-// An in-memory equality index over one field of an entity's store: field value → ids that may
-// hold it. `getWhere({ address: { _eq: a } })` answers from the ids under `a` instead of scanning
+// An in-memory equality index over one field of an entity's store (optionally partial: only rows
+// passing a filter's other conditions): field value → ids that may hold it. `getWhere({ address: { _eq: a } })` answers from the ids under `a` instead of scanning
 // every row the store holds (a ledger looks up one address's lots per event; a scan made that
 // quadratic in the working set).
 //
@@ -26,15 +26,23 @@ export function indexKey(value: unknown): string | undefined {
 
 export class FieldIndex {
   readonly field: string;
+  /**
+   * A partial index holds only rows passing this (a filter's other conditions, e.g. a ledger's
+   * `amountRemaining > 0`): rows that stop passing leave it at the next lookup and are not visited
+   * again — a hot address's thousands of drained lots cost nothing once pruned.
+   */
+  readonly keep: (row: EntityRow) => boolean;
   private readonly buckets = new Map<string, Set<string>>();
   /** Entries across buckets (stale ones included): when far above the store's size, rebuild. */
   entries = 0;
 
-  constructor(field: string) {
+  constructor(field: string, keep: (row: EntityRow) => boolean) {
     this.field = field;
+    this.keep = keep;
   }
 
   note(id: string, row: EntityRow): void {
+    if (!this.keep(row)) return;
     const key = indexKey(row[this.field]);
     if (key === undefined) return;
     let bucket = this.buckets.get(key);
@@ -48,23 +56,18 @@ export class FieldIndex {
   }
 
   /**
-   * Ids that may hold `value`; `holds(id)` says whether one still does, and those that do not
-   * are pruned here.
+   * Calls `visit` with every id noted under `key`; an id for which it answers false no longer
+   * holds the value and is pruned.
    */
-  lookup(value: unknown, holds: (id: string) => boolean): string[] {
-    const key = indexKey(value);
-    if (key === undefined) return [];
+  visit(key: string | undefined, visit: (id: string) => boolean): void {
+    if (key === undefined) return;
     const bucket = this.buckets.get(key);
-    if (bucket === undefined) return [];
-    const ids: string[] = [];
+    if (bucket === undefined) return;
     for (const id of bucket) {
-      if (holds(id)) ids.push(id);
-      else {
-        bucket.delete(id);
-        this.entries -= 1;
-      }
+      if (visit(id)) continue;
+      bucket.delete(id);
+      this.entries -= 1;
     }
     if (bucket.size === 0) this.buckets.delete(key);
-    return ids;
   }
 }

@@ -42,6 +42,8 @@ export type HandlerContext<S extends Schema> = {
   readonly [E in keyof S['declaration'] & string]: EntityOperations<RowOf<S, E>>;
 } & {
   readonly log: Logger;
+  /** The pipeline's `options` from the project file (frozen; part of the pipeline's fingerprint). */
+  readonly options: Readonly<Record<string, unknown>>;
   /** True during the preload pass (reads only; writes are ignored). */
   readonly isPreload: boolean;
   /**

@@ -20,6 +20,14 @@ import { canIndex, FieldIndex, indexKey } from './field-index.ts';
 export const LOADED_FROM_DB = -1;
 
 /**
+ * Partial field indexes per entity (one per distinct lookup field and other conditions of the
+ * handlers' getWhere filters). Handlers whose filters carry per-event values would mint a new one
+ * per call; past this many, the field's full index answers instead.
+ */
+const MAX_PARTIAL_INDEXES = 16;
+const keepAll = (): boolean => true;
+
+/**
  * A handler's change also names the event that made it (its name and log index, as plain fields:
  * no object per change, and not the event itself, which would keep payloads alive), so a row the
  * database refuses can be traced to it.
@@ -67,31 +75,52 @@ export class EntityStore {
   }
 
   /**
-   * Ids whose row holds one of `values` in `field`, or undefined when the field cannot be
-   * indexed. The first call for a field builds its index from the rows held.
+   * Rows whose `field` holds one of `values` and that pass `keep` (a filter's other conditions,
+   * `keepKey` naming them), or undefined when the field cannot be indexed. The first call for a
+   * (field, keepKey) builds its partial index from the rows held; past MAX_PARTIAL_INDEXES, the
+   * field's full index answers and `keep` is checked per row.
    */
-  idsWithValue(field: string, values: readonly unknown[]): string[] | undefined {
+  rowsWithValue(
+    field: string,
+    values: readonly unknown[],
+    keep: (row: EntityRow) => boolean,
+    keepKey = '',
+  ): EntityRow[] | undefined {
     const column = this.entity.columns.find((candidate) => candidate.name === field);
     if (column === undefined || !canIndex(column)) return undefined;
     this.fieldIndexes ??= new Map();
-    let index = this.fieldIndexes.get(field);
+    const indexes = this.fieldIndexes;
+    let name = `${field}?${keepKey}`;
+    if (!indexes.has(name) && indexes.size >= MAX_PARTIAL_INDEXES) name = `${field}?`;
+    let index = indexes.get(name);
     // Stale entries are only pruned by lookups: rebuild when they dwarf what is held.
     if (index !== undefined && index.entries > 2 * this.latest.size + 1_024) index = undefined;
     if (index === undefined) {
-      index = new FieldIndex(field);
+      index = new FieldIndex(field, name === `${field}?` ? keepAll : keep);
       for (const [id, change] of this.latest) if (change.kind === 'set') index.note(id, change.row);
-      this.fieldIndexes.set(field, index);
+      indexes.set(name, index);
     }
-    const ids = new Set<string>();
+    const partial = index.keep;
+    const exact = name === `${field}?${keepKey}`; // the index checks exactly `keep`
+    const rows: EntityRow[] = [];
+    const seen = values.length > 1 ? new Set<string>() : undefined;
     for (const value of values) {
       const key = indexKey(value);
-      const holdsValue = (id: string): boolean => {
+      // One map lookup per id answers "still in this index?" (else pruned) and gives the row.
+      index.visit(key, (id) => {
         const change = this.latest.get(id);
-        return change !== undefined && change.kind === 'set' && indexKey(change.row[field]) === key;
-      };
-      for (const id of index.lookup(value, holdsValue)) ids.add(id);
+        if (change === undefined || change.kind !== 'set') return false;
+        const row = change.row;
+        if (indexKey(row[field]) !== key || !partial(row)) return false;
+        if (seen !== undefined) {
+          if (seen.has(id)) return true;
+          seen.add(id);
+        }
+        if (exact || keep(row)) rows.push(row);
+        return true;
+      });
     }
-    return [...ids];
+    return rows;
   }
 
   /** The latest change held for `id` (a handler's, or a row or absence loaded from the database). */

@@ -11,6 +11,7 @@
 // queue is empty does the flush run — so reads that depend on earlier reads of the same pass are
 // grouped too (one query per dependency level, not per handler).
 
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Queryable } from '../db/pool.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { EntityDescription } from '../schema/define-schema.ts';
@@ -24,6 +25,9 @@ import {
   sqlFor,
   sqlValue,
 } from './where-filter.ts';
+
+/** Waiters resolved per event-loop turn (see flush). */
+const RESOLVE_CHUNK = 64;
 
 interface Waiter {
   resolve: () => void;
@@ -144,7 +148,14 @@ export class LoadLayer {
       for (const group of merged.values()) queries.push(this.loadByField(group));
       await Promise.all(queries);
       for (const key of filters.keys()) this.loadedFilters.add(key);
-      for (const waiter of waiters) waiter.resolve();
+      // Each waiter's handler continues in a microtask as soon as it is resolved: resolving a
+      // preload pass's thousands at once would run all their synchronous work (a ledger's drain
+      // over many lots) in one turn of the event loop, with the actor's pings unanswered. In
+      // chunks, with a turn between them, the thread stays responsive.
+      for (let start = 0; start < waiters.length; start += RESOLVE_CHUNK) {
+        if (start > 0) await nextTurn();
+        for (const waiter of waiters.slice(start, start + RESOLVE_CHUNK)) waiter.resolve();
+      }
     } catch (error) {
       for (const waiter of waiters) waiter.reject(error);
     }

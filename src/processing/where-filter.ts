@@ -146,7 +146,11 @@ export function sqlValue(column: ColumnDescription, value: unknown): unknown {
 }
 
 export function matches(filter: ParsedFilter, row: EntityRow): boolean {
-  for (const { column, operator, value } of filter.conditions) {
+  return matchesAll(filter.conditions, row);
+}
+
+export function matchesAll(conditions: readonly Condition[], row: EntityRow): boolean {
+  for (const { column, operator, value } of conditions) {
     const actual = row[column.name];
     const numeric = column.spec.kind === 'numeric';
     if (operator === '_in') {

@@ -109,6 +109,8 @@ export async function dropPipelineTables(db: Queryable, pipeline: string): Promi
 export type PipelineFingerprint = {
   schema: Record<string, { fields: Record<string, string>; indexes: string[] }>;
   source: Record<string, unknown>;
+  /** The pipeline's handler options, when it has any. */
+  options?: Record<string, unknown>;
 };
 
 export function fingerprintHash(fingerprint: PipelineFingerprint): string {
@@ -148,5 +150,9 @@ export function fingerprintChanges(before: PipelineFingerprint, after: PipelineF
         `source.${key} changed from ${stableJson(before.source[key])} to ${stableJson(after.source[key])}`,
       );
   }
+  if (stableJson(before.options ?? {}) !== stableJson(after.options ?? {}))
+    changes.push(
+      `options changed from ${stableJson(before.options ?? {})} to ${stableJson(after.options ?? {})}`,
+    );
   return changes;
 }

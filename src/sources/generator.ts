@@ -4,6 +4,7 @@
 
 import type { GeneratorSourceConfig } from '../config.ts';
 import { type BlockSource, Waker } from './block-source.ts';
+import { creditLedgerEvent, LEDGER_TREASURY_INDEX } from './credit-ledger-events.ts';
 import type { Block, SourceEvent } from './types.ts';
 
 /** 2025-01-01T00:00:00Z; block N is stamped 12 s after block N-1, like an Ethereum slot. */
@@ -46,18 +47,25 @@ function makeBlock(source: GeneratorShape, number: number, seed: number, parentH
   const random = mulberry32(mix(seed, number));
   const pickIndex = addressPicker(random, source.addresses, source.distribution);
   const events: SourceEvent[] = [];
+  const timestamp = GENESIS_TIMESTAMP + number * BLOCK_TIME_SECONDS;
   for (let logIndex = 0; logIndex < source.eventsPerBlock; logIndex++) {
-    events.push(
-      source.workload === 'erc20'
-        ? erc20Event(random, pickIndex, logIndex)
-        : creditEvent(random, pickIndex, logIndex),
-    );
+    if (source.workload === 'erc20') events.push(erc20Event(random, pickIndex, logIndex));
+    else if (source.workload === 'credits') events.push(creditEvent(random, pickIndex, logIndex));
+    else
+      events.push(
+        creditLedgerEvent(random, () => addressName(pickIndex()), LEDGER_TREASURY, {
+          seed,
+          block: number,
+          timestamp,
+          logIndex,
+        }),
+      );
   }
   return {
     number,
     hash: blockHash(seed, number),
     parentHash: number === 0 ? null : parentHash,
-    timestamp: GENESIS_TIMESTAMP + number * BLOCK_TIME_SECONDS,
+    timestamp,
     events,
   };
 }
@@ -114,6 +122,7 @@ function creditEvent(random: () => number, pickIndex: () => number, logIndex: nu
 }
 
 export const ZERO_ADDRESS = addressName(0);
+const LEDGER_TREASURY = addressName(LEDGER_TREASURY_INDEX);
 
 /**
  * The open-indexer-benchmark ERC20 stream: 90% Transfer (5% of them mints from the zero

@@ -13,10 +13,20 @@
 import { describe, expect, it } from 'vitest';
 import { decodeChanges, setIds } from '../../src/pipeline/change-codec.ts';
 import { collectBatchChanges } from '../../src/processing/collect-changes.ts';
-import { InMemoryStore, LOADED_FROM_DB, type StoredChange } from '../../src/processing/in-memory-store.ts';
+import {
+  type EntityStore,
+  InMemoryStore,
+  LOADED_FROM_DB,
+  type StoredChange,
+} from '../../src/processing/in-memory-store.ts';
 import { defineSchema } from '../../src/schema/define-schema.ts';
 import { t } from '../../src/schema/fields.ts';
 import { mulberry32 } from '../../src/sources/generator.ts';
+
+/** The ids the field index finds for `values` of the Item's value field. */
+function idsWithValue(table: EntityStore, values: unknown[]): string[] {
+  return table.rowsWithValue('value', values, () => true)!.map((row) => row.id as string);
+}
 
 const schema = defineSchema({ Item: { fields: { id: t.text(), value: t.integer() } } });
 const IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
@@ -91,7 +101,15 @@ function runSeed(seed: number): void {
     const held = [...table.rows()];
     for (const value of [...new Set(held.map((row) => row.value)), -1]) {
       const scanned = held.filter((row) => row.value === value).map((row) => row.id);
-      expect(table.idsWithValue('value', [value])!.sort(), `${step}: ids with value ${value}`).toEqual(
+      expect(idsWithValue(table, [value]).sort(), `${step}: ids with value ${value}`).toEqual(scanned.sort());
+    }
+    // A partial index (rows whose id is before 'e', as a filter's other condition) likewise.
+    for (const value of new Set(held.map((row) => row.value))) {
+      const scanned = held
+        .filter((row) => row.value === value && (row.id as string) < 'e')
+        .map((row) => row.id);
+      const found = table.rowsWithValue('value', [value], (row) => (row.id as string) < 'e', 'id<e')!;
+      expect(found.map((row) => row.id).sort(), `${step}: partial index, value ${value}`).toEqual(
         scanned.sort(),
       );
     }
@@ -188,12 +206,12 @@ describe('InMemoryStore reorg undo', () => {
     const table = store.table('Item');
     store.beginBatch(1);
     table.applySet('a', { id: 'a', value: 1 }, 1, 'e', 0, false);
-    expect(table.idsWithValue('value', [1])).toEqual(['a']);
+    expect(idsWithValue(table, [1])).toEqual(['a']);
     table.applySet('a', { id: 'a', value: 2 }, 1, 'e', 1, false); // same batch: updated in place
-    expect(table.idsWithValue('value', [1])).toEqual([]);
-    expect(table.idsWithValue('value', [2, 3])).toEqual(['a']);
+    expect(idsWithValue(table, [1])).toEqual([]);
+    expect(idsWithValue(table, [2, 3])).toEqual(['a']);
     store.undoBatch();
-    expect(table.idsWithValue('value', [2])).toEqual([]);
+    expect(idsWithValue(table, [2])).toEqual([]);
   });
 
   for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]) {
