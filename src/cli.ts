@@ -1,4 +1,5 @@
-// The `strata` command: `start`, `status`, `migrate`. `npm start` is `strata start`.
+// The `strata` command: `start`, `status`, `migrate`, `reset`, `verify`, `repair`. `npm start` is
+// `strata start`.
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -10,6 +11,7 @@ import { createLogger, resolveLogFormat } from './logger.ts';
 import { resetPipeline } from './persistence/pipeline-setup.ts';
 import { FLAGS } from './settings.ts';
 import { fetchStatus, renderStatus } from './status-table.ts';
+import { runVerify } from './verify/verify-command.ts';
 
 const USAGE = `strata — turns ordered event streams into live, queryable state
 
@@ -21,6 +23,12 @@ Usage:
   strata reset PIPELINE [--project DIR] [--database-url URL] [--data-dir DIR]
                  drops the pipeline's tables and progress so the next start rebuilds it from
                  its source (ingested blocks are kept). Stop the daemon first.
+  strata verify PIPELINE [--json] [--project DIR] [--database-url URL] [--data-dir DIR]
+                 replays the pipeline's source with its handlers into scratch tables and
+                 compares every entity table with the live one; exit 0 equal, 3 drift found.
+  strata repair PIPELINE [--json] [...]
+                 verify, then replace the differing tables with the replay in one transaction
+                 (checkpoint kept); refused while a live process writes the pipeline.
 
 Flags of start: --exit-when-caught-up (exit 0 once every pipeline has committed its whole
 finite source), --progress auto|always|never (the live progress line on stderr), --watch
@@ -98,6 +106,20 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       });
     }
+    case 'verify':
+    case 'repair': {
+      const pipeline = positionals[1];
+      const config = await loadConfig(flags);
+      if (config === null) return EXIT_NON_RETRYABLE;
+      const declared = config.pipelines.find((p) => p.name === pipeline);
+      if (declared === undefined) {
+        console.error(
+          `STRATA_ERR_UNKNOWN_PIPELINE: strata ${command} needs one of this project's pipelines: ${config.pipelines.map((p) => p.name).join(', ')}`,
+        );
+        return EXIT_NON_RETRYABLE;
+      }
+      return withDatabase(config, (url) => runVerify(config, declared, url, command, json === true));
+    }
     default:
       console.error(`unknown command: ${command}\n\n${USAGE}`);
       return EXIT_NON_RETRYABLE;
@@ -137,7 +159,8 @@ async function withDatabase(config: StrataConfig, work: (url: string) => Promise
   try {
     const url = embedded?.url ?? (config.database.kind === 'postgres' ? config.database.url : '');
     const result = await migrate({ url, log, connectTimeoutMs: config.db.connectTimeoutMs });
-    console.log(
+    // On stderr: stdout is the command's own output (a report, JSON).
+    console.error(
       result.applied.length === 0
         ? `migrations up to date (${result.alreadyApplied} applied earlier)`
         : `applied ${result.applied.length} migrations: ${result.applied.join(', ')}`,
