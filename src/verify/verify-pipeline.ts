@@ -13,7 +13,7 @@
 
 import type { PipelineConfig } from '../config.ts';
 import { lockLiveOwner } from '../coordination/lease-store.ts';
-import type { Db } from '../db/pool.ts';
+import type { Db, Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { readBuild, readCommitted } from '../pipeline/checkpoint-store.ts';
@@ -63,6 +63,8 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
       `pipeline ${pipeline.name} was built with another schema, source or options than the project declares now: its tables cannot be compared (strata reset ${pipeline.name} rebuilds it)`,
       { details: { pipeline: pipeline.name } },
     );
+  // Refused before the replay too (it is checked again, under lock, at the swap).
+  if (options.repair) await db.transaction((client) => refuseWhileOwned(client, pipeline.name));
   const live = `${pipeline.name}__live`;
   const rebuild = `${pipeline.name}__rebuild`;
   const dropScratch = async () => {
@@ -128,6 +130,16 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   }
 }
 
+async function refuseWhileOwned(client: Queryable, pipeline: string): Promise<void> {
+  const owner = await lockLiveOwner(client, pipeline);
+  if (owner !== null)
+    throw new StrataError(
+      'STRATA_ERR_PIPELINE_RUNNING',
+      `pipeline ${pipeline} is being written by process ${owner.id.slice(0, 8)} (host ${owner.host ?? '?'}, pid ${owner.pid ?? '?'}); stop the processes running it, then repair`,
+      { details: { pipeline, owner: owner.id } },
+    );
+}
+
 async function swapIn(
   db: Db,
   pipeline: string,
@@ -137,13 +149,7 @@ async function swapIn(
 ): Promise<string[]> {
   return db.transaction(async (client) => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.pipeline-ddl'))`);
-    const owner = await lockLiveOwner(client, pipeline);
-    if (owner !== null)
-      throw new StrataError(
-        'STRATA_ERR_PIPELINE_RUNNING',
-        `pipeline ${pipeline} is being written by process ${owner.id.slice(0, 8)} (host ${owner.host ?? '?'}, pid ${owner.pid ?? '?'}); stop the processes running it, then repair`,
-        { details: { pipeline, owner: owner.id } },
-      );
+    await refuseWhileOwned(client, pipeline);
     // Locked until COMMIT: the writer's next commit waits here, so nothing moves under the swap.
     const { rows } = await client.query<{ committed_block: string | null }>(
       'SELECT committed_block FROM strata.pipelines WHERE name = $1 FOR UPDATE',
