@@ -35,7 +35,9 @@ function ledgerOptions(options: Readonly<Record<string, unknown>>): LedgerOption
   if (parsed !== undefined) return parsed;
   const drainPolicy = options.drainPolicy ?? 'emission';
   if (drainPolicy !== 'emission' && drainPolicy !== 'expiration')
-    throw new Error(`credits options: drainPolicy must be "emission" or "expiration", got ${JSON.stringify(drainPolicy)}`);
+    throw new Error(
+      `credits options: drainPolicy must be "emission" or "expiration", got ${JSON.stringify(drainPolicy)}`,
+    );
   const whitelisted = options.whitelistedSenders ?? [];
   if (!Array.isArray(whitelisted) || !whitelisted.every((sender) => typeof sender === 'string'))
     throw new Error('credits options: whitelistedSenders must be an array of addresses');
@@ -191,12 +193,28 @@ handlers.onEvent('transfer', async ({ event, block, context }) => {
   const { ref, timestamp, from, to, amount, expiration } = parsed.message;
   if (await alreadyApplied(context, ref)) return;
   if (ledgerOptions(context.options).whitelistedSenders.has(from)) {
-    debitLine(context, { ref, kind: 'transfer-out', address: from, amount, uncovered: 0n }, timestamp, block.number);
-    grant(context, { ref, index: 1, kind: 'transfer-in', address: to, amount }, timestamp, expiration, block.number);
+    debitLine(
+      context,
+      { ref, kind: 'transfer-out', address: from, amount, uncovered: 0n },
+      timestamp,
+      block.number,
+    );
+    grant(
+      context,
+      { ref, index: 1, kind: 'transfer-in', address: to, amount },
+      timestamp,
+      expiration,
+      block.number,
+    );
     return;
   }
   const { portions, uncovered } = await drain(context, from, amount, timestamp);
-  debitLine(context, { ref, kind: 'transfer-out', address: from, amount, uncovered }, timestamp, block.number);
+  debitLine(
+    context,
+    { ref, kind: 'transfer-out', address: from, amount, uncovered },
+    timestamp,
+    block.number,
+  );
   portions.forEach(({ lot, taken }, k) => {
     grant(
       context,

@@ -26,7 +26,12 @@ export const queries: Record<string, NamedQueryDeclaration> = {
     params: {
       minBalance: { type: 'decimal', default: '0', min: 0 },
       at: { type: 'unixSeconds', default: 'now' },
-      after: { type: 'text', optional: true, maxLength: 200, description: 'the last address of the previous page' },
+      after: {
+        type: 'text',
+        optional: true,
+        maxLength: 200,
+        description: 'the last address of the previous page',
+      },
       limit: { type: 'integer', default: 1000, min: 1, max: 10_000 },
     },
     sql: `SELECT "address", ${BALANCE}::text AS balance
