@@ -53,7 +53,7 @@ export function generatorFor(
   events: number,
   eventsPerBlock: number,
 ): GeneratorSource {
-  if (pipeline.source.kind !== 'generator') throw new Error('examples/erc20 must use the generator');
+  if (pipeline.source.kind !== 'generator') throw new Error(`${pipeline.name} must use the generator`);
   return new GeneratorSource({ ...pipeline.source, blocks: events / eventsPerBlock, eventsPerBlock });
 }
 
@@ -74,6 +74,7 @@ export function executorFor(
     effects: new EffectStore(db, log),
     log,
     strategy,
+    handlerOptions: pipeline.options,
   });
 }
 

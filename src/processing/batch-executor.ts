@@ -36,7 +36,15 @@ const YIELD_CHECK_EVENTS = 64;
 /** The longest a batch holds the thread's event loop before it lets other work (pings) run. */
 const MAX_TURN_MS = 100;
 
-import { lookupCondition, matches, matchesAll, parseFilter, rowOrder } from './where-filter.ts';
+import { ReadProfile } from './read-profile.ts';
+import {
+  lookupCondition,
+  matches,
+  matchesAll,
+  type ParsedFilter,
+  parseFilter,
+  rowOrder,
+} from './where-filter.ts';
 
 export type LoadStrategy = 'two-pass' | 'prefetch' | 'auto';
 
@@ -178,9 +186,8 @@ class EntityOps {
     const order = rowOrder(this.table.entity, options?.orderBy);
     const loader = this.context.executor.loader;
     if (!loader.isFilterLoaded(parsed)) {
-      // A filter not loaded by the preload pass costs a query of its own: like a missed id, it
-      // tells `auto` that prefetch (which knows ids, not filters) mispredicts this batch's reads.
-      if (!this.context.isPreload) this.context.executor.executeMisses += 1;
+      // Like a missed id: it teaches prefetch, and in the execute pass counts as a misprediction.
+      this.context.executor.filterMissed(this.context, parsed);
       await loader.loadWhere(parsed);
     }
     const lookup = lookupCondition(parsed);
@@ -258,8 +265,8 @@ export class BatchExecutor {
   readonly log: Logger;
   readonly handlerOptions: Readonly<Record<string, unknown>>;
   private readonly Context: typeof InvocationContext;
-  /** 'prefetch'/'auto': event name → entity → payload fields whose values were ids read on a miss. */
-  private readonly profile = new Map<string, Map<string, Set<string>>>();
+  /** 'prefetch'/'auto': what each event's handlers read, learned from misses. */
+  private readonly profile = new ReadProfile();
   /** 'auto': batches still to run two-pass after prefetch mispredicted. */
   private twoPassBatchesLeft = 0;
   /** Reads the execute pass had to load itself (prefetch mispredictions), this batch. */
@@ -290,7 +297,7 @@ export class BatchExecutor {
       const { strategy } = this.options;
       const twoPass =
         strategy === 'two-pass' ||
-        (strategy === 'auto' && (this.twoPassBatchesLeft > 0 || this.profile.size === 0));
+        (strategy === 'auto' && (this.twoPassBatchesLeft > 0 || this.profile.empty));
       this.lastLoadMode = twoPass ? 'two-pass' : 'prefetch';
       if (twoPass) {
         this.twoPassBatchesLeft = Math.max(0, this.twoPassBatchesLeft - 1);
@@ -320,7 +327,7 @@ export class BatchExecutor {
 
   /** A read that missed the store. Outside 'two-pass' the miss also teaches the profile. */
   loadMissing(context: InvocationContext, table: EntityStore, id: string): Promise<EntityRow | undefined> {
-    if (this.options.strategy !== 'two-pass') this.learn(context.event, table.entity.name, id);
+    if (this.options.strategy !== 'two-pass') this.profile.learnId(context.event, table.entity.name, id);
     if (!context.isPreload) this.executeMisses += 1;
     return this.loader.load(table.entity.name, id).then(() => {
       const change = table.current(id);
@@ -349,53 +356,18 @@ export class BatchExecutor {
   }
 
   private async prefetch(blocks: readonly Block[]): Promise<void> {
-    if (this.profile.size === 0) return;
-    // Per event name, once per batch: the id sets to fill and the payload fields that fill them
-    // (the per-event loop below then allocates nothing but the ids it adds).
-    const wanted = new Map<string, Set<string>>();
-    const plan = new Map<string, Array<{ ids: Set<string>; fields: string[] }>>();
-    for (const [eventName, byEntity] of this.profile) {
-      const steps: Array<{ ids: Set<string>; fields: string[] }> = [];
-      for (const [entity, fields] of byEntity) {
-        let ids = wanted.get(entity);
-        if (ids === undefined) {
-          ids = new Set();
-          wanted.set(entity, ids);
-        }
-        steps.push({ ids, fields: [...fields] });
-      }
-      plan.set(eventName, steps);
-    }
-    for (const block of blocks) {
-      for (const event of block.events) {
-        const steps = plan.get(event.name);
-        if (steps === undefined) continue;
-        for (const { ids, fields } of steps) {
-          for (const field of fields) {
-            const value = event.payload[field];
-            if (typeof value === 'string') ids.add(value);
-          }
-        }
-      }
-    }
-    await Promise.all([...wanted].map(([entity, ids]) => this.loader.loadMany(entity, ids)));
+    if (this.profile.empty) return;
+    const { ids, filters } = this.profile.predict(blocks);
+    await Promise.all([
+      ...[...ids].map(([entity, wanted]) => this.loader.loadMany(entity, wanted)),
+      ...filters.map((filter) => this.loader.loadWhere(filter)),
+    ]);
   }
 
-  private learn(event: SourceEvent, entity: string, id: string): void {
-    for (const [field, value] of Object.entries(event.payload)) {
-      if (value !== id) continue;
-      let byEntity = this.profile.get(event.name);
-      if (byEntity === undefined) {
-        byEntity = new Map();
-        this.profile.set(event.name, byEntity);
-      }
-      let fields = byEntity.get(entity);
-      if (fields === undefined) {
-        fields = new Set();
-        byEntity.set(entity, fields);
-      }
-      fields.add(field);
-    }
+  /** A getWhere whose rows were not loaded yet. Outside 'two-pass' it teaches the profile. */
+  filterMissed(context: InvocationContext, filter: ParsedFilter): void {
+    if (this.options.strategy !== 'two-pass') this.profile.learnFilter(context.event, filter);
+    if (!context.isPreload) this.executeMisses += 1;
   }
 
   private async execute(

@@ -2,9 +2,9 @@
 // (examples/credits/README.md) — distributions to 1..3 recipients, expenses, transfers — with
 // what makes a ledger hard: message timestamps older than their block (messages arrive out of
 // order, some older than lots already granted), many equal timestamps, expirations that pass
-// during the stream (before, at and after later spends), and a whitelisted sender. Grants and
-// spends are about even (a distribution credits 2 recipients on average), so lots drain and some
-// spends overdraw.
+// during the stream (before, at and after later spends), and a whitelisted sender. Spends slightly
+// outweigh grants (a distribution credits 2 recipients 300 on average; an expense spends 500), as
+// in a ledger whose users use what they get: lots drain, and some spends overdraw.
 
 import type { SourceEvent } from './types.ts';
 
@@ -33,7 +33,7 @@ export function creditLedgerEvent(
     for (let count = 1 + Math.floor(random() * 3); count > 0; count--)
       recipients.push({
         address: pickAddress(),
-        amount: String(1 + Math.floor(random() * 1_000)),
+        amount: String(1 + Math.floor(random() * 600)),
         expiration: expiration(random, timestamp),
       });
     return { name: 'distribution', payload: { ref, timestamp, recipients }, logIndex: place.logIndex };

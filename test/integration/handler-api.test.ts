@@ -137,6 +137,41 @@ describe('handler API', () => {
     expect(loader.stats.queries).toBe(2);
   });
 
+  it('auto: prefetch learns getWhere filters and ids with a suffix from payload fields, then loads them before the handlers run', async () => {
+    const handlers = createHandlers(schema);
+    const seen: unknown[] = [];
+    handlers.onEvent<{ owner: string; ref: string }>('spend', async ({ event, context }) => {
+      const mine = await context.Token.getWhere({ owner: { _eq: event.payload.owner }, amount: { _gt: 0n } });
+      const marker = await context.Token.get(`${event.payload.ref}:0`);
+      if (!context.isPreload) seen.push([mine.length, marker?.amount ?? null]);
+    });
+    const { executor: run, loader } = executor(handlers, 'auto');
+    await run.run([block(1, [['spend', { owner: 'alice', ref: 'ref-1' }]])], 1, false);
+    expect(run.lastLoadMode).toBe('two-pass'); // nothing learned yet
+    await db.query(`INSERT INTO "pipeline_api"."Token" (id, owner, amount) VALUES ('ref-2:0', 'zed', 7)`);
+    const before = loader.stats.queries;
+    await run.run(
+      [
+        block(2, [
+          ['spend', { owner: 'bob', ref: 'ref-2' }],
+          ['spend', { owner: 'alice', ref: 'ref-3' }],
+        ]),
+      ],
+      2,
+      false,
+    );
+    // Prefetch named every read: one query for the two owners, one for the two ids, no misses.
+    expect(run.lastLoadMode).toBe('prefetch');
+    expect(run.executeMisses).toBe(0);
+    expect(loader.stats.queries - before).toBe(2);
+    expect(seen).toEqual([
+      [2, null],
+      [1, 7n],
+      [2, null],
+    ]);
+    await db.query(`DELETE FROM "pipeline_api"."Token" WHERE id = 'ref-2:0'`);
+  });
+
   it('names the pipeline, block, event and log index when a handler throws, and undoes the batch', async () => {
     const handlers = createHandlers(schema);
     handlers.onEvent('mint', ({ context }) => {
