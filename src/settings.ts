@@ -177,7 +177,7 @@ export const SETTINGS = {
   inMemoryObjectsTarget: spec({
     env: 'STRATA_IN_MEMORY_OBJECTS_TARGET',
     schema: int(100_000, 1),
-    doc: 'In-memory objects (entities held + changes queued at the writer) a processing actor keeps before it drops committed changes, then rows loaded from the database, then waits for a commit. Memory stays within the target plus one batch.',
+    doc: 'In-memory objects (entities held + changes queued at the writer) a processing actor keeps before it drops committed changes, then rows loaded from the database, then waits for a commit. Memory stays within the target plus one batch. `strata verify` / `repair` write their replay out to scratch tables each time it holds this many.',
   }),
   maxChangesPerWrite: spec({
     env: 'STRATA_MAX_CHANGES_PER_WRITE',

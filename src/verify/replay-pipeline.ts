@@ -5,8 +5,11 @@
 // more than `flushAtObjects`, everything it holds is written to the scratch tables and forgotten.
 // Nothing of the live pipeline is read or written here.
 
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { PipelineConfig } from '../config.ts';
-import type { Db } from '../db/pool.ts';
+import type { Db, Queryable } from '../db/pool.ts';
 import { deepFreeze } from '../deep-freeze.ts';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -15,6 +18,7 @@ import { EffectStore } from '../processing/effect-store.ts';
 import type { EventHandler } from '../processing/handler-api.ts';
 import { InMemoryStore } from '../processing/in-memory-store.ts';
 import { LoadLayer } from '../processing/load-layer.ts';
+import { rowToCopyLine } from '../schema/copy-text.ts';
 import { createPipelineTables, entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import { columnType } from '../schema/fields.ts';
@@ -34,7 +38,9 @@ export interface ReplayOptions {
   /** Replay blocks up to and including this one (the live pipeline's committed block). */
   untilBlock: number;
   log: Logger;
-  flushAtObjects?: number;
+  flushAtObjects: number;
+  /** COPY into the scratch tables (Postgres); false where COPY is not available (PGlite). */
+  copy: boolean;
   onProgress?: (block: number, events: number) => void;
 }
 
@@ -55,7 +61,7 @@ export async function replayPipeline(options: ReplayOptions): Promise<{ blocks: 
     handlerOptions: deepFreeze(structuredClone(pipeline.options)),
   });
   const source = replaySource(pipeline, db);
-  const flushAt = options.flushAtObjects ?? 200_000;
+  const flushAt = options.flushAtObjects;
   let after = -1;
   let checkpoint = 1;
   let blocks = 0;
@@ -77,10 +83,10 @@ export async function replayPipeline(options: ReplayOptions): Promise<{ blocks: 
       checkpoint += read.length;
       blocks += read.length;
       after = read.at(-1)!.number;
-      if (store.size() >= flushAt) await flush(db, scratch, schema, store);
+      if (store.size() >= flushAt) await flush(db, scratch, schema, store, options.copy);
       options.onProgress?.(after, events);
     }
-    await flush(db, scratch, schema, store);
+    await flush(db, scratch, schema, store, options.copy);
   } finally {
     await source.close();
   }
@@ -110,28 +116,55 @@ function replaySource(pipeline: PipelineConfig, db: Db): BlockSource {
   return canonical;
 }
 
-/** Writes every change the store holds to the scratch tables, then forgets them all. */
-async function flush(db: Db, scratch: string, schema: Schema, store: InMemoryStore): Promise<void> {
-  for (const entity of schema.entities) {
-    const sets: unknown[][] = [];
-    const deletes: string[] = [];
-    store.table(entity.name).forEachUncommitted(0, (id, change) => {
-      if (change.kind === 'set') sets.push(rowToWire(entity, change.row));
-      else deletes.push(id);
-    });
-    if (deletes.length > 0)
-      await db.query(`DELETE FROM ${entityTable(scratch, entity.name)} WHERE "id" = ANY($1::text[])`, [
-        deletes,
-      ]);
-    const perChunk = Math.max(1, Math.floor(30_000 / entity.columns.length));
-    for (let start = 0; start < sets.length; start += perChunk)
-      await upsert(db, scratch, entity, sets.slice(start, start + perChunk));
-  }
+/**
+ * Writes every change the store holds to the scratch tables, then forgets them all: in one
+ * transaction per flush, each changed id's old row deleted and its new one copied in (COPY on
+ * Postgres; multi-row INSERTs where COPY is not available, embedded PGlite).
+ */
+async function flush(
+  db: Db,
+  scratch: string,
+  schema: Schema,
+  store: InMemoryStore,
+  copy: boolean,
+): Promise<void> {
+  await db.transaction(async (client) => {
+    for (const entity of schema.entities) {
+      const changed: string[] = [];
+      const lines: string[] = [];
+      const rows: unknown[][] = [];
+      store.table(entity.name).forEachUncommitted(0, (id, change) => {
+        changed.push(id);
+        if (change.kind !== 'set') return;
+        if (copy) lines.push(rowToCopyLine(entity, change.row));
+        else rows.push(rowToWire(entity, change.row));
+      });
+      if (changed.length === 0) continue;
+      const table = entityTable(scratch, entity.name);
+      await client.query(`DELETE FROM ${table} WHERE "id" = ANY($1::text[])`, [changed]);
+      if (copy && lines.length > 0) {
+        const columns = entity.columns.map((column) => quoteIdent(column.name)).join(', ');
+        await pipeline(
+          Readable.from([`${lines.join('\n')}\n`]),
+          client.query(copyFrom(`COPY ${table} (${columns}) FROM STDIN`)),
+        );
+      }
+      const perChunk = Math.max(1, Math.floor(30_000 / entity.columns.length));
+      for (let start = 0; start < rows.length; start += perChunk)
+        await insertRows(client, table, entity, rows.slice(start, start + perChunk));
+    }
+  });
   store.clear();
+  // The tables just grew: without statistics the planner scans them for every batch's loads.
+  for (const entity of schema.entities) await db.query(`ANALYZE ${entityTable(scratch, entity.name)}`);
 }
 
-async function upsert(db: Db, scratch: string, entity: EntityDescription, rows: unknown[][]): Promise<void> {
-  const names = entity.columns.map((column) => quoteIdent(column.name));
+async function insertRows(
+  client: Queryable,
+  table: string,
+  entity: EntityDescription,
+  rows: unknown[][],
+): Promise<void> {
   const params: unknown[] = [];
   const tuples = rows.map((row) => {
     const cells = row.map((value, i) => {
@@ -140,10 +173,6 @@ async function upsert(db: Db, scratch: string, entity: EntityDescription, rows: 
     });
     return `(${cells.join(', ')})`;
   });
-  const updates = names.filter((name) => name !== '"id"').map((name) => `${name} = EXCLUDED.${name}`);
-  await db.query(
-    `INSERT INTO ${entityTable(scratch, entity.name)} (${names.join(', ')}) VALUES ${tuples.join(', ')}
-     ON CONFLICT ("id") DO ${updates.length === 0 ? 'NOTHING' : `UPDATE SET ${updates.join(', ')}`}`,
-    params,
-  );
+  const columns = entity.columns.map((column) => quoteIdent(column.name)).join(', ');
+  await client.query(`INSERT INTO ${table} (${columns}) VALUES ${tuples.join(', ')}`, params);
 }

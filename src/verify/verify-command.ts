@@ -40,6 +40,8 @@ export async function runVerify(
       db,
       pipeline,
       repair: command === 'repair',
+      embedded: config.database.kind === 'embedded',
+      flushAtObjects: config.processing.inMemoryObjectsTarget,
       log: silent,
       onStart: (block) => bar?.start(Math.max(block, 0), 0, { events: 0 }),
       onProgress: (block, events) => {

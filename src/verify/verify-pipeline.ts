@@ -40,6 +40,10 @@ export interface VerifyOptions {
   db: Db;
   pipeline: PipelineConfig;
   repair: boolean;
+  /** Postgres (COPY into the scratch tables) or embedded PGlite (no COPY over its socket). */
+  embedded: boolean;
+  /** Objects the replay holds before writing them out (the processing target). */
+  flushAtObjects: number;
   log: Logger;
   onStart?: (untilBlock: number) => void;
   onProgress?: (block: number, events: number) => void;
@@ -96,6 +100,8 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
             scratch: rebuild,
             untilBlock: block,
             log: options.log,
+            copy: !options.embedded,
+            flushAtObjects: options.flushAtObjects,
             ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
           });
     if (block < 0) await db.query(`CREATE SCHEMA ${pipelineSchema(rebuild)}`);

@@ -186,7 +186,11 @@ describe('credits ledger', () => {
 
       daemon.kill('SIGTERM');
       expect((await daemon.exited).code).toBe(0);
-      const verified = await runCli(['verify', 'credits'], env);
+      // A tiny in-memory target: the replay writes its rows out and reads them back many times.
+      const verified = await runCli(['verify', 'credits'], {
+        ...env,
+        STRATA_IN_MEMORY_OBJECTS_TARGET: '500',
+      });
       expect(verified.stdout, verified.stderr).toContain('no drift');
       expect(verified.code).toBe(0);
 
