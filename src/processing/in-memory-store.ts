@@ -57,11 +57,26 @@ export class EntityStore {
   /** Length of `previous` when the batch began (what an undo truncates it to). */
   private previousMark = 0;
   private loadedCount = 0;
+  private forgotten = 0;
   /** Equality indexes `getWhere` asked for, by field (built on first use; see FieldIndex). */
   private fieldIndexes: Map<string, FieldIndex> | undefined;
 
   constructor(entity: EntityDescription) {
     this.entity = entity;
+  }
+
+  /**
+   * Counts the times this store forgot ids (dropped, undone, rolled back, cleared). A getWhere
+   * filter loaded at one count is still complete at the same count: every row that came to match
+   * it since was written here, so it is held (the LoadLayer keeps such filters across batches).
+   */
+  get generation(): number {
+    return this.forgotten;
+  }
+
+  private forget(id: string): void {
+    this.latest.delete(id);
+    this.forgotten += 1;
   }
 
   /** Every change the store holds goes through here, so the field indexes see every row. */
@@ -261,7 +276,7 @@ export class EntityStore {
       const before = this.touchedBefore[i];
       const now = this.latest.get(id);
       if (now !== undefined && now.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
-      if (before === undefined) this.latest.delete(id);
+      if (before === undefined) this.forget(id);
       else {
         this.hold(id, before);
         if (before.checkpointId === LOADED_FROM_DB) this.loadedCount += 1;
@@ -309,7 +324,7 @@ export class EntityStore {
         stillTouchedBefore.push(before);
         continue;
       }
-      if (before === undefined) this.latest.delete(id);
+      if (before === undefined) this.forget(id);
       else {
         this.hold(id, before);
         if (before.checkpointId === LOADED_FROM_DB) this.loadedCount += 1;
@@ -342,7 +357,7 @@ export class EntityStore {
       if (dropped >= limit) break;
       const checkpoint = change.checkpointId;
       if (checkpoint !== LOADED_FROM_DB && checkpoint <= below) {
-        this.latest.delete(id);
+        this.forget(id);
         dropped += 1;
       }
     }
@@ -383,7 +398,7 @@ export class EntityStore {
     let dropped = 0;
     for (const [id, change] of this.latest) {
       if (change.checkpointId === LOADED_FROM_DB) {
-        this.latest.delete(id);
+        this.forget(id);
         dropped += 1;
       }
     }
@@ -420,7 +435,7 @@ export class EntityStore {
       restored.add(id);
       restoredFrom.add(i);
     }
-    for (const id of changedAbove) if (!restored.has(id)) this.latest.delete(id);
+    for (const id of changedAbove) if (!restored.has(id)) this.forget(id);
     this.previous = this.previous.filter(
       (entry, i) => entry.change.checkpointId <= checkpoint && !restoredFrom.has(i),
     );
@@ -434,6 +449,7 @@ export class EntityStore {
   /** Forgets everything (after a reorg rollback, when all of it was committed). */
   clear(): void {
     this.latest.clear();
+    this.forgotten += 1;
     this.fieldIndexes = undefined;
     this.previous = [];
     this.previousMark = 0;

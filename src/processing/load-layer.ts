@@ -26,6 +26,8 @@ import {
   sqlValue,
 } from './where-filter.ts';
 
+/** Loaded filters remembered across batches, at most (a ledger's: one per address). */
+const MAX_LOADED_FILTERS = 100_000;
 /** Waiters resolved per event-loop turn (see flush). */
 const RESOLVE_CHUNK = 64;
 
@@ -55,8 +57,11 @@ export class LoadLayer {
   private pendingFilters = new Map<string, ParsedFilter>();
   private waiters: Waiter[] = [];
   private scheduled = false;
-  /** Filters already loaded in this batch: their rows are in memory until the batch ends. */
-  private readonly loadedFilters = new Set<string>();
+  /**
+   * Filters whose committed rows are in the store, with the store's generation then: valid
+   * across batches until the store forgets a row of that entity (see EntityStore.generation).
+   */
+  private readonly loadedFilters = new Map<string, { entity: string; generation: number }>();
   readonly stats: LoadLayerStats = { queries: 0, rowsLoaded: 0 };
 
   constructor(db: Queryable, pipeline: string, store: InMemoryStore) {
@@ -88,18 +93,24 @@ export class LoadLayer {
 
   /** Resolves once every committed row matching `filter` is in the store. */
   loadWhere(filter: ParsedFilter): Promise<void> {
-    if (this.loadedFilters.has(filter.key)) return Promise.resolve();
+    if (this.isFilterLoaded(filter)) return Promise.resolve();
     this.pendingFilters.set(filter.key, filter);
     return this.enqueue();
   }
 
   isFilterLoaded(filter: ParsedFilter): boolean {
-    return this.loadedFilters.has(filter.key);
+    const loaded = this.loadedFilters.get(filter.key);
+    return loaded !== undefined && loaded.generation === this.store.table(loaded.entity).generation;
   }
 
-  /** A batch ended: the store may evict between batches, so filter results must be reloaded. */
+  /** A batch ended: filters whose rows the store may have forgotten since are let go. */
   endBatch(): void {
-    this.loadedFilters.clear();
+    if (this.loadedFilters.size > MAX_LOADED_FILTERS) {
+      this.loadedFilters.clear();
+      return;
+    }
+    for (const [key, { entity, generation }] of this.loadedFilters)
+      if (generation !== this.store.table(entity).generation) this.loadedFilters.delete(key);
   }
 
   private enqueue(): Promise<void> {
@@ -147,7 +158,10 @@ export class LoadLayer {
       }
       for (const group of merged.values()) queries.push(this.loadByField(group));
       await Promise.all(queries);
-      for (const key of filters.keys()) this.loadedFilters.add(key);
+      for (const [key, filter] of filters) {
+        const entity = filter.entity.name;
+        this.loadedFilters.set(key, { entity, generation: this.store.table(entity).generation });
+      }
       // Each waiter's handler continues in a microtask as soon as it is resolved: resolving a
       // preload pass's thousands at once would run all their synchronous work (a ledger's drain
       // over many lots) in one turn of the event loop, with the actor's pings unanswered. In

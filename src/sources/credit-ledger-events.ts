@@ -33,7 +33,7 @@ export function creditLedgerEvent(
     for (let count = 1 + Math.floor(random() * 3); count > 0; count--)
       recipients.push({
         address: pickAddress(),
-        amount: String(1 + Math.floor(random() * 600)),
+        amount: String(1 + Math.floor(random() * 400)),
         expiration: expiration(random, timestamp),
       });
     return { name: 'distribution', payload: { ref, timestamp, recipients }, logIndex: place.logIndex };

@@ -172,6 +172,24 @@ describe('handler API', () => {
     await db.query(`DELETE FROM "pipeline_api"."Token" WHERE id = 'ref-2:0'`);
   });
 
+  it('a loaded getWhere filter stays loaded across batches until the store forgets rows of its entity', async () => {
+    const handlers = createHandlers(schema);
+    const seen: number[] = [];
+    handlers.onEvent('list', async ({ context }) => {
+      const rows = await context.Token.getWhere({ owner: { _eq: 'alice' } });
+      if (!context.isPreload) seen.push(rows.length);
+    });
+    const { executor: run, loader, store } = executor(handlers);
+    await run.run([block(1, [['list', {}]])], 1, false);
+    const afterFirst = loader.stats.queries;
+    await run.run([block(2, [['list', {}]])], 2, false);
+    expect(loader.stats.queries).toBe(afterFirst); // answered from memory
+    store.dropLoaded(); // the store forgot alice's rows: the next batch reads them again
+    await run.run([block(3, [['list', {}]])], 3, false);
+    expect(loader.stats.queries).toBe(afterFirst + 1);
+    expect(seen).toEqual([2, 2, 2]);
+  });
+
   it('names the pipeline, block, event and log index when a handler throws, and undoes the batch', async () => {
     const handlers = createHandlers(schema);
     handlers.onEvent('mint', ({ context }) => {
