@@ -1,7 +1,8 @@
 // bench/credits' in-memory limit, in a worker thread with the processing actor's heap settings:
 // the ledger's handlers over the same generated messages with the in-memory store and no
-// database — every lot stays in memory (a ledger's reads must see every lot, so nothing is
-// dropped as the erc20 limit does), each batch's changes encoded as the actor sends them.
+// database, each batch's changes encoded as the actor sends them. Every lot stays in memory (a
+// spend must see all of the address's lots, and there is no database to read them back from);
+// history lines, written once and never read again, are dropped after each batch.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { collectBatchChanges } from '../src/processing/collect-changes.ts';
@@ -27,6 +28,7 @@ async function inMemory(request: CreditsLimitRequest): Promise<number> {
     async (blocks, firstCheckpoint) => {
       await executor.run(blocks, firstCheckpoint, false);
       collectBatchChanges(store, false);
+      store.table('CreditHistory').dropCommitted(firstCheckpoint + blocks.length - 1);
     },
   );
 }
