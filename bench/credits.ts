@@ -10,11 +10,10 @@
 import { execFile, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import pg from 'pg';
-import { PROCESSING_YOUNG_GENERATION_MB } from '../src/daemon/actors.ts';
 import { benchDatabase } from './bench-database.ts';
 import type { CreditsLimitRequest } from './credits-limit.ts';
+import { inProcessingThread } from './processing-thread.ts';
 
 const EVENTS = Number(process.env.EVENTS ?? 1_000_000);
 const ADDRESSES = Number(process.env.ADDRESSES ?? 1_000);
@@ -54,20 +53,9 @@ async function endToEnd(): Promise<{ seconds: number; maxRssBytes: number }> {
   return { seconds: (finished - started) / 1_000, maxRssBytes };
 }
 
-async function inMemoryLimit(): Promise<number> {
+function inMemoryLimit(): Promise<number> {
   const request: CreditsLimitRequest = { project: PROJECT, events: EVENTS, eventsPerBlock: EVENTS_PER_BLOCK };
-  const worker = new Worker(new URL('../workers/bootstrap.mjs', import.meta.url), {
-    workerData: { entry: new URL('./credits-limit.ts', import.meta.url).href, creditsLimit: request },
-    env,
-    resourceLimits: { maxYoungGenerationSizeMb: PROCESSING_YOUNG_GENERATION_MB },
-  });
-  const seconds = await new Promise<number>((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`limit worker exited (${code}) without a result`)));
-  });
-  await worker.terminate();
-  return seconds;
+  return inProcessingThread(new URL('./credits-limit.ts', import.meta.url), { creditsLimit: request }, env);
 }
 
 async function verify(): Promise<{ seconds: number; replaySeconds: number; code: number; drift: boolean }> {

@@ -15,11 +15,9 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { PipelineConfig } from '../src/config.ts';
-import { PROCESSING_YOUNG_GENERATION_MB } from '../src/daemon/actors.ts';
 import type { LoadStrategy } from '../src/processing/batch-executor.ts';
 import { InMemoryStore } from '../src/processing/in-memory-store.ts';
 import { loadPipelineModules } from '../src/processing/pipeline-modules.ts';
@@ -34,6 +32,7 @@ import {
   type LimitsResult,
   pipelineConfig as limitsPipelineConfig,
 } from './processing-limits.ts';
+import { inProcessingThread } from './processing-thread.ts';
 
 const EVENTS = Number(process.env.EVENTS ?? 1_000_000);
 const BIG_EVENTS = Number(process.env.BIG_EVENTS ?? 5_000_000);
@@ -123,19 +122,8 @@ const sourceFor = (pipeline: PipelineConfig, events: number) =>
   generatorFor(pipeline, events, EVENTS_PER_BLOCK);
 
 /** (a) and (c), in a worker thread like the processing actor's (bench/processing-limits.ts). */
-async function limits(request: LimitsRequest): Promise<LimitsResult> {
-  const worker = new Worker(new URL('../workers/bootstrap.mjs', import.meta.url), {
-    workerData: { entry: new URL('./processing-limits.ts', import.meta.url).href, limits: request },
-    // The processing actor's thread settings (src/daemon/actors.ts).
-    resourceLimits: { maxYoungGenerationSizeMb: PROCESSING_YOUNG_GENERATION_MB },
-  });
-  const result = await new Promise<LimitsResult>((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`limits worker exited (${code}) without a result`)));
-  });
-  await worker.terminate();
-  return result;
+function limits(request: LimitsRequest): Promise<LimitsResult> {
+  return inProcessingThread(new URL('./processing-limits.ts', import.meta.url), { limits: request });
 }
 
 const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]!;

@@ -277,3 +277,17 @@ export async function lockLiveOwner(
   const row = rows[0];
   return row?.live === true && row.owner !== null ? { id: row.owner, host: row.host, pid: row.pid } : null;
 }
+
+/**
+ * Refuses (STRATA_ERR_PIPELINE_RUNNING) while a live process holds the pipeline's lease, keeping
+ * the lease row locked for the rest of the transaction: `strata reset`, `repair`.
+ */
+export async function refuseWhileOwned(db: Queryable, pipeline: string, then: string): Promise<void> {
+  const owner = await lockLiveOwner(db, pipeline);
+  if (owner === null) return;
+  throw new StrataError(
+    'STRATA_ERR_PIPELINE_RUNNING',
+    `pipeline ${pipeline} is being written by process ${owner.id.slice(0, 8)} (host ${owner.host ?? '?'}, pid ${owner.pid ?? '?'}); stop every process of the fleet running it, then ${then}`,
+    { details: { pipeline, owner: owner.id } },
+  );
+}

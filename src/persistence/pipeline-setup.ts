@@ -5,7 +5,7 @@
 
 import pg from 'pg';
 import type { PipelineConfig } from '../config.ts';
-import { lockLiveOwner } from '../coordination/lease-store.ts';
+import { refuseWhileOwned } from '../coordination/lease-store.ts';
 import type { Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
 import { deletePipeline, markIndexesReady, readBuild, recordBuild } from '../pipeline/checkpoint-store.ts';
@@ -65,14 +65,7 @@ export async function resetPipeline(url: string, pipeline: string): Promise<void
   try {
     await client.query('BEGIN');
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.pipeline-ddl'))`);
-    const owner = await lockLiveOwner(client, pipeline);
-    if (owner !== null) {
-      throw new StrataError(
-        'STRATA_ERR_PIPELINE_RUNNING',
-        `pipeline ${pipeline} is being written by process ${owner.id.slice(0, 8)} (host ${owner.host ?? '?'}, pid ${owner.pid ?? '?'}); stop every process of the fleet running it, then reset`,
-        { details: { pipeline, owner: owner.id } },
-      );
-    }
+    await refuseWhileOwned(client, pipeline, 'reset');
     await dropPipelineTables(client, pipeline);
     await deletePipeline(client, pipeline);
     await client.query('COMMIT');

@@ -70,8 +70,8 @@ function makeBlock(source: GeneratorShape, number: number, seed: number, parentH
   };
 }
 
-/** Blocks `from..to` inclusive. */
-function generateBlocks(source: GeneratorShape, from: number, to: number): Block[] {
+/** Blocks `from..to` inclusive, canonical (no reorg windows). */
+export function generateBlocks(source: GeneratorShape, from: number, to: number): Block[] {
   const blocks: Block[] = [];
   for (let number = from; number <= to; number++) blocks.push(generateBlock(source, number));
   return blocks;

@@ -25,7 +25,7 @@ import { columnType } from '../schema/fields.ts';
 import { rowToWire } from '../schema/wire.ts';
 import type { BlockSource } from '../sources/block-source.ts';
 import { createSource } from '../sources/create-source.ts';
-import { generateBlock } from '../sources/generator.ts';
+import { generateBlocks } from '../sources/generator.ts';
 import type { Block } from '../sources/types.ts';
 
 export interface ReplayOptions {
@@ -103,10 +103,8 @@ function replaySource(pipeline: PipelineConfig, db: Db): BlockSource {
   const canonical: BlockSource = {
     finite: false, // live blocks after the backfill are generated as well: the caller stops
     read: async (after: number, max: number): Promise<Block[]> => {
-      const blocks: Block[] = [];
-      for (let number = Math.max(after + 1, 1); blocks.length < max; number++)
-        blocks.push(generateBlock(source, number));
-      return blocks;
+      const from = Math.max(after + 1, 1); // the generator's first block is 1
+      return generateBlocks(source, from, from + max - 1);
     },
     head: () => null,
     waitForMore: async () => undefined,

@@ -12,8 +12,8 @@
 // Both scratch schemas are dropped at the end, whatever happens.
 
 import type { PipelineConfig } from '../config.ts';
-import { lockLiveOwner } from '../coordination/lease-store.ts';
-import type { Db, Queryable } from '../db/pool.ts';
+import { refuseWhileOwned } from '../coordination/lease-store.ts';
+import type { Db } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { readBuild, readCommitted } from '../pipeline/checkpoint-store.ts';
@@ -68,7 +68,7 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
       { details: { pipeline: pipeline.name } },
     );
   // Refused before the replay too (it is checked again, under lock, at the swap).
-  if (options.repair) await db.transaction((client) => refuseWhileOwned(client, pipeline.name));
+  if (options.repair) await db.transaction((client) => refuseWhileOwned(client, pipeline.name, 'repair'));
   const live = `${pipeline.name}__live`;
   const rebuild = `${pipeline.name}__rebuild`;
   const dropScratch = async () => {
@@ -136,16 +136,6 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   }
 }
 
-async function refuseWhileOwned(client: Queryable, pipeline: string): Promise<void> {
-  const owner = await lockLiveOwner(client, pipeline);
-  if (owner !== null)
-    throw new StrataError(
-      'STRATA_ERR_PIPELINE_RUNNING',
-      `pipeline ${pipeline} is being written by process ${owner.id.slice(0, 8)} (host ${owner.host ?? '?'}, pid ${owner.pid ?? '?'}); stop the processes running it, then repair`,
-      { details: { pipeline, owner: owner.id } },
-    );
-}
-
 async function swapIn(
   db: Db,
   pipeline: string,
@@ -155,7 +145,7 @@ async function swapIn(
 ): Promise<string[]> {
   return db.transaction(async (client) => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('strata.pipeline-ddl'))`);
-    await refuseWhileOwned(client, pipeline);
+    await refuseWhileOwned(client, pipeline, 'repair');
     // Locked until COMMIT: the writer's next commit waits here, so nothing moves under the swap.
     const { rows } = await client.query<{ committed_block: string | null }>(
       'SELECT committed_block FROM strata.pipelines WHERE name = $1 FOR UPDATE',
