@@ -20,6 +20,7 @@
 //    the first whenever it works and falls back to the second.
 
 import { setImmediate } from 'node:timers/promises';
+import { deepFreeze } from '../deep-freeze.ts';
 import { isRetryable, StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
@@ -279,7 +280,9 @@ export class BatchExecutor {
     this.loader = options.loader;
     this.effects = options.effects;
     this.log = options.log;
-    this.handlerOptions = options.handlerOptions ?? NO_OPTIONS;
+    // A frozen copy: handlers share it, and none may change what another (or the config) sees.
+    this.handlerOptions =
+      options.handlerOptions === undefined ? NO_OPTIONS : deepFreeze(structuredClone(options.handlerOptions));
     this.Context = contextClass(options.schema, options.store);
   }
 

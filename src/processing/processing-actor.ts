@@ -13,7 +13,6 @@
 import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
-import { deepFreeze } from '../deep-freeze.ts';
 import { isActorRestarting, isRetryable, StrataError, serializeError } from '../errors.ts';
 import type { RecordedBlock } from '../pipeline/checkpoint-store.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
@@ -177,7 +176,7 @@ class PipelineRuntime {
       loader: new LoadLayer(this.db, this.pipeline.name, this.store),
       log: this.context.log.child({ pipeline: this.pipeline.name }),
       strategy: this.pipeline.loadStrategy,
-      handlerOptions: deepFreeze(structuredClone(this.pipeline.options)),
+      handlerOptions: this.pipeline.options,
     });
     // The writer creates the pipeline's row before processing starts (see the supervisor wiring).
     const [resume] = await checkpointStore.readCommitted(this.db, [this.pipeline.name]);

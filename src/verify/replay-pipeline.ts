@@ -10,7 +10,6 @@ import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { PipelineConfig } from '../config.ts';
 import type { Db, Queryable } from '../db/pool.ts';
-import { deepFreeze } from '../deep-freeze.ts';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { BatchExecutor } from '../processing/batch-executor.ts';
@@ -58,7 +57,7 @@ export async function replayPipeline(options: ReplayOptions): Promise<{ blocks: 
     effects,
     log: options.log,
     strategy: pipeline.loadStrategy,
-    handlerOptions: deepFreeze(structuredClone(pipeline.options)),
+    handlerOptions: pipeline.options,
   });
   const source = replaySource(pipeline, db);
   const flushAt = options.flushAtObjects;
