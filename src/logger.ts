@@ -3,8 +3,8 @@
 // every worker, which rebuilds an equivalent logger: a worker's stdout is never a TTY, so it
 // could not decide for itself.
 
+import { createRequire } from 'node:module';
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
 
 export type LogFormat = 'pretty' | 'json';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -28,6 +28,9 @@ export function createLogger(options: LoggerOptions): Logger {
   if (options.format === 'pretty') {
     // A synchronous pretty stream, not a transport: transports start their own worker thread,
     // and we do not want one per actor.
+    // Loaded only here: every actor thread creates a logger, and with JSON output (services, tests)
+    // none of them needs the pretty printer's ~20 ms of module loading.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     return pino(base, pretty({ sync: true, colorize: true, ignore: 'pid,hostname' }));
   }
   return pino(base, pino.destination({ sync: true }));

@@ -2,26 +2,16 @@
 // daemon, on Postgres and on embedded PGlite: initial sync, live inserts and updates through the
 // ingest API, a where clause with params, columns, replica=full, rows moving in and out of a
 // shape, a reorg (compensating changes), rotation with DELETE (409 and refetch, no lost change),
-// server-sent events (live_sse), and hostile where clauses refused with Electric's body; then
-// durability: clients keep their handles and offsets through a materializer crash, a writer dying
-// between COMMIT and sending, and a daemon restart, and are never sent back to a snapshot (409).
+// server-sent events (live_sse), and hostile where clauses refused with Electric's body; log
+// retention and chunked snapshots (durability through crashes: shapes-durability.test.ts).
 // What the shapes must hold comes from an independent fold of the posted chain, not from the
 // daemon's tables.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Shape, ShapeStream } from '@electric-sql/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  fixtureProject,
-  getJson,
-  startDaemonProcess,
-  statusRecorder,
-  waitFor,
-} from '../helpers/daemon-process.ts';
+import { fixtureProject, getJson, startDaemonProcess, waitFor } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { byId, Chain, pick, type Row, type Transfer } from '../helpers/shape-chain.ts';
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -32,82 +22,6 @@ afterAll(async () => {
 });
 
 const project = fixtureProject('../../examples/erc20');
-
-type Transfer = [from: string, to: string, value: number];
-type Row = Record<string, unknown>;
-
-/** The chain as posted (a replacement swaps its last block) and the erc20 fold of it. */
-class Chain {
-  readonly blocks: Transfer[][] = [];
-
-  constructor(private readonly base: string) {}
-
-  async push(...transfers: Transfer[]): Promise<void> {
-    this.blocks.push(transfers);
-    const number = this.blocks.length;
-    await this.post({
-      number,
-      hash: `h-${number}`,
-      parentHash: number === 1 ? null : `h-${number - 1}`,
-      transfers,
-    });
-  }
-
-  /** A reorg: a new branch in the last block's place. */
-  async replaceLast(...transfers: Transfer[]): Promise<void> {
-    const number = this.blocks.length;
-    this.blocks[number - 1] = transfers;
-    await this.post({ number, hash: `r-${number}`, parentHash: `h-${number - 1}`, transfers });
-  }
-
-  private async post(block: {
-    number: number;
-    hash: string;
-    parentHash: string | null;
-    transfers: Transfer[];
-  }) {
-    const { transfers, ...rest } = block;
-    const events = transfers.map(([from, to, value]) => ({
-      name: 'Transfer',
-      payload: { from, to, value: String(value) },
-    }));
-    const response = await fetch(`${this.base}/v1/pipelines/erc20/events`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ blocks: [{ timestamp: 1_700_000_000 + block.number, ...rest, events }] }),
-    });
-    expect(response.status, await response.clone().text()).toBe(200);
-  }
-
-  /** examples/erc20's Account rows, as the client parses them (int8 → BigInt, int4 → number). */
-  accounts(): Record<string, Row> {
-    const accounts: Record<
-      string,
-      { id: string; balance: bigint; transfersOut: number; transfersIn: number }
-    > = {};
-    const account = (id: string) => (accounts[id] ??= { id, balance: 0n, transfersOut: 0, transfersIn: 0 });
-    for (const block of this.blocks) {
-      for (const [from, to, value] of block) {
-        account(from).balance -= BigInt(value);
-        account(from).transfersOut += 1;
-        account(to).balance += BigInt(value);
-        account(to).transfersIn += 1;
-      }
-    }
-    return accounts;
-  }
-}
-
-const pick = (rows: Record<string, Row>, keep: (row: Row) => boolean, columns?: string[]) =>
-  Object.fromEntries(
-    Object.entries(rows)
-      .filter(([, row]) => keep(row))
-      .map(([id, row]) => [
-        id,
-        columns === undefined ? row : Object.fromEntries(columns.map((c) => [c, row[c]])),
-      ]),
-  );
-const byId = (rows: Row[]) => Object.fromEntries(rows.map((row) => [row.id as string, row]));
 
 describe.each([
   ['Postgres', () => ({ DATABASE_URL: db.url }), [] as string[]],
@@ -259,95 +173,6 @@ describe.each([
       await daemon.exited;
     }
   });
-});
-
-/** A port free right now (the restarted daemon must answer where its clients already point). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-describe.each([
-  [
-    'Postgres, the materializer crashing at a commit',
-    (own: TestDatabase) => ({ DATABASE_URL: own.url }),
-    'materializer:crash-at-commit:3',
-  ],
-  [
-    'embedded PGlite on disk, the writer dying between COMMIT and sending the changes',
-    (_own: TestDatabase) => ({}),
-    'persistence:crash-after-commit:3',
-  ],
-])('durable shapes on %s', (_name, env, fault) => {
-  it('clients keep their handles and offsets through the crash and a daemon restart: no 409, nothing missed', async () => {
-    const dataDir = mkdtempSync(path.join(tmpdir(), 'strata-shapes-'));
-    const own = await createTestDatabase(); // the first test's chain is in the shared one
-    const port = await freePort();
-    const start = (faults: Record<string, string>) =>
-      startDaemonProcess(
-        { ...env(own), STRATA_DATA_DIR: dataDir, ERC20_SOURCE: 'ingest', ...faults },
-        ['--port', String(port)],
-        project,
-      );
-    let daemon = start({ STRATA_TEST_FAULT: fault });
-    const base = await daemon.url;
-    const chain = new Chain(base);
-    const stop = new AbortController();
-    const { fetch: recording, statuses } = statusRecorder();
-    const stream = (params: Record<string, unknown>) =>
-      new ShapeStream<Row>({
-        url: `${base}/v1/shape`,
-        params: params as never,
-        signal: stop.signal,
-        fetchClient: recording,
-        // Through the restart the daemon is briefly unreachable: keep retrying.
-        backoffOptions: { initialDelay: 50, maxDelay: 500, multiplier: 1.5 },
-      } as never);
-    try {
-      await chain.push(['0xa', '0xb', 100]);
-      const all = new Shape(stream({ table: 'Account' }));
-      const rich = new Shape(stream({ table: 'Account', where: 'balance > $1', params: { 1: '20' } }));
-      const settled = () => {
-        const table = chain.accounts();
-        const expected = [table, pick(table, (row) => (row.balance as bigint) > 20n)];
-        return waitFor(
-          async () => [all, rich].map((shape) => byId(shape.currentRows)),
-          (got) => isDeepStrictEqual(got, expected),
-          60_000,
-          `shapes equal the fold of ${chain.blocks.length} blocks`,
-        );
-      };
-      await settled();
-      const handles = [all.handle, rich.handle];
-      // One block at a time: each its own transaction, so the fault's count is reached.
-      for (let i = 0; i < 6; i++) {
-        await chain.push(['0xb', `0x${i}`, 10 + i]);
-        await settled();
-      }
-      daemon.kill('SIGTERM');
-      expect((await daemon.exited).code).toBe(0);
-      // The fault did strike (and the actor was restarted) before the restart.
-      expect(daemon.logs.some((line) => String(line.msg).startsWith('injected fault'))).toBe(true);
-      expect(daemon.logs.some((line) => line.msg === 'restarting actor')).toBe(true);
-      daemon = start({});
-      await daemon.url;
-      await chain.push(['0xa', '0xc', 30], ['0xb', '0xa', 1]);
-      await settled();
-      expect([all.handle, rich.handle]).toEqual(handles);
-      expect(statuses.filter((status) => status === 409)).toEqual([]);
-    } finally {
-      stop.abort();
-      daemon.kill();
-      await daemon.exited;
-      rmSync(dataDir, { recursive: true, force: true });
-      await own.drop();
-    }
-    // A crash, a restart and PGlite on disk: ~80 s in the suite on 2 cores, past 120 s beside two
-    // CPU hogs and the fleet's daemons.
-  }, 300_000);
 });
 
 describe('shape log retention', () => {
