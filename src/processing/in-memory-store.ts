@@ -60,6 +60,12 @@ export class EntityStore {
   private forgotten = 0;
   /** Equality indexes `getWhere` asked for, by field (built on first use; see FieldIndex). */
   private fieldIndexes: Map<string, FieldIndex> | undefined;
+  /**
+   * Whether a handler ever read this entity (`get`, `getOrCreate`, `getWhere`). Rows of an entity
+   * nobody reads (transfers, event logs: written once) are never loaded back, so the capacity rule
+   * drops them before any row that may be read again.
+   */
+  private readByHandlers = false;
 
   constructor(entity: EntityDescription) {
     this.entity = entity;
@@ -101,6 +107,7 @@ export class EntityStore {
     keep: (row: EntityRow) => boolean,
     keepKey = '',
   ): EntityRow[] | undefined {
+    this.readByHandlers = true;
     const column = this.entity.columns.find((candidate) => candidate.name === field);
     if (column === undefined || !canIndex(column)) return undefined;
     this.fieldIndexes ??= new Map();
@@ -139,8 +146,15 @@ export class EntityStore {
   }
 
   /** The latest change held for `id` (a handler's, or a row or absence loaded from the database). */
+  /** A handler's read by id (see `isRead`). */
   current(id: string): StoredChange | undefined {
+    this.readByHandlers = true;
     return this.latest.get(id);
+  }
+
+  /** Whether handlers read this entity (by id or filter) since the store was made. */
+  get isRead(): boolean {
+    return this.readByHandlers;
   }
 
   has(id: string): boolean {
@@ -149,6 +163,7 @@ export class EntityStore {
 
   /** Every row held (the latest `set` per id). */
   *rows(): IterableIterator<EntityRow> {
+    this.readByHandlers = true;
     for (const change of this.latest.values()) if (change.kind === 'set') yield change.row;
   }
 
@@ -478,19 +493,33 @@ export class InMemoryStore {
 
   /**
    * Drops committed changes until the store holds at most `keepAtMost` objects (0: every
-   * committed change), least recently written first within each entity, each entity in proportion
-   * to its size. What is dropped is read again from the database when next needed.
+   * committed change), least recently written first within each entity. Entities no handler
+   * reads go first (nothing loads them back); the rest of the excess is spread over the read
+   * entities in proportion to their size. What is dropped is read again from the database when
+   * next needed.
    */
   dropCommitted(committedCheckpoint: number, keepAtMost = 0): number {
-    const total = this.size();
-    const excess = total - keepAtMost;
+    if (keepAtMost === 0) return this.sum((table) => table.dropCommitted(committedCheckpoint));
+    let excess = this.size() - keepAtMost;
     if (excess <= 0) return 0;
-    return this.sum((table) =>
-      table.dropCommitted(
-        committedCheckpoint,
-        keepAtMost === 0 ? Number.POSITIVE_INFINITY : Math.ceil((excess * table.size()) / total),
-      ),
-    );
+    let dropped = 0;
+    const read: EntityStore[] = [];
+    let readSize = 0;
+    for (const table of this.tables.values()) {
+      if (table.isRead) {
+        read.push(table);
+        readSize += table.size();
+      } else if (excess > 0) {
+        const count = table.dropCommitted(committedCheckpoint, excess);
+        dropped += count;
+        excess -= count;
+      }
+    }
+    if (excess <= 0 || readSize === 0) return dropped;
+    for (const table of read) {
+      dropped += table.dropCommitted(committedCheckpoint, Math.ceil((excess * table.size()) / readSize));
+    }
+    return dropped;
   }
 
   dropLoaded(): number {

@@ -218,3 +218,28 @@ describe('InMemoryStore reorg undo', () => {
     it(`matches the model (seed ${seed})`, () => runSeed(seed));
   }
 });
+
+describe('InMemoryStore capacity', () => {
+  it('drops the rows of entities no handler reads before any row that may be read again', () => {
+    const ledger = defineSchema({
+      Account: { fields: { id: t.text(), value: t.integer() } },
+      Transfer: { fields: { id: t.text(), value: t.integer() } },
+    });
+    const store = new InMemoryStore(ledger);
+    const accounts = store.table('Account');
+    const transfers = store.table('Transfer');
+    store.beginBatch(1);
+    for (let i = 0; i < 40; i++) {
+      accounts.current(`a${i}`); // what a handler's get/getOrCreate does first
+      accounts.applySet(`a${i}`, { id: `a${i}`, value: i }, 1, 'Transfer', i, false);
+      transfers.applySet(`t${i}`, { id: `t${i}`, value: i }, 1, 'Transfer', i, false);
+    }
+    expect([accounts.isRead, transfers.isRead]).toEqual([true, false]);
+    // 80 held, keep 50: the 30 go from the transfers (never loaded back), none from the accounts.
+    expect(store.dropCommitted(1, 50)).toBe(30);
+    expect([accounts.size(), transfers.size()]).toEqual([40, 10]);
+    // Past what the unread entity holds, the rest comes from the read ones.
+    expect(store.dropCommitted(1, 30)).toBe(20);
+    expect([accounts.size(), transfers.size()]).toEqual([30, 0]);
+  });
+});
