@@ -9,8 +9,8 @@
 
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { createPglite } from './pglite-template.ts';
 
 export interface EmbeddedThreadOptions {
   storage: 'disk' | 'memory';
@@ -19,7 +19,7 @@ export interface EmbeddedThreadOptions {
 }
 
 export type EmbeddedThreadMessage =
-  | { kind: 'ready'; address: string }
+  | { kind: 'ready'; address: string; started: 'existing' | 'template' | 'initdb' }
   | { kind: 'failed'; message: string }
   | { kind: 'closed' };
 
@@ -30,10 +30,9 @@ export function serveEmbeddedDatabase(): void {
   const post = (message: EmbeddedThreadMessage) => port.postMessage(message);
   void (async () => {
     try {
-      const db =
-        options.storage === 'disk'
-          ? await PGlite.create(path.join(options.dataDir, 'pgdata'))
-          : await PGlite.create();
+      const { db, started } = await createPglite(
+        options.storage === 'disk' ? path.join(options.dataDir, 'pgdata') : undefined,
+      );
       const server = new PGLiteSocketServer({
         db,
         host: '127.0.0.1',
@@ -48,7 +47,7 @@ export function serveEmbeddedDatabase(): void {
         post({ kind: 'closed' });
         port.close();
       });
-      post({ kind: 'ready', address: server.getServerConn() });
+      post({ kind: 'ready', address: server.getServerConn(), started });
     } catch (error) {
       post({ kind: 'failed', message: error instanceof Error ? error.message : String(error) });
     }

@@ -61,6 +61,7 @@ export async function startEmbeddedDatabase(options: {
       });
     });
   let address: string;
+  let started: string;
   try {
     const first = await next();
     if (first.kind !== 'ready') {
@@ -70,6 +71,7 @@ export async function startEmbeddedDatabase(options: {
       );
     }
     address = first.address;
+    started = first.started;
   } catch (error) {
     await worker.terminate();
     releaseLock();
@@ -80,7 +82,13 @@ export async function startEmbeddedDatabase(options: {
     if (!closing) options.log.fatal({ code }, 'the embedded database thread ended unexpectedly');
   });
   options.log.info(
-    { storage: options.storage, dataDir: options.storage === 'disk' ? options.dataDir : null, address },
+    {
+      storage: options.storage,
+      dataDir: options.storage === 'disk' ? options.dataDir : null,
+      address,
+      // 'template': a new database from the kept empty one (src/db/pglite-template.ts).
+      started,
+    },
     'embedded PGlite started',
   );
   return {
