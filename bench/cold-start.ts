@@ -1,5 +1,7 @@
 // Cold start: from spawning `strata start` to `/readyz` answering 200, on embedded PGlite (fresh
-// data dir, existing data dir, in memory) and on Postgres, in one run. Median of RUNS each.
+// data dir, existing data dir, in memory) and on Postgres, in one run. Median of RUNS each. A
+// fresh PGlite database starts from the kept empty one (src/db/pglite-template.ts); the first
+// line deletes that copy before each of its runs, so it shows the start that runs initdb.
 // Run: `npm run bench:cold-start` (DATABASE_URL defaults to the local Postgres).
 
 import { spawn } from 'node:child_process';
@@ -7,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { templatePath } from '../src/db/pglite-template.ts';
 
 const RUNS = Number(process.env.RUNS ?? 3);
 const root = path.resolve(import.meta.dirname, '..');
@@ -53,11 +56,16 @@ const results: Array<[string, number[]]> = [];
 
 const existingDir = mkdtempSync(path.join(tmpdir(), 'strata-cold-existing-'));
 await timeToReady({ STRATA_DATA_DIR: existingDir }, []); // create it once
+const initdb: number[] = [];
 const fresh: number[] = [];
 const existing: number[] = [];
 const memory: number[] = [];
 const postgres: number[] = [];
 for (let run = 0; run < RUNS; run++) {
+  rmSync(templatePath(), { force: true });
+  const first = mkdtempSync(path.join(tmpdir(), 'strata-cold-initdb-'));
+  initdb.push(await timeToReady({ STRATA_DATA_DIR: first }, []));
+  rmSync(first, { recursive: true, force: true });
   const dir = mkdtempSync(path.join(tmpdir(), 'strata-cold-fresh-'));
   fresh.push(await timeToReady({ STRATA_DATA_DIR: dir }, []));
   rmSync(dir, { recursive: true, force: true });
@@ -75,6 +83,7 @@ for (let run = 0; run < RUNS; run++) {
 }
 rmSync(existingDir, { recursive: true, force: true });
 results.push(
+  ['PGlite, new dir, initdb', initdb],
   ['PGlite, fresh data dir', fresh],
   ['PGlite, existing data dir', existing],
   ['PGlite, in memory', memory],
