@@ -10,7 +10,7 @@
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import { createPglite } from './pglite-template.ts';
+import { createPglite, type PgliteStart } from './pglite-template.ts';
 
 export interface EmbeddedThreadOptions {
   storage: 'disk' | 'memory';
@@ -19,7 +19,7 @@ export interface EmbeddedThreadOptions {
 }
 
 export type EmbeddedThreadMessage =
-  | { kind: 'ready'; address: string; started: 'existing' | 'template' | 'initdb' }
+  | { kind: 'ready'; address: string; started: PgliteStart }
   | { kind: 'failed'; message: string }
   | { kind: 'closed' };
 

@@ -13,6 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { EmbeddedThreadMessage, EmbeddedThreadOptions } from './embedded-thread.ts';
+import type { PgliteStart } from './pglite-template.ts';
 
 export interface EmbeddedDatabase {
   /** A postgres:// URL for `pg`, valid while this process runs. */
@@ -61,7 +62,7 @@ export async function startEmbeddedDatabase(options: {
       });
     });
   let address: string;
-  let started: string;
+  let started: PgliteStart;
   try {
     const first = await next();
     if (first.kind !== 'ready') {

@@ -23,6 +23,9 @@ function pgliteVersion(): string {
   return (JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
+/** How a PGlite database started: reopened, from the kept copy, or by initdb. */
+export type PgliteStart = 'existing' | 'template' | 'initdb';
+
 export function templatePath(cacheDir = CACHE_DIR): string {
   return path.join(cacheDir, `pglite-${pgliteVersion()}-empty-datadir.tar`);
 }
@@ -39,7 +42,7 @@ function isFresh(pgdata: string | undefined): boolean {
 export async function createPglite(
   pgdata: string | undefined,
   cacheDir = CACHE_DIR,
-): Promise<{ db: PGlite; started: 'existing' | 'template' | 'initdb' }> {
+): Promise<{ db: PGlite; started: PgliteStart }> {
   if (!isFresh(pgdata)) return { db: await PGlite.create(pgdata), started: 'existing' };
   // PGlite makes the data directory but not its parents.
   if (pgdata !== undefined) mkdirSync(path.dirname(pgdata), { recursive: true });
