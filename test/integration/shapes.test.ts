@@ -9,6 +9,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { Shape, ShapeStream } from '@electric-sql/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StatusSnapshot } from '../../src/status-types.ts';
 import { fixtureProject, getJson, startDaemonProcess, waitFor } from '../helpers/daemon-process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { byId, Chain, pick, type Row, type Transfer } from '../helpers/shape-chain.ts';
@@ -318,6 +319,66 @@ describe.each([
       }
     } finally {
       stop.abort();
+      daemon.kill();
+      await daemon.exited;
+      await own.drop();
+    }
+  });
+});
+
+describe('stopping with clients waiting', () => {
+  it('a SIGTERM answers held long-polls and SSE streams at once instead of waiting them out', async () => {
+    const own = await createTestDatabase();
+    const daemon = startDaemonProcess({ DATABASE_URL: own.url, ERC20_SOURCE: 'ingest' }, [], project);
+    try {
+      const base = await daemon.url;
+      await new Chain(base).push(['0xa', '0xb', 1]);
+      await waitFor(
+        () => getJson<StatusSnapshot>(`${base}/status`),
+        ({ body }) => body.pipelines[0]?.committedCheckpoint === 1,
+        20_000,
+        'the block committed',
+      );
+      // 503 until the pipeline's lease is taken (a fleet member starting up).
+      const snapshot = await waitFor(
+        () => fetch(`${base}/v1/shape?table=Account&offset=-1`),
+        (response) => response.status === 200,
+        20_000,
+        'the snapshot answered',
+      );
+      await snapshot.text();
+      const handle = snapshot.headers.get('electric-handle')!;
+      // Read to the head, so the live requests below have nothing to answer with.
+      let offset = snapshot.headers.get('electric-offset')!;
+      for (;;) {
+        const next = await fetch(`${base}/v1/shape?table=Account&handle=${handle}&offset=${offset}`);
+        const messages = (await next.json()) as Array<{ headers: { control?: string } }>;
+        offset = next.headers.get('electric-offset')!;
+        if (messages.every((message) => message.headers.control !== undefined)) break;
+      }
+      const at = `table=Account&handle=${handle}&offset=${offset}`;
+      // Nothing changes: both would be held for the whole long-poll (20 s) or SSE hold.
+      const longPoll = fetch(`${base}/v1/shape?${at}&live=true`);
+      const sse = fetch(`${base}/v1/shape?${at}&live=true&live_sse=true`).then(
+        (response) => response.text(),
+        (error: unknown) => `failed: ${error}`,
+      );
+      await waitFor(
+        () => getJson<{ shapes?: { liveRequests: number } }>(`${base}/status`),
+        ({ body }) => body.shapes?.liveRequests === 2,
+        10_000,
+        'both requests held',
+      );
+      const stopped = performance.now();
+      daemon.kill('SIGTERM');
+      const answer = await longPoll;
+      expect(answer.status).toBe(200);
+      expect(await answer.json()).toEqual([{ headers: expect.objectContaining({ control: 'up-to-date' }) }]);
+      expect(await sse).toContain('up-to-date');
+      expect((await daemon.exited).code).toBe(0);
+      // The long-poll alone would have kept the stop waiting ~20 s.
+      expect(performance.now() - stopped).toBeLessThan(10_000);
+    } finally {
       daemon.kill();
       await daemon.exited;
       await own.drop();

@@ -71,6 +71,12 @@ type Query = Record<string, string | string[] | undefined>;
 export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOptions): void {
   const { backend } = options;
   const longPollMs = options.longPollMs ?? 20_000;
+  // Held answers (long-polls, SSE streams) end as soon as the server begins to close: fastify's
+  // close waits for every request in flight, and a stop would otherwise wait up to a long-poll
+  // (20 s) or an SSE hold for them. They answer as a long-poll that timed out does (up-to-date,
+  // same offset); the client's next request then retries until the daemon is back.
+  const closing = new AbortController();
+  app.addHook('preClose', async () => closing.abort());
   app.addHook('onResponse', async (request, reply) => {
     if (options.observe === undefined || !request.url.startsWith('/v1/shape')) return;
     options.observe.answered(requestKind(request), reply.statusCode);
@@ -203,7 +209,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     if (read.messages.length === 0 && live) {
       const closed = new AbortController();
       request.raw.once('close', () => closed.abort());
-      await changeOf(info.handle, longPollMs, closed.signal);
+      await changeOf(info.handle, longPollMs, AbortSignal.any([closed.signal, closing.signal]));
       if (closed.signal.aborted) return reply;
       // Rotated while waiting: the waiters were woken, the log is gone.
       read = await backend.read(info.handle, offset, READ_LIMIT);
@@ -248,11 +254,12 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
       'electric-offset': offset,
       'electric-cursor': String(nextCursor(previousCursor, longPollMs / 1_000)),
     });
-    const closed = new AbortController();
-    raw.once('close', () => closed.abort());
+    const connection = new AbortController();
+    raw.once('close', () => connection.abort());
+    const closed = AbortSignal.any([connection.signal, closing.signal]);
     const deadline = Date.now() + SSE_HOLD_MS;
     let read = first;
-    while (!closed.signal.aborted) {
+    while (!closed.aborted) {
       for (const message of read.messages) raw.write(`data: ${message}\n\n`);
       const at = read.offset;
       if (read.messages.length < READ_LIMIT) {
@@ -262,13 +269,9 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
         );
         // Until the shape changes: a keep-alive comment now and then, nothing read again.
         let changed = false;
-        while (!changed && !closed.signal.aborted && Date.now() < deadline) {
-          changed = await changeOf(
-            info.handle,
-            Math.min(deadline - Date.now(), SSE_KEEPALIVE_MS),
-            closed.signal,
-          );
-          if (!changed && !closed.signal.aborted) raw.write(': keep-alive\n\n');
+        while (!changed && !closed.aborted && Date.now() < deadline) {
+          changed = await changeOf(info.handle, Math.min(deadline - Date.now(), SSE_KEEPALIVE_MS), closed);
+          if (!changed && !closed.aborted) raw.write(': keep-alive\n\n');
         }
         if (!changed) break;
       }
