@@ -1,5 +1,5 @@
 // The embedded database's own thread: PGlite (Postgres compiled to WASM) and the loopback socket
-// server (@electric-sql/pglite-socket) that every pool reaches it through. PGlite executes each
+// server (pglite-socket-server.ts) that every pool reaches it through. PGlite executes each
 // statement synchronously in the thread that holds it; here that thread is not the main one, so
 // a long embedded statement (a COPY, an index build) cannot stall HTTP or the supervisor.
 //
@@ -9,7 +9,7 @@
 
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { PgliteSocketServer } from './pglite-socket-server.ts';
 import { createPglite, type PgliteStart } from './pglite-template.ts';
 
 export interface EmbeddedThreadOptions {
@@ -33,13 +33,8 @@ export function serveEmbeddedDatabase(): void {
       const { db, started } = await createPglite(
         options.storage === 'disk' ? path.join(options.dataDir, 'pgdata') : undefined,
       );
-      const server = new PGLiteSocketServer({
-        db,
-        host: '127.0.0.1',
-        port: 0,
-        maxConnections: options.maxConnections,
-      });
-      await server.start();
+      const server = new PgliteSocketServer(db, options.maxConnections);
+      const address = await server.start();
       port.on('message', async (message: { kind?: string }) => {
         if (message.kind !== 'close') return;
         await server.stop();
@@ -47,7 +42,7 @@ export function serveEmbeddedDatabase(): void {
         post({ kind: 'closed' });
         port.close();
       });
-      post({ kind: 'ready', address: server.getServerConn(), started });
+      post({ kind: 'ready', address, started });
     } catch (error) {
       post({ kind: 'failed', message: error instanceof Error ? error.message : String(error) });
     }
