@@ -219,7 +219,7 @@ export const SETTINGS = {
   shapeSnapshotPageRows: spec({
     env: 'STRATA_SHAPE_SNAPSHOT_PAGE_ROWS',
     schema: int(10_000, 1),
-    doc: 'Rows a shape snapshot reads per round trip (through a cursor, in one repeatable-read transaction).',
+    doc: 'Rows a shape snapshot reads per round trip (on Postgres through a cursor in one repeatable-read transaction; on embedded PGlite each page is its own transaction, the writer committing between them — docs/shapes.md).',
   }),
   shapeChunkBytes: spec({
     env: 'STRATA_SHAPE_CHUNK_BYTES',

@@ -6,7 +6,9 @@
 //   persistence:crash-after-commit:N — the thread exits after the N-th COMMIT, before reporting it;
 //   persistence:write-delay:MS — every write waits MS first, so batches queue up;
 //   materializer:crash-at-commit:N — the materializer's thread exits at the N-th commit marker it
-//     gets, before applying it (first incarnation only): shapes must come back from the store.
+//     gets, before applying it (first incarnation only): shapes must come back from the store;
+//   shapes:snapshot-page-delay:MS — a paged snapshot (embedded PGlite) waits MS between pages, so
+//     commits land between them and the pages are brought to one point by the shape's log.
 
 export type TestFault =
   | { kind: 'processing:crash-at-start' }
@@ -14,10 +16,11 @@ export type TestFault =
   | { kind: 'persistence:crash-before-commit'; transaction: number }
   | { kind: 'persistence:crash-after-commit'; transaction: number }
   | { kind: 'persistence:write-delay'; ms: number }
-  | { kind: 'materializer:crash-at-commit'; commit: number };
+  | { kind: 'materializer:crash-at-commit'; commit: number }
+  | { kind: 'shapes:snapshot-page-delay'; ms: number };
 
 const WITH_NUMBER =
-  /^(persistence:crash-before-commit|persistence:crash-after-commit|persistence:write-delay|materializer:crash-at-commit):(\d+)$/;
+  /^(persistence:crash-before-commit|persistence:crash-after-commit|persistence:write-delay|materializer:crash-at-commit|shapes:snapshot-page-delay):(\d+)$/;
 
 /** The plan a setting names, or a problem for the config's list. */
 export function parseTestFault(text: string): TestFault | { problem: string } {
@@ -32,12 +35,14 @@ export function parseTestFault(text: string): TestFault | { problem: string } {
         return { kind: 'persistence:crash-after-commit', transaction: value };
       case 'materializer:crash-at-commit':
         return { kind: 'materializer:crash-at-commit', commit: value };
+      case 'shapes:snapshot-page-delay':
+        return { kind: 'shapes:snapshot-page-delay', ms: value };
       default:
         return { kind: 'persistence:write-delay', ms: value };
     }
   }
   return {
-    problem: `STRATA_TEST_FAULT: unknown fault ${JSON.stringify(text)} (known: processing:crash-at-start, persistence:crash-at-start, persistence:crash-before-commit:N, persistence:crash-after-commit:N, persistence:write-delay:MS, materializer:crash-at-commit:N)`,
+    problem: `STRATA_TEST_FAULT: unknown fault ${JSON.stringify(text)} (known: processing:crash-at-start, persistence:crash-at-start, persistence:crash-before-commit:N, persistence:crash-after-commit:N, persistence:write-delay:MS, materializer:crash-at-commit:N, shapes:snapshot-page-delay:MS)`,
   };
 }
 

@@ -219,6 +219,8 @@ export function startActors(
   shapes = new ShapeService(database.mainDb, log, materializer, persistence, shapeTables, {
     chunkBytes: config.processing.shapeChunkBytes,
     pageRows: config.processing.shapeSnapshotPageRows,
+    inPages: database.embedded !== null,
+    pageDelayMs: config.testFault?.kind === 'shapes:snapshot-page-delay' ? config.testFault.ms : 0,
   });
   router.connect({ persistence, processing, materializer });
 

@@ -3,12 +3,13 @@
 // state lives in the materializer actor; long-polls wait here, on its `shapes-changed` events,
 // because a call held inside the actor would stall its mailbox.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Db } from '../db/pool.ts';
 import type { ShapeBackend } from '../http/routes/shapes.ts';
 import type { Logger } from '../logger.ts';
 import type { MaterializerMethods, ShapeInfo } from '../materializer/materializer-actor.ts';
 import type { ShapeDefinition } from '../materializer/shape-definition.ts';
-import { rowKey } from '../materializer/shape-messages.ts';
+import { rowKey, type ShapeMessage } from '../materializer/shape-messages.ts';
 import { loadShapes } from '../materializer/shape-store.ts';
 import {
   ChunkBuilder,
@@ -16,12 +17,18 @@ import {
   SnapshotChunks,
   type SnapshotRead,
 } from '../materializer/snapshot-chunks.ts';
+import { foldMessages, type SnapshotRow } from '../materializer/snapshot-fold.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { readCommitted } from '../pipeline/checkpoint-store.ts';
 import type { ShapeTables } from '../pipeline/shape-tables.ts';
 import type { MaterializerEvent, ShapeTail } from '../protocol.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { ActorRef } from '../supervisor/actor-ref.ts';
+
+/** How long a paged snapshot waits for the materializer to have the transactions it replays. */
+const LOG_WAIT_MS = 10_000;
+/** Log messages per call while a paged snapshot reads what it replays. */
+const LOG_READ_LIMIT = 10_000;
 
 type Caller<Methods extends Record<string, (...args: never[]) => unknown>> = Pick<
   ActorRef<Methods, unknown, never>,
@@ -164,7 +171,15 @@ export class ShapeService implements ShapeBackend {
    * straight from them into the chunk being built (no row objects, never the whole table as rows;
    * Postgres' json_build_object measured twice as slow).
    */
-  private readSnapshot(info: ShapeInfo): Promise<SnapshotRead> {
+  private async readSnapshot(info: ShapeInfo): Promise<SnapshotRead> {
+    if (this.snapshot.inPages) {
+      const paged = await this.readSnapshotInPages(info);
+      if (paged !== null) return paged;
+      this.log.warn(
+        { handle: info.handle },
+        "a paged snapshot could not be brought to one point (the shape's log moved on); read in one transaction",
+      );
+    }
     const pageRows = this.snapshot.pageRows;
     return this.db.transaction(async (client) => {
       // One round trip for both (a simple query may hold several statements).
@@ -190,6 +205,82 @@ export class ShapeService implements ShapeBackend {
       }
       return { sequence: committed?.commitSequence ?? 0, chunks: chunks.finish() };
     });
+  }
+
+  /**
+   * Embedded PGlite has one backend: a snapshot read in one transaction holds the writer back
+   * until it ends. There each page (keyset on the id) is its own short repeatable-read
+   * transaction with the commit sequence it shows, and the writer commits between them; the rows
+   * are then brought to the last page's sequence by replaying the shape's own log over them
+   * (snapshot-fold.ts), so the snapshot is as consistent as one read in a single transaction.
+   * Null when the log no longer holds what the replay needs (compacted meanwhile).
+   */
+  private async readSnapshotInPages(info: ShapeInfo): Promise<SnapshotRead | null> {
+    const pageRows = this.snapshot.pageRows;
+    const columns = info.columns.map((name) => `${quoteIdent(name)}::text`);
+    const whereValues = info.whereSql?.values ?? [];
+    const filter = info.whereSql === null ? [] : [`(${info.whereSql.sql})`];
+    const rows = new Map<string, SnapshotRow>();
+    let first: number | null = null;
+    let last = 0;
+    /** The last id read (null before the first page: any id, even an empty one, comes after). */
+    let after: string | null = null;
+    for (;;) {
+      const page = await this.db.transaction(async (client) => {
+        await client.query(
+          `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL TimeZone = 'UTC'`,
+        );
+        const [committed] = await readCommitted(client, [info.pipeline]);
+        const conditions = after === null ? filter : [...filter, `"id" > $${whereValues.length + 1}`];
+        const where = conditions.length === 0 ? '' : ` WHERE ${conditions.join(' AND ')}`;
+        const { rows: read } = await client.query<SnapshotRow>({
+          text: `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id" LIMIT ${pageRows}`,
+          values: after === null ? whereValues : [...whereValues, after],
+          rowMode: 'array',
+        });
+        return { sequence: committed?.commitSequence ?? 0, rows: read };
+      });
+      first ??= page.sequence;
+      last = page.sequence;
+      for (const row of page.rows) rows.set(row[0] as string, row);
+      if (page.rows.length < pageRows) break;
+      after = page.rows[page.rows.length - 1]![0] as string;
+      if (this.snapshot.pageDelayMs > 0) await sleep(this.snapshot.pageDelayMs);
+    }
+    if (first !== null && last > first) {
+      const messages = await this.logBetween(info, first, last);
+      if (messages === null) return null;
+      foldMessages(rows, info.columns, messages);
+      this.log.debug(
+        { handle: info.handle, from: first, through: last, replayed: messages.length },
+        'paged snapshot brought to one point',
+      );
+    }
+    const message = insertMessageWriter(info);
+    const chunks = new ChunkBuilder(this.snapshot.chunkBytes);
+    for (const row of rows.values()) chunks.add(message(row));
+    return { sequence: last, chunks: chunks.finish() };
+  }
+
+  /**
+   * The shape's log messages of the transactions after `from` up to `through`, in order, once the
+   * materializer has them; null when they are no longer all held (compacted) or never came.
+   */
+  private async logBetween(info: ShapeInfo, from: number, through: number): Promise<ShapeMessage[] | null> {
+    if (!(await this.waitForProcessed(info.pipeline, through, LOG_WAIT_MS))) return null;
+    const messages: ShapeMessage[] = [];
+    let offset = `${from}_inf`;
+    for (;;) {
+      const read = await this.materializer.call('read', info.handle, offset, LOG_READ_LIMIT);
+      if (read === null || 'compacted' in read) return null;
+      for (const text of read.messages) {
+        const message = JSON.parse(text) as ShapeMessage;
+        if (Number(message.headers.lsn) > through) return messages;
+        messages.push(message);
+      }
+      if (read.messages.length < LOG_READ_LIMIT) return messages;
+      offset = read.offset;
+    }
   }
 
   /** Live requests waiting for a change (/status). */
@@ -280,6 +371,13 @@ export interface SnapshotOptions {
   chunkBytes: number;
   /** Rows per round trip while a snapshot is read. */
   pageRows: number;
+  /**
+   * Each page its own transaction, the rows then brought to the last one's point by the shape's
+   * log (embedded PGlite: one backend, where one long transaction holds the writer back).
+   */
+  inPages: boolean;
+  /** Test fault `shapes:snapshot-page-delay`: a wait between pages (0 otherwise). */
+  pageDelayMs: number;
 }
 
 /** Writes a snapshot row's insert message (columns in `info.columns` order, the id first). */

@@ -4,7 +4,8 @@
 // (clients lose the connection, then resume with their handles and offsets: shapes are durable, so
 // not one 409 may be answered). At the end every client's rows must
 // equal the database's own `SELECT … WHERE <the same text>` on the table — on Postgres, and on
-// embedded PGlite (on disk, so the restart keeps it; queried through the daemon's own socket).
+// embedded PGlite (on disk, so the restart keeps it; queried through the daemon's own socket; its
+// snapshots read in pages of 3 rows, each its own transaction).
 // STRATA_SHAPES_SEED replays.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -115,7 +116,14 @@ describe.each([
       const port = 42_000 + int(8_000);
       const start = () =>
         startDaemonProcess(
-          { ...(postgres ? { DATABASE_URL: db.url } : { STRATA_DATA_DIR: dataDir }), ERC20_SOURCE: 'ingest' },
+          {
+            // On PGlite, snapshots of 3 rows a page: each page its own transaction, blocks committing
+            // between them, the rows brought to one point by the shape's log (snapshot-fold.ts).
+            ...(postgres
+              ? { DATABASE_URL: db.url }
+              : { STRATA_DATA_DIR: dataDir, STRATA_SHAPE_SNAPSHOT_PAGE_ROWS: '3' }),
+            ERC20_SOURCE: 'ingest',
+          },
           ['--port', String(port)],
           project,
         );
