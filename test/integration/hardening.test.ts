@@ -7,9 +7,9 @@
 //    refused and nothing of them is stored;
 //  - a handler failing on a block puts its pipeline in state `failed` (reason, block, event on
 //    /status, named by /readyz) while the daemon keeps serving and ingesting, and SIGTERM exits 0;
-//  - connections terminated by Postgres every second for 60 s while blocks are posted and
-//    processed: the daemon stays up, every acknowledged block is stored and the tables equal the
-//    fold of the chain;
+//  - connections terminated by Postgres every second (30 s; STRATA_TERMINATE_SECONDS) while
+//    blocks are posted and processed: the daemon stays up, every acknowledged block is stored and
+//    the tables equal the fold of the chain;
 //  - three 5 s SIGSTOPs within 24 s: no actor restarted, no exit;
 //  - the modules endpoint serves pipeline modules only (never dotfiles or configs) and an empty
 //    invalidation is refused;
@@ -208,7 +208,7 @@ describe('hardening', () => {
     expect(Number(pipeline!.committed_block)).toBeLessThan(2);
   });
 
-  it('connections terminated every second for 60 s: the daemon stays up, acknowledged blocks stored, tables equal the fold', async () => {
+  it(`connections terminated every second for ${TERMINATE_SECONDS} s: the daemon stays up, acknowledged blocks stored, tables equal the fold`, async () => {
     const seed = Number(process.env.STRATA_TERMINATE_SEED ?? Date.now() % 100_000);
     const { daemon, url } = await startModel({
       MODEL_MAX_REORG_DEPTH: '200',
@@ -263,7 +263,7 @@ describe('hardening', () => {
       expect(body.pipelines[0]?.state, `seed ${seed}`).toBe('live');
       expect(daemon.logs.some((line) => (line.level as number) >= 60)).toBe(false);
       console.log(
-        `terminated ${terminated} connections in 60 s; ${answersOtherThan200} requests retried; seed ${seed}`,
+        `terminated ${terminated} connections in ${TERMINATE_SECONDS} s; ${answersOtherThan200} requests retried; seed ${seed}`,
       );
       await stop(daemon);
     } catch (error) {
