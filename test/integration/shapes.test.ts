@@ -424,8 +424,9 @@ describe('stopping with clients waiting', () => {
       expect(await answer.json()).toEqual([{ headers: expect.objectContaining({ control: 'up-to-date' }) }]);
       expect(await sse).toContain('up-to-date');
       expect((await daemon.exited).code).toBe(0);
-      // The long-poll alone would have kept the stop waiting ~20 s.
-      expect(performance.now() - stopped).toBeLessThan(10_000);
+      // The long-poll alone would have kept the stop waiting ~20 s (the SSE stream ~60 s); a stop
+      // on a loaded box takes a few seconds of its own.
+      expect(performance.now() - stopped).toBeLessThan(15_000);
     } finally {
       daemon.kill();
       await daemon.exited;
