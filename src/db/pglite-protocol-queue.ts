@@ -8,6 +8,7 @@
 // LEVEL must be called before any query" within 0.1 s of two connections working side by side;
 // an acknowledged write could have been rolled back with a transaction it never belonged to).
 // Its queue also stopped for good after a failed message (its `processing` flag stayed set).
+// Both are reported upstream (electric-sql/pglite#1046, open at 0.2.17; a fix proposed in #977).
 //
 // Here a connection holds the session from its first message until a unit of work ends — a
 // simple query ('Q') or a Sync ('S') after which PGlite is not inside a transaction — and nobody
