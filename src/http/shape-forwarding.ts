@@ -48,16 +48,22 @@ export function answerUnowned(reply: FastifyReply, pipeline: string): FastifyRep
     });
 }
 
-/** Sends the request to the owner at `ownerUrl` and streams its answer back unchanged. */
+/**
+ * Sends the request to the owner at `ownerUrl` and streams its answer back unchanged. `closing`
+ * aborts when this server begins to close: a forwarded long-poll or SSE stream must not hold the
+ * stop for as long as the owner holds it (the client retries elsewhere).
+ */
 export async function forwardToOwner(
   request: FastifyRequest,
   reply: FastifyReply,
   ownerUrl: string,
   pipeline: string,
+  closing: AbortSignal,
 ): Promise<FastifyReply> {
-  // The client went away (or the answer is done): stop the upstream request too.
-  const upstream = new AbortController();
-  reply.raw.once('close', () => upstream.abort());
+  // The client went away (or the answer is done), or this server closes: stop the upstream request too.
+  const clientGone = new AbortController();
+  reply.raw.once('close', () => clientGone.abort());
+  const upstream = AbortSignal.any([clientGone.signal, closing]);
   const headers = new Headers();
   for (const [name, value] of Object.entries(request.headers)) {
     if (HOP_BY_HOP.has(name) || value === undefined) continue;
@@ -69,7 +75,7 @@ export async function forwardToOwner(
     response = await fetch(new URL(request.url, ownerUrl), {
       method: request.method,
       headers,
-      signal: upstream.signal,
+      signal: upstream,
       redirect: 'manual',
     });
   } catch (error) {

@@ -1,4 +1,7 @@
-// The HTTP app factory through inject(): error shapes and codes for bad requests.
+// The HTTP app factory through inject(): error shapes and codes for bad requests; and, on a real
+// listener, a close that does not wait for a shape request forwarded to another process.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.ts';
@@ -96,5 +99,42 @@ describe('HTTP app', () => {
     const response = await app().inject({ url: '/status' });
     expect(response.headers['cache-control']).toBe('no-store');
     expect(response.json()).toEqual(snapshot);
+  });
+});
+
+describe('closing with a shape request forwarded', () => {
+  it('does not wait for the owner to answer a forwarded request', async () => {
+    // An owner that takes the request and never answers (a long-poll held there).
+    let held = false;
+    const owner = createServer(() => {
+      held = true;
+    });
+    await new Promise<void>((resolve) => owner.listen(0, '127.0.0.1', resolve));
+    const { port } = owner.address() as AddressInfo;
+    const instance = buildApp({
+      log: silentLog,
+      bodyLimitBytes: 1_024,
+      status: () => snapshot,
+      readiness: async () => [],
+      metrics: new Registry(),
+      shapes: {
+        backend: {} as never, // never reached: every table is served by the owner
+        locate: async () => ({ kind: 'owner', url: `http://127.0.0.1:${port}` }),
+      },
+    });
+    try {
+      const url = await instance.listen({ port: 0, host: '127.0.0.1' });
+      const answer = fetch(`${url}/v1/shape?table=Account&offset=now&handle=h&live=true`);
+      const deadline = Date.now() + 5_000;
+      while (!held && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+      expect(held).toBe(true);
+      const started = performance.now();
+      await instance.close();
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect((await answer).status).toBe(503); // retry: the lease moves with this process's stop
+    } finally {
+      owner.closeAllConnections();
+      await new Promise((resolve) => owner.close(resolve));
+    }
   });
 });

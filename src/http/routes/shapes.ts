@@ -74,7 +74,8 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
   // Held answers (long-polls, SSE streams) end as soon as the server begins to close: fastify's
   // close waits for every request in flight, and a stop would otherwise wait up to a long-poll
   // (20 s) or an SSE hold for them. They answer as a long-poll that timed out does (up-to-date,
-  // same offset); the client's next request then retries until the daemon is back.
+  // same offset); the client's next request then retries until the daemon is back. Requests
+  // forwarded to another process's owner are cut too (shape-forwarding.ts).
   const closing = new AbortController();
   app.addHook('preClose', async () => closing.abort());
   app.addHook('onResponse', async (request, reply) => {
@@ -100,7 +101,7 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
     const route = await options.locate(table, isForwarded(request));
     if (route.kind === 'here') return null;
     if (route.kind === 'unowned') return answerUnowned(reply, route.pipeline);
-    return forwardToOwner(request, reply, route.url, table);
+    return forwardToOwner(request, reply, route.url, table, closing.signal);
   }
 
   app.delete('/v1/shape', async (request, reply) => {
