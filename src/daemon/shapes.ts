@@ -4,7 +4,7 @@
 // because a call held inside the actor would stall its mailbox.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Db } from '../db/pool.ts';
+import type { Db, Queryable } from '../db/pool.ts';
 import type { ShapeBackend } from '../http/routes/shapes.ts';
 import type { Logger } from '../logger.ts';
 import type { MaterializerMethods, ShapeInfo } from '../materializer/materializer-actor.ts';
@@ -169,7 +169,8 @@ export class ShapeService implements ShapeBackend {
    * one repeatable-read transaction: the log continues with the transactions after it. Rows come
    * through a cursor a page at a time, as arrays of text, and each message's JSON is written
    * straight from them into the chunk being built (no row objects, never the whole table as rows;
-   * Postgres' json_build_object measured twice as slow).
+   * Postgres' json_build_object measured twice as slow). On embedded PGlite the pages are read
+   * as transactions of their own first (readSnapshotInPages).
    */
   private async readSnapshot(info: ShapeInfo): Promise<SnapshotRead> {
     if (this.snapshot.inPages) {
@@ -182,28 +183,22 @@ export class ShapeService implements ShapeBackend {
     }
     const pageRows = this.snapshot.pageRows;
     return this.db.transaction(async (client) => {
-      // One round trip for both (a simple query may hold several statements).
+      const sequence = await beginSnapshotRead(client, info.pipeline);
       await client.query(
-        `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL TimeZone = 'UTC'`,
-      );
-      const [committed] = await readCommitted(client, [info.pipeline]);
-      const columns = info.columns.map((name) => `${quoteIdent(name)}::text`);
-      const where = info.whereSql === null ? '' : ` WHERE ${info.whereSql.sql}`;
-      await client.query(
-        `DECLARE strata_snapshot NO SCROLL CURSOR FOR SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id"`,
+        `DECLARE strata_snapshot NO SCROLL CURSOR FOR ${snapshotSelect(info, [])}`,
         info.whereSql?.values ?? [],
       );
       const message = insertMessageWriter(info);
       const chunks = new ChunkBuilder(this.snapshot.chunkBytes);
       for (;;) {
-        const { rows } = await client.query<Array<string | null>>({
+        const { rows } = await client.query<SnapshotRow>({
           text: `FETCH ${pageRows} FROM strata_snapshot`,
           rowMode: 'array',
         });
         for (const row of rows) chunks.add(message(row));
         if (rows.length < pageRows) break;
       }
-      return { sequence: committed?.commitSequence ?? 0, chunks: chunks.finish() };
+      return { sequence, chunks: chunks.finish() };
     });
   }
 
@@ -217,9 +212,7 @@ export class ShapeService implements ShapeBackend {
    */
   private async readSnapshotInPages(info: ShapeInfo): Promise<SnapshotRead | null> {
     const pageRows = this.snapshot.pageRows;
-    const columns = info.columns.map((name) => `${quoteIdent(name)}::text`);
     const whereValues = info.whereSql?.values ?? [];
-    const filter = info.whereSql === null ? [] : [`(${info.whereSql.sql})`];
     const rows = new Map<string, SnapshotRow>();
     let first: number | null = null;
     let last = 0;
@@ -227,18 +220,14 @@ export class ShapeService implements ShapeBackend {
     let after: string | null = null;
     for (;;) {
       const page = await this.db.transaction(async (client) => {
-        await client.query(
-          `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL TimeZone = 'UTC'`,
-        );
-        const [committed] = await readCommitted(client, [info.pipeline]);
-        const conditions = after === null ? filter : [...filter, `"id" > $${whereValues.length + 1}`];
-        const where = conditions.length === 0 ? '' : ` WHERE ${conditions.join(' AND ')}`;
+        const sequence = await beginSnapshotRead(client, info.pipeline);
+        const keyset = after === null ? [] : [`"id" > $${whereValues.length + 1}`];
         const { rows: read } = await client.query<SnapshotRow>({
-          text: `SELECT ${columns.join(', ')} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id" LIMIT ${pageRows}`,
+          text: `${snapshotSelect(info, keyset)} LIMIT ${pageRows}`,
           values: after === null ? whereValues : [...whereValues, after],
           rowMode: 'array',
         });
-        return { sequence: committed?.commitSequence ?? 0, rows: read };
+        return { sequence, rows: read };
       });
       first ??= page.sequence;
       last = page.sequence;
@@ -380,8 +369,29 @@ export interface SnapshotOptions {
   pageDelayMs: number;
 }
 
+/**
+ * Makes the transaction `client` is in a snapshot read (repeatable read, timestamps as UTC text)
+ * and returns the pipeline's commit sequence it shows.
+ */
+async function beginSnapshotRead(client: Queryable, pipeline: string): Promise<number> {
+  // One round trip for both (a simple query may hold several statements).
+  await client.query(
+    `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL TimeZone = 'UTC'`,
+  );
+  const [committed] = await readCommitted(client, [pipeline]);
+  return committed?.commitSequence ?? 0;
+}
+
+/** The shape's rows as text, in id order: its where clause (params $1…) and `more` conditions. */
+function snapshotSelect(info: ShapeInfo, more: string[]): string {
+  const columns = info.columns.map((name) => `${quoteIdent(name)}::text`).join(', ');
+  const conditions = [...(info.whereSql === null ? [] : [`(${info.whereSql.sql})`]), ...more];
+  const where = conditions.length === 0 ? '' : ` WHERE ${conditions.join(' AND ')}`;
+  return `SELECT ${columns} FROM ${entityTable(info.pipeline, info.entity)}${where} ORDER BY "id"`;
+}
+
 /** Writes a snapshot row's insert message (columns in `info.columns` order, the id first). */
-function insertMessageWriter(info: ShapeInfo): (row: Array<string | null>) => string {
+function insertMessageWriter(info: ShapeInfo): (row: SnapshotRow) => string {
   const relation: [string, string] = [info.pipeline, info.entity];
   const names = info.columns.map((name, i) => `${i === 0 ? '' : ','}${JSON.stringify(name)}:`);
   const headers = `},"headers":${JSON.stringify({ operation: 'insert', relation })}}`;
