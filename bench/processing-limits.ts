@@ -106,12 +106,15 @@ async function inMemory(pipeline: PipelineConfig, request: LimitsRequest, strate
   const store = new InMemoryStore(modules.schema);
   const noDatabase = { query: async () => ({ rows: [] }) } as never;
   const executor = executorFor(pipeline, modules, store, noDatabase, strategy);
+  // As the actor starting from the first block: every table is empty, so held whole
+  // (LoadLayer.markEmptyTablesComplete).
+  for (const table of store.tables.values()) table.markComplete();
   return eachBatch(sourceFor(pipeline, request), pipeline.batchSize, async (blocks, firstCheckpoint) => {
     await executor.run(blocks, firstCheckpoint, false);
     collectBatchChanges(store, false); // encoded as the actor sends it
     // Everything is "committed" at once: the same capacity rule as the daemon's first tier.
     if (store.size() > WORKING_SET_CAP)
-      store.dropCommitted(firstCheckpoint + blocks.length - 1, WORKING_SET_CAP / 2);
+      store.dropCommitted(firstCheckpoint + blocks.length - 1, WORKING_SET_CAP / 2, WORKING_SET_CAP);
   });
 }
 

@@ -135,6 +135,7 @@ class EntityOps {
     if (typeof id !== 'string') return Promise.reject(idError(this.table.entity, id));
     const change = this.table.current(id);
     if (change !== undefined) return Promise.resolve(change.kind === 'set' ? change.row : undefined);
+    if (this.table.isComplete) return Promise.resolve(undefined);
     return this.context.executor.loadMissing(this.context, this.table, id);
   }
 
@@ -157,6 +158,7 @@ class EntityOps {
     // Fast path: the store answers synchronously (the usual case after the preload pass).
     const change = typeof id === 'string' ? this.table.current(id) : undefined;
     if (change !== undefined) return Promise.resolve(change.kind === 'set' ? change.row : this.write(entity));
+    if (typeof id === 'string' && this.table.isComplete) return Promise.resolve(this.write(entity));
     return this.get(id).then((existing) => existing ?? this.write(entity));
   }
 
@@ -272,8 +274,10 @@ export class BatchExecutor {
   private twoPassBatchesLeft = 0;
   /** Reads the execute pass had to load itself (prefetch mispredictions), this batch. */
   executeMisses = 0;
-  /** How the last batch loaded (for /status and tests). */
-  lastLoadMode: 'two-pass' | 'prefetch' = 'two-pass';
+  /** Batches executed to the end (see nothingToLoad). */
+  private batchesRun = 0;
+  /** How the last batch loaded (for /status and tests); 'none': every entity held whole. */
+  lastLoadMode: 'two-pass' | 'prefetch' | 'none' = 'two-pass';
 
   constructor(options: BatchExecutorOptions) {
     this.options = options;
@@ -301,13 +305,23 @@ export class BatchExecutor {
       const twoPass =
         strategy === 'two-pass' ||
         (strategy === 'auto' && (this.twoPassBatchesLeft > 0 || this.profile.empty));
-      this.lastLoadMode = twoPass ? 'two-pass' : 'prefetch';
-      if (twoPass) {
+      // Every entity handlers read is held whole: no read can miss, nothing to load ahead.
+      if (this.nothingToLoad()) this.lastLoadMode = 'none';
+      else if (twoPass) {
+        this.lastLoadMode = 'two-pass';
         this.twoPassBatchesLeft = Math.max(0, this.twoPassBatchesLeft - 1);
         await this.preload(blocks, firstCheckpoint);
-      } else await this.prefetch(blocks);
+      } else {
+        this.lastLoadMode = 'prefetch';
+        await this.prefetch(blocks);
+      }
       const events = await this.execute(blocks, firstCheckpoint, keepHistory);
-      if (strategy === 'auto' && !twoPass && this.executeMisses > Math.max(8, events / 100)) {
+      this.batchesRun += 1;
+      if (
+        strategy === 'auto' &&
+        this.lastLoadMode === 'prefetch' &&
+        this.executeMisses > Math.max(8, events / 100)
+      ) {
         this.log.debug(
           { misses: this.executeMisses, events },
           'prefetch mispredicted; two-pass for the next batches',
@@ -326,6 +340,18 @@ export class BatchExecutor {
     } finally {
       this.loader.endBatch();
     }
+  }
+
+  /**
+   * Whether every entity is held whole, or — once a batch has shown what handlers read — every
+   * entity they read. (One read for the first time later, and not held whole, loads as it is read
+   * for that one batch.)
+   */
+  private nothingToLoad(): boolean {
+    for (const table of this.options.store.tables.values()) {
+      if (!table.isComplete && (table.isRead || this.batchesRun === 0)) return false;
+    }
+    return true;
   }
 
   /** A read that missed the store. Outside 'two-pass' the miss also teaches the profile. */

@@ -66,6 +66,11 @@ export class EntityStore {
    * drops them before any row that may be read again.
    */
   private readByHandlers = false;
+  /**
+   * The `forgotten` count at which this store held every committed row of its entity (its table
+   * was empty when the pipeline started, see `markComplete`); -1 when it never did.
+   */
+  private completeAt = -1;
 
   constructor(entity: EntityDescription) {
     this.entity = entity;
@@ -78,6 +83,20 @@ export class EntityStore {
    */
   get generation(): number {
     return this.forgotten;
+  }
+
+  /**
+   * The entity's table holds no committed row this store lacks (it was empty when processing
+   * began here). Until the store forgets an id, an id it does not hold does not exist: reads of
+   * absent ids need no database — a backfill from the first block (the common case) reads none.
+   */
+  markComplete(): void {
+    this.completeAt = this.forgotten;
+  }
+
+  /** Whether every committed row of the entity is held (see `markComplete`). */
+  get isComplete(): boolean {
+    return this.completeAt === this.forgotten;
   }
 
   private forget(id: string): void {
@@ -494,30 +513,36 @@ export class InMemoryStore {
   /**
    * Drops committed changes until the store holds at most `keepAtMost` objects (0: every
    * committed change), least recently written first within each entity. Entities no handler
-   * reads go first (nothing loads them back); the rest of the excess is spread over the read
-   * entities in proportion to their size. What is dropped is read again from the database when
-   * next needed.
+   * reads go first (nothing loads them back), then the read entities not held whole, in
+   * proportion to their size; what is dropped is read again from the database when next needed.
+   * Entities held whole (see EntityStore.markComplete) go last, and only while the store holds
+   * more than `spareWholeUpTo` objects: one dropped row costs such an entity the reads its
+   * completeness saves, so the store waits for commits rather than give that up.
    */
-  dropCommitted(committedCheckpoint: number, keepAtMost = 0): number {
+  dropCommitted(committedCheckpoint: number, keepAtMost = 0, spareWholeUpTo = keepAtMost): number {
     if (keepAtMost === 0) return this.sum((table) => table.dropCommitted(committedCheckpoint));
     let excess = this.size() - keepAtMost;
     if (excess <= 0) return 0;
     let dropped = 0;
-    const read: EntityStore[] = [];
-    let readSize = 0;
-    for (const table of this.tables.values()) {
-      if (table.isRead) {
-        read.push(table);
-        readSize += table.size();
-      } else if (excess > 0) {
-        const count = table.dropCommitted(committedCheckpoint, excess);
+    const tables = [...this.tables.values()];
+    const tiers = [
+      tables.filter((table) => !table.isRead),
+      tables.filter((table) => table.isRead && !table.isComplete),
+      tables.filter((table) => table.isRead && table.isComplete),
+    ];
+    for (const [tier, members] of tiers.entries()) {
+      if (excess <= 0) break;
+      if (tier === 2 && this.size() <= spareWholeUpTo) break;
+      const tierSize = members.reduce((sum, table) => sum + table.size(), 0);
+      if (tierSize === 0) continue;
+      for (const table of members) {
+        // The unread tier is emptied in order; the read ones share the excess by size.
+        const share = tier === 0 ? excess : Math.ceil((excess * table.size()) / tierSize);
+        const count = table.dropCommitted(committedCheckpoint, share);
         dropped += count;
-        excess -= count;
+        if (tier === 0) excess -= count;
       }
-    }
-    if (excess <= 0 || readSize === 0) return dropped;
-    for (const table of read) {
-      dropped += table.dropCommitted(committedCheckpoint, Math.ceil((excess * table.size()) / readSize));
+      if (tier !== 0) excess = this.size() - keepAtMost;
     }
     return dropped;
   }

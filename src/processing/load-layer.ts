@@ -77,6 +77,8 @@ export class LoadLayer {
 
   loadMany(entity: string, ids: Iterable<string>): Promise<void> {
     const table = this.store.table(entity);
+    // What a complete store lacks does not exist: nothing to ask.
+    if (table.isComplete) return Promise.resolve();
     let pending = this.pendingIds.get(entity);
     let added = false;
     for (const id of ids) {
@@ -99,8 +101,30 @@ export class LoadLayer {
   }
 
   isFilterLoaded(filter: ParsedFilter): boolean {
+    if (this.store.table(filter.entity.name).isComplete) return true;
     const loaded = this.loadedFilters.get(filter.key);
     return loaded !== undefined && loaded.generation === this.store.table(loaded.entity).generation;
+  }
+
+  /**
+   * Marks complete every entity whose table has no row (see EntityStore.markComplete): from the
+   * first block on, or for an entity no handler has written yet. Call only while no write of the
+   * pipeline can still commit (processing starts after the writer flushed its earlier
+   * incarnation's batches). Returns the entities marked.
+   */
+  async markEmptyTablesComplete(): Promise<string[]> {
+    const entities = [...this.store.tables.values()].map((table) => table.entity);
+    const probes = entities.map(
+      (entity, index) => `EXISTS (SELECT 1 FROM ${entityTable(this.pipeline, entity.name)}) AS "${index}"`,
+    );
+    const { rows } = await this.db.query<Record<string, boolean>>(`SELECT ${probes.join(', ')}`);
+    const marked: string[] = [];
+    entities.forEach((entity, index) => {
+      if (rows[0]![String(index)] === true) return;
+      this.store.table(entity.name).markComplete();
+      marked.push(entity.name);
+    });
+    return marked;
   }
 
   /** A batch ended: filters whose rows the store may have forgotten since are let go. */

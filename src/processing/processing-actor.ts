@@ -189,11 +189,15 @@ class PipelineRuntime {
       this.pipeline.maxReorgDepth + 2,
     );
     this.source = createSource(this.pipeline, this.db);
+    // Safe here: the writer committed (or dropped) what an earlier incarnation queued before this
+    // one started, so no write of the pipeline is still in flight.
+    const heldWhole = await this.executor.loader.markEmptyTablesComplete();
     this.context.log.info(
       {
         pipeline: this.pipeline.name,
         resumeFrom: this.ledger.committedCheckpoint + 1,
         afterBlock: this.processedBlock,
+        heldWhole,
       },
       this.ledger.committedCheckpoint === 0 ? 'pipeline starting from the first block' : 'pipeline resuming',
     );
@@ -642,11 +646,12 @@ class PipelineRuntime {
   /**
    * Entity changes and effect outputs, alike. The store keeps up to half the target, its most
    * recently written entities (hot ones, read again soon), so a backfill does not reload them
-   * after every drop, and the next drop is some batches away.
+   * after every drop, and the next drop is some batches away. Entities held whole give up rows
+   * only while the store holds more than the whole target (see InMemoryStore.dropCommitted).
    */
   private dropCommitted(): void {
-    const keep = Math.floor(this.context.data.inMemoryObjectsTarget / 2);
-    this.store.dropCommitted(this.ledger.committedCheckpoint, keep);
+    const target = this.context.data.inMemoryObjectsTarget;
+    this.store.dropCommitted(this.ledger.committedCheckpoint, Math.floor(target / 2), target);
     this.effects.dropCommitted(this.ledger.committedCheckpoint);
   }
 

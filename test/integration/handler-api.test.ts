@@ -39,15 +39,16 @@ afterAll(async () => {
 function executor(
   registry: HandlerRegistry<typeof schema>,
   strategy: 'two-pass' | 'prefetch' | 'auto' = 'two-pass',
+  pipeline = 'api',
 ) {
   const handlers = registry as unknown as HandlerRegistry<Schema>;
   const store = new InMemoryStore(schema);
-  const loader = new LoadLayer(db, 'api', store);
+  const loader = new LoadLayer(db, pipeline, store);
   return {
     store,
     loader,
     executor: new BatchExecutor({
-      pipeline: 'api',
+      pipeline,
       effects: new EffectStore(db, createLogger({ level: 'silent', format: 'json' })),
       schema,
       handlers: handlers.handlers,
@@ -299,5 +300,46 @@ describe('handler API', () => {
     );
     // Both reads were prefetched in one query; the execute pass missed nothing.
     expect(loader.stats.queries - before).toBe(1);
+  });
+});
+
+describe('an entity held whole (its table was empty when processing began)', () => {
+  it('answers absent ids and filters from memory, and reads the database again once it drops a row', async () => {
+    await createPipelineTables(db, 'whole', schema);
+    const handlers = createHandlers(schema);
+    const seen: unknown[] = [];
+    handlers.onEvent<{ token: string; owner: string }>('mint', async ({ event, context }) => {
+      const token = await context.Token.get(event.payload.token);
+      const owned = await context.Token.getWhere({ owner: { _eq: event.payload.owner } });
+      if (!context.isPreload) seen.push([token?.amount ?? null, owned.length]);
+      const amount = (token?.amount ?? 0n) + 1n;
+      context.Token.set({ id: event.payload.token, owner: event.payload.owner, amount, seen: null });
+    });
+    const { executor: run, loader, store } = executor(handlers, 'auto', 'whole');
+    expect(await loader.markEmptyTablesComplete()).toEqual(['Token']);
+    const mint = (token: string) => ['mint', { token, owner: 'x' }] as [string, Record<string, unknown>];
+    await run.run([block(1, [mint('a'), mint('b')])], 1, false);
+    expect(run.lastLoadMode).toBe('none');
+    expect(loader.stats.queries).toBe(0);
+    // What the writer commits for that batch; then the store drops it (its capacity rule).
+    await db.query(
+      `INSERT INTO "pipeline_whole"."Token" (id, owner, amount) VALUES ('a', 'x', 1), ('b', 'x', 1)`,
+    );
+    store.dropCommitted(1);
+    expect(store.table('Token').isComplete).toBe(false);
+    await run.run([block(2, [mint('a')])], 2, false);
+    expect(run.lastLoadMode).toBe('two-pass');
+    expect(loader.stats.queries).toBeGreaterThan(0);
+    expect(seen).toEqual([
+      [null, 0],
+      [null, 1],
+      [1n, 2],
+    ]);
+  });
+
+  it('is not assumed for a table that has rows', async () => {
+    const { loader, store } = executor(createHandlers(schema), 'auto', 'api');
+    expect(await loader.markEmptyTablesComplete()).toEqual([]);
+    expect(store.table('Token').isComplete).toBe(false);
   });
 });

@@ -242,4 +242,57 @@ describe('InMemoryStore capacity', () => {
     expect(store.dropCommitted(1, 30)).toBe(20);
     expect([accounts.size(), transfers.size()]).toEqual([30, 0]);
   });
+
+  it('drops from an entity held whole last, and only while the store holds more than it spares', () => {
+    const ledger = defineSchema({
+      Account: { fields: { id: t.text(), value: t.integer() } },
+      Token: { fields: { id: t.text(), value: t.integer() } },
+    });
+    const store = new InMemoryStore(ledger);
+    const accounts = store.table('Account');
+    const tokens = store.table('Token');
+    accounts.markComplete(); // its table was empty; Token's was not
+    store.beginBatch(1);
+    for (let i = 0; i < 40; i++) {
+      for (const [table, prefix] of [
+        [accounts, 'a'],
+        [tokens, 't'],
+      ] as const) {
+        table.current(`${prefix}${i}`);
+        table.applySet(`${prefix}${i}`, { id: `${prefix}${i}`, value: i }, 1, 'Mint', i, false);
+      }
+    }
+    expect([accounts.isComplete, tokens.isComplete]).toEqual([true, false]);
+    // 80 held, keep 30, spare the whole entity up to 50: Token gives all it has, Account nothing.
+    expect(store.dropCommitted(1, 30, 50)).toBe(40);
+    expect([accounts.size(), tokens.size(), accounts.isComplete]).toEqual([40, 0, true]);
+    // Above what is spared, it gives rows too — and is no longer held whole.
+    expect(store.dropCommitted(1, 30, 35)).toBe(10);
+    expect([accounts.size(), accounts.isComplete]).toEqual([30, false]);
+  });
+});
+
+describe('an entity held whole', () => {
+  it('stops being whole when the store forgets any id: dropped, rolled back or cleared', () => {
+    const store = new InMemoryStore(schema);
+    const items = store.table('Item');
+    const fill = (checkpoint: number) => {
+      store.beginBatch(checkpoint);
+      items.applySet(`i${checkpoint}`, { id: `i${checkpoint}`, value: checkpoint }, checkpoint, 'E', 0, true);
+    };
+    const forgets: Array<[string, () => void]> = [
+      ['dropCommitted', () => store.dropCommitted(1)],
+      ['rollBackTo', () => store.rollBackTo(0)],
+      ['undoBatch', () => store.undoBatch()],
+      ['clear', () => store.clear()],
+    ];
+    for (const [name, forget] of forgets) {
+      store.clear();
+      items.markComplete();
+      fill(1);
+      expect(items.isComplete, name).toBe(true); // writes keep it whole
+      forget();
+      expect(items.isComplete, name).toBe(false);
+    }
+  });
 });
