@@ -84,7 +84,7 @@ export async function startHttp(
         fleet === null
           ? undefined
           : async (table, forwarded) => {
-              const pipeline = await actors.materializer.call('pipelineOf', table).catch(() => null);
+              const pipeline = await actors.shapes.pipelineOf(table);
               // Not a table of the project: answered here, with the protocol's 400.
               if (pipeline === null || fleet.holds(pipeline)) return { kind: 'here' };
               const owner = fleet.ownerUrl(pipeline);

@@ -21,9 +21,10 @@ import { foldMessages, type SnapshotRow } from '../materializer/snapshot-fold.ts
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { readCommitted } from '../pipeline/checkpoint-store.ts';
 import type { ShapeTables } from '../pipeline/shape-tables.ts';
-import type { MaterializerEvent, ShapeTail } from '../protocol.ts';
+import type { MaterializerEvent } from '../protocol.ts';
 import { entityTable, quoteIdent } from '../schema/ddl.ts';
 import type { ActorRef } from '../supervisor/actor-ref.ts';
+import { ShapeTails } from './shape-tails.ts';
 
 /** How long a paged snapshot waits for the materializer to have the transactions it replays. */
 const LOG_WAIT_MS = 10_000;
@@ -45,10 +46,15 @@ export class ShapeService implements ShapeBackend {
     resolve: () => void;
   }>();
   private readonly processed = new Map<string, number>();
-  /** Per handle, its last transaction's messages (answers woken live requests without a call). */
-  private readonly tails = new Map<string, ShapeTail>();
+  /** Per handle, its last transactions' messages (answer live requests without a call). */
+  private readonly tails = new ShapeTails();
   /** Shape infos already asked for (a handle's info never changes; a rotation removes it). */
   private readonly infos = new Map<string, ShapeInfo>();
+  /**
+   * Table names (`erc20.Account`, `Account`) → their pipeline, as the materializer resolved them:
+   * its schemas are fixed until it restarts. A fleet member asks before every shape request.
+   */
+  private readonly pipelines = new Map<string, string>();
   private readonly snapshots: SnapshotChunks;
 
   constructor(
@@ -85,9 +91,19 @@ export class ShapeService implements ShapeBackend {
     return info;
   }
 
+  /** The pipeline a shape's table belongs to; null when no table of the project has the name. */
+  async pipelineOf(table: string): Promise<string | null> {
+    const known = this.pipelines.get(table);
+    if (known !== undefined) return known;
+    const pipeline = await this.materializer.call('pipelineOf', table).catch(() => null);
+    if (pipeline !== null) this.pipelines.set(table, pipeline);
+    return pipeline;
+  }
+
   /** The materializer restarted: what this thread remembered of its shapes is gone with them. */
   reset(): void {
     this.infos.clear();
+    this.pipelines.clear();
     this.tails.clear();
     for (const waiting of [...this.waiters.values()]) for (const wake of [...waiting]) wake();
   }
@@ -133,16 +149,16 @@ export class ShapeService implements ShapeBackend {
     const dropped = await this.materializer.call('dropShape', handle);
     this.infos.delete(handle);
     this.snapshots.forget(handle);
-    this.tails.delete(handle);
+    this.tails.forget(handle);
     for (const wake of [...(this.waiters.get(handle) ?? [])]) wake();
     return dropped;
   }
 
   async read(handle: string, offset: string, limit: number) {
-    const tail = this.tails.get(handle);
-    if (tail !== undefined && tail.from === offset && tail.messages.length <= limit) {
+    const kept = this.tails.after(handle, offset, limit);
+    if (kept !== null) {
       const processed = this.processed.get(this.infos.get(handle)?.pipeline ?? '') ?? 0;
-      return { messages: tail.messages, offset: tail.offset, processed };
+      return { ...kept, processed };
     }
     const read = await this.materializer.call('read', handle, offset, limit);
     if (read === null || !('compacted' in read)) return read;
@@ -337,11 +353,11 @@ export class ShapeService implements ShapeBackend {
     this.processed.set(event.pipeline, Math.max(event.sequence, this.processed.get(event.pipeline) ?? 0));
     const withTail = new Set<string>();
     for (const tail of event.tails) {
-      this.tails.set(tail.handle, tail);
+      this.tails.add(tail);
       withTail.add(tail.handle);
     }
     // A shape that changed without its messages riding along: its old tail no longer ends at the head.
-    for (const handle of event.handles) if (!withTail.has(handle)) this.tails.delete(handle);
+    for (const handle of event.handles) if (!withTail.has(handle)) this.tails.forget(handle);
     for (const handle of event.handles) {
       for (const wake of [...(this.waiters.get(handle) ?? [])]) wake();
     }
