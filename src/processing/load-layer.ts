@@ -114,6 +114,7 @@ export class LoadLayer {
    */
   async markEmptyTablesComplete(): Promise<string[]> {
     const entities = [...this.store.tables.values()].map((table) => table.entity);
+    if (entities.length === 0) return [];
     const probes = entities.map(
       (entity, index) => `EXISTS (SELECT 1 FROM ${entityTable(this.pipeline, entity.name)}) AS "${index}"`,
     );
