@@ -140,6 +140,9 @@ class PipelineRuntime {
   private loop: Promise<void> = Promise.resolve();
   private commitWaiters: Array<() => void> = [];
   private progressTimer: NodeJS.Timeout | null = null;
+  /** A batch is executing (see processBatch), and a re-send was asked for meanwhile. */
+  private batchInProgress = false;
+  private resendAsked = false;
   /** Recorded checkpoints of the last blocks (up to maxReorgDepth + 2), oldest first. */
   private recentBlocks: RecordedBlock[] = [];
   private readonly reorgsUndid: Record<ReorgUndoneIn, number> = {
@@ -210,7 +213,7 @@ class PipelineRuntime {
     return {
       methods: {
         committed: (report) => this.onCommitted(report),
-        resend: () => this.resend(),
+        resend: () => this.requestResend(),
         pauseIntake: () => this.pauseIntake(),
         progress: () => this.progress(),
         wake: () => this.source.wake(),
@@ -322,7 +325,24 @@ class PipelineRuntime {
     return head !== null && last.number > head - this.pipeline.maxReorgDepth;
   }
 
+  /**
+   * Runs a batch. While it executes, the store holds changes of it that no batch of the ledger
+   * covers yet; a re-send asked for then waits until the batch is in the ledger (or undone).
+   */
   private async processBatch(blocks: Block[]): Promise<void> {
+    this.batchInProgress = true;
+    try {
+      await this.executeAndRecord(blocks);
+    } finally {
+      this.batchInProgress = false;
+      if (this.resendAsked) {
+        this.resendAsked = false;
+        this.resend();
+      }
+    }
+  }
+
+  private async executeAndRecord(blocks: Block[]): Promise<void> {
     const fromCheckpoint = this.processedCheckpoint + 1;
     const first = blocks[0]!;
     const last = blocks[blocks.length - 1]!;
@@ -665,6 +685,17 @@ class PipelineRuntime {
     this.writerBusyMs += report.durationMs;
     for (const resolve of this.commitWaiters.splice(0)) resolve();
     if (this.state.kind === 'running' && this.state.phase === 'caught-up') this.reportProgress();
+  }
+
+  /**
+   * The writer restarted and lost what it had queued. Not in the middle of a batch: the store's
+   * changes above the ledger's last checkpoint would be written as part of it (under an earlier
+   * checkpoint), and a crash before the batch commits would leave them applied once too often.
+   */
+  private requestResend(): number {
+    if (!this.batchInProgress) return this.resend();
+    this.resendAsked = true;
+    return 0;
   }
 
   /**

@@ -204,6 +204,40 @@ describe('strata start (child process, Postgres)', () => {
     expect((await daemon.exited).code).toBe(0);
   });
 
+  it('a writer restarted while a batch is half executed gets no part of that batch: a kill -9 then loses nothing and doubles nothing', async () => {
+    await resetDatabase();
+    // Batch 1 (blocks 1-20) is the writer's first transaction, abandoned before COMMIT; the
+    // restarted writer asks for everything uncommitted while batch 2 waits in block 25's handler
+    // with blocks 21-24 in the store. Those must not be written as part of checkpoint 20.
+    const first = start({
+      TEST_BLOCKS: '200',
+      TEST_BATCH_SIZE: '20',
+      TEST_PAUSE_AT_BLOCK: '25',
+      TEST_PAUSE_MS: '5000',
+      STRATA_TEST_FAULT: 'persistence:crash-before-commit:1',
+    });
+    await first.url;
+    await waitFor(
+      () => committedCheckpoint(),
+      (checkpoint) => checkpoint >= 20,
+      60_000,
+      'the re-sent batches committed',
+    );
+    first.kill('SIGKILL');
+    await first.exited;
+    const second = start({ TEST_BLOCKS: '200', TEST_BATCH_SIZE: '20' });
+    const url = await second.url;
+    await waitFor(
+      () => getJson<StatusSnapshot>(`${url}/status`),
+      ({ body }) => body.pipelines[0]?.committedCheckpoint === 200,
+      60_000,
+      'all blocks committed after the restart',
+    );
+    await expectTablesToEqualReference(200);
+    second.kill('SIGTERM');
+    expect((await second.exited).code).toBe(0);
+  });
+
   it('a writer that dies after COMMIT, before reporting it, is restarted and the commit reported again', async () => {
     await resetDatabase();
     // One batch, one transaction: nothing written later would report a newer commit.
