@@ -7,6 +7,7 @@
 // embedded PGlite (on disk, so the restart keeps it; queried through the daemon's own socket; its
 // snapshots read in pages of 3 rows, each its own transaction).
 // STRATA_SHAPES_SEED replays.
+import { setMaxListeners } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -143,6 +144,7 @@ describe.each([
       };
 
       const stop = new AbortController();
+      setMaxListeners(0, stop.signal); // every client's stream listens to it
       // Every status the clients got: a durable shape never sends one of them back to a snapshot.
       const { fetch: recording, statuses } = statusRecorder();
       const clients: Array<{ where: string; params: Record<string, string>; shape: Shape<Row> }> = [];
