@@ -95,10 +95,16 @@ async function run(shapes: number) {
   const commitAt = await committed(2);
   const got = await Promise.all(answers);
   const peak = procStatus(daemon.pid, 'VmHWM');
+  // Each actor's thread reports its peak heap after GC with its pongs (once a ping interval).
+  await new Promise((resolve) => setTimeout(resolve, 2 * 10_000));
+  const status = (await (await fetch(`${base}/status`)).json()) as {
+    actors: Array<{ name: string; heapAfterGcPeakBytes: number }>;
+  };
   await daemon.stop();
   return {
     idle,
     peak,
+    heaps: status.actors.map((actor) => `${actor.name} ${mib(actor.heapAfterGcPeakBytes)}`).join(', '),
     seconds: (commitAt - posted) / 1_000,
     missed: got.filter((answer) => !answer.changed).length,
     answers: got.map((answer) => answer.at - commitAt),
@@ -116,6 +122,11 @@ console.log(
 console.log(
   `  ${SHAPES} live shapes:    POST → committed ${withShapes.seconds.toFixed(1)} s; RSS idle ${mib(withShapes.idle)}, peak ${mib(withShapes.peak)} (+${mib(withShapes.peak - withShapes.idle)}; target ≤ +256 MiB)`,
 );
+for (const [kind, result] of [
+  ['no shapes', without],
+  [`${SHAPES} live shapes`, withShapes],
+] as const)
+  console.log(`  heap after GC, peak per actor thread (${kind}): ${result.heaps}`);
 const sorted = [...withShapes.answers].sort((a, b) => a - b);
 console.log(
   `  clients: ${SHAPES - withShapes.missed}/${SHAPES} got their change, ${sorted[0]!.toFixed(0)} … ${sorted[sorted.length - 1]!.toFixed(0)} ms after the commit was seen on /status (negative: before the status poll noticed it)`,
