@@ -276,7 +276,7 @@ export class BatchExecutor {
   executeMisses = 0;
   /** Batches executed to the end (see nothingToLoad). */
   private batchesRun = 0;
-  /** How the last batch loaded (for /status and tests); 'none': every entity held whole. */
+  /** How the last batch loaded (for /status and tests); 'none': every entity read is held whole. */
   lastLoadMode: 'two-pass' | 'prefetch' | 'none' = 'two-pass';
 
   constructor(options: BatchExecutorOptions) {
