@@ -35,7 +35,7 @@ import type { LoadLayer } from './load-layer.ts';
 /** Events between two looks at the clock while a batch runs. */
 const YIELD_CHECK_EVENTS = 64;
 /** The longest a batch holds the thread's event loop before it lets other work (pings) run. */
-const MAX_TURN_MS = 100;
+export const MAX_TURN_MS = 100;
 
 import { ReadProfile } from './read-profile.ts';
 import {

@@ -3,9 +3,13 @@
 // straight into the encoded form that crosses the threads (src/pipeline/change-codec.ts). The
 // processing actor does the conversion, so the writer's thread only merges and streams.
 
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { ChangesEncoder } from '../pipeline/change-codec.ts';
 import { escapeText, rowToCopyLine } from '../schema/copy-text.ts';
 import type { EntityStore, InMemoryStore, StoredChange } from './in-memory-store.ts';
+
+/** Changes encoded between two looks at the clock (collectBatchChangesInTurns). */
+const SLICE = 4_096;
 
 /**
  * The changes the current batch made, encoded. With `history` (inside the reorg threshold) also
@@ -15,13 +19,50 @@ export function collectBatchChanges(
   store: InMemoryStore,
   history: boolean,
 ): { encoded: Uint8Array; count: number } {
+  const encoding = encodeBatchChanges(store, history);
+  let step = encoding.next();
+  while (step.done !== true) step = encoding.next();
+  return step.value;
+}
+
+/**
+ * `collectBatchChanges`, giving the event loop a turn whenever a stretch took `maxTurnMs`: one
+ * block of a million changes takes seconds to encode, and a thread that long deaf to pings is
+ * killed as unresponsive (and would be again, on the same block, after its restart).
+ */
+export async function collectBatchChangesInTurns(
+  store: InMemoryStore,
+  history: boolean,
+  maxTurnMs: number,
+): Promise<{ encoded: Uint8Array; count: number }> {
+  const encoding = encodeBatchChanges(store, history);
+  let turnStarted = performance.now();
+  for (let step = encoding.next(); ; step = encoding.next()) {
+    if (step.done === true) return step.value;
+    if (performance.now() - turnStarted > maxTurnMs) {
+      await nextTurn();
+      turnStarted = performance.now();
+    }
+  }
+}
+
+/** Encodes the batch's changes, pausing (yield) after every SLICE of them. */
+function* encodeBatchChanges(
+  store: InMemoryStore,
+  history: boolean,
+): Generator<void, { encoded: Uint8Array; count: number }> {
   const encoder = new ChangesEncoder();
   let count = 0;
   for (const [name, table] of store.tables) {
-    if (table.batchChangeCount() === 0) continue;
+    const changes = table.batchChangeCount();
+    if (changes === 0) continue;
     const entry = new EntryBuilder(encoder);
-    table.forEachBatchChange((id, change) => entry.push(table, id, change, history));
-    count += table.batchChangeCount();
+    const push = (id: string, change: StoredChange) => entry.push(table, id, change, history);
+    for (let from = 0; from < changes; from += SLICE) {
+      table.forEachBatchChangeIn(from, Math.min(changes, from + SLICE), push);
+      yield;
+    }
+    count += changes;
     if (history) table.forEachBatchOverwritten((id, change) => entry.pushHistory(table, id, change));
     entry.end(name);
   }

@@ -193,8 +193,13 @@ export class EntityStore {
 
   /** The current (or last) batch's final change per id, in first-touch order. */
   forEachBatchChange(visit: (id: string, change: StoredChange) => void): void {
+    this.forEachBatchChangeIn(0, this.touchedIds.length, visit);
+  }
+
+  /** `forEachBatchChange` for the ids touched `from`-th up to (not including) `to`-th. */
+  forEachBatchChangeIn(from: number, to: number, visit: (id: string, change: StoredChange) => void): void {
     const ids = this.touchedIds;
-    for (let i = 0; i < ids.length; i++) visit(ids[i]!, this.latest.get(ids[i]!)!);
+    for (let i = from; i < to; i++) visit(ids[i]!, this.latest.get(ids[i]!)!);
   }
 
   /** The changes the current (or last) batch made and then overwrote (kept inside the threshold). */

@@ -43,8 +43,12 @@ import { createSource } from '../sources/create-source.ts';
 import type { Block } from '../sources/types.ts';
 import type { ActorContext, ActorDefinition, ActorInstance } from '../supervisor/actor-host.ts';
 import type { TestFault } from '../test-faults.ts';
-import { BatchExecutor, type BatchExecutorOptions } from './batch-executor.ts';
-import { collectBatchChanges, collectUncommittedChanges } from './collect-changes.ts';
+import { BatchExecutor, type BatchExecutorOptions, MAX_TURN_MS } from './batch-executor.ts';
+import {
+  collectBatchChanges,
+  collectBatchChangesInTurns,
+  collectUncommittedChanges,
+} from './collect-changes.ts';
 import { EffectStore } from './effect-store.ts';
 import { InMemoryStore } from './in-memory-store.ts';
 import { LoadLayer } from './load-layer.ts';
@@ -386,7 +390,9 @@ class PipelineRuntime {
     this.blockRate.add(blocks.length);
     this.peakInMemoryObjects = Math.max(this.peakInMemoryObjects, this.inMemoryObjects());
     // Inside the threshold the batch is held: sent once the next read shows its tip still stands.
-    if (!isInReorgThreshold) this.sendLastBatch(batch);
+    // Encoded in turns: one large block's changes would hold the thread past its ping timeout.
+    if (!isInReorgThreshold)
+      this.sendEncoded(batch, await collectBatchChangesInTurns(this.store, false, MAX_TURN_MS));
   }
 
   private releaseHeld(): void {
@@ -396,7 +402,10 @@ class PipelineRuntime {
 
   /** Sends the store's last batch to the writer, its changes collected from the store now. */
   private sendLastBatch(batch: UncommittedBatch): void {
-    const { encoded, count } = collectBatchChanges(this.store, batch.isInReorgThreshold);
+    this.sendEncoded(batch, collectBatchChanges(this.store, batch.isInReorgThreshold));
+  }
+
+  private sendEncoded(batch: UncommittedBatch, { encoded, count }: { encoded: Uint8Array; count: number }) {
     this.ledger.recount(batch, count);
     this.emitBatch([batch], encoded, count);
   }
