@@ -29,8 +29,10 @@ async function run(shapes: number) {
     DATABASE_URL: db.url,
     STRATA_BODY_LIMIT_BYTES: String(1024 * 1024 * 1024),
     STRATA_MAX_CHANGES_PER_WRITE: String(4 * TRANSFERS),
-    // Encoding one block's 1M changes for the writer holds the processing thread ~2.5 s in one
-    // synchronous stretch: past the default ping timeout (2 × 1 s), the supervisor would kill it.
+    // One block of 1M changes still holds threads for long synchronous stretches (the writer's
+    // decoding of its run, the processing thread reading the block): on a busy machine past the
+    // default ping timeout (2 × 1 s), and the supervisor would kill them. (Encoding the changes
+    // for the writer, ~2.5 s in one stretch, now gives the event loop turns.)
     STRATA_PING_INTERVAL_MS: '10000',
   });
   const base = daemon.base;
