@@ -9,6 +9,16 @@ import { StrataError } from '../errors.ts';
 import { type BlockSource, Waker } from './block-source.ts';
 import type { Block } from './types.ts';
 
+/**
+ * A request's blocks as rows of `strata.ingest_blocks`, from `$2`: the blocks as one JSON value
+ * that Postgres takes apart. (Bound as arrays instead, node-postgres escaped every block's events
+ * into an array literal — for one block of 500,000 events seconds of the main thread and copies
+ * of the whole request.)
+ */
+const REQUEST_ROWS = `(SELECT (b->>'number')::bigint AS number, b->>'hash' AS hash, b->>'parentHash' AS parent_hash,
+   (b->>'timestamp')::bigint AS timestamp, b->'events' AS events
+   FROM jsonb_array_elements($2::jsonb) AS b)`;
+
 export interface AppendOptions {
   /** The pipeline's reorg threshold: a replacement branch must attach within it. */
   maxReorgDepth: number;
@@ -69,14 +79,10 @@ export async function appendBlocks(
       );
     }
     try {
-      // The blocks as one JSON value, taken apart by Postgres: bound as a jsonb[] array instead,
-      // node-postgres escaped every block's events into an array literal — for one block of
-      // 500,000 events seconds of the main thread and copies of the whole request.
       await client.query(
         `INSERT INTO strata.ingest_blocks (pipeline, number, hash, parent_hash, timestamp, events)
-         SELECT $1, (b->>'number')::bigint, b->>'hash', b->>'parentHash', (b->>'timestamp')::bigint, b->'events'
-         FROM jsonb_array_elements($2::jsonb) AS b`,
-        [pipeline, JSON.stringify(blocks.map(storedForm))],
+         SELECT $1, r.number, r.hash, r.parent_hash, r.timestamp, r.events FROM ${REQUEST_ROWS} AS r`,
+        requestParams(pipeline, blocks),
       );
     } catch (error) {
       throw refusedByDatabase(error, pipeline);
@@ -216,13 +222,12 @@ async function allStoredIdentically(client: Queryable, pipeline: string, blocks:
   try {
     const { rows } = await client.query<{ same: number }>(
       `SELECT count(*)::int AS same
-         FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[])
-              AS r(number, hash, parent_hash, timestamp, events)
+         FROM ${REQUEST_ROWS} AS r
          JOIN strata.ingest_blocks b
            ON b.pipeline = $1 AND b.number = r.number AND b.timestamp = r.timestamp
           AND b.hash IS NOT DISTINCT FROM r.hash AND b.parent_hash IS NOT DISTINCT FROM r.parent_hash
           AND b.events = r.events`,
-      blockColumns(pipeline, blocks),
+      requestParams(pipeline, blocks),
     );
     return rows[0]?.same === blocks.length;
   } catch (error) {
@@ -230,20 +235,16 @@ async function allStoredIdentically(client: Queryable, pipeline: string, blocks:
   }
 }
 
-/** What of a block the log stores, in `strata.ingest_blocks`' columns. */
-function storedForm({ number, hash, parentHash, timestamp, events }: Block) {
-  return { number, hash, parentHash, timestamp, events };
-}
-
-function blockColumns(pipeline: string, blocks: Block[]): unknown[] {
-  return [
-    pipeline,
-    blocks.map((block) => block.number),
-    blocks.map((block) => block.hash),
-    blocks.map((block) => block.parentHash),
-    blocks.map((block) => block.timestamp),
-    blocks.map((block) => JSON.stringify(block.events)),
-  ];
+/** `$1` the pipeline, `$2` its request's blocks (see REQUEST_ROWS). */
+function requestParams(pipeline: string, blocks: Block[]): unknown[] {
+  const stored = blocks.map(({ number, hash, parentHash, timestamp, events }) => ({
+    number,
+    hash,
+    parentHash,
+    timestamp,
+    events,
+  }));
+  return [pipeline, JSON.stringify(stored)];
 }
 
 /** 22P05: a \u0000 in a payload (jsonb cannot hold it); 22021/22P02: invalid text or a lone surrogate. */
