@@ -2,12 +2,14 @@
 // `strata start`.
 
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildConfig, type StrataConfig } from './config.ts';
 import { startEmbeddedDatabase } from './db/embedded.ts';
 import { migrate } from './db/migrator.ts';
 import { EXIT_NON_RETRYABLE, exitCodeFor, StrataError } from './errors.ts';
 import { createLogger, resolveLogFormat } from './logger.ts';
+import { PACKAGE_ROOT } from './package-root.ts';
 import { resetPipeline } from './persistence/pipeline-setup.ts';
 import { FLAGS } from './settings.ts';
 import { fetchStatus, renderStatus } from './status-table.ts';
@@ -38,7 +40,7 @@ Without DATABASE_URL the daemon runs on embedded PGlite stored in .strata/ (--me
 Environment variables and defaults: docs/operations.md. Error codes: docs/errors.md.`;
 
 const VERSION = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }
 ).version;
 
 async function main(argv: string[]): Promise<number> {

@@ -6,12 +6,12 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { type ApiToken, isLoopbackHost, parseApiTokens } from './api-tokens.ts';
 import { deepFreeze } from './deep-freeze.ts';
 import { StrataError } from './errors.ts';
 import type { LogFormat, LogLevel } from './logger.ts';
+import { PACKAGE_ROOT } from './package-root.ts';
 import { isInside } from './path-inside.ts';
 import { namedQuerySchema, QUERY_NAME } from './queries/named-query.ts';
 import {
@@ -24,6 +24,7 @@ import {
   settingsSchema,
 } from './settings.ts';
 import { parseTestFault, type TestFault } from './test-faults.ts';
+import { importProjectFile } from './transpile/project-file-import.ts';
 
 const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
 
@@ -187,7 +188,7 @@ export interface BuildConfigInput {
 }
 
 /** The project used when neither `--project`, `STRATA_PROJECT` nor `./strata.config.ts` exists. */
-export const DEFAULT_PROJECT_DIR = path.resolve(import.meta.dirname, '../examples/credits');
+export const DEFAULT_PROJECT_DIR = path.join(PACKAGE_ROOT, 'examples/credits');
 
 export async function buildConfig(input: BuildConfigInput = {}): Promise<StrataConfig> {
   const env = input.env ?? process.env;
@@ -318,7 +319,7 @@ async function loadProjectFile(
   }
   let exported: unknown;
   try {
-    exported = ((await import(pathToFileURL(file).href)) as { default?: unknown }).default;
+    exported = (await importProjectFile(file)).default;
   } catch (error) {
     problems.push(`${file}: cannot be loaded: ${error instanceof Error ? error.message : String(error)}`);
     return null;

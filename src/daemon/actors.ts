@@ -11,6 +11,7 @@ import { type Logger, type LoggerOptions, resolveLogFormat } from '../logger.ts'
 import type { MaterializerActorData, MaterializerMethods } from '../materializer/materializer-actor.ts';
 import { capturedTables } from '../materializer/shape-store.ts';
 import type { DaemonMetrics } from '../metrics.ts';
+import { codeModule } from '../package-root.ts';
 import type { PersistenceActorData, PersistenceMethods } from '../persistence/persistence-actor.ts';
 import { ShapeTables } from '../pipeline/shape-tables.ts';
 import type { ProcessingActorData, ProcessingMethods } from '../processing/processing-actor.ts';
@@ -28,9 +29,9 @@ import type { DaemonLifecycle } from './lifecycle.ts';
 import { ShapeService } from './shapes.ts';
 import { withTimeout } from './with-timeout.ts';
 
-const PROCESSING_ENTRY = new URL('../../workers/processing.ts', import.meta.url);
-const PERSISTENCE_ENTRY = new URL('../../workers/persistence.ts', import.meta.url);
-const MATERIALIZER_ENTRY = new URL('../../workers/materializer.ts', import.meta.url);
+const PROCESSING_ENTRY = codeModule('workers/processing');
+const PERSISTENCE_ENTRY = codeModule('workers/persistence');
+const MATERIALIZER_ENTRY = codeModule('workers/materializer');
 /** How often a processing actor reports its progress. */
 const PROGRESS_INTERVAL_MS = 1_000;
 /**

@@ -9,9 +9,11 @@
 
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { codeModule, PACKAGE_ROOT } from '../package-root.ts';
 import type { EmbeddedThreadMessage, EmbeddedThreadOptions } from './embedded-thread.ts';
 import type { PgliteStart } from './pglite-template.ts';
 
@@ -26,8 +28,8 @@ export interface EmbeddedDatabase {
 /** Concurrent socket connections PGlite's multiplexer accepts (actors' pools share these). */
 const MAX_CONNECTIONS = 64;
 
-const bootstrapUrl = new URL('../../workers/bootstrap.mjs', import.meta.url);
-const threadEntry = new URL('../../workers/embedded-db.ts', import.meta.url);
+const bootstrapUrl = pathToFileURL(path.join(PACKAGE_ROOT, 'workers/bootstrap.mjs'));
+const threadEntry = codeModule('workers/embedded-db');
 
 export async function startEmbeddedDatabase(options: {
   storage: 'disk' | 'memory';

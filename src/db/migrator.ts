@@ -9,9 +9,10 @@ import path from 'node:path';
 import pg from 'pg';
 import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { PACKAGE_ROOT } from '../package-root.ts';
 import { classify } from './pool.ts';
 
-export const MIGRATIONS_DIR = path.resolve(import.meta.dirname, '../../migrations');
+export const MIGRATIONS_DIR = path.join(PACKAGE_ROOT, 'migrations');
 /** Arbitrary constant naming the migration lock (pg_advisory_lock takes a bigint). */
 const MIGRATION_LOCK_KEY = 7_317_201_001;
 const FILE_NAME = /^(\d{4})_[a-z0-9_]+\.sql$/;

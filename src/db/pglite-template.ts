@@ -13,8 +13,9 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
+import { PACKAGE_ROOT } from '../package-root.ts';
 
-const CACHE_DIR = path.resolve(import.meta.dirname, '../../node_modules/.cache/strata');
+const CACHE_DIR = path.join(PACKAGE_ROOT, 'node_modules/.cache/strata');
 
 /** The installed PGlite's version (its package.json is not an export: read it beside its entry). */
 function pgliteVersion(): string {

@@ -2,7 +2,10 @@
 // in-thread over a MessageChannel (unit tests, and the benchmark's in-thread reference). Both
 // give the actor reference one surface: post, receive, learn of the exit, terminate.
 
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { MessageChannel, Worker } from 'node:worker_threads';
+import { PACKAGE_ROOT } from '../package-root.ts';
 import type { FromActorMessage, ToActorMessage } from '../protocol.ts';
 import { type ActorDefinition, type ActorInit, type ActorMethods, serveActor } from './actor-host.ts';
 
@@ -25,7 +28,7 @@ export interface ActorEndpoint {
 
 export type SpawnEndpoint<Data> = (init: ActorInit<Data>) => ActorEndpoint;
 
-const bootstrapUrl = new URL('../../workers/bootstrap.mjs', import.meta.url);
+const bootstrapUrl = pathToFileURL(path.join(PACKAGE_ROOT, 'workers/bootstrap.mjs'));
 
 export interface WorkerSpawnOptions {
   /** V8 heap cap for the actor's thread; exceeding it ends the thread (best effort, see docs). */

@@ -2,8 +2,11 @@
 // import by relative path into a build directory Node imports from: each module is transpiled by
 // the module service (so its L1/L2 cache and the fleet's coalescing apply to handlers too) and
 // written as `<canonical path>.mjs`, with its relative import specifiers rewritten to the built
-// files. Bare specifiers (`strata`, npm packages) are left alone: the build directory sits inside
-// the project by default, so Node resolves them from the project's node_modules as before.
+// files. Bare specifiers (npm packages) are left alone: the build directory sits inside the
+// project by default, so Node resolves them from the project's node_modules as before. `strata`
+// itself, when Strata runs compiled (src/package-root.ts), is rewritten to the running copy's
+// entry: the package's own export is TypeScript, which a thread without a loader cannot import,
+// and the project then uses the very API instance the daemon runs.
 //
 // A build directory is named by the content of the whole module graph (paths, source hashes,
 // transpiler version): Node caches modules by URL, so a changed graph must get new URLs for a
@@ -17,7 +20,7 @@ import { mkdir, readdir, readFile, realpath, rename, rm, stat, utimes, writeFile
 import path from 'node:path';
 import { init, parse } from 'es-module-lexer';
 import { StrataError } from '../errors.ts';
-import type { ModuleService } from './module-service.ts';
+import { codeModule, RUNNING_COMPILED } from '../package-root.ts';
 import { TRANSPILER_VERSION } from './transpile-pool.ts';
 
 export interface ModuleBuild {
@@ -30,8 +33,19 @@ export interface ModuleBuild {
 }
 
 const SCRIPT = /\.(ts|tsx|mts|js|mjs|jsx)$/;
-/** Builds kept per build root; older ones are removed after a build. */
+/** Builds kept per build root by default; older ones are removed after a build. */
 const KEEP_BUILDS = 5;
+/** What a bare `strata` import becomes (null: left to Node, which needs a TypeScript loader). */
+const SELF_IMPORT = RUNNING_COMPILED ? codeModule('src/index').href : null;
+
+/** Where a build's modules come from: the module service, or a plain in-thread transpile. */
+export interface ModuleSource {
+  /** The folder modules are read from (canonical paths are relative to its real path). */
+  readonly root: string;
+  resolve(requestPath: string): Promise<string>;
+  /** Transpiled code, its source map (JSON), and a fingerprint of the source. */
+  get(canonicalPath: string): Promise<{ code: string; map: string; etag: string }>;
+}
 
 interface BuiltFile {
   canonical: string;
@@ -47,9 +61,10 @@ interface BuiltFile {
  * import that leaves `modules.root` is a project error (STRATA_ERR_CONFIG_INVALID).
  */
 export async function buildModules(
-  modules: ModuleService,
+  modules: ModuleSource,
   entries: readonly string[],
   buildRoot: string,
+  keepBuilds = KEEP_BUILDS,
 ): Promise<ModuleBuild> {
   await init;
   const root = await realpath(modules.root);
@@ -66,13 +81,13 @@ export async function buildModules(
     files.set(canonical, file);
   }
 
-  const hash = createHash('sha256').update(TRANSPILER_VERSION);
+  const hash = createHash('sha256').update(`${TRANSPILER_VERSION}\0${SELF_IMPORT}`);
   for (const canonical of [...files.keys()].sort())
     hash.update(`\0${canonical}\0${files.get(canonical)!.fingerprint}`);
   const id = hash.digest('hex').slice(0, 16);
   const dir = path.join(buildRoot, id);
   await writeBuild(dir, files.values());
-  await pruneOldBuilds(buildRoot, id);
+  await pruneOldBuilds(buildRoot, id, keepBuilds);
   const outputs = new Map([...files.values()].map((file) => [file.canonical, file.output]));
   return {
     id,
@@ -88,7 +103,7 @@ export async function buildModules(
 
 /** Transpiles (or copies) one module and queues the project modules it imports. */
 async function buildOne(
-  modules: ModuleService,
+  modules: ModuleSource,
   canonical: string,
   root: string,
   buildRoot: string,
@@ -109,21 +124,25 @@ async function buildOne(
     if (specifier.type === 'import-meta') continue;
     const name = specifier.specifier;
     const glob = specifier.type === 'dynamic' && specifier.glob;
-    if (name == null || glob || !(name.startsWith('./') || name.startsWith('../'))) continue;
-    const target = path.posix.join(path.posix.dirname(canonical), name);
-    let targetCanonical: string;
-    try {
-      targetCanonical = await modules.resolve(target);
-    } catch {
-      throw new StrataError(
-        'STRATA_ERR_CONFIG_INVALID',
-        `${canonical} imports '${name}', which is not a file inside ${root}`,
-      );
-    }
-    queue.push(targetCanonical);
-    const targetOutput = SCRIPT.test(targetCanonical) ? `${targetCanonical}.mjs` : targetCanonical;
-    let rewritten = path.posix.relative(path.posix.dirname(output), targetOutput);
-    if (!rewritten.startsWith('.')) rewritten = `./${rewritten}`;
+    if (name == null || glob) continue;
+    let rewritten: string;
+    if (name === 'strata' && SELF_IMPORT !== null) rewritten = SELF_IMPORT;
+    else if (name.startsWith('./') || name.startsWith('../')) {
+      const target = path.posix.join(path.posix.dirname(canonical), name);
+      let targetCanonical: string;
+      try {
+        targetCanonical = await modules.resolve(target);
+      } catch {
+        throw new StrataError(
+          'STRATA_ERR_CONFIG_INVALID',
+          `${canonical} imports '${name}', which is not a file inside ${root}`,
+        );
+      }
+      queue.push(targetCanonical);
+      const targetOutput = SCRIPT.test(targetCanonical) ? `${targetCanonical}.mjs` : targetCanonical;
+      rewritten = path.posix.relative(path.posix.dirname(output), targetOutput);
+      if (!rewritten.startsWith('.')) rewritten = `./${rewritten}`;
+    } else continue;
     // Static imports span the bare specifier; a dynamic import() spans its quoted literal.
     const dynamic = specifier.type === 'dynamic';
     code += result.code.slice(last, specifier.start) + (dynamic ? JSON.stringify(rewritten) : rewritten);
@@ -164,7 +183,7 @@ async function writeBuild(dir: string, files: Iterable<BuiltFile>): Promise<void
   }
 }
 
-async function pruneOldBuilds(buildRoot: string, current: string): Promise<void> {
+async function pruneOldBuilds(buildRoot: string, current: string, keepBuilds: number): Promise<void> {
   const entries = await readdir(buildRoot).catch(() => [] as string[]);
   const builds: Array<{ name: string; mtimeMs: number }> = [];
   for (const name of entries) {
@@ -175,7 +194,7 @@ async function pruneOldBuilds(buildRoot: string, current: string): Promise<void>
       builds.push({ name, mtimeMs: info.mtimeMs });
   }
   builds.sort((a, b) => b.mtimeMs - a.mtimeMs);
-  for (const { name } of builds.slice(KEEP_BUILDS - 1)) {
+  for (const { name } of builds.slice(keepBuilds - 1)) {
     await rm(path.join(buildRoot, name), { recursive: true, force: true }).catch(() => undefined);
   }
 }

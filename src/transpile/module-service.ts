@@ -148,21 +148,7 @@ export class ModuleService {
   /** The canonical project-relative path of a request path, or a NOT_FOUND error. */
   async resolve(requestPath: string): Promise<string> {
     this.rootReal ??= await realpath(this.options.root);
-    const relative = requestPath.replace(/^\/+/, '');
-    const base = path.resolve(this.rootReal, relative);
-    if (!isInside(this.rootReal, base) || relative.includes('\0')) throw notFound(requestPath);
-    for (const extension of EXTENSIONS) {
-      const candidate = base + extension;
-      try {
-        if (!(await stat(candidate)).isFile()) continue;
-        const real = await realpath(candidate);
-        if (!isInside(this.rootReal, real)) throw notFound(requestPath); // a symlink out of the root
-        return path.relative(this.rootReal, real).split(path.sep).join('/');
-      } catch (error) {
-        if (error instanceof StrataError) throw error;
-      }
-    }
-    throw notFound(requestPath);
+    return resolveModulePath(this.rootReal, requestPath);
   }
 
   /** Source hash and ETag without transpiling (for If-None-Match → 304). */
@@ -373,6 +359,28 @@ export class ModuleService {
       return { entry: null, generation: null };
     }
   }
+}
+
+/**
+ * The canonical path (relative to `rootReal`, a real path) of a module request: the file itself or
+ * with the first extension that exists, never outside the root (symlinks included); else NOT_FOUND.
+ */
+export async function resolveModulePath(rootReal: string, requestPath: string): Promise<string> {
+  const relative = requestPath.replace(/^\/+/, '');
+  const base = path.resolve(rootReal, relative);
+  if (!isInside(rootReal, base) || relative.includes('\0')) throw notFound(requestPath);
+  for (const extension of EXTENSIONS) {
+    const candidate = base + extension;
+    try {
+      if (!(await stat(candidate)).isFile()) continue;
+      const real = await realpath(candidate);
+      if (!isInside(rootReal, real)) throw notFound(requestPath); // a symlink out of the root
+      return path.relative(rootReal, real).split(path.sep).join('/');
+    } catch (error) {
+      if (error instanceof StrataError) throw error;
+    }
+  }
+  throw notFound(requestPath);
 }
 
 /** 404 for a path that is not a module of the project (missing, outside, or not in a module graph). */

@@ -5,7 +5,10 @@
 
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
+import { PACKAGE_ROOT } from '../package-root.ts';
 
 export interface TranspileDiagnostic {
   file: string;
@@ -47,7 +50,7 @@ export class TranspilePool {
     const threads = options.threads ?? Math.max(1, Math.min(4, availableParallelism()));
     this.threads = threads;
     this.pool = new Piscina({
-      filename: new URL('../../workers/transpile.mjs', import.meta.url).href,
+      filename: pathToFileURL(path.join(PACKAGE_ROOT, 'workers/transpile.mjs')).href,
       minThreads: options.minThreads ?? threads,
       maxThreads: threads,
       idleTimeout: 60_000,
