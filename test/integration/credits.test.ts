@@ -182,7 +182,7 @@ describe('credits ledger', () => {
       // The daemon holds the pipeline: repair refuses (before replaying anything).
       const refused = await runCli(['repair', 'credits'], env);
       expect(refused.code).not.toBe(0);
-      expect(refused.stderr).toContain('STRATA_ERR_PIPELINE_RUNNING');
+      expect(refused.stderr, refused.stderr + refused.stdout).toContain('STRATA_ERR_PIPELINE_RUNNING');
 
       daemon.kill('SIGTERM');
       expect((await daemon.exited).code).toBe(0);
