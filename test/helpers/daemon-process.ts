@@ -2,6 +2,7 @@
 // and reports how it exited.
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { afterAll } from 'vitest';
 import type { StatusSnapshot } from '../../src/status-types.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -15,6 +16,13 @@ export interface DaemonProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): void;
 }
+
+// A test that fails before it stops its daemon would leave it running (and busy) for the rest of
+// the suite: every daemon still alive when its test file ends is killed.
+const running = new Set<ChildProcess>();
+afterAll(() => {
+  for (const child of running) child.kill('SIGKILL');
+});
 
 export const fixtureProject = (name: string) => path.join(root, 'test/fixtures', name);
 
@@ -38,6 +46,7 @@ export function startDaemonProcess(
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
+  running.add(child);
   const logs: Array<Record<string, unknown>> = [];
   const stderr: string[] = [];
   let resolveUrl: (url: string) => void = () => {};
@@ -67,6 +76,7 @@ export function startDaemonProcess(
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     // 'close', not 'exit': it comes once stdout is drained too, so no log line is lost after exit.
     child.on('close', (code, signal) => {
+      running.delete(child);
       rejectUrl(new Error(`daemon exited (${code ?? signal}) before listening: ${stderr.join('')}`));
       resolve({ code, signal });
     });
