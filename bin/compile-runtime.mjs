@@ -26,7 +26,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const PACKAGE_ROOT = path.resolve(import.meta.dirname, '..');
-const COMPILED_FOLDERS = ['src', 'workers'];
+const RUNTIME_FOLDERS = ['src', 'workers'];
+const DEFAULT_CACHE_ROOT = path.join(PACKAGE_ROOT, 'node_modules/.cache/strata/runtime');
 /** Copies kept besides the current one (other checkouts' versions, a rebuild after an edit). */
 const KEEP_OTHERS = 3;
 const OXC_VERSION = createRequire(import.meta.url)('oxc-transform/package.json').version;
@@ -35,10 +36,17 @@ const OXC_VERSION = createRequire(import.meta.url)('oxc-transform/package.json')
  * Returns the file URL of the compiled `src/cli.js`, compiling first when the sources changed.
  * `cacheRoot` is where copies are kept (tests pass a temporary folder).
  */
-export async function compiledRuntime({
-  cacheRoot = path.join(PACKAGE_ROOT, 'node_modules/.cache/strata/runtime'),
-} = {}) {
-  const sources = listSources();
+export async function compiledRuntime({ cacheRoot = DEFAULT_CACHE_ROOT } = {}) {
+  const copy = await compiledCopy({ cacheRoot, folders: RUNTIME_FOLDERS });
+  return pathToFileURL(path.join(copy, 'src/cli.js')).href;
+}
+
+/**
+ * The folder of a compiled copy of `folders` (relative to the package), compiled first when
+ * their sources changed. Benchmarks add `bench` to run their in-memory limits as the daemon does.
+ */
+export async function compiledCopy({ cacheRoot = DEFAULT_CACHE_ROOT, folders = RUNTIME_FOLDERS } = {}) {
+  const sources = listSources(folders);
   const hash = createHash('sha256').update(`oxc-${OXC_VERSION}`);
   const contents = new Map();
   for (const relative of sources) {
@@ -56,10 +64,10 @@ export async function compiledRuntime({
     build(dir, contents, transformSync);
     prune(cacheRoot, id);
   }
-  return pathToFileURL(path.join(dir, 'src/cli.js')).href;
+  return dir;
 }
 
-function listSources() {
+function listSources(folders) {
   const found = [];
   const walk = (relative) => {
     for (const entry of readdirSync(path.join(PACKAGE_ROOT, relative), { withFileTypes: true })) {
@@ -73,7 +81,7 @@ function listSources() {
         found.push(child);
     }
   };
-  for (const folder of COMPILED_FOLDERS) walk(folder);
+  for (const folder of folders) walk(folder);
   return found.sort();
 }
 
