@@ -30,6 +30,8 @@ const RUNTIME_FOLDERS = ['src', 'workers'];
 const DEFAULT_CACHE_ROOT = path.join(PACKAGE_ROOT, 'node_modules/.cache/strata/runtime');
 /** Copies kept besides the current one (other checkouts' versions, a rebuild after an edit). */
 const KEEP_OTHERS = 3;
+/** ~3 MB each: beyond KEEP_OTHERS, a copy goes once no start has used it for this long. */
+const UNUSED_FOR_MS = 60 * 60 * 1000;
 const OXC_VERSION = createRequire(import.meta.url)('oxc-transform/package.json').version;
 
 /**
@@ -131,6 +133,8 @@ function prune(cacheRoot, current) {
       others.push({ name, mtimeMs: info.mtimeMs });
   }
   others.sort((a, b) => b.mtimeMs - a.mtimeMs);
-  for (const { name } of others.slice(KEEP_OTHERS))
-    rmSync(path.join(cacheRoot, name), { recursive: true, force: true });
+  // A copy a daemon started from in the last hour stays: its actors load it again on a restart.
+  for (const { name, mtimeMs } of others.slice(KEEP_OTHERS))
+    if (Date.now() - mtimeMs > UNUSED_FOR_MS)
+      rmSync(path.join(cacheRoot, name), { recursive: true, force: true });
 }
