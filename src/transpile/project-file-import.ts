@@ -1,10 +1,11 @@
 // Imports one of the project's own modules from its source: strata.config.ts, read before the
 // daemon's module cache exists, and a pipeline's schema and handlers where no build of the
-// module cache is at hand (`strata verify`, an actor given source paths). From the sources (vitest, tsx) a TypeScript loader is registered and the
-// file is imported as it is. Compiled (bin/strata.mjs), no thread has a loader: the file and what
-// it imports by relative path are built like handlers (module-build.ts), transpiled here in the
-// thread by the transpile pool's own function, into Strata's cache folder, and the build is
-// imported. Its `strata` import is the running copy's.
+// module cache is at hand (`strata verify`, an actor given source paths). From the sources
+// (vitest, tsx) a TypeScript loader is registered and the file is imported as it is. Compiled
+// (bin/strata.mjs), no thread has a loader: the file and what it imports by relative path are
+// built like handlers (module-build.ts), transpiled here in the thread by the transpile pool's
+// own function, into Strata's cache folder, and the build is imported. Its `strata` import is
+// the running copy's.
 
 import { createHash } from 'node:crypto';
 import { readFile, realpath } from 'node:fs/promises';
