@@ -12,6 +12,7 @@
 // Run: `npm run bench:processing` (EVENTS=1000000 BIG_EVENTS=5000000 by default).
 
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -138,6 +139,9 @@ async function copyFinalRows(): Promise<{ seconds: number; rows: number }> {
   for (const entity of schema.entities) {
     const columns = entity.columns.map((column) => quoteIdent(column.name)).join(', ');
     const data: Buffer[] = [];
+    // The stream ends at the copy's last row; the client is idle (ready for the next query) only
+    // once Postgres said so, which 'drain' tells.
+    const idle = once(client, 'drain');
     await pipeline(
       client.query(copyTo(`COPY ${entityTable('erc20', entity.name)} (${columns}) TO STDOUT`)),
       new Writable({
@@ -147,6 +151,7 @@ async function copyFinalRows(): Promise<{ seconds: number; rows: number }> {
         },
       }),
     );
+    await idle;
     const { rows: count } = await client.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM ${entityTable('erc20', entity.name)}`,
     );
