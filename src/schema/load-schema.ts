@@ -1,7 +1,7 @@
 // Loads a project's schema module (`export default defineSchema({…})`).
 
+import { pathToFileURL } from 'node:url';
 import { StrataError } from '../errors.ts';
-import { importProjectFile } from '../transpile/project-file-import.ts';
 import { isSchema, type Schema } from './define-schema.ts';
 
 export async function loadSchema(file: string): Promise<Schema> {
@@ -22,7 +22,7 @@ export async function loadSchema(file: string): Promise<Schema> {
  */
 export async function importUserModule(file: string, role: string): Promise<{ default?: unknown }> {
   try {
-    return await importProjectFile(file);
+    return (await import(pathToFileURL(file).href)) as { default?: unknown };
   } catch (error) {
     if (error instanceof StrataError) throw error; // e.g. defineSchema's own validation
     throw new StrataError(

@@ -1,11 +1,11 @@
-// Imports one of the project's own modules from its source: strata.config.ts, read before the
-// daemon's module cache exists, and a pipeline's schema and handlers where no build of the
-// module cache is at hand (`strata verify`, an actor given source paths). From the sources
-// (vitest, tsx) a TypeScript loader is registered and the file is imported as it is. Compiled
-// (bin/strata.mjs), no thread has a loader: the file and what it imports by relative path are
-// built like handlers (module-build.ts), transpiled here in the thread by the transpile pool's
-// own function, into Strata's cache folder, and the build is imported. Its `strata` import is
-// the running copy's.
+// The project's own modules, imported from their sources: strata.config.ts, read before the
+// daemon's module cache exists, and a pipeline's schema and handlers for `strata verify` (the
+// daemon's actors get the module cache's builds instead, src/transpile/pipeline-builds.ts). From
+// the sources (vitest, tsx) a TypeScript loader is registered and a file is imported as it is.
+// Compiled (bin/strata.mjs), no thread has a loader: the files and what they import by relative
+// path are built like handlers (module-build.ts), transpiled here in the thread by the transpile
+// pool's own function, into Strata's cache folder, and the build is imported. Its `strata`
+// import is the running copy's.
 
 import { createHash } from 'node:crypto';
 import { readFile, realpath } from 'node:fs/promises';
@@ -20,22 +20,31 @@ const BUILD_ROOT = path.join(PACKAGE_ROOT, 'node_modules/.cache/strata/project-f
 /** Every project a machine runs builds its config here: keep enough that none is pruned in use. */
 const KEEP_BUILDS = 50;
 
-export async function importProjectFile(file: string): Promise<{ default?: unknown }> {
-  if (!RUNNING_COMPILED) return (await import(pathToFileURL(file).href)) as { default?: unknown };
+/**
+ * Paths Node can import for the project's `files` (absolute): the files themselves from the
+ * sources, one build of them all when compiled (so a schema they share is one module).
+ */
+export async function importablePaths(files: readonly string[]): Promise<string[]> {
+  if (!RUNNING_COMPILED || files.length === 0) return [...files];
   const build = await buildModules(
-    new InThreadModules(path.parse(file).root),
-    [file],
+    new InThreadModules(path.parse(files[0]!).root),
+    files,
     BUILD_ROOT,
     KEEP_BUILDS,
   );
-  return (await import(pathToFileURL(build.builtPath(file)).href)) as { default?: unknown };
+  return files.map((file) => build.builtPath(file));
+}
+
+export async function importProjectFile(file: string): Promise<{ default?: unknown }> {
+  const [importable] = await importablePaths([file]);
+  return (await import(pathToFileURL(importable!).href)) as { default?: unknown };
 }
 
 type TranspileOutcome =
   | { ok: true; code: string; map: string }
   | { ok: false; diagnostic: TranspileDiagnostic };
 
-/** Modules under `root`, transpiled in this thread (a config graph is a file or two). */
+/** Modules under `root`, transpiled in this thread (a config, or one pipeline's modules). */
 class InThreadModules implements ModuleSource {
   private rootReal: string | null = null;
   constructor(readonly root: string) {}

@@ -20,6 +20,7 @@ import { readBuild, readCommitted } from '../pipeline/checkpoint-store.ts';
 import { pipelineFingerprint } from '../pipeline/fingerprint.ts';
 import { loadPipelineModules } from '../processing/pipeline-modules.ts';
 import { entityTable, fingerprintHash, pipelineSchema } from '../schema/ddl.ts';
+import { importablePaths } from '../transpile/project-file-import.ts';
 import { compareTable, type TableComparison } from './compare-tables.ts';
 import { replayPipeline } from './replay-pipeline.ts';
 
@@ -51,7 +52,12 @@ export interface VerifyOptions {
 
 export async function verifyPipeline(options: VerifyOptions): Promise<VerifyReport> {
   const { db, pipeline } = options;
-  const { schema, handlers } = await loadPipelineModules(pipeline);
+  const [schemaPath, ...handlerPaths] = await importablePaths([pipeline.schema, ...pipeline.handlers]);
+  const { schema, handlers } = await loadPipelineModules({
+    ...pipeline,
+    schema: schemaPath!,
+    handlers: handlerPaths,
+  });
   const build = await readBuild(db, pipeline.name);
   if (build === undefined)
     throw new StrataError(
