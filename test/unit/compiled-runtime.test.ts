@@ -3,7 +3,7 @@
 // and a project whose config is TypeScript (importing `strata` and a module of its own) loads in
 // a process that has no TypeScript loader at all.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -60,7 +60,7 @@ describe('compiled runtime', () => {
     const write = (name: string, text: string) => {
       writeFileSync(path.join(project, name), text);
     };
-    await import('node:fs/promises').then((fs) => fs.mkdir(project, { recursive: true }));
+    mkdirSync(project, { recursive: true });
     write(
       'pipelines.ts',
       `const source = { kind: 'generator' as const, workload: 'credits' as const, seed: 1, blocks: 1, eventsPerBlock: 1, addresses: 1 };
