@@ -7,7 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { collectBatchChanges } from '../src/processing/collect-changes.ts';
 import { InMemoryStore } from '../src/processing/in-memory-store.ts';
-import { loadPipelineModules } from '../src/processing/pipeline-modules.ts';
+import { loadPipelineModulesFromSources } from '../src/processing/pipeline-modules.ts';
 import { eachBatch, executorFor, generatorFor, pipelineConfig } from './processing-limits.ts';
 
 export interface CreditsLimitRequest {
@@ -18,7 +18,7 @@ export interface CreditsLimitRequest {
 
 async function inMemory(request: CreditsLimitRequest): Promise<number> {
   const pipeline = await pipelineConfig(request.project);
-  const modules = await loadPipelineModules(pipeline);
+  const modules = await loadPipelineModulesFromSources(pipeline);
   const store = new InMemoryStore(modules.schema);
   const noDatabase = { query: async () => ({ rows: [] }) } as never;
   const executor = executorFor(pipeline, modules, store, noDatabase, pipeline.loadStrategy);

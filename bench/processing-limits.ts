@@ -19,7 +19,7 @@ import { collectBatchChanges } from '../src/processing/collect-changes.ts';
 import { EffectStore } from '../src/processing/effect-store.ts';
 import { InMemoryStore } from '../src/processing/in-memory-store.ts';
 import { LoadLayer } from '../src/processing/load-layer.ts';
-import { loadPipelineModules } from '../src/processing/pipeline-modules.ts';
+import { loadPipelineModulesFromSources } from '../src/processing/pipeline-modules.ts';
 import { GeneratorSource } from '../src/sources/generator.ts';
 import type { Block } from '../src/sources/types.ts';
 
@@ -60,7 +60,7 @@ export function generatorFor(
 /** The pipeline's handlers over `store`, reading through `db` (or a stand-in answering nothing). */
 export function executorFor(
   pipeline: PipelineConfig,
-  modules: Awaited<ReturnType<typeof loadPipelineModules>>,
+  modules: Awaited<ReturnType<typeof loadPipelineModulesFromSources>>,
   store: InMemoryStore,
   db: Queryable,
   strategy: LoadStrategy,
@@ -102,7 +102,7 @@ export async function eachBatch(
 
 /** (a): the processing actor's work, without a database. */
 async function inMemory(pipeline: PipelineConfig, request: LimitsRequest, strategy: LoadStrategy) {
-  const modules = await loadPipelineModules(pipeline);
+  const modules = await loadPipelineModulesFromSources(pipeline);
   const store = new InMemoryStore(modules.schema);
   const noDatabase = { query: async () => ({ rows: [] }) } as never;
   const executor = executorFor(pipeline, modules, store, noDatabase, strategy);

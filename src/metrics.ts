@@ -78,6 +78,11 @@ export function createMetrics(options: { version: string; status: () => StatusSn
     'Peak V8 heap in use right after a full collection in the actor thread (what it keeps alive).',
     (a) => a.heapAfterGcPeakBytes,
   );
+  actorGauge(
+    'strata_actor_heap_after_gc_recent_median_bytes',
+    'Median V8 heap in use after the recent full collections in the actor thread (what it settles at).',
+    (a) => a.heapAfterGcRecentMedianBytes,
+  );
 
   const pipelineGauge = (
     name: string,

@@ -53,6 +53,8 @@ export interface ActorSelfReport {
   heapUsedBytes: number;
   /** Peak heap in use right after a full GC (what the thread keeps alive; 0 before the first). */
   heapAfterGcPeakBytes: number;
+  /** Median heap after the newer half of the recent full GCs (what the thread settles at). */
+  heapAfterGcRecentMedianBytes: number;
   /** Messages received but not yet started (the actor handles one at a time). */
   mailboxDepth: number;
   /** The actor's own figures (e.g. its database pool), from `ActorInstance.report`. */

@@ -17,7 +17,7 @@ import { ShapeTables } from '../pipeline/shape-tables.ts';
 import type { ProcessingActorData, ProcessingMethods } from '../processing/processing-actor.ts';
 import { ProgressLine } from '../progress-line.ts';
 import type { MaterializerEvent, PersistenceEvent, ProcessingEvent, WriterRequests } from '../protocol.ts';
-import { ActorRef } from '../supervisor/actor-ref.ts';
+import { ActorRef, type ActorStats } from '../supervisor/actor-ref.ts';
 import { workerSpawner } from '../supervisor/endpoints.ts';
 import { PipelineRouter } from '../supervisor/pipeline-router.ts';
 import { Supervisor } from '../supervisor/supervisor.ts';
@@ -298,15 +298,14 @@ export function startActors(
   lifecycle.onStop('actors', async () => {
     if (progressLog !== null) clearInterval(progressLog);
     progressLine?.stop();
-    // What each thread kept alive at its fullest (bench/processing's memory figure).
+    // What each thread kept alive at its fullest and lately (bench/processing's memory figures).
+    const actors = [persistence, materializer, ...processing.values()];
+    const byActor = (figure: (stats: ActorStats) => number) =>
+      Object.fromEntries(actors.map((ref) => [ref.name, figure(ref.stats())]));
     log.info(
       {
-        heapAfterGcPeakBytes: Object.fromEntries(
-          [persistence, materializer, ...processing.values()].map((ref) => [
-            ref.name,
-            ref.stats().heapAfterGcPeakBytes,
-          ]),
-        ),
+        heapAfterGcPeakBytes: byActor((stats) => stats.heapAfterGcPeakBytes),
+        heapAfterGcRecentMedianBytes: byActor((stats) => stats.heapAfterGcRecentMedianBytes),
       },
       'actor memory',
     );

@@ -5,7 +5,20 @@ import type { PipelineConfig } from '../config.ts';
 import { StrataError } from '../errors.ts';
 import type { Schema } from '../schema/define-schema.ts';
 import { importUserModule, loadSchema } from '../schema/load-schema.ts';
+import { importablePaths } from '../transpile/project-file-import.ts';
 import { type EventHandler, isHandlerRegistry } from './handler-api.ts';
+
+type PipelineModules = Awaited<ReturnType<typeof loadPipelineModules>>;
+
+/**
+ * `loadPipelineModules` from the project's own files rather than the module cache's builds
+ * (`strata verify`, the benchmarks' limits): a thread of the compiled runtime has no TypeScript
+ * loader, so they are built first — together, so the handlers share the schema's module.
+ */
+export async function loadPipelineModulesFromSources(pipeline: PipelineConfig): Promise<PipelineModules> {
+  const [schema, ...handlers] = await importablePaths([pipeline.schema, ...pipeline.handlers]);
+  return loadPipelineModules({ ...pipeline, schema: schema!, handlers });
+}
 
 /** Loads a pipeline's schema and handler modules and checks that they belong together. */
 export async function loadPipelineModules(

@@ -147,6 +147,7 @@ export function serveActor<Data, Methods extends ActorMethods, Event, Requests e
           eventLoopUtilization: delta.utilization,
           heapUsedBytes: v8.getHeapStatistics().used_heap_size,
           heapAfterGcPeakBytes: heapAfterGc.peak(),
+          heapAfterGcRecentMedianBytes: heapAfterGc.recentMedian(),
           mailboxDepth: mailbox.length,
           extra: instance?.report?.() ?? {},
         },

@@ -44,6 +44,8 @@ export interface ActorStats {
   heapUsedBytes: number;
   /** The thread's peak heap right after a full GC (see heap-after-gc.ts). */
   heapAfterGcPeakBytes: number;
+  /** The median after the recent full GCs (see heap-after-gc.ts): what the thread settles at. */
+  heapAfterGcRecentMedianBytes: number;
   droppedStaleMessages: number;
   /** Times the supervisor's own thread was paused and the missed pongs were forgiven. */
   pausesForgiven: number;
@@ -109,6 +111,7 @@ export class ActorRef<
     eventLoopUtilization: 0,
     heapUsedBytes: 0,
     heapAfterGcPeakBytes: 0,
+    heapAfterGcRecentMedianBytes: 0,
     mailboxDepth: 0,
     extra: {},
   };
@@ -275,6 +278,7 @@ export class ActorRef<
       eventLoopUtilization: this.lastReport.eventLoopUtilization,
       heapUsedBytes: this.lastReport.heapUsedBytes,
       heapAfterGcPeakBytes: this.lastReport.heapAfterGcPeakBytes,
+      heapAfterGcRecentMedianBytes: this.lastReport.heapAfterGcRecentMedianBytes,
       droppedStaleMessages: this.droppedStale,
       pausesForgiven: this.pausesSeen,
       threadId: this.endpoint?.threadId ?? null,

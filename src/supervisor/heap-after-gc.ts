@@ -6,18 +6,27 @@
 // V8's GC profiler records the heap's figures inside each collection. (A `gc` PerformanceObserver
 // is told of a collection later, on the event loop, by when a busy thread may have allocated a
 // batch more: the same 1M-event run read 58 to 74 MiB that way.) Its records pile up until it is
-// stopped, so it is restarted every few seconds and only the peak is kept.
+// stopped, so it is restarted every few seconds and only the peak and the latest figures are kept.
+//
+// The peak is an extreme: a run five times longer has five times the collections to catch the
+// thread at its fullest (a batch in flight, a store about to evict), so it grows with the run even
+// when nothing leaks. The recent median — the middle of the newer half of the last
+// RECENT_FIGURES full collections — is what the thread settles at, and does not.
 
 import v8 from 'node:v8';
 
 export interface HeapAfterGc {
   /** Peak bytes in use after a full collection so far (0 before the first). */
   peak(): number;
+  /** Median bytes in use after the newer half of the recent full collections (0 before the first). */
+  recentMedian(): number;
   stop(): void;
 }
 
 /** How often the profiler's records are read and dropped. */
 const READ_EVERY_MS = 5_000;
+/** Full collections remembered for the recent median (a fixed 4 KiB, however long the thread runs). */
+const RECENT_FIGURES = 512;
 
 interface GcRecords {
   statistics: Array<{ gcType: string; afterGC: { heapStatistics: { usedHeapSize: number } } }>;
@@ -25,13 +34,19 @@ interface GcRecords {
 
 export function trackHeapAfterGc(): HeapAfterGc {
   let peak = 0;
+  /** The last RECENT_FIGURES figures, a ring: `recent[taken % RECENT_FIGURES]` is written next. */
+  const recent = new Float64Array(RECENT_FIGURES);
+  let taken = 0;
   let profiler: v8.GCProfiler | null = null;
   /** Takes the records so far into the peak; `again`: go on recording. */
   const read = (again: boolean) => {
     const records = profiler?.stop() as GcRecords | undefined;
     for (const record of records?.statistics ?? []) {
-      if (record.gcType === 'MarkSweepCompact')
-        peak = Math.max(peak, record.afterGC.heapStatistics.usedHeapSize);
+      if (record.gcType !== 'MarkSweepCompact') continue;
+      const used = record.afterGC.heapStatistics.usedHeapSize;
+      peak = Math.max(peak, used);
+      recent[taken % RECENT_FIGURES] = used;
+      taken += 1;
     }
     profiler = again ? new v8.GCProfiler() : null;
     profiler?.start();
@@ -43,6 +58,14 @@ export function trackHeapAfterGc(): HeapAfterGc {
     peak: () => {
       read(true);
       return peak;
+    },
+    recentMedian: () => {
+      read(true);
+      const held = Math.min(taken, RECENT_FIGURES);
+      const newerHalf = Math.ceil(held / 2);
+      const figures = Array.from({ length: newerHalf }, (_, i) => recent[(taken - 1 - i) % RECENT_FIGURES]!);
+      figures.sort((a, b) => a - b);
+      return figures.length === 0 ? 0 : figures[Math.floor(figures.length / 2)]!;
     },
     stop: () => {
       clearInterval(timer);

@@ -18,9 +18,8 @@ import { StrataError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { readBuild, readCommitted } from '../pipeline/checkpoint-store.ts';
 import { pipelineFingerprint } from '../pipeline/fingerprint.ts';
-import { loadPipelineModules } from '../processing/pipeline-modules.ts';
+import { loadPipelineModulesFromSources } from '../processing/pipeline-modules.ts';
 import { entityTable, fingerprintHash, pipelineSchema } from '../schema/ddl.ts';
-import { importablePaths } from '../transpile/project-file-import.ts';
 import { compareTable, type TableComparison } from './compare-tables.ts';
 import { replayPipeline } from './replay-pipeline.ts';
 
@@ -52,12 +51,7 @@ export interface VerifyOptions {
 
 export async function verifyPipeline(options: VerifyOptions): Promise<VerifyReport> {
   const { db, pipeline } = options;
-  const [schemaPath, ...handlerPaths] = await importablePaths([pipeline.schema, ...pipeline.handlers]);
-  const { schema, handlers } = await loadPipelineModules({
-    ...pipeline,
-    schema: schemaPath!,
-    handlers: handlerPaths,
-  });
+  const { schema, handlers } = await loadPipelineModulesFromSources(pipeline);
   const build = await readBuild(db, pipeline.name);
   if (build === undefined)
     throw new StrataError(
