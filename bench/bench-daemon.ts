@@ -13,20 +13,30 @@ export interface BenchDaemon {
   stop(): Promise<void>;
 }
 
+/**
+ * Node options for the benchmarks' daemons, e.g. `BENCH_DAEMON_NODE_ARGS="--cpu-prof
+ * --cpu-prof-dir=/tmp/profiles"` to profile every thread of each (NODE_OPTIONS refuses --cpu-prof).
+ */
+const DAEMON_NODE_ARGS = process.env.BENCH_DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+
 export async function startBenchDaemon(
   env: Record<string, string>,
   args: string[] = [],
 ): Promise<BenchDaemon> {
-  const child = spawn(process.execPath, [STRATA, 'start', '--project', PROJECT, '--port', '0', ...args], {
-    env: {
-      ...process.env,
-      ERC20_SOURCE: 'ingest',
-      STRATA_LOG_FORMAT: 'json',
-      STRATA_PROGRESS: 'never',
-      ...env,
+  const child = spawn(
+    process.execPath,
+    [...DAEMON_NODE_ARGS, STRATA, 'start', '--project', PROJECT, '--port', '0', ...args],
+    {
+      env: {
+        ...process.env,
+        ERC20_SOURCE: 'ingest',
+        STRATA_LOG_FORMAT: 'json',
+        STRATA_PROGRESS: 'never',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  );
   let buffered = '';
   let stopping = false;
   child.once('exit', (code, signal) => {

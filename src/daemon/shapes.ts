@@ -5,7 +5,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Db, Queryable } from '../db/pool.ts';
-import type { ShapeBackend } from '../http/routes/shapes.ts';
+import type { LiveWait, ShapeBackend } from '../http/routes/shapes.ts';
 import type { Logger } from '../logger.ts';
 import type { MaterializerMethods, ShapeInfo } from '../materializer/materializer-actor.ts';
 import type { ShapeDefinition } from '../materializer/shape-definition.ts';
@@ -296,30 +296,31 @@ export class ShapeService implements ShapeBackend {
   }
 
   /**
-   * Resolves when the shape's log grows — with when the change reached this thread
-   * (performance.now()) — or with null after `timeoutMs` or when `signal` aborts.
+   * Waits for the shape's log to grow: `changed` resolves with when the change reached this thread
+   * (performance.now()) — or with null after `timeoutMs` or once `cancel` is called.
    */
-  waitForChange(handle: string, timeoutMs: number, signal: AbortSignal): Promise<number | null> {
-    return new Promise<number | null>((resolve) => {
-      let waiting = this.waiters.get(handle);
-      if (waiting === undefined) {
-        waiting = new Set();
-        this.waiters.set(handle, waiting);
-      }
-      const set = waiting;
-      const done = (changedAt: number | null) => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', aborted);
-        set.delete(woken);
-        if (set.size === 0 && this.waiters.get(handle) === set) this.waiters.delete(handle);
-        resolve(changedAt);
-      };
-      const woken = () => done(performance.now());
-      const aborted = () => done(null);
-      const timer = setTimeout(aborted, timeoutMs);
-      signal.addEventListener('abort', aborted);
-      set.add(woken);
+  waitForChange(handle: string, timeoutMs: number): LiveWait {
+    let waiting = this.waiters.get(handle);
+    if (waiting === undefined) {
+      waiting = new Set();
+      this.waiters.set(handle, waiting);
+    }
+    const set = waiting;
+    let resolve!: (changedAt: number | null) => void;
+    const changed = new Promise<number | null>((settle) => {
+      resolve = settle;
     });
+    const done = (changedAt: number | null) => {
+      if (!set.delete(woken)) return; // woken, timed out or cancelled already
+      clearTimeout(timer);
+      if (set.size === 0 && this.waiters.get(handle) === set) this.waiters.delete(handle);
+      resolve(changedAt);
+    };
+    const woken = () => done(performance.now());
+    const cancel = () => done(null);
+    const timer = setTimeout(cancel, timeoutMs);
+    set.add(woken);
+    return { changed, cancel };
   }
 
   /** Resolves once the materializer has processed the pipeline's transaction `sequence` (false after `timeoutMs`). */
