@@ -107,6 +107,22 @@ export class RoutingIndex {
     }
   }
 
+  /**
+   * Whether every shape is filed under `column` (none scanned, none under another column): then a
+   * row can concern a shape only if its `column` holds one of the filed values.
+   */
+  allIndexedBy(column: string): boolean {
+    return this.scanned.size === 0 && [...this.byColumn.keys()].every((name) => name === column);
+  }
+
+  /** Whether some shape is filed under `column` with the value `text` (Postgres text). */
+  hasValue(column: string, text: string): boolean {
+    const filed = this.byColumn.get(column);
+    if (filed === undefined) return false;
+    const value = parseValue(filed.type, text);
+    return value !== undefined && value !== null && filed.byValue.has(valueKey(value));
+  }
+
   /** For /status: shapes routed through the index and shapes scanned. */
   counts(): { indexed: number; scanned: number } {
     return { indexed: this.keyOf.size - this.scanned.size, scanned: this.scanned.size };

@@ -84,12 +84,15 @@ export class ShapeCapture {
         for (const id of setIds(part)) ids.add(id);
         for (const [, id] of part.deletes) ids.add(id);
       }
-      if (ids.size === 0) continue;
-      const table = new CapturedTable(pipeline, schema, entity, this.tables.filter(pipeline, entity)!);
+      const filter = this.tables.filter(pipeline, entity)!;
+      // Shapes on single entities (`id = …`) read only their rows, not every row the run changed.
+      const read = filter.idsThatMayMatter([...ids]);
+      if (read.length === 0) continue;
+      const table = new CapturedTable(pipeline, schema, entity, filter);
       pending.entities.push(
-        ids.size > this.inlineMax
-          ? await StoredEntityCapture.fromIds(client, table, pending.entities.length, [...ids])
-          : await InlineEntityCapture.read(client, table, [...ids]),
+        read.length > this.inlineMax
+          ? await StoredEntityCapture.fromIds(client, table, pending.entities.length, read)
+          : await InlineEntityCapture.read(client, table, read),
       );
     }
     return pending;

@@ -40,6 +40,17 @@ export class TableFilter {
     this.known = true;
   }
 
+  /**
+   * The ids among `ids` whose changes some shape may show, before their rows are read. When every
+   * shape's clause pins the id (`id = …` or `id IN (…)`, alone or ANDed — an entity's id never
+   * changes, so its old and new rows share it), only the ids some clause names; otherwise every
+   * one (a clause on other columns needs the rows to tell).
+   */
+  idsThatMayMatter(ids: string[]): string[] {
+    if (!this.known || this.everything || !this.index.allIndexedBy('id')) return ids;
+    return ids.filter((id) => this.index.hasValue('id', id));
+  }
+
   /** Whether some shape can show the change from `before` to `after`. */
   matters(before: TextRow | null, after: TextRow | null): boolean {
     if (!this.known || this.everything) return true;

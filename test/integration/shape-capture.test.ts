@@ -5,6 +5,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/db/migrator.ts';
+import { compileWhere } from '../../src/materializer/where-compile.ts';
 import { EntityWriter } from '../../src/persistence/entity-writer.ts';
 import { type CapturedChange, ShapeCapture } from '../../src/persistence/shape-capture.ts';
 import { decodeChanges, encodeChanges } from '../../src/pipeline/change-codec.ts';
@@ -27,7 +28,7 @@ beforeAll(async () => {
   await migrate({ url: db.url, log: silentLog });
   client = new pg.Client({ connectionString: db.url });
   await client.connect();
-  for (const pipeline of ['inline', 'stored']) {
+  for (const pipeline of ['inline', 'stored', 'all', 'pinned']) {
     await createPipelineTables(client, pipeline, schema);
     await client.query(`INSERT INTO strata.pipelines (name) VALUES ($1)`, [pipeline]);
   }
@@ -115,5 +116,40 @@ describe('shape capture', () => {
     const second = await storedChanges('stored', 2);
     expect(second.changes.filter((c) => c.after === null)).toHaveLength(300);
     expect(second.changes.filter((c) => c.before === null)).toHaveLength(1_800 - 1_250);
+  });
+
+  it('with shapes that pin ids, reads and keeps exactly those ids’ changes', async () => {
+    const entity = schema.entities[0]!;
+    const all = new ShapeCapture(new ShapeTables({ all: ['Account'] }), 1_000_000);
+    const tables = new ShapeTables();
+    tables.addShape('pinned', 'Account', await compileWhere(`id = '${account(7, 0n).id}'`, entity));
+    const pair = `id IN ('${account(8, 0n).id}', '${account(9_999, 0n).id}') AND "balance" > -5`;
+    tables.addShape('pinned', 'Account', await compileWhere(pair, entity));
+    const pinned = new ShapeCapture(tables, 1_000_000);
+    const runs = [
+      run(Array.from({ length: 500 }, (_, i) => account(i, BigInt(i)))),
+      run([account(7, 70n), account(8, -9n), account(11, 1n)], [account(12, 0n).id]), // 8 moves out
+      run([account(11, 2n)], [account(7, 0n).id, account(8, 0n).id]),
+    ];
+    const shown = (change: CapturedChange) =>
+      [account(7, 0n).id, account(8, 0n).id].includes((change.after ?? change.before)!.id!);
+    for (const [index, changes] of runs.entries()) {
+      await write('all', all, index + 1, changes);
+      await write('pinned', pinned, index + 1, changes);
+      const everything = await storedChanges('all', index + 1);
+      const kept = await storedChanges('pinned', index + 1);
+      // What the shapes can show of everything (the clause's other condition decides for id 8).
+      const expected = everything.changes.filter(
+        (change) =>
+          shown(change) &&
+          [change.before, change.after].some(
+            (row) => row !== null && (row.id === account(7, 0n).id || Number(row.balance) > -5),
+          ),
+      );
+      expect(kept.changes, `run ${index + 1}`).toEqual(expected);
+    }
+    expect((await storedChanges('pinned', 2)).changes.map((change) => change.after?.balance ?? null)).toEqual(
+      ['70', '-9'],
+    );
   });
 });

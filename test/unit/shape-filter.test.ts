@@ -42,4 +42,23 @@ describe('shape filters', () => {
     restarted.addShape('p', 'Account', null);
     expect(unknown.matters(null, row('x', 'nobody', 1))).toBe(true);
   });
+
+  it('reads only the ids shapes name when every clause pins the id, every id otherwise', async () => {
+    const ids = ['a', 'b', 'c', 'd'];
+    const tables = new ShapeTables();
+    tables.addShape('p', 'Account', await where(`id = 'a'`));
+    tables.addShape('p', 'Account', await where(`id IN ('c', 'zz') AND balance > 5`));
+    const filter = tables.filter('p', 'Account')!;
+    expect(filter.idsThatMayMatter(ids)).toEqual(['a', 'c']);
+    // A clause on another column needs the rows themselves: every id is read.
+    tables.addShape('p', 'Account', await where(`owner = 'carol'`));
+    expect(filter.idsThatMayMatter(ids)).toEqual(ids);
+    const scanned = new ShapeTables();
+    scanned.addShape('p', 'Account', await where(`id = 'a'`));
+    scanned.addShape('p', 'Account', await where(`balance > 100`));
+    expect(scanned.filter('p', 'Account')!.idsThatMayMatter(ids)).toEqual(ids);
+    // Clauses not known yet (a restarted writer): every id.
+    const restarted = new ShapeTables({ p: ['Account'] });
+    expect(restarted.filter('p', 'Account')!.idsThatMayMatter(ids)).toEqual(ids);
+  });
 });
