@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { LongestFirstSequencer } from './test/longest-first-sequencer.ts';
 
 // Two projects: `unit` needs no services; `integration` talks to the real Postgres and Redis at
 // DATABASE_URL / REDIS_URL (defaults on 127.0.0.1) and spawns real worker threads and daemons.
@@ -6,6 +7,7 @@ import { defineConfig } from 'vitest/config';
 // must stay within 4 minutes on the 2-core CI box, and pass there with two CPU hogs running.
 export default defineConfig({
   test: {
+    sequence: { sequencer: LongestFirstSequencer },
     projects: [
       {
         test: {
