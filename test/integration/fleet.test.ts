@@ -134,6 +134,18 @@ describe('a fleet of daemons on one database', () => {
       'the owner processing blocks posted to the other process',
     );
     await chains.post(other.url, 'm1', 3);
+    // Paused with a write in flight (processed beyond what is committed; each write first waits
+    // 800 ms), so that it is attempted after SIGCONT. Paused with none, the old owner may find its
+    // lease gone first and step down without a write to refuse (seen under two CPU hogs).
+    await waitFor(
+      () => getJson<StatusSnapshot>(`${owner.url}/status`),
+      ({ body }) => {
+        const pipeline = body.pipelines[0];
+        return pipeline !== undefined && pipeline.processedCheckpoint > pipeline.committedCheckpoint;
+      },
+      20_000,
+      'a write in flight on the owner',
+    );
     owner.daemon.kill('SIGSTOP');
     const pausedAt = Date.now();
     // Blocks keep arriving through the other process, which takes the pipeline over.
