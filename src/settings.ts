@@ -259,7 +259,7 @@ export const SETTINGS = {
     env: 'STRATA_TEST_FAULT',
     schema: z.string().optional(),
     shownDefault: 'unset',
-    doc: 'Test-only fault injection (`processing:crash-at-start`, `persistence:crash-at-start`, `persistence:crash-before-commit:N`, `persistence:crash-after-commit:N`, `persistence:write-delay:MS` — every write waits MS first, so batches queue up, `materializer:crash-at-commit:N` — the materializer exits at its N-th commit marker, `shapes:snapshot-page-delay:MS` — a paged snapshot on embedded PGlite waits MS between pages). Parsed with the config (src/test-faults.ts): an unknown fault is a configuration error. Never set in production.',
+    doc: 'Test-only fault injection (`processing:crash-at-start`, `persistence:crash-at-start`, `persistence:crash-before-commit:N`, `persistence:crash-after-commit:N`, `persistence:write-delay:MS` — every write waits MS first, so batches queue up, `materializer:crash-at-commit:N` — the materializer exits at its N-th commit marker, `shapes:snapshot-page-delay:MS` — a paged snapshot on embedded PGlite waits MS between pages, `fleet:take-delay:MS` — a process that acquired the lease of a pipeline waits MS before taking it over). Parsed with the config (src/test-faults.ts): an unknown fault is a configuration error. Never set in production.',
   }),
 };
 

@@ -8,7 +8,9 @@
 //   materializer:crash-at-commit:N — the materializer's thread exits at the N-th commit marker it
 //     gets, before applying it (first incarnation only): shapes must come back from the store;
 //   shapes:snapshot-page-delay:MS — a paged snapshot (embedded PGlite) waits MS between pages, so
-//     commits land between them and the pages are brought to one point by the shape's log.
+//     commits land between them and the pages are brought to one point by the shape's log;
+//   fleet:take-delay:MS — a process that acquired a pipeline's lease waits MS before taking the
+//     pipeline over (the moment it holds the lease and does not serve the pipeline yet).
 
 export type TestFault =
   | { kind: 'processing:crash-at-start' }
@@ -17,10 +19,11 @@ export type TestFault =
   | { kind: 'persistence:crash-after-commit'; transaction: number }
   | { kind: 'persistence:write-delay'; ms: number }
   | { kind: 'materializer:crash-at-commit'; commit: number }
-  | { kind: 'shapes:snapshot-page-delay'; ms: number };
+  | { kind: 'shapes:snapshot-page-delay'; ms: number }
+  | { kind: 'fleet:take-delay'; ms: number };
 
 const WITH_NUMBER =
-  /^(persistence:crash-before-commit|persistence:crash-after-commit|persistence:write-delay|materializer:crash-at-commit|shapes:snapshot-page-delay):(\d+)$/;
+  /^(persistence:crash-before-commit|persistence:crash-after-commit|persistence:write-delay|materializer:crash-at-commit|shapes:snapshot-page-delay|fleet:take-delay):(\d+)$/;
 
 /** The plan a setting names, or a problem for the config's list. */
 export function parseTestFault(text: string): TestFault | { problem: string } {
@@ -37,12 +40,14 @@ export function parseTestFault(text: string): TestFault | { problem: string } {
         return { kind: 'materializer:crash-at-commit', commit: value };
       case 'shapes:snapshot-page-delay':
         return { kind: 'shapes:snapshot-page-delay', ms: value };
+      case 'fleet:take-delay':
+        return { kind: 'fleet:take-delay', ms: value };
       default:
         return { kind: 'persistence:write-delay', ms: value };
     }
   }
   return {
-    problem: `STRATA_TEST_FAULT: unknown fault ${JSON.stringify(text)} (known: processing:crash-at-start, persistence:crash-at-start, persistence:crash-before-commit:N, persistence:crash-after-commit:N, persistence:write-delay:MS, materializer:crash-at-commit:N, shapes:snapshot-page-delay:MS)`,
+    problem: `STRATA_TEST_FAULT: unknown fault ${JSON.stringify(text)} (known: processing:crash-at-start, persistence:crash-at-start, persistence:crash-before-commit:N, persistence:crash-after-commit:N, persistence:write-delay:MS, materializer:crash-at-commit:N, shapes:snapshot-page-delay:MS, fleet:take-delay:MS)`,
   };
 }
 

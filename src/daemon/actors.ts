@@ -5,6 +5,7 @@
 // run once `supervised.start()` is called (after HTTP listens). Registers the orderly drain of a
 // stop (pause intake, let the writer commit) and the supervisor's stop.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig, StrataConfig } from '../config.ts';
 import { EXIT_NON_RETRYABLE, EXIT_RETRYABLE, exitCodeFor } from '../errors.ts';
 import { type Logger, type LoggerOptions, resolveLogFormat } from '../logger.ts';
@@ -330,6 +331,7 @@ export function startActors(
       if (supervisor.isEnabled(ref.name)) await ref.call('reloadHandlers', pipeline);
     },
     takePipeline: async (pipeline, epoch) => {
+      if (config.testFault?.kind === 'fleet:take-delay') await sleep(config.testFault.ms);
       await persistence.call('grantLease', pipeline, epoch);
       // Its live shapes are served here from now on: captured from the first write, known to the
       // materializer (restarted to load those created on the previous owner; clients retry once).

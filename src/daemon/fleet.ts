@@ -65,6 +65,11 @@ export class Fleet {
   private readonly options: FleetOptions;
   /** Pipelines whose lease this process holds → epoch (renewed while their actors start or drain). */
   private readonly held = new Map<string, number>();
+  /**
+   * Pipelines → the epoch at which this process finished taking them (writer granted, shapes
+   * adopted, processing started): it serves their shapes only from then on, at that epoch.
+   */
+  private readonly taken = new Map<string, number>();
   /** Held pipelines being handed over (their writer is committing): not planned again. */
   private readonly handingOver = new Set<string>();
   /** Per pipeline, its starts and stops in order — never awaited by the look, so renewals stay on time. */
@@ -103,6 +108,16 @@ export class Fleet {
   /** Whether this process holds the pipeline's lease (it runs and serves it). */
   holds(pipeline: string): boolean {
     return this.held.has(pipeline);
+  }
+
+  /**
+   * Whether it holds the lease and has finished taking the pipeline over. In between, its
+   * materializer may not know the shapes made on the previous owner yet: a request for one would
+   * get a 409 and its client a refetch, where a 503 makes it retry a moment later.
+   */
+  serves(pipeline: string): boolean {
+    const epoch = this.held.get(pipeline);
+    return epoch !== undefined && this.taken.get(pipeline) === epoch;
   }
 
   /** The URL of the process that held the pipeline's lease at the last look, if another one. */
@@ -284,6 +299,7 @@ export class Fleet {
       if (this.held.get(pipeline) !== lease.epoch) return; // lost meanwhile
       try {
         await this.actions!.take(pipeline, lease.epoch);
+        this.taken.set(pipeline, lease.epoch);
       } catch (error) {
         // The writer could not take it (restarting): give it back; a later look tries again.
         log.warn({ err: error, pipeline }, 'could not start the pipeline; releasing its lease');

@@ -86,9 +86,10 @@ export async function startHttp(
           : async (table, forwarded) => {
               const pipeline = await actors.shapes.pipelineOf(table);
               // Not a table of the project: answered here, with the protocol's 400.
-              if (pipeline === null || fleet.holds(pipeline)) return { kind: 'here' };
+              if (pipeline === null || fleet.serves(pipeline)) return { kind: 'here' };
               const owner = fleet.ownerUrl(pipeline);
-              return owner === null || forwarded
+              // Held here and still being taken over: nobody serves it for that moment.
+              return owner === null || forwarded || fleet.holds(pipeline)
                 ? { kind: 'unowned', pipeline }
                 : { kind: 'owner', url: owner };
             },

@@ -56,11 +56,14 @@ async function converged(counts: (held: number[]) => boolean, timeoutMs: number,
 }
 
 /** An owner of m1 (the first process), then a standby joining it (the one-pipeline tests). */
-async function ownerAndStandby(ownerEnv: Record<string, string> = {}): Promise<[Member, Member]> {
+async function ownerAndStandby(
+  ownerEnv: Record<string, string> = {},
+  standbyEnv: Record<string, string> = {},
+): Promise<[Member, Member]> {
   const owner = await startMember(db, 1, ownerEnv);
   members.push(owner);
   await converged(([a]) => a === 1, 20_000, 'the first process owning m1');
-  const standby = await startMember(db, 1);
+  const standby = await startMember(db, 1, standbyEnv);
   members.push(standby);
   return [owner, standby];
 }
@@ -351,7 +354,9 @@ describe('a fleet of daemons on one database', () => {
   it('a shape served through a process that does not own the pipeline stays live across a handover (seed 1506)', async () => {
     const seed = 1506;
     const chains = new FleetChains(['m1'], seed);
-    const [owner, other] = await ownerAndStandby();
+    // The standby holds the lease 2 s before it has taken the pipeline over (its materializer does
+    // not know the shape yet): requests meanwhile must be told to retry (503), not to refetch (409).
+    const [owner, other] = await ownerAndStandby({}, { STRATA_TEST_FAULT: 'fleet:take-delay:2000' });
     for (let i = 0; i < 5; i++) await chains.post(other.url, 'm1', 3);
     const recorder = statusRecorder();
     const stop = new AbortController();
