@@ -88,6 +88,11 @@ export const errorRegistry = {
     status: 409,
     retryable: false,
   },
+  STRATA_ERR_PIPELINE_UNOWNED: {
+    message: 'no process of the fleet serves the pipeline right now',
+    status: 503,
+    retryable: true,
+  },
   STRATA_ERR_LEASE_FENCED: {
     message: 'another process holds the pipeline lease; the write was refused',
     status: 409,

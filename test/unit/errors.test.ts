@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   deserializeError,
@@ -30,6 +31,18 @@ describe('error registry', () => {
 
   it('lists no code in docs/errors.md that the registry lacks', () => {
     for (const code of documented.keys()) expect(Object.keys(errorRegistry)).toContain(code);
+  });
+
+  it('registers every code the sources use (a body may carry a code no StrataError is made with)', () => {
+    const sources = readdirSync(new URL('../../src', import.meta.url), {
+      recursive: true,
+      withFileTypes: true,
+    })
+      .filter((entry) => entry.isFile() && entry.name.endsWith('.ts'))
+      .map((entry) => readFileSync(path.join(entry.parentPath, entry.name), 'utf8'));
+    const used = new Set(sources.flatMap((text) => text.match(/STRATA_ERR_[A-Z0-9_]+/g) ?? []));
+    expect(used.size).toBeGreaterThan(20);
+    for (const code of used) expect(Object.keys(errorRegistry), `${code} used in src/`).toContain(code);
   });
 });
 
