@@ -139,6 +139,7 @@ export function serveActor<Data, Methods extends ActorMethods, Event, Requests e
       const now = performance.eventLoopUtilization();
       const delta = performance.eventLoopUtilization(now, lastElu);
       lastElu = now;
+      const heap = heapAfterGc.figures();
       post({
         kind: 'pong',
         seq: message.seq,
@@ -146,8 +147,8 @@ export function serveActor<Data, Methods extends ActorMethods, Event, Requests e
         report: {
           eventLoopUtilization: delta.utilization,
           heapUsedBytes: v8.getHeapStatistics().used_heap_size,
-          heapAfterGcPeakBytes: heapAfterGc.peak(),
-          heapAfterGcRecentMedianBytes: heapAfterGc.recentMedian(),
+          heapAfterGcPeakBytes: heap.peakBytes,
+          heapAfterGcRecentMedianBytes: heap.recentMedianBytes,
           mailboxDepth: mailbox.length,
           extra: instance?.report?.() ?? {},
         },

@@ -15,11 +15,16 @@
 
 import v8 from 'node:v8';
 
-export interface HeapAfterGc {
+export interface HeapAfterGcFigures {
   /** Peak bytes in use after a full collection so far (0 before the first). */
-  peak(): number;
+  peakBytes: number;
   /** Median bytes in use after the newer half of the recent full collections (0 before the first). */
-  recentMedian(): number;
+  recentMedianBytes: number;
+}
+
+export interface HeapAfterGc {
+  /** The figures up to now (the profiler's records are read once for both). */
+  figures(): HeapAfterGcFigures;
   stop(): void;
 }
 
@@ -54,18 +59,17 @@ export function trackHeapAfterGc(): HeapAfterGc {
   read(true);
   const timer = setInterval(() => read(true), READ_EVERY_MS);
   timer.unref();
+  /** The median of the newer half of the figures the ring holds. */
+  const recentMedian = () => {
+    const newerHalf = Math.ceil(Math.min(taken, RECENT_FIGURES) / 2);
+    const newest = Array.from({ length: newerHalf }, (_, i) => recent[(taken - 1 - i) % RECENT_FIGURES]!);
+    newest.sort((a, b) => a - b);
+    return newest.length === 0 ? 0 : newest[Math.floor(newest.length / 2)]!;
+  };
   return {
-    peak: () => {
+    figures: () => {
       read(true);
-      return peak;
-    },
-    recentMedian: () => {
-      read(true);
-      const held = Math.min(taken, RECENT_FIGURES);
-      const newerHalf = Math.ceil(held / 2);
-      const figures = Array.from({ length: newerHalf }, (_, i) => recent[(taken - 1 - i) % RECENT_FIGURES]!);
-      figures.sort((a, b) => a - b);
-      return figures.length === 0 ? 0 : figures[Math.floor(figures.length / 2)]!;
+      return { peakBytes: peak, recentMedianBytes: recentMedian() };
     },
     stop: () => {
       clearInterval(timer);

@@ -20,7 +20,7 @@ it('reads the heap a full collection leaves, not what the thread allocates right
   const leftByGc = v8.getHeapStatistics().used_heap_size;
   const more = allocate(12); // before the event loop turns
   await new Promise((resolve) => setImmediate(resolve));
-  const peak = tracker.peak();
+  const peak = tracker.figures().peakBytes;
   tracker.stop();
   expect(kept.length + more.length).toBeGreaterThan(0);
   expect(Math.abs(peak - leftByGc) / MIB).toBeLessThan(4);
@@ -36,11 +36,10 @@ it('settles at what the thread keeps lately: a brief full moment moves the peak,
     }
   };
   collectHolding(2, 4);
-  const base = tracker.recentMedian();
+  const base = tracker.figures().recentMedianBytes;
   collectHolding(32, 1); // one full moment
   collectHolding(2, 6);
-  const peak = tracker.peak();
-  const median = tracker.recentMedian();
+  const { peakBytes: peak, recentMedianBytes: median } = tracker.figures();
   tracker.stop();
   expect(held.length).toBeGreaterThan(0);
   expect((peak - base) / MIB).toBeGreaterThan(24);
@@ -50,7 +49,7 @@ it('settles at what the thread keeps lately: a brief full moment moves the peak,
   const grown = trackHeapAfterGc();
   collectHolding(2, 6);
   collectHolding(24, 5);
-  const settled = grown.recentMedian();
+  const settled = grown.figures().recentMedianBytes;
   grown.stop();
   expect((settled - base) / MIB).toBeGreaterThan(16);
 });
