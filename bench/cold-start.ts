@@ -8,11 +8,12 @@
 // Run: `npm run bench:cold-start` (DATABASE_URL defaults to the local Postgres).
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { templatePath } from '../src/db/pglite-template.ts';
+import { cpuSeconds, memoryBytes } from './proc-figures.ts';
 
 const RUNS = Number(process.env.RUNS ?? 3);
 const root = path.resolve(import.meta.dirname, '..');
@@ -23,16 +24,6 @@ interface ReadyRun {
   /** user + system CPU of every thread of the daemon until ready (Linux /proc). */
   cpuMs: number;
   peakRssMb: number;
-}
-
-/** CPU and peak RSS of a live process, from /proc (clock ticks are 1/100 s on Linux). */
-function processFigures(pid: number): { cpuMs: number; peakRssMb: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpuMs = (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const peakRssMb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
-  return { cpuMs, peakRssMb };
 }
 
 async function timeToReady(env: Record<string, string>, args: string[]): Promise<number> {
@@ -70,7 +61,10 @@ async function runToReady(env: Record<string, string>, args: string[]): Promise<
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   const elapsed = performance.now() - started;
-  const figures = processFigures(child.pid!);
+  const figures = {
+    cpuMs: cpuSeconds(child.pid!) * 1_000,
+    peakRssMb: memoryBytes(child.pid!, 'VmHWM') / 1_048_576,
+  };
   child.kill('SIGTERM');
   await new Promise((resolve) => child.on('exit', resolve));
   return { ms: elapsed, ...figures };

@@ -6,9 +6,10 @@
 // shapes, when the clients got their change: all of them after the commit, at once.
 // Run: `npm run bench:shapes-large-transaction` (TRANSFERS=500000 SHAPES=100 by default).
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { startBenchDaemon } from './bench-daemon.ts';
 import { benchDatabase } from './bench-database.ts';
+import { memoryBytes } from './proc-figures.ts';
 
 const TRANSFERS = Number(process.env.TRANSFERS ?? 500_000);
 const SHAPES = Number(process.env.SHAPES ?? 100);
@@ -16,12 +17,6 @@ const db = benchDatabase('strata_bench_large_tx');
 
 const address = (i: number) => `0x${i.toString(16).padStart(40, '0')}`;
 const mib = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MiB`;
-
-/** A field of /proc/<pid>/status, in bytes. */
-function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match![1]) * 1024;
-}
 
 async function run(shapes: number) {
   await db.recreate();
@@ -90,13 +85,13 @@ async function run(shapes: number) {
     transfer(address(10_000_000 + 2 * i), address(10_000_000 + 2 * i + 1)),
   );
   await new Promise((resolve) => setTimeout(resolve, 1_000));
-  const idle = procStatus(daemon.pid, 'VmRSS');
+  const idle = memoryBytes(daemon.pid, 'VmRSS');
   writeFileSync(`/proc/${daemon.pid}/clear_refs`, '5'); // resets VmHWM to the current RSS
   const posted = performance.now();
   await post(2, events);
   const commitAt = await committed(2);
   const got = await Promise.all(answers);
-  const peak = procStatus(daemon.pid, 'VmHWM');
+  const peak = memoryBytes(daemon.pid, 'VmHWM');
   // Each actor's thread reports its peak heap after GC with its pongs (once a ping interval).
   await new Promise((resolve) => setTimeout(resolve, 2 * 10_000));
   const status = (await (await fetch(`${base}/status`)).json()) as {

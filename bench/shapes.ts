@@ -12,7 +12,6 @@
 // SNAPSHOT_ROWS=1000000 BUDGET_BLOCKS=10000 by default).
 
 import { setMaxListeners } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { Agent, get as httpGet } from 'node:http';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +20,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import { addressName, generateBlock } from '../src/sources/generator.ts';
 import { startBenchDaemon } from './bench-daemon.ts';
 import { benchDatabase } from './bench-database.ts';
+import { cpuSeconds } from './proc-figures.ts';
 
 const TIERS = (process.env.TIERS ?? '100,10000,100000').split(',').map(Number);
 const ROUNDS = Number(process.env.ROUNDS ?? 30);
@@ -252,12 +252,6 @@ const GENERATOR = {
   addresses: 50_000,
   distribution: 'skewed' as const,
 };
-
-/** CPU seconds a process has used (user + system), from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100/s)
-}
 
 /** Per kind of run, the CPU the daemon and this benchmark (its clients) used while timed. */
 const cpu = new Map<string, Array<{ daemon: number; clients: number }>>();

@@ -88,7 +88,10 @@ export function registerShapeRoutes(app: FastifyInstance, options: ShapeRouteOpt
   // same offset); the client's next request then retries until the daemon is back. Requests
   // forwarded to another process's owner are cut too (shape-forwarding.ts).
   const closing = new AbortController();
-  /** The long-polls held now, each by its wait's `cancel`. */
+  /**
+   * The long-polls held now, each by its wait's `cancel` (a set, not an abort listener each on
+   * `closing.signal`: thousands of listeners on one signal, each removed by a list search).
+   */
   const heldLongPolls = new Set<() => void>();
   app.addHook('preClose', async () => {
     closing.abort();
