@@ -52,6 +52,15 @@ export class EntityStore {
    */
   private touchedIds: string[] = [];
   private touchedBefore: Array<StoredChange | undefined> = [];
+  /**
+   * The change each touched id holds now — while `touchedNowExact`: a backfill's later sets of an
+   * id in the same batch update its change in place, so encoding the batch reads its changes
+   * without a map lookup per id (a tenth of the encoding's time on erc20). Anything else that
+   * puts another change under a touched id (a delete, history kept, undo, drops) clears the flag,
+   * and the batch's changes are looked up by id as before.
+   */
+  private touchedNow: StoredChange[] = [];
+  private touchedNowExact = true;
   /** First checkpoint of the batch being executed. */
   private batchStart = Number.POSITIVE_INFINITY;
   /** Length of `previous` when the batch began (what an undo truncates it to). */
@@ -102,6 +111,7 @@ export class EntityStore {
   private forget(id: string): void {
     this.latest.delete(id);
     this.forgotten += 1;
+    this.touchedNowExact = false;
   }
 
   /** Every change the store holds goes through here, so the field indexes see every row. */
@@ -199,7 +209,12 @@ export class EntityStore {
   /** `forEachBatchChange` for the ids touched `from`-th up to (not including) `to`-th. */
   forEachBatchChangeIn(from: number, to: number, visit: (id: string, change: StoredChange) => void): void {
     const ids = this.touchedIds;
-    for (let i = from; i < to; i++) visit(ids[i]!, this.latest.get(ids[i]!)!);
+    if (this.touchedNowExact) {
+      const now = this.touchedNow;
+      for (let i = from; i < to; i++) visit(ids[i]!, now[i]!);
+    } else {
+      for (let i = from; i < to; i++) visit(ids[i]!, this.latest.get(ids[i]!)!);
+    }
   }
 
   /** The changes the current (or last) batch made and then overwrote (kept inside the threshold). */
@@ -235,8 +250,8 @@ export class EntityStore {
 
   /** A batch starting at `firstCheckpoint` begins executing. */
   beginBatch(firstCheckpoint: number): void {
-    this.touchedIds = [];
-    this.touchedBefore = [];
+    this.forgetTouched();
+    this.touchedNowExact = true;
     this.batchStart = firstCheckpoint;
     this.previousMark = this.previous.length;
   }
@@ -294,7 +309,8 @@ export class EntityStore {
     if (before === undefined || before.checkpointId < this.batchStart) {
       this.touchedIds.push(id);
       this.touchedBefore.push(before);
-    }
+      this.touchedNow.push(change);
+    } else this.touchedNowExact = false; // `change` replaces the one `touchedNow` has for `id`
     if (before !== undefined && before.checkpointId === LOADED_FROM_DB) this.loadedCount -= 1;
     if (
       keepHistory &&
@@ -305,6 +321,13 @@ export class EntityStore {
       this.previous.push({ id, change: before });
     }
     this.hold(id, change);
+  }
+
+  /** No batch's changes are tracked any more (the next batch, or an undo, begins afresh). */
+  private forgetTouched(): void {
+    this.touchedIds = [];
+    this.touchedBefore = [];
+    this.touchedNow = [];
   }
 
   /** Restores every id the current batch changed to what it was before the batch. */
@@ -321,8 +344,7 @@ export class EntityStore {
         if (before.checkpointId === LOADED_FROM_DB) this.loadedCount += 1;
       }
     }
-    this.touchedIds = [];
-    this.touchedBefore = [];
+    this.forgetTouched();
   }
 
   /**
@@ -373,6 +395,8 @@ export class EntityStore {
     }
     this.touchedIds = stillTouchedIds;
     this.touchedBefore = stillTouchedBefore;
+    this.touchedNow = [];
+    this.touchedNowExact = false;
     const tail = this.previous
       .slice(this.previousMark)
       .filter(
@@ -480,8 +504,7 @@ export class EntityStore {
     );
     // No last batch to undo any more.
     this.previousMark = this.previous.length;
-    this.touchedIds = [];
-    this.touchedBefore = [];
+    this.forgetTouched();
     return changedAbove.size;
   }
 
@@ -492,8 +515,7 @@ export class EntityStore {
     this.fieldIndexes = undefined;
     this.previous = [];
     this.previousMark = 0;
-    this.touchedIds = [];
-    this.touchedBefore = [];
+    this.forgetTouched();
     this.loadedCount = 0;
   }
 }
