@@ -221,8 +221,9 @@ describe('InMemoryStore reorg undo', () => {
 
 // Outside the reorg threshold (a backfill), a later set of an id in the same batch updates its
 // change in place and the batch's changes are read without a lookup per id (`touchedNow`). Random
-// batches of sets (some repeated), deletes, sets after deletes, loads, drops between batches and
-// failed batches (undone): each batch's encoded changes are exactly its final value per id.
+// batches of reads and sets (some repeated), deletes, sets after deletes, loads, drops between
+// batches and failed batches (undone): each batch's encoded changes are exactly its final value
+// per id, and each id then reads as that value.
 function runBackfillSeed(seed: number): void {
   const random = mulberry32(seed);
   const store = new InMemoryStore(schema);
@@ -236,6 +237,8 @@ function runBackfillSeed(seed: number): void {
       checkpoint += 1;
       for (let n = Math.floor(random() * 6); n > 0; n--) {
         const id = IDS[Math.floor(random() * IDS.length)]!;
+        // A handler's read before its write (getOrCreate, then set), sometimes of another id.
+        if (random() < 0.6) table.current(random() < 0.8 ? id : IDS[Math.floor(random() * IDS.length)]!);
         if (!table.has(id) && random() < 0.3) table.putLoaded(id, random() < 0.5 ? null : { id, value: -1 });
         if (random() < 0.2) {
           table.apply(id, { kind: 'delete', checkpointId: checkpoint }, false);
@@ -261,6 +264,13 @@ function runBackfillSeed(seed: number): void {
     }
     for (const [, id] of part?.deletes ?? []) collected.set(id, null);
     expect(collected, `seed ${seed}, batch from ${from}`).toEqual(final);
+    for (const [id, value] of final) {
+      const change = table.current(id)!;
+      expect(
+        change.kind === 'set' ? change.row.value : null,
+        `seed ${seed}, ${id} after batch from ${from}`,
+      ).toBe(value);
+    }
     // Committed at once; sometimes dropped down to a few (the next batch's ids may be gone).
     if (random() < 0.4) store.dropCommitted(checkpoint, random() < 0.5 ? 0 : 3);
     if (random() < 0.2) store.dropLoaded();
