@@ -7,7 +7,8 @@
 // tier); 1,000 live clients on one shape (POST → each client's answer); and a snapshot of a
 // 1M-row table (followed through its chunks) against `COPY … TO STDOUT` of the same rows. Then the
 // write path's budget: an erc20 backfill over ingest with no shapes against one with 1,000
-// eq-shapes on Account, each followed by a live client (two of each, alternated).
+// eq-shapes on Account — idle, and each followed by a live client: a long-poll on node:http, on
+// `fetch`, and an SSE stream (two of each, alternated).
 // Run: `npm run bench:shapes` (TIERS=100,10000,100000 ROUNDS=30 FANOUT_CLIENTS=1000
 // SNAPSHOT_ROWS=1000000 BUDGET_BLOCKS=10000 by default).
 
@@ -240,7 +241,7 @@ console.log(
 );
 
 // The write path's budget: an erc20 backfill over the ingest API with no shapes, and with 1,000
-// eq-shapes on Account each followed by a live client, alternated.
+// eq-shapes on Account each followed by a live client (long-polls, or SSE streams), alternated.
 const BUDGET_BLOCKS = Number(process.env.BUDGET_BLOCKS ?? 10_000);
 const BUDGET_SHAPES = Number(process.env.BUDGET_SHAPES ?? 1_000);
 const WARM_UP_BLOCKS = 1_000;
@@ -269,6 +270,9 @@ async function liveAnswered(base: string): Promise<number> {
   return total;
 }
 
+/** Up-to-date events the SSE followers received (one per change of their shape). */
+const sseUpdates = { count: 0 };
+
 /** One keep-alive connection per live follower (node:http: see `liveGet`). */
 const followerAgent = new Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
 
@@ -293,7 +297,28 @@ function liveGet(url: string, signal: AbortSignal): Promise<{ handle?: string; o
   });
 }
 
-type Followers = 'none' | 'fetch' | 'node:http';
+/**
+ * An SSE follower (`live_sse=true`, what Electric's client does with `liveSse: true`): one held
+ * response per client, each commit's changes written to it as events — no request per update.
+ * Counts the up-to-date events it receives (one per change of its shape); reconnects from where it
+ * began should the daemon end the stream (it holds one for 60 s, longer than a run).
+ */
+function sseFollow(url: string, signal: AbortSignal, updates: { count: number }): Promise<void> {
+  return new Promise((resolve) => {
+    const request = httpGet(url, { agent: followerAgent, signal }, (response) => {
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        for (let at = chunk.indexOf('up-to-date'); at !== -1; at = chunk.indexOf('up-to-date', at + 1))
+          updates.count += 1;
+      });
+      response.once('end', () => resolve(signal.aborted ? undefined : sseFollow(url, signal, updates)));
+      response.once('error', () => resolve());
+    });
+    request.once('error', () => resolve());
+  });
+}
+
+type Followers = 'none' | 'fetch' | 'node:http' | 'sse';
 
 async function backfill(shapes: number, followers: Followers): Promise<number> {
   await budgetDb.recreate();
@@ -308,6 +333,11 @@ async function backfill(shapes: number, followers: Followers): Promise<number> {
     let handle = response.headers.get('electric-handle')!;
     let offset = response.headers.get('electric-offset')!;
     if (followers === 'none') return;
+    if (followers === 'sse') {
+      const url = `${run.base}/v1/shape?${query}&handle=${handle}&offset=${offset}&live=true&live_sse=true`;
+      following.push(sseFollow(url, stopFollowing.signal, sseUpdates));
+      return;
+    }
     const next = async (url: string) => {
       if (followers === 'node:http') return liveGet(url, stopFollowing.signal);
       const answer = await fetch(url, { signal: stopFollowing.signal });
@@ -341,12 +371,17 @@ async function backfill(shapes: number, followers: Followers): Promise<number> {
   const daemonCpu = cpuSeconds(run.pid);
   const clientsCpu = process.cpuUsage();
   const answeredBefore = await liveAnswered(run.base);
+  const sseUpdatesBefore = sseUpdates.count;
   await postBlocks(WARM_UP_BLOCKS + 1, WARM_UP_BLOCKS + BUDGET_BLOCKS);
   await committedUpTo(WARM_UP_BLOCKS + BUDGET_BLOCKS);
   const seconds = (performance.now() - started) / 1_000;
   const clientsUsed = process.cpuUsage(clientsCpu);
   const kind = shapes === 0 ? 'none' : followers === 'none' ? 'idle' : followers;
-  liveAnswers.set(kind, [...(liveAnswers.get(kind) ?? []), (await liveAnswered(run.base)) - answeredBefore]);
+  const answered =
+    followers === 'sse'
+      ? sseUpdates.count - sseUpdatesBefore
+      : (await liveAnswered(run.base)) - answeredBefore;
+  liveAnswers.set(kind, [...(liveAnswers.get(kind) ?? []), answered]);
   cpu.set(kind, [
     ...(cpu.get(kind) ?? []),
     { daemon: cpuSeconds(run.pid) - daemonCpu, clients: (clientsUsed.user + clientsUsed.system) / 1e6 },
@@ -392,6 +427,7 @@ const kinds: Array<[string, number, Followers]> = [
   ['idle', BUDGET_SHAPES, 'none'],
   ['node:http', BUDGET_SHAPES, 'node:http'],
   ['fetch', BUDGET_SHAPES, 'fetch'],
+  ['sse', BUDGET_SHAPES, 'sse'],
 ];
 for (let round = 0; round < 2; round++) {
   for (const [kind, shapes, followers] of kinds)
@@ -411,6 +447,7 @@ console.log(
   `  ${shapeCount} eq-shapes, each followed by a live client (node:http)  ${runs('node:http')}  (target ≤ 1.3×)`,
 );
 console.log(`  ${shapeCount} eq-shapes, each followed by a live client (fetch)      ${runs('fetch')}`);
+console.log(`  ${shapeCount} eq-shapes, each followed by an SSE client (node:http) ${runs('sse')}`);
 const cpuOf = (kind: string) =>
   (cpu.get(kind) ?? [])
     .map((c) => `daemon ${c.daemon.toFixed(1)} s, clients ${c.clients.toFixed(1)} s`)
@@ -421,3 +458,6 @@ for (const kind of ['node:http', 'fetch'])
   console.log(
     `live requests answered while timed (${kind} clients): ${(liveAnswers.get(kind) ?? []).map((n) => n.toLocaleString('en-US')).join(' / ')}`,
   );
+console.log(
+  `up-to-dates the SSE clients received while timed: ${(liveAnswers.get('sse') ?? []).map((n) => n.toLocaleString('en-US')).join(' / ')}`,
+);
