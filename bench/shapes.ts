@@ -300,22 +300,42 @@ function liveGet(url: string, signal: AbortSignal): Promise<{ handle?: string; o
 /**
  * An SSE follower (`live_sse=true`, what Electric's client does with `liveSse: true`): one held
  * response per client, each commit's changes written to it as events — no request per update.
- * Counts the up-to-date events it receives (one per change of its shape); reconnects from where it
- * began should the daemon end the stream (it holds one for 60 s, longer than a run).
+ * Counts the up-to-date events it receives after its first (one per change of its shape);
+ * `following` settles when the stream ends for good, `ready` at that first up-to-date (the stream
+ * is open and caught up). Reconnects should the daemon end the stream (it holds one for 60 s,
+ * longer than a run).
  */
-function sseFollow(url: string, signal: AbortSignal, updates: { count: number }): Promise<void> {
-  return new Promise((resolve) => {
-    const request = httpGet(url, { agent: followerAgent, signal }, (response) => {
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => {
-        for (let at = chunk.indexOf('up-to-date'); at !== -1; at = chunk.indexOf('up-to-date', at + 1))
-          updates.count += 1;
-      });
-      response.once('end', () => resolve(signal.aborted ? undefined : sseFollow(url, signal, updates)));
-      response.once('error', () => resolve());
-    });
-    request.once('error', () => resolve());
+function sseFollow(
+  url: string,
+  signal: AbortSignal,
+  updates: { count: number },
+): { ready: Promise<void>; following: Promise<void> } {
+  let caughtUp: () => void = () => {};
+  const ready = new Promise<void>((resolve) => {
+    caughtUp = resolve;
   });
+  let first = true;
+  const follow = (): Promise<void> =>
+    new Promise((resolve) => {
+      const request = httpGet(url, { agent: followerAgent, signal }, (response) => {
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => {
+          for (let at = chunk.indexOf('up-to-date'); at !== -1; at = chunk.indexOf('up-to-date', at + 1)) {
+            if (first) {
+              first = false;
+              caughtUp();
+            } else updates.count += 1;
+          }
+        });
+        response.once('end', () => resolve(signal.aborted ? undefined : follow()));
+        response.once('error', () => resolve());
+      });
+      request.once('error', () => {
+        caughtUp();
+        resolve();
+      });
+    });
+  return { ready, following: follow() };
 }
 
 type Followers = 'none' | 'fetch' | 'node:http' | 'sse';
@@ -335,7 +355,9 @@ async function backfill(shapes: number, followers: Followers): Promise<number> {
     if (followers === 'none') return;
     if (followers === 'sse') {
       const url = `${run.base}/v1/shape?${query}&handle=${handle}&offset=${offset}&live=true&live_sse=true`;
-      following.push(sseFollow(url, stopFollowing.signal, sseUpdates));
+      const { ready, following: stream } = sseFollow(url, stopFollowing.signal, sseUpdates);
+      following.push(stream);
+      await ready;
       return;
     }
     const next = async (url: string) => {
