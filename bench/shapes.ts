@@ -297,6 +297,9 @@ function liveGet(url: string, signal: AbortSignal): Promise<{ handle?: string; o
   });
 }
 
+/** The control message an SSE follower counts. */
+const UP_TO_DATE = 'up-to-date';
+
 /**
  * An SSE follower (`live_sse=true`, what Electric's client does with `liveSse: true`): one held
  * response per client, each commit's changes written to it as events — no request per update.
@@ -319,13 +322,18 @@ function sseFollow(
     new Promise((resolve) => {
       const request = httpGet(url, { agent: followerAgent, signal }, (response) => {
         response.setEncoding('utf8');
+        // The end of the last chunk, too short to hold a whole marker: one split across two
+        // chunks is found in the next.
+        let carry = '';
         response.on('data', (chunk: string) => {
-          for (let at = chunk.indexOf('up-to-date'); at !== -1; at = chunk.indexOf('up-to-date', at + 1)) {
+          const text = carry + chunk;
+          for (let at = text.indexOf(UP_TO_DATE); at !== -1; at = text.indexOf(UP_TO_DATE, at + 1)) {
             if (first) {
               first = false;
               caughtUp();
             } else updates.count += 1;
           }
+          carry = text.slice(-(UP_TO_DATE.length - 1));
         });
         response.once('end', () => resolve(signal.aborted ? undefined : follow()));
         response.once('error', () => resolve());
