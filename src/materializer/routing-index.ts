@@ -45,7 +45,7 @@ export function indexKeyOf(where: WhereExpr | null): IndexKey | null {
 
 export class RoutingIndex {
   /** column → value key → shape ids. */
-  private readonly byColumn = new Map<string, { type: ValueType; byValue: Map<string, Set<number>> }>();
+  private readonly byColumn = new Map<string, FiledColumn>();
   private readonly scanned = new Set<number>();
   private readonly keyOf = new Map<number, IndexKey | null>();
 
@@ -96,9 +96,7 @@ export class RoutingIndex {
       for (const row of [before, after]) {
         const text = row?.[name];
         if (text === null || text === undefined) continue;
-        const value = parseValue(column.type, text);
-        if (value === undefined || value === null) continue;
-        for (const id of column.byValue.get(valueKey(value)) ?? []) {
+        for (const id of filedUnder(column, text) ?? []) {
           if (seen.has(id)) continue;
           seen.add(id);
           visit(id);
@@ -118,13 +116,23 @@ export class RoutingIndex {
   /** Whether some shape is filed under `column` with the value `text` (Postgres text). */
   hasValue(column: string, text: string): boolean {
     const filed = this.byColumn.get(column);
-    if (filed === undefined) return false;
-    const value = parseValue(filed.type, text);
-    return value !== undefined && value !== null && filed.byValue.has(valueKey(value));
+    return filed !== undefined && filedUnder(filed, text) !== undefined;
   }
 
   /** For /status: shapes routed through the index and shapes scanned. */
   counts(): { indexed: number; scanned: number } {
     return { indexed: this.keyOf.size - this.scanned.size, scanned: this.scanned.size };
   }
+}
+
+/** One column's shapes by the value their clause requires (an empty set is never kept). */
+interface FiledColumn {
+  type: ValueType;
+  byValue: Map<string, Set<number>>;
+}
+
+/** The shapes filed under the column's value `text` (Postgres text), if any. */
+function filedUnder(column: FiledColumn, text: string): Set<number> | undefined {
+  const value = parseValue(column.type, text);
+  return value === undefined || value === null ? undefined : column.byValue.get(valueKey(value));
 }
