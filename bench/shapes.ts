@@ -320,7 +320,17 @@ function sseFollow(
   let first = true;
   const follow = (): Promise<void> =>
     new Promise((resolve) => {
+      /** Not following any more (an error, or an answer that is not a stream, e.g. a 409). */
+      const stop = () => {
+        caughtUp();
+        resolve();
+      };
       const request = httpGet(url, { agent: followerAgent, signal }, (response) => {
+        if (response.statusCode !== 200) {
+          response.resume();
+          stop();
+          return;
+        }
         response.setEncoding('utf8');
         // The end of the last chunk, too short to hold a whole marker: one split across two
         // chunks is found in the next.
@@ -336,12 +346,9 @@ function sseFollow(
           carry = text.slice(-(UP_TO_DATE.length - 1));
         });
         response.once('end', () => resolve(signal.aborted ? undefined : follow()));
-        response.once('error', () => resolve());
+        response.once('error', stop);
       });
-      request.once('error', () => {
-        caughtUp();
-        resolve();
-      });
+      request.once('error', stop);
     });
   return { ready, following: follow() };
 }

@@ -6,7 +6,7 @@ import { decodeChanges, encodeChanges } from '../../src/pipeline/change-codec.ts
 import type { EntityChanges } from '../../src/protocol.ts';
 import { mulberry32 } from '../../src/sources/generator.ts';
 
-/** Random COPY lines of `bytes` bytes or so in all; a third of the characters take 2–3 bytes. */
+/** `count` random COPY lines of up to `width` characters; about a third of them take 2–3 bytes. */
 function randomLines(random: () => number, count: number, width: number): string[] {
   const alphabet = ['a', 'b', '7', '\\t', 'é', 'ß', '€', '字', '0x'];
   return Array.from({ length: count }, (_, i) => {
