@@ -112,6 +112,7 @@ async function inMemory(pipeline: PipelineConfig, request: LimitsRequest, strate
   return eachBatch(sourceFor(pipeline, request), pipeline.batchSize, async (blocks, firstCheckpoint) => {
     await executor.run(blocks, firstCheckpoint, false);
     collectBatchChanges(store, false); // encoded as the actor sends it
+    store.dropCommittedAppends(firstCheckpoint + blocks.length - 1); // as the actor at each commit
     // Everything is "committed" at once: the same capacity rule as the daemon's first tier.
     if (store.size() > WORKING_SET_CAP)
       store.dropCommitted(firstCheckpoint + blocks.length - 1, WORKING_SET_CAP / 2, WORKING_SET_CAP);

@@ -12,9 +12,13 @@
 // A batch's own changes are tracked in `touched` together with what they replaced, which gives the
 // batch's change list without scanning and lets a failed batch be undone exactly — or, while it
 // is the last batch, its part above a reorg's common ancestor.
+//
+// An entity no handler has read yet skips the map altogether (AppendedBatches): its rows stay in
+// their batch's touched arrays until committed, since nothing looks them up by id.
 
 import type { EntityDescription, Schema } from '../schema/define-schema.ts';
 import type { EntityRow } from '../schema/wire.ts';
+import { AppendedBatches } from './appended-batches.ts';
 import { canIndex, FieldIndex, indexKey } from './field-index.ts';
 
 export const LOADED_FROM_DB = -1;
@@ -61,6 +65,15 @@ export class EntityStore {
    */
   private touchedNow: StoredChange[] = [];
   private touchedNowExact = true;
+  /**
+   * Until a handler reads the entity (or deletes one, or a batch keeps history), its sets bypass
+   * `latest`: each batch's rows stay in its touched arrays, held here until committed and dropped
+   * (see AppendedBatches). `undefined` once that ended — for good: every row still held moved
+   * into `latest` then.
+   */
+  private appended: AppendedBatches<StoredChange> | undefined = new AppendedBatches();
+  /** While appending: the current batch's ids and where each sits in the touched arrays. */
+  private appendedAt = new Map<string, number>();
   /** First checkpoint of the batch being executed. */
   private batchStart = Number.POSITIVE_INFINITY;
   /** Length of `previous` when the batch began (what an undo truncates it to). */
@@ -136,6 +149,7 @@ export class EntityStore {
     keep: (row: EntityRow) => boolean,
     keepKey = '',
   ): EntityRow[] | undefined {
+    if (this.appended !== undefined) this.stopAppending();
     this.readByHandlers = true;
     const column = this.entity.columns.find((candidate) => candidate.name === field);
     if (column === undefined || !canIndex(column)) return undefined;
@@ -177,6 +191,7 @@ export class EntityStore {
   /** The latest change held for `id` (a handler's, or a row or absence loaded from the database). */
   /** A handler's read by id (see `isRead`). */
   current(id: string): StoredChange | undefined {
+    if (this.appended !== undefined) this.stopAppending();
     this.readByHandlers = true;
     return this.latest.get(id);
   }
@@ -187,11 +202,13 @@ export class EntityStore {
   }
 
   has(id: string): boolean {
+    if (this.appended !== undefined) this.stopAppending();
     return this.latest.has(id);
   }
 
   /** Every row held (the latest `set` per id). */
   *rows(): IterableIterator<EntityRow> {
+    if (this.appended !== undefined) this.stopAppending();
     this.readByHandlers = true;
     for (const change of this.latest.values()) if (change.kind === 'set') yield change.row;
   }
@@ -227,6 +244,7 @@ export class EntityStore {
 
   /** Every id's latest change above the committed checkpoint (not loaded ones). */
   forEachUncommitted(committedCheckpoint: number, visit: (id: string, change: StoredChange) => void): void {
+    this.appended?.forEachLatestAbove(committedCheckpoint, visit);
     for (const [id, change] of this.latest) {
       if (change.checkpointId !== LOADED_FROM_DB && change.checkpointId > committedCheckpoint)
         visit(id, change);
@@ -245,7 +263,11 @@ export class EntityStore {
 
   /** Everything held, latest and overwritten (tests and diagnostics). */
   keptChanges(): Array<{ id: string; change: StoredChange }> {
-    return [...[...this.latest].map(([id, change]) => ({ id, change })), ...this.previous];
+    const appended: Array<{ id: string; change: StoredChange }> = [];
+    this.appended?.forEach((id, change) => {
+      appended.push({ id, change });
+    });
+    return [...[...this.latest].map(([id, change]) => ({ id, change })), ...this.previous, ...appended];
   }
 
   /** A batch starting at `firstCheckpoint` begins executing. */
@@ -270,6 +292,13 @@ export class EntityStore {
     logIndex: number,
     keepHistory: boolean,
   ): void {
+    if (this.appended !== undefined) {
+      if (!keepHistory) {
+        this.append(id, row, checkpointId, eventName, logIndex);
+        return;
+      }
+      this.stopAppending();
+    }
     const before = this.latest.get(id);
     if (
       !keepHistory &&
@@ -287,8 +316,53 @@ export class EntityStore {
     this.applyOver(id, before, { kind: 'set', row, checkpointId, eventName, logIndex }, keepHistory);
   }
 
+  /** A set while appending: a new row of the batch, or its row for `id` updated in place. */
+  private append(
+    id: string,
+    row: EntityRow,
+    checkpointId: number,
+    eventName: string,
+    logIndex: number,
+  ): void {
+    const appended = this.appended!;
+    const at = this.appendedAt.get(id);
+    if (at !== undefined) {
+      const change = this.touchedNow[at] as Extract<StoredChange, { kind: 'set' }>;
+      change.row = row;
+      change.checkpointId = checkpointId;
+      change.eventName = eventName;
+      change.logIndex = logIndex;
+      appended.wrote(checkpointId, false);
+      return;
+    }
+    if (!appended.isOpen(this.touchedIds)) appended.open(this.touchedIds, this.touchedNow, checkpointId);
+    this.appendedAt.set(id, this.touchedIds.length);
+    this.touchedIds.push(id);
+    this.touchedBefore.push(undefined); // not known while appending; stopAppending fills it in
+    this.touchedNow.push({ kind: 'set', row, checkpointId, eventName, logIndex });
+    appended.wrote(checkpointId, true);
+  }
+
+  /**
+   * Ends appending: every row still held moves into `latest`, oldest first (an id's later row
+   * wins, as sets through `latest` would have left it), and the current batch's touched ids learn
+   * what they replaced there. Rows already dropped were committed and counted as forgotten, so an
+   * entity held whole stays so only if none were.
+   */
+  private stopAppending(): void {
+    const appended = this.appended!;
+    this.appended = undefined;
+    this.appendedAt = new Map();
+    appended.forEach((id, change, batchIds, index) => {
+      // The current batch's rows are its touched arrays: an undo restores what they replaced.
+      if (batchIds === this.touchedIds) this.touchedBefore[index] = this.latest.get(id);
+      this.hold(id, change);
+    });
+  }
+
   /** A row from the database (or a known-absent id) — only if nothing newer is held. */
   putLoaded(id: string, row: EntityRow | null): void {
+    if (this.appended !== undefined) this.stopAppending();
     if (this.latest.has(id)) return;
     this.hold(id, row === null ? KNOWN_ABSENT : { kind: 'set', row, checkpointId: LOADED_FROM_DB });
     this.loadedCount += 1;
@@ -296,6 +370,7 @@ export class EntityStore {
 
   /** A handler's change at `checkpointId`. */
   apply(id: string, change: StoredChange, keepHistory: boolean): void {
+    if (this.appended !== undefined) this.stopAppending();
     this.applyOver(id, this.latest.get(id), change, keepHistory);
   }
 
@@ -328,10 +403,17 @@ export class EntityStore {
     this.touchedIds = [];
     this.touchedBefore = [];
     this.touchedNow = [];
+    if (this.appendedAt.size > 0) this.appendedAt = new Map();
   }
 
   /** Restores every id the current batch changed to what it was before the batch. */
   undoBatch(): void {
+    if (this.appended !== undefined) {
+      // Nothing of the batch is in `latest`: its rows are its own arrays.
+      this.appended.discardOpen(this.touchedIds);
+      this.forgetTouched();
+      return;
+    }
     this.previous.length = this.previousMark;
     for (let i = this.touchedIds.length - 1; i >= 0; i--) {
       const id = this.touchedIds[i]!;
@@ -355,6 +437,7 @@ export class EntityStore {
    * many ids were restored.
    */
   undoLastBatchAbove(checkpoint: number): number {
+    if (this.appended !== undefined) this.stopAppending();
     // The batch's overwritten changes start at previousMark, in order: per id, the last one within
     // the batch and at or below the checkpoint, and the one from before the batch it displaced.
     const restoreFrom = new Map<string, number>();
@@ -414,6 +497,7 @@ export class EntityStore {
    * checkpoint": hot ids stay, cold ones go, and writes need not keep the map in any order.
    */
   dropCommitted(committedCheckpoint: number, limit = Number.POSITIVE_INFINITY): number {
+    if (this.appended !== undefined) return this.dropCommittedAppends(committedCheckpoint, limit);
     const below = this.dropBelow(committedCheckpoint, limit);
     let dropped = 0;
     for (const [id, change] of this.latest) {
@@ -455,6 +539,16 @@ export class EntityStore {
     return checkpoints.subarray(0, count).sort()[limit - 1]!;
   }
 
+  /**
+   * While appending (no handler reads the entity): drops committed rows, at most `limit`, oldest
+   * first. Nothing reads them back, so the actor drops them at each commit.
+   */
+  dropCommittedAppends(committedCheckpoint: number, limit = Number.POSITIVE_INFINITY): number {
+    const dropped = this.appended?.dropCommitted(committedCheckpoint, limit) ?? 0;
+    if (dropped > 0) this.forgotten += 1; // the store no longer holds every row it wrote
+    return dropped;
+  }
+
   /** Drops rows loaded from the database (and known-absent markers). */
   dropLoaded(): number {
     if (this.loadedCount === 0) return 0;
@@ -470,7 +564,7 @@ export class EntityStore {
   }
 
   size(): number {
-    return this.latest.size + this.previous.length;
+    return this.latest.size + this.previous.length + (this.appended?.size ?? 0);
   }
 
   /**
@@ -481,6 +575,7 @@ export class EntityStore {
    * Returns how many ids were restored or forgotten.
    */
   rollBackTo(checkpoint: number): number {
+    if (this.appended !== undefined) this.stopAppending();
     const changedAbove = new Set<string>();
     for (const [id, change] of this.latest) {
       if (change.checkpointId > checkpoint) changedAbove.add(id);
@@ -510,6 +605,7 @@ export class EntityStore {
 
   /** Forgets everything (after a reorg rollback, when all of it was committed). */
   clear(): void {
+    this.appended?.clear();
     this.latest.clear();
     this.forgotten += 1;
     this.fieldIndexes = undefined;
@@ -576,6 +672,11 @@ export class InMemoryStore {
 
   dropLoaded(): number {
     return this.sum((table) => table.dropLoaded());
+  }
+
+  /** See EntityStore.dropCommittedAppends. */
+  dropCommittedAppends(committedCheckpoint: number): number {
+    return this.sum((table) => table.dropCommittedAppends(committedCheckpoint));
   }
 
   /** A batch starting at `firstCheckpoint` begins executing. */

@@ -691,6 +691,8 @@ class PipelineRuntime {
 
   private onCommitted(report: CommitReport): void {
     if (!this.ledger.commit(report.committedCheckpoint)) return;
+    // Rows no handler reads are of no use once committed: they go now, not at the capacity rule.
+    this.store.dropCommittedAppends(report.committedCheckpoint);
     this.writerBusyMs += report.durationMs;
     for (const resolve of this.commitWaiters.splice(0)) resolve();
     if (this.state.kind === 'running' && this.state.phase === 'caught-up') this.reportProgress();
