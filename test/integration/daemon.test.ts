@@ -138,7 +138,8 @@ describe('strata start (child process, Postgres)', () => {
     );
     expect(later.pipelines[0]).toMatchObject({ state: 'backfill' });
     expect(later.pipelines[0]!.blocksPerSecond).toBeGreaterThan(0);
-    for (const actor of later.actors) expect(actor, actor.name).toMatchObject({ incarnation: 1, restarts: 0 });
+    for (const actor of later.actors)
+      expect(actor, actor.name).toMatchObject({ incarnation: 1, restarts: 0 });
     expect(daemon.logs.filter((entry) => entry.msg === 'actor unresponsive; terminating')).toEqual([]);
     daemon.kill('SIGTERM');
     expect(await daemon.exited).toEqual({ code: 0, signal: null });
