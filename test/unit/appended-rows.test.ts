@@ -182,31 +182,3 @@ describe('an entity no handler has read', () => {
     });
   }
 });
-
-describe('InMemoryStore.dropCommittedAppends', () => {
-  it('drops the committed rows of entities no handler reads, and nothing else', () => {
-    const ledger = defineSchema({
-      Account: { fields: { id: t.text(), value: t.integer() } },
-      Transfer: { fields: { id: t.text(), value: t.integer() } },
-    });
-    const store = new InMemoryStore(ledger);
-    const accounts = store.table('Account');
-    const transfers = store.table('Transfer');
-    for (const checkpoint of [1, 2]) {
-      store.beginBatch(checkpoint);
-      for (let i = 0; i < 10; i++) {
-        const id = `${checkpoint}-${i}`;
-        accounts.current(id); // what a handler's getOrCreate does first
-        accounts.applySet(id, { id, value: i }, checkpoint, 'Transfer', i, false);
-        transfers.applySet(id, { id, value: i }, checkpoint, 'Transfer', i, false);
-      }
-    }
-    // Batch 1 committed: its 10 transfers go; batch 2's stay (uncommitted), and every account.
-    expect(store.dropCommittedAppends(1)).toBe(10);
-    expect([accounts.size(), transfers.size()]).toEqual([20, 10]);
-    expect(transfers.isComplete).toBe(false);
-    // A re-send holds batch 2's accounts and transfers.
-    const resent = decodeChanges(collectUncommittedChanges(store, 1, false).encoded);
-    expect([resent.Account?.checkpoints.length, resent.Transfer?.checkpoints.length]).toEqual([10, 10]);
-  });
-});

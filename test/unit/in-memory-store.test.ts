@@ -12,7 +12,11 @@
 
 import { describe, expect, it } from 'vitest';
 import { decodeChanges, setIds } from '../../src/pipeline/change-codec.ts';
-import { collectBatchChanges, collectBatchChangesInTurns } from '../../src/processing/collect-changes.ts';
+import {
+  collectBatchChanges,
+  collectBatchChangesInTurns,
+  collectUncommittedChanges,
+} from '../../src/processing/collect-changes.ts';
 import {
   type EntityStore,
   InMemoryStore,
@@ -283,15 +287,19 @@ describe('a batch outside the reorg threshold', () => {
   }
 });
 
+/** A store of accounts (read by handlers) and transfers (never read). */
+function ledgerStore() {
+  const ledger = defineSchema({
+    Account: { fields: { id: t.text(), value: t.integer() } },
+    Transfer: { fields: { id: t.text(), value: t.integer() } },
+  });
+  const store = new InMemoryStore(ledger);
+  return { store, accounts: store.table('Account'), transfers: store.table('Transfer') };
+}
+
 describe('InMemoryStore capacity', () => {
   it('drops the rows of entities no handler reads before any row that may be read again', () => {
-    const ledger = defineSchema({
-      Account: { fields: { id: t.text(), value: t.integer() } },
-      Transfer: { fields: { id: t.text(), value: t.integer() } },
-    });
-    const store = new InMemoryStore(ledger);
-    const accounts = store.table('Account');
-    const transfers = store.table('Transfer');
+    const { store, accounts, transfers } = ledgerStore();
     store.beginBatch(1);
     for (let i = 0; i < 40; i++) {
       accounts.current(`a${i}`); // what a handler's get/getOrCreate does first
@@ -305,6 +313,28 @@ describe('InMemoryStore capacity', () => {
     // Past what the unread entity holds, the rest comes from the read ones.
     expect(store.dropCommitted(1, 30)).toBe(20);
     expect([accounts.size(), transfers.size()]).toEqual([30, 0]);
+  });
+
+  it('drops the committed rows of entities no handler reads at a commit, and nothing else', () => {
+    const { store, accounts, transfers } = ledgerStore();
+    transfers.markComplete(); // its table was empty
+    for (const checkpoint of [1, 2]) {
+      store.beginBatch(checkpoint);
+      for (let i = 0; i < 10; i++) {
+        const id = `${checkpoint}-${i}`;
+        accounts.current(id); // what a handler's getOrCreate does first
+        accounts.applySet(id, { id, value: i }, checkpoint, 'Transfer', i, false);
+        transfers.applySet(id, { id, value: i }, checkpoint, 'Transfer', i, false);
+      }
+    }
+    // Batch 1 committed: its 10 transfers go; batch 2's stay (uncommitted), and every account.
+    expect(store.dropCommittedAppends(1)).toBe(10);
+    expect([accounts.size(), transfers.size()]).toEqual([20, 10]);
+    // The store no longer holds every transfer: a later read of one must ask the database.
+    expect(transfers.isComplete).toBe(false);
+    // A re-send holds batch 2's accounts and transfers.
+    const resent = decodeChanges(collectUncommittedChanges(store, 1, false).encoded);
+    expect([resent.Account?.checkpoints.length, resent.Transfer?.checkpoints.length]).toEqual([10, 10]);
   });
 
   it('drops from an entity held whole last, and only while the store holds more than it spares', () => {
