@@ -2,8 +2,9 @@
 // written once), kept per batch instead of in the store's map. Such a row is only ever encoded for
 // the writer, re-sent after a writer restart, and dropped once committed — never looked up by id —
 // so a backfill need not pay a lookup, an insert and a delete in a map of ~100,000 entries per
-// row (those three were ~15% of limit (a) on erc20, bench/README.md). The first read, delete or
-// history-kept write of the entity moves every row still held into the map (EntityStore).
+// row, and the processing actor drops a batch's rows as soon as it commits, before they age into
+// V8's old generation (together: limit (a) −19% on erc20, bench/README.md). The first read, delete
+// or history-kept write of the entity moves every row still held into the map (EntityStore).
 
 /** What the store keeps per row (its StoredChange; generic so this file needs nothing of it). */
 interface Change {
