@@ -459,13 +459,20 @@ async function backfill(shapes: number, followers: Followers): Promise<number> {
 }
 
 const times = new Map<string, number[]>();
-const kinds: Array<[string, number, Followers]> = [
-  ['none', 0, 'none'],
-  ['idle', BUDGET_SHAPES, 'none'],
-  ['node:http', BUDGET_SHAPES, 'node:http'],
-  ['fetch', BUDGET_SHAPES, 'fetch'],
-  ['sse', BUDGET_SHAPES, 'sse'],
-];
+// BUDGET_KINDS=none,sse (for one): the kinds of run to alternate; 'none' is always one of them.
+const BUDGET_KINDS = new Set([
+  'none',
+  ...(process.env.BUDGET_KINDS ?? 'idle,node:http,fetch,sse').split(','),
+]);
+const kinds: Array<[string, number, Followers]> = (
+  [
+    ['none', 0, 'none'],
+    ['idle', BUDGET_SHAPES, 'none'],
+    ['node:http', BUDGET_SHAPES, 'node:http'],
+    ['fetch', BUDGET_SHAPES, 'fetch'],
+    ['sse', BUDGET_SHAPES, 'sse'],
+  ] satisfies Array<[string, number, Followers]>
+).filter(([kind]) => BUDGET_KINDS.has(kind));
 for (let round = 0; round < 2; round++) {
   for (const [kind, shapes, followers] of kinds)
     times.set(kind, [...(times.get(kind) ?? []), await backfill(shapes, followers)]);
@@ -478,23 +485,28 @@ const runs = (kind: string) => {
   return `${seconds.map((s) => s.toFixed(2)).join(' / ')} s (${(Math.min(...seconds) / Math.min(...none)).toFixed(2)}×)`;
 };
 console.log(`end to end, ${events} erc20 events over ingest, best of two each, alternated:`);
-console.log(`  no shapes                                                  ${runs('none')}`);
-console.log(`  ${shapeCount} eq-shapes on Account, no clients                      ${runs('idle')}`);
-console.log(
-  `  ${shapeCount} eq-shapes, each followed by a live client (node:http)  ${runs('node:http')}  (target ≤ 1.3×)`,
-);
-console.log(`  ${shapeCount} eq-shapes, each followed by a live client (fetch)      ${runs('fetch')}`);
-console.log(`  ${shapeCount} eq-shapes, each followed by an SSE client (node:http) ${runs('sse')}`);
+const labels: Record<string, string> = {
+  none: 'no shapes                                                 ',
+  idle: `${shapeCount} eq-shapes on Account, no clients                     `,
+  'node:http': `${shapeCount} eq-shapes, each followed by a live client (node:http) `,
+  fetch: `${shapeCount} eq-shapes, each followed by a live client (fetch)     `,
+  sse: `${shapeCount} eq-shapes, each followed by an SSE client (node:http)`,
+};
+for (const [kind] of kinds)
+  console.log(
+    `  ${labels[kind]} ${runs(kind)}${kind === 'none' || kind === 'idle' ? '' : '  (target ≤ 1.3×)'}`,
+  );
 const cpuOf = (kind: string) =>
   (cpu.get(kind) ?? [])
     .map((c) => `daemon ${c.daemon.toFixed(1)} s, clients ${c.clients.toFixed(1)} s`)
     .join(' / ');
 console.log('CPU while timed (two cores; Postgres not counted; the clients run on the same cores):');
 for (const [kind] of kinds) console.log(`  ${kind.padEnd(9)} ${cpuOf(kind)}`);
-for (const kind of ['node:http', 'fetch'])
+for (const kind of ['node:http', 'fetch'].filter((kind) => BUDGET_KINDS.has(kind)))
   console.log(
     `live requests answered while timed (${kind} clients): ${(liveAnswers.get(kind) ?? []).map((n) => n.toLocaleString('en-US')).join(' / ')}`,
   );
-console.log(
-  `up-to-dates the SSE clients received while timed: ${(liveAnswers.get('sse') ?? []).map((n) => n.toLocaleString('en-US')).join(' / ')}`,
-);
+if (BUDGET_KINDS.has('sse'))
+  console.log(
+    `up-to-dates the SSE clients received while timed: ${(liveAnswers.get('sse') ?? []).map((n) => n.toLocaleString('en-US')).join(' / ')}`,
+  );
