@@ -43,16 +43,13 @@ function decoded(encoded: Uint8Array): { values: Map<string, Value>; entries: nu
 }
 
 /** Ways the store stops appending, each as a handler or the actor would cause it. */
-const TRIGGERS: Array<[string, (table: EntityStore, store: InMemoryStore, at: Trigger) => void]> = [
-  ['a read', (table, _store, at) => table.current(at.id)],
+const TRIGGERS: Array<[string, (table: EntityStore, at: Trigger) => void]> = [
+  ['a read', (table, at) => table.current(at.id)],
   ['a getWhere scan', (table) => [...table.rows()]],
-  [
-    'a delete',
-    (table, _store, at) => table.apply(at.id, { kind: 'delete', checkpointId: at.checkpoint }, false),
-  ],
+  ['a delete', (table, at) => table.apply(at.id, { kind: 'delete', checkpointId: at.checkpoint }, false)],
   [
     'a set keeping history',
-    (table, _store, at) => table.applySet(at.id, { id: at.id, value: 7_777 }, at.checkpoint, 'E', 0, true),
+    (table, at) => table.applySet(at.id, { id: at.id, value: 7_777 }, at.checkpoint, 'E', 0, true),
   ],
 ];
 
@@ -105,7 +102,7 @@ function runSeed(seed: number): void {
       const checkpoint = from + block;
       if (block === triggerAt) {
         const at = { id: pick(), checkpoint };
-        trigger[1](table, store, at);
+        trigger[1](table, at);
         appending = false;
         if (trigger[0] === 'a delete') {
           state.set(at.id, null);
