@@ -268,14 +268,14 @@ function printLimits(result: LimitsResult): Record<string, number> {
     const runs = result.inMemory[strategy];
     if (runs === undefined) continue;
     seconds[strategy] = median(runs);
-    const note = runs.length > 1 ? `  (median of ${runs.length})` : '';
+    const note = runs.length > 1 ? `  (median of ${runs.map((run) => run.toFixed(2)).join(', ')} s)` : '';
     console.log(
       `  (a) in-memory, ${strategy.padEnd(9)} ${seconds[strategy].toFixed(2).padStart(7)} s  ${rate(EVENTS, seconds[strategy]).padStart(9)} events/s${note}`,
     );
   }
   const fold = median(result.plainFold);
   console.log(
-    `  (c) plain-JS fold          ${fold.toFixed(2).padStart(7)} s  ${rate(EVENTS, fold).padStart(9)} events/s  (median of ${result.plainFold.length})`,
+    `  (c) plain-JS fold          ${fold.toFixed(2).padStart(7)} s  ${rate(EVENTS, fold).padStart(9)} events/s  (median of ${result.plainFold.map((run) => run.toFixed(2)).join(', ')} s)`,
   );
   console.log(
     `(a) / (c), auto: ${(fold / seconds.auto!).toFixed(2)} of the plain fold's throughput (target ≥ 0.50)`,
