@@ -144,6 +144,12 @@ export type EntityChanges = Record<
     eventNames: string[];
     logIndexes: number[];
     rows: string;
+    /**
+     * `rows` as the UTF-8 bytes they arrived in, when the part was decoded from a transferred
+     * buffer (not enumerable): the writer COPYs them as they are, and a part nothing reads as text
+     * is never decoded.
+     */
+    rowBytes?: Buffer;
     deletes: Array<[number, string]>;
     /**
      * Inside the reorg threshold: every change of the batch (not only the last per id), as COPY

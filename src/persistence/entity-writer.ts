@@ -89,8 +89,15 @@ export class EntityWriter {
       const parts = runChanges.map((changes) => changes[entity.name]).filter((part) => part !== undefined);
       if (parts.length === 0) continue;
       const merged = merge(parts);
-      const rows = escapeNul ? (escapeUnstorableInCopyRows(entity, merged.rows) ?? merged.rows) : merged.rows;
-      if (rows !== merged.rows) escaped.push(entity.name);
+      // One batch's sets go out as the bytes they came in, unless NULs must be escaped first.
+      let rows: string | Buffer = merged.rowBytes ?? merged.rows;
+      if (escapeNul) {
+        const escapedRows = escapeUnstorableInCopyRows(entity, merged.rows);
+        if (escapedRows !== null) {
+          rows = escapedRows;
+          escaped.push(entity.name);
+        }
+      }
       // History first: anchors copy the stored rows before this write changes them.
       if (history !== null) {
         const lines = historyLines(parts, history.committedCheckpoint);
@@ -226,7 +233,8 @@ export class EntityWriter {
   private async writeEntity(
     client: pg.PoolClient,
     entityName: string,
-    rows: string,
+    /** COPY text lines, or their UTF-8 bytes. */
+    rows: string | Buffer,
     rowCount: number,
     deletes: string[],
   ): Promise<number> {
@@ -237,7 +245,8 @@ export class EntityWriter {
       written += deletes.length;
     }
     if (rowCount > 0 && this.method === 'unnest') {
-      await client.query(prepared.unnestSql, splitColumns(rows, prepared.columnCount));
+      const text = typeof rows === 'string' ? rows : rows.toString('utf8');
+      await client.query(prepared.unnestSql, splitColumns(text, prepared.columnCount));
       written += rowCount;
     } else if (rowCount > 0) {
       if (this.directCopy?.shouldTry(entityName) && (await this.copyDirect(client, prepared, rows))) {
@@ -256,7 +265,11 @@ export class EntityWriter {
    * COPYs new rows straight into the table under a savepoint. False (the savepoint rolled back,
    * nothing written) when an id already exists: the caller upserts them instead.
    */
-  private async copyDirect(client: pg.PoolClient, prepared: PreparedEntity, rows: string): Promise<boolean> {
+  private async copyDirect(
+    client: pg.PoolClient,
+    prepared: PreparedEntity,
+    rows: string | Buffer,
+  ): Promise<boolean> {
     await client.query('SAVEPOINT strata_direct_copy');
     try {
       await pipeline(Readable.from([rows]), client.query(copyFrom(prepared.directCopySql)));
@@ -331,6 +344,8 @@ function historyLines(parts: ReadonlyArray<EntityChanges[string]>, committedChec
  */
 function merge(parts: ReadonlyArray<EntityChanges[string]>): {
   rows: string;
+  /** One part's sets as the bytes they arrived in (none when parts were merged). */
+  rowBytes?: Buffer;
   rowCount: number;
   ids: () => string[];
   deletes: string[];
@@ -338,7 +353,11 @@ function merge(parts: ReadonlyArray<EntityChanges[string]>): {
   if (parts.length === 1) {
     const [part] = parts as [EntityChanges[string]];
     return {
-      rows: part.rows,
+      // Read only if needed: a part decoded from its buffer turns its bytes into text then.
+      get rows() {
+        return part.rows;
+      },
+      rowBytes: part.rowBytes,
       rowCount: part.checkpoints.length,
       ids: () => setIds(part),
       deletes: part.deletes.map(([, id]) => id),

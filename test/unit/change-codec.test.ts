@@ -53,7 +53,15 @@ describe('change codec', () => {
       // The buffer to transfer holds the text once, not a grown buffer's spare room.
       expect(encoded.byteLength, `seed ${seed}`).toBeLessThan(textBytes + 1024 * 1024);
       expect(encoded.buffer.byteLength).toBe(encoded.byteLength);
-      expect(decodeChanges(encoded), `seed ${seed}`).toEqual(changes);
+      const decoded = decodeChanges(encoded);
+      // Each part's sets also come as their bytes, which the writer COPYs without decoding: the
+      // same text, in UTF-8 (read before `rows`, which decodes them on first use).
+      for (const [name, part] of Object.entries(decoded)) {
+        expect(part.rowBytes?.equals(Buffer.from(changes[name]!.rows)), `seed ${seed}, ${name}`).toBe(true);
+      }
+      expect(decoded, `seed ${seed}`).toEqual(changes);
+      // Not a property a copy carries (structured clone, spread): only the text is the part's.
+      expect(Object.keys(decoded.Account!)).not.toContain('rowBytes');
     }
   });
 });
