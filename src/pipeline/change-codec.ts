@@ -154,26 +154,22 @@ export function decodeChanges(bytes: Uint8Array): EntityChanges {
     buffer.toString('utf8', textStart + start, textStart + end);
   const changes: EntityChanges = {};
   for (const [name, entry] of Object.entries(index)) {
-    const part: EntityPart = {
-      checkpoints: entry.checkpoints,
-      eventNames: entry.eventNames,
-      logIndexes: entry.logIndexes,
-      deletes: entry.deletes,
-      rows: '',
-      ...(entry.history === undefined ? {} : { history: slice(entry.history) }),
-    };
     // The sets' text is decoded when first read: a writer COPYing one batch streams the bytes
     // (a block of a million changes is ~150 MB of text, held twice more as a string and as the
     // copy the COPY stream made of it).
     const rowBytes = buffer.subarray(textStart + entry.rows[0], textStart + entry.rows[1]);
     let text: string | undefined;
-    Object.defineProperty(part, 'rows', {
-      enumerable: true,
-      get: () => {
+    const part: EntityPart = {
+      checkpoints: entry.checkpoints,
+      eventNames: entry.eventNames,
+      logIndexes: entry.logIndexes,
+      deletes: entry.deletes,
+      get rows() {
         text ??= rowBytes.toString('utf8');
         return text;
       },
-    });
+      ...(entry.history === undefined ? {} : { history: slice(entry.history) }),
+    };
     Object.defineProperty(part, 'rowBytes', { value: rowBytes, enumerable: false });
     changes[name] = part;
   }
