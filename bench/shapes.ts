@@ -464,49 +464,64 @@ const BUDGET_KINDS = new Set([
   'none',
   ...(process.env.BUDGET_KINDS ?? 'idle,node:http,fetch,sse').split(','),
 ]);
-const kinds: Array<[string, number, Followers]> = (
+const shapeCount = BUDGET_SHAPES.toLocaleString('en-US');
+/** Each kind of run: its shapes and followers, its line's label, what its live count counts. */
+const kinds = (
   [
-    ['none', 0, 'none'],
-    ['idle', BUDGET_SHAPES, 'none'],
-    ['node:http', BUDGET_SHAPES, 'node:http'],
-    ['fetch', BUDGET_SHAPES, 'fetch'],
-    ['sse', BUDGET_SHAPES, 'sse'],
-  ] satisfies Array<[string, number, Followers]>
-).filter(([kind]) => BUDGET_KINDS.has(kind));
+    { kind: 'none', shapes: 0, followers: 'none', label: 'no shapes' },
+    {
+      kind: 'idle',
+      shapes: BUDGET_SHAPES,
+      followers: 'none',
+      label: `${shapeCount} eq-shapes on Account, no clients`,
+    },
+    {
+      kind: 'node:http',
+      shapes: BUDGET_SHAPES,
+      followers: 'node:http',
+      label: `${shapeCount} eq-shapes, each followed by a live client (node:http)`,
+      counted: 'live requests answered while timed (node:http clients)',
+    },
+    {
+      kind: 'fetch',
+      shapes: BUDGET_SHAPES,
+      followers: 'fetch',
+      label: `${shapeCount} eq-shapes, each followed by a live client (fetch)`,
+      counted: 'live requests answered while timed (fetch clients)',
+    },
+    {
+      kind: 'sse',
+      shapes: BUDGET_SHAPES,
+      followers: 'sse',
+      label: `${shapeCount} eq-shapes, each followed by an SSE client (node:http)`,
+      counted: 'up-to-dates the SSE clients received while timed',
+    },
+  ] satisfies Array<{ kind: string; shapes: number; followers: Followers; label: string; counted?: string }>
+).filter(({ kind }) => BUDGET_KINDS.has(kind));
 for (let round = 0; round < 2; round++) {
-  for (const [kind, shapes, followers] of kinds)
+  for (const { kind, shapes, followers } of kinds)
     times.set(kind, [...(times.get(kind) ?? []), await backfill(shapes, followers)]);
 }
 const none = times.get('none')!;
 const events = (BUDGET_BLOCKS * GENERATOR.eventsPerBlock).toLocaleString('en-US');
-const shapeCount = BUDGET_SHAPES.toLocaleString('en-US');
 const runs = (kind: string) => {
   const seconds = times.get(kind)!;
   return `${seconds.map((s) => s.toFixed(2)).join(' / ')} s (${(Math.min(...seconds) / Math.min(...none)).toFixed(2)}×)`;
 };
 console.log(`end to end, ${events} erc20 events over ingest, best of two each, alternated:`);
-const labels: Record<string, string> = {
-  none: 'no shapes                                                 ',
-  idle: `${shapeCount} eq-shapes on Account, no clients                     `,
-  'node:http': `${shapeCount} eq-shapes, each followed by a live client (node:http) `,
-  fetch: `${shapeCount} eq-shapes, each followed by a live client (fetch)     `,
-  sse: `${shapeCount} eq-shapes, each followed by an SSE client (node:http)`,
-};
-for (const [kind] of kinds)
+const labelWidth = Math.max(...kinds.map(({ label }) => label.length));
+for (const { kind, label, counted } of kinds)
   console.log(
-    `  ${labels[kind]} ${runs(kind)}${kind === 'none' || kind === 'idle' ? '' : '  (target ≤ 1.3×)'}`,
+    `  ${label.padEnd(labelWidth)} ${runs(kind)}${counted === undefined ? '' : '  (target ≤ 1.3×)'}`,
   );
 const cpuOf = (kind: string) =>
   (cpu.get(kind) ?? [])
     .map((c) => `daemon ${c.daemon.toFixed(1)} s, clients ${c.clients.toFixed(1)} s`)
     .join(' / ');
 console.log('CPU while timed (two cores; Postgres not counted; the clients run on the same cores):');
-for (const [kind] of kinds) console.log(`  ${kind.padEnd(9)} ${cpuOf(kind)}`);
-for (const kind of ['node:http', 'fetch'].filter((kind) => BUDGET_KINDS.has(kind)))
-  console.log(
-    `live requests answered while timed (${kind} clients): ${(liveAnswers.get(kind) ?? []).map((n) => n.toLocaleString('en-US')).join(' / ')}`,
-  );
-if (BUDGET_KINDS.has('sse'))
-  console.log(
-    `up-to-dates the SSE clients received while timed: ${(liveAnswers.get('sse') ?? []).map((n) => n.toLocaleString('en-US')).join(' / ')}`,
-  );
+for (const { kind } of kinds) console.log(`  ${kind.padEnd(9)} ${cpuOf(kind)}`);
+for (const { kind, counted } of kinds)
+  if (counted !== undefined)
+    console.log(
+      `${counted}: ${(liveAnswers.get(kind) ?? []).map((n) => n.toLocaleString('en-US')).join(' / ')}`,
+    );
