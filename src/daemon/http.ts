@@ -67,7 +67,11 @@ export async function startHttp(
         // Replayed whole while the database is unavailable, within the request's own budget; a
         // replay after a COMMIT whose answer was lost is recognised as already stored.
         const result = await retryWhileUnavailable(
-          () => appendBlocks(database.mainDb, pipeline, blocks, { maxReorgDepth }),
+          () =>
+            appendBlocks(database.mainDb, pipeline, blocks, {
+              maxReorgDepth,
+              copy: database.embedded === null,
+            }),
           { deadlineMs: config.http.requestTimeoutMs / 2, log, what: 'ingest append' },
         );
         wakeUps.stored(pipeline);

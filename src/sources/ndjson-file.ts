@@ -5,7 +5,7 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { StrataError } from '../errors.ts';
-import { blockSchema, toBlock } from './block-schema.ts';
+import { problemText, readBlock } from './block-schema.ts';
 import { type BlockSource, Waker } from './block-source.ts';
 import type { Block } from './types.ts';
 
@@ -80,17 +80,14 @@ export class NdjsonFileSource implements BlockSource {
       } catch (error) {
         throw this.lineError(`not JSON (${(error as Error).message})`);
       }
-      const parsed = blockSchema.safeParse(json);
-      if (!parsed.success) {
-        throw this.lineError(
-          parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '),
-        );
+      const reading = readBlock(json);
+      if (reading.problems !== undefined) throw this.lineError(reading.problems.map(problemText).join('; '));
+      const { block } = reading;
+      if (block.number <= this.lastNumber) {
+        throw this.lineError(`block ${block.number} does not follow block ${this.lastNumber}`);
       }
-      if (parsed.data.number <= this.lastNumber) {
-        throw this.lineError(`block ${parsed.data.number} does not follow block ${this.lastNumber}`);
-      }
-      this.lastNumber = parsed.data.number;
-      return toBlock(parsed.data);
+      this.lastNumber = block.number;
+      return block;
     }
   }
 

@@ -33,6 +33,9 @@ const block = (number: number, events: unknown[], extra: Record<string, unknown>
   events,
   ...extra,
 });
+/** Addresses with text that COPY's format and JSON escape; block 11 spends 1…7 from them. */
+const HOSTILE = ['back\\slash', 'tab\there', 'new\nline\r', '\\N', 'quote"d', 'ünï 𝄞 ✓', '\\\\t'];
+const HOSTILE_TOTALS = Object.fromEntries(HOSTILE.map((address, i) => [address, i + 1]));
 const expense = (address: string, amount: number) => ({ name: 'expense', payload: { address, amount } });
 
 async function totals(): Promise<Record<string, number>> {
@@ -99,6 +102,18 @@ describe('ingest log', () => {
     // The daemon kept serving: a later valid block is still processed.
     expect((await post(url, JSON.stringify(block(10, [expense('a', 4)])))).status).toBe(200);
     await waitFor(totals, (t) => t.a === 10, 30_000, 'later block processed');
+
+    // Text that COPY's format escapes (the log is written with COPY on Postgres) and JSON escapes,
+    // in a hash and in payloads, is stored and processed exactly as sent.
+    const hash = 'h\t\\x\\N';
+    const events = HOSTILE.map((address, amount) => expense(address, amount + 1));
+    expect((await post(url, JSON.stringify(block(11, events, { hash })))).status).toBe(200);
+    const [stored] = await db.query<{ hash: string; events: unknown }>(
+      `SELECT hash, events FROM strata.ingest_blocks WHERE pipeline = 'feed' AND number = 11`,
+    );
+    expect(stored).toEqual({ hash, events: events.map((event, logIndex) => ({ ...event, logIndex })) });
+    await waitFor(totals, (t) => t[HOSTILE[6]!] === 7, 30_000, 'the hostile block processed');
+    expect(await totals()).toEqual({ a: 10, b: 7, c: 3, ...HOSTILE_TOTALS });
     daemon.kill('SIGTERM');
     expect((await daemon.exited).code).toBe(0);
   });
@@ -114,7 +129,7 @@ describe('ingest log', () => {
     expect(message).toMatch(/AccountTotal indexes changed from \[\] to \[debited\]/);
     expect(message).toMatch(/AccountTotal\.lastSeen added \(timestamptz null\)/);
     expect(message).toMatch(/strata reset feed/);
-    expect(await totals()).toEqual({ a: 10, b: 7, c: 3 }); // nothing touched
+    expect(await totals()).toEqual({ a: 10, b: 7, c: 3, ...HOSTILE_TOTALS }); // nothing touched
 
     const reset = spawnSync(process.execPath, ['bin/strata.mjs', 'reset', 'feed', '--project', project], {
       cwd: root,
@@ -131,16 +146,17 @@ describe('ingest log', () => {
         db.query<{ id: string; debited: string; credited: string }>(
           'SELECT id, debited, credited FROM pipeline_feed."AccountTotal"',
         ),
-      (r) => r.length === 3 && r.some((row) => row.id === 'a' && Number(row.debited) === 10),
+      (r) => r.length === 3 + HOSTILE.length && r.some((row) => row.id === 'a' && Number(row.debited) === 10),
       // From HTTP listening: the process joins the fleet, takes the lease, then processes.
       30_000,
       'the pipeline rebuilt from the ingest log',
     );
-    expect(rows.map((row) => [row.id, Number(row.debited)]).sort()).toEqual([
-      ['a', 10],
-      ['b', 7],
-      ['c', 3],
-    ]);
+    expect(Object.fromEntries(rows.map((row) => [row.id, Number(row.debited)]))).toEqual({
+      a: 10,
+      b: 7,
+      c: 3,
+      ...HOSTILE_TOTALS,
+    });
     rebuilt.kill('SIGTERM');
     expect((await rebuilt.exited).code).toBe(0);
   });

@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { StrataError } from '../../errors.ts';
-import { blockSchema, toBlock } from '../../sources/block-schema.ts';
+import { type BlockProblem, problemText, readBlock } from '../../sources/block-schema.ts';
 import type { AppendResult } from '../../sources/ingest-log.ts';
 import type { Block } from '../../sources/types.ts';
 
@@ -18,8 +18,8 @@ export interface IngestDependencies {
 }
 
 // `{ blocks: [...] }` is strict: a body that mixes `blocks` with a block's own fields is refused
-// rather than half read.
-const batchBody = z.object({ blocks: z.array(blockSchema).min(1).max(10_000) }).strict();
+// rather than half read. Each block is then read by `readBlock`.
+const batchBody = z.object({ blocks: z.array(z.unknown()).min(1).max(10_000) }).strict();
 
 export function registerIngestRoute(app: FastifyInstance, deps: IngestDependencies): void {
   app.post<{ Params: { name: string } }>('/v1/pipelines/:name/events', async (request, reply) => {
@@ -34,20 +34,37 @@ export function registerIngestRoute(app: FastifyInstance, deps: IngestDependenci
     }
     const body = request.body;
     const isBatch = typeof body === 'object' && body !== null && !Array.isArray(body) && 'blocks' in body;
-    const parsed = (isBatch ? batchBody : blockSchema).safeParse(body);
-    if (!parsed.success) {
-      const problems = parsed.error.issues
-        .slice(0, 20)
-        .map((issue) => `${issue.path.join('.') || '(body)'}: ${issue.message}`);
-      throw new StrataError('STRATA_ERR_BLOCK_INVALID', `invalid blocks: ${problems.join('; ')}`, {
-        details: { problems },
-      });
-    }
-    const blocks = ('blocks' in parsed.data ? parsed.data.blocks : [parsed.data]).map((block) =>
-      toBlock(block as z.output<typeof blockSchema>),
-    );
+    const blocks = readRequestBlocks(body, isBatch);
     const result = await deps.append(name, blocks);
     void reply.status(200);
     return { pipeline: name, ...result };
   });
+}
+
+/** The request's blocks, each checked, or a 400 naming the first problems (nothing is stored). */
+function readRequestBlocks(body: unknown, isBatch: boolean): Block[] {
+  let values: unknown[] = [body];
+  let problems: BlockProblem[] = [];
+  if (isBatch) {
+    const batch = batchBody.safeParse(body);
+    if (batch.success) values = batch.data.blocks;
+    else
+      problems = batch.error.issues.map((issue) => ({
+        path: issue.path as Array<string | number>,
+        message: issue.message,
+      }));
+  }
+  const blocks: Block[] = [];
+  for (let i = 0; i < values.length && problems.length === 0; i++) {
+    const reading = readBlock(values[i], isBatch ? ['blocks', i] : []);
+    if (reading.problems !== undefined) problems = reading.problems;
+    else blocks.push(reading.block);
+  }
+  if (problems.length > 0) {
+    const lines = problems.slice(0, 20).map(problemText);
+    throw new StrataError('STRATA_ERR_BLOCK_INVALID', `invalid blocks: ${lines.join('; ')}`, {
+      details: { problems: lines },
+    });
+  }
+  return blocks;
 }
