@@ -51,18 +51,20 @@ const CLOSE_BRACKET = 0x5d;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
-/** The deepest `{`/`[` nesting outside strings (stops counting past 10,000). */
+/**
+ * The deepest `{`/`[` nesting outside strings (stops counting past 10,000). A string is skipped to
+ * its closing quote with `indexOf` — an ingest body is mostly strings (addresses, hashes), and
+ * stepping through them a character at a time took ~0.2 s of a 70 MB body.
+ */
 export function nestingDepth(text: string): number {
   let depth = 0;
   let deepest = 0;
-  let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === BACKSLASH) i++;
-      else if (c === QUOTE) inString = false;
-    } else if (c === QUOTE) inString = true;
-    else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+    if (c === QUOTE) {
+      i = closingQuote(text, i);
+      if (i < 0) return deepest;
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       depth++;
       if (depth > deepest) {
         deepest = depth;
@@ -71,4 +73,16 @@ export function nestingDepth(text: string): number {
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--;
   }
   return deepest;
+}
+
+/** The index of the quote closing the string opened at `open` (one not escaped), or -1. */
+function closingQuote(text: string, open: number): number {
+  let at = text.indexOf('"', open + 1);
+  while (at >= 0) {
+    let backslashes = 0;
+    while (text.charCodeAt(at - 1 - backslashes) === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return at;
+    at = text.indexOf('"', at + 1);
+  }
+  return -1;
 }

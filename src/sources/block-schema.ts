@@ -69,21 +69,33 @@ export function readBlock(value: unknown, path: ReadonlyArray<string | number> =
   const { number, timestamp, events: rawEvents } = fields.data;
   const problems: BlockProblem[] = [];
   const events: SourceEvent[] = new Array(rawEvents.length);
-  const seen = new Set<number>();
+  let explicitLogIndexes = false;
   for (let index = 0; index < rawEvents.length && problems.length < MAX_PROBLEMS; index++) {
-    const at = [...path, 'events', index];
-    const event = readEvent(rawEvents[index], index, at, problems);
-    if (event === undefined) continue;
-    // Defaults are the event's index, so an explicit index may collide with a default one too.
-    if (seen.has(event.logIndex)) {
-      problems.push({
-        path: [...at, 'logIndex'],
-        message: `log index ${event.logIndex} appears twice in block ${number}`,
-      });
-      continue;
+    const event = readEvent(rawEvents[index], index);
+    if (Array.isArray(event)) {
+      for (const [field, message] of event) {
+        problems.push({ path: [...path, 'events', index, ...(field === '' ? [] : [field])], message });
+      }
+    } else {
+      events[index] = event;
+      if (event.logIndex !== index) explicitLogIndexes = true;
     }
-    seen.add(event.logIndex);
-    events[index] = event;
+  }
+  if (problems.length === 0 && explicitLogIndexes) {
+    // Defaults are the event's index, so an explicit index may collide with a default one too.
+    // (Without an explicit index other than an event's own position, none can repeat.)
+    const seen = new Set<number>();
+    for (let index = 0; index < events.length; index++) {
+      const { logIndex } = events[index]!;
+      if (seen.has(logIndex)) {
+        problems.push({
+          path: [...path, 'events', index, 'logIndex'],
+          message: `log index ${logIndex} appears twice in block ${number}`,
+        });
+        break;
+      }
+      seen.add(logIndex);
+    }
   }
   if (problems.length > 0) return { problems };
   return {
@@ -97,52 +109,38 @@ export function readBlock(value: unknown, path: ReadonlyArray<string | number> =
   };
 }
 
-/** One event, or undefined with its problems added. Keys other than the three are ignored. */
-function readEvent(
-  value: unknown,
-  index: number,
-  at: Array<string | number>,
-  problems: BlockProblem[],
-): SourceEvent | undefined {
-  if (!isPlainObject(value)) {
-    problems.push({ path: at, message: `expected an object, received ${describe(value)}` });
-    return undefined;
-  }
-  const before = problems.length;
+/** What is wrong with an event: the field (`''`: the event itself) and the message. */
+type EventProblems = Array<[field: string, message: string]>;
+
+/** One event, or what is wrong with it. Keys other than the three are ignored. */
+function readEvent(value: unknown, index: number): SourceEvent | EventProblems {
+  if (!isPlainObject(value)) return [['', `expected an object, received ${describe(value)}`]];
   const { name, payload, logIndex } = value as { name?: unknown; payload?: unknown; logIndex?: unknown };
-  if (typeof name !== 'string') {
-    problems.push({ path: [...at, 'name'], message: `expected a string, received ${describe(name)}` });
-  } else if (name.length === 0 || name.length > MAX_EVENT_NAME_LENGTH) {
-    problems.push({
-      path: [...at, 'name'],
-      message: `must have 1 to ${MAX_EVENT_NAME_LENGTH} characters, has ${name.length}`,
-    });
-  } else if (!noNul(name)) {
-    problems.push({ path: [...at, 'name'], message: 'must not contain a NUL character' });
-  }
-  if (!isPlainObject(payload)) {
-    problems.push({ path: [...at, 'payload'], message: `expected an object, received ${describe(payload)}` });
-  }
-  if (
-    logIndex !== undefined &&
-    !(
-      typeof logIndex === 'number' &&
+  const nameOk =
+    typeof name === 'string' && name.length > 0 && name.length <= MAX_EVENT_NAME_LENGTH && noNul(name);
+  const logIndexOk =
+    logIndex === undefined ||
+    (typeof logIndex === 'number' &&
       Number.isInteger(logIndex) &&
       logIndex >= 0 &&
-      logIndex <= MAX_LOG_INDEX
-    )
-  ) {
-    problems.push({
-      path: [...at, 'logIndex'],
-      message: `expected an integer from 0 to ${MAX_LOG_INDEX}, received ${describe(logIndex)}`,
-    });
+      logIndex <= MAX_LOG_INDEX);
+  if (nameOk && logIndexOk && isPlainObject(payload)) {
+    return { name, payload, logIndex: (logIndex as number | undefined) ?? index };
   }
-  if (problems.length > before) return undefined;
-  return {
-    name: name as string,
-    payload: payload as Record<string, unknown>,
-    logIndex: (logIndex as number | undefined) ?? index,
-  };
+  const problems: EventProblems = [];
+  if (typeof name !== 'string') problems.push(['name', `expected a string, received ${describe(name)}`]);
+  else if (name.length === 0 || name.length > MAX_EVENT_NAME_LENGTH) {
+    problems.push(['name', `must have 1 to ${MAX_EVENT_NAME_LENGTH} characters, has ${name.length}`]);
+  } else if (!nameOk) problems.push(['name', 'must not contain a NUL character']);
+  if (!isPlainObject(payload))
+    problems.push(['payload', `expected an object, received ${describe(payload)}`]);
+  if (!logIndexOk) {
+    problems.push([
+      'logIndex',
+      `expected an integer from 0 to ${MAX_LOG_INDEX}, received ${describe(logIndex)}`,
+    ]);
+  }
+  return problems;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

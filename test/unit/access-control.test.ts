@@ -11,6 +11,7 @@ import { buildConfig } from '../../src/config.ts';
 import { StrataError } from '../../src/errors.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { nestingDepth } from '../../src/http/json-body.ts';
+import { mulberry32 } from '../../src/sources/generator.ts';
 import type { StatusSnapshot } from '../../src/status-types.ts';
 import { silentLog } from '../helpers/actors.ts';
 
@@ -160,6 +161,32 @@ describe('HTTP edges', () => {
       expect(response.json().error.code).toBe('STRATA_ERR_BODY_TOO_DEEP');
     }
     expect(nestingDepth('{"a":"[[[[{{{{","b":[{"c":"\\"["}]}')).toBe(3);
+  });
+
+  it('measures the nesting of random JSON, whatever its strings hold (quotes, backslashes, brackets)', () => {
+    const random = mulberry32(7);
+    const pieces = ['"', '\\', '[', ']', '{', '}', 'a', '\\"', '\\\\', ','];
+    const randomString = () =>
+      Array.from(
+        { length: Math.floor(random() * 8) },
+        () => pieces[Math.floor(random() * pieces.length)],
+      ).join('');
+    /** A random JSON value and its true nesting depth. */
+    const randomValue = (budget: number): [unknown, number] => {
+      const kind = budget <= 0 ? 0 : Math.floor(random() * 4);
+      if (kind === 0) return [randomString(), 0];
+      if (kind === 1) return [Math.floor(random() * 100), 0];
+      const children = Array.from({ length: Math.floor(random() * 4) }, () => randomValue(budget - 1));
+      const depth = 1 + Math.max(0, ...children.map(([, childDepth]) => childDepth));
+      if (kind === 2) return [children.map(([child]) => child), depth];
+      return [Object.fromEntries(children.map(([child], i) => [randomString() + i, child])), depth];
+    };
+    for (let round = 0; round < 2_000; round++) {
+      const [value, depth] = randomValue(6);
+      const text = JSON.stringify(value);
+      expect(nestingDepth(text), `round ${round}: ${text}`).toBe(depth);
+      nestingDepth(text.slice(0, Math.floor(random() * text.length))); // cut short: no throw
+    }
   });
 
   it("answers Node's own parser errors and request timeouts in the {error:{code,message}} form", async () => {
