@@ -5,6 +5,7 @@
 
 import type { FastifyInstance } from 'fastify';
 import { StrataError } from '../errors.ts';
+import { noteBodySize, registerLargeBodyRelease } from './large-body-release.ts';
 
 /** Deepest nesting of arrays and objects a body may have: a block's payload may nest 64 levels. */
 export const MAX_BODY_DEPTH = 70;
@@ -13,8 +14,10 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export function registerJsonBodyParser(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => {
+  registerLargeBodyRelease(app);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     try {
+      noteBodySize(request, (body as Buffer).length);
       done(null, parseJsonBody(body as Buffer));
     } catch (error) {
       done(error as Error, undefined);
