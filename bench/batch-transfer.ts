@@ -52,7 +52,7 @@ if (!isMainThread) {
     else if (message.mode === 'json-transfer')
       changes = JSON.parse(new TextDecoder().decode(message.data as Uint8Array)) as EntityChanges;
     else if (message.mode === 'v8-transfer') changes = v8.deserialize(message.data as Uint8Array);
-    else changes = decodeChanges(message.data as Uint8Array); // what the writer does
+    else changes = decodeChanges(message.data as Uint8Array[]); // what the writer does
     // Touch every row so lazy work cannot hide.
     let sum = 0;
     for (const checkpoint of changes.AccountTotal!.checkpoints) sum += checkpoint;
@@ -84,9 +84,9 @@ if (!isMainThread) {
         encoder.beginEntity();
         for (const line of batch.lines) encoder.appendLine(line);
         encoder.endEntity('AccountTotal', batch.sets, []);
-        const bytes = encoder.finish();
-        data = bytes;
-        transfer = [bytes.buffer as ArrayBuffer];
+        const encoded = encoder.finish();
+        data = encoded;
+        transfer = encoded.map((bytes) => bytes.buffer as ArrayBuffer);
       }
       worker.postMessage({ mode, data }, transfer);
       const senderMs = performance.now() - start;

@@ -145,11 +145,11 @@ export type EntityChanges = Record<
     logIndexes: number[];
     rows: string;
     /**
-     * `rows` as the UTF-8 bytes they arrived in, when the part was decoded from a transferred
-     * buffer (not enumerable): the writer COPYs them as they are, and a part nothing reads as text
-     * is never decoded.
+     * `rows` as the UTF-8 bytes they arrived in (one or more views, split between lines), when the
+     * part was decoded from transferred buffers (not enumerable): the writer COPYs them as they
+     * are, and a part nothing reads as text is never decoded.
      */
-    rowBytes?: Buffer;
+    rowBytes?: readonly Buffer[];
     deletes: Array<[number, string]>;
     /**
      * Inside the reorg threshold: every change of the batch (not only the last per id), as COPY
@@ -191,7 +191,8 @@ export interface BatchForWriter {
   checkpoints: BatchCheckpoint[];
   /** Block number of each checkpoint from `fromCheckpoint` on (names a failing row's block). */
   blockNumbers: number[];
-  encodedChanges: Uint8Array;
+  /** The changes as buffers to transfer (src/pipeline/change-codec.ts). */
+  encodedChanges: Uint8Array[];
   /** `cache: true` effect outputs produced by the batch: [effect, input key, output JSON]. */
   effectCache: Array<[string, string, string]>;
   /** Raw events (pipelines with `rawEvents`): the batch's blocks, rows are built by the writer. */

@@ -90,7 +90,7 @@ export class EntityWriter {
       if (parts.length === 0) continue;
       const merged = merge(parts);
       // One batch's sets go out as the bytes they came in, unless NULs must be escaped first.
-      let rows: string | Buffer = merged.rowBytes ?? merged.rows;
+      let rows: string | readonly Buffer[] = merged.rowBytes ?? merged.rows;
       if (escapeNul) {
         const escapedRows = escapeUnstorableInCopyRows(entity, merged.rows);
         if (escapedRows !== null) {
@@ -234,7 +234,7 @@ export class EntityWriter {
     client: pg.PoolClient,
     entityName: string,
     /** COPY text lines, or their UTF-8 bytes. */
-    rows: string | Buffer,
+    rows: string | readonly Buffer[],
     rowCount: number,
     deletes: string[],
   ): Promise<number> {
@@ -245,7 +245,7 @@ export class EntityWriter {
       written += deletes.length;
     }
     if (rowCount > 0 && this.method === 'unnest') {
-      const text = typeof rows === 'string' ? rows : rows.toString('utf8');
+      const text = typeof rows === 'string' ? rows : rows.map((piece) => piece.toString('utf8')).join('');
       await client.query(prepared.unnestSql, splitColumns(text, prepared.columnCount));
       written += rowCount;
     } else if (rowCount > 0) {
@@ -254,7 +254,7 @@ export class EntityWriter {
       }
       // The staging table lives as long as the connection and empties itself at COMMIT.
       await client.query(prepared.createStageSql);
-      await pipeline(Readable.from([rows]), client.query(copyFrom(prepared.copySql)));
+      await pipeline(copyText(rows), client.query(copyFrom(prepared.copySql)));
       await client.query(prepared.upsertSql);
       written += rowCount;
     }
@@ -268,11 +268,11 @@ export class EntityWriter {
   private async copyDirect(
     client: pg.PoolClient,
     prepared: PreparedEntity,
-    rows: string | Buffer,
+    rows: string | readonly Buffer[],
   ): Promise<boolean> {
     await client.query('SAVEPOINT strata_direct_copy');
     try {
-      await pipeline(Readable.from([rows]), client.query(copyFrom(prepared.directCopySql)));
+      await pipeline(copyText(rows), client.query(copyFrom(prepared.directCopySql)));
     } catch (error) {
       if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
       await client.query('ROLLBACK TO SAVEPOINT strata_direct_copy');
@@ -345,7 +345,7 @@ function historyLines(parts: ReadonlyArray<EntityChanges[string]>, committedChec
 function merge(parts: ReadonlyArray<EntityChanges[string]>): {
   rows: string;
   /** One part's sets as the bytes they arrived in (none when parts were merged). */
-  rowBytes?: Buffer;
+  rowBytes?: readonly Buffer[];
   rowCount: number;
   ids: () => string[];
   deletes: string[];
@@ -459,4 +459,9 @@ function prepare(pipeline: string, entity: EntityDescription, index: number): Pr
         : `ON CONFLICT ("id") DO UPDATE SET ${updates.join(', ')}`),
     deleteSql: `DELETE FROM ${table} WHERE "id" = ANY($1::text[])`,
   };
+}
+
+/** COPY text as a stream: one string, or the pieces of bytes it arrived in. */
+function copyText(rows: string | readonly Buffer[]): Readable {
+  return Readable.from(typeof rows === 'string' ? [rows] : rows);
 }

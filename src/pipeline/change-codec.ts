@@ -1,10 +1,12 @@
-// How a batch's changes cross from the processing actor to the writer: one buffer that is
+// How a batch's changes cross from the processing actor to the writer: buffers that are
 // *transferred* (moved, not copied) with postMessage, through the main-thread router, without the
-// main thread ever decoding it.
+// main thread ever decoding them.
 //
-// Layout: [u32 LE length of the index][index: v8.serialize][text: UTF-8]. The text holds every
-// entity's COPY lines (its sets, then its history lines); the index holds per entity the byte
-// ranges of both and the small per-set arrays (checkpoint, event name, log index) and deletes.
+// Layout: the first buffer is [u32 LE length of the index][index: v8.serialize][text: UTF-8]; any
+// further buffers continue the text. The text holds every entity's COPY lines (its sets, then its
+// history lines); the index holds per entity the byte ranges of both (offsets into the whole
+// text) and the small per-set arrays (checkpoint, event name, log index) and deletes. Every
+// buffer boundary falls between lines.
 // The processing actor writes the lines straight into the buffer in chunks of a few hundred
 // (`ChangesEncoder`), instead of appending them to one long string for v8.serialize to flatten and
 // copy: on erc20 that string building and serializing was about a tenth of the processing
@@ -30,9 +32,19 @@ interface IndexedEntity {
 const LINES_PER_WRITE = 256;
 /** The text is written into chunks of this size (larger only for one write that needs more). */
 const CHUNK_BYTES = 1024 * 1024;
+/**
+ * Text up to this size is copied into one buffer with the index (the chunks go back to be
+ * reused); larger text travels in the chunks it was written into. Copying a block of a million
+ * changes (~150 MB of text) held it twice at the batch's end, the processing thread's fullest
+ * moment; chunks transferred are new memory for the next batch, which a batch this large repays.
+ */
+const ONE_BUFFER_BYTES = 4 * CHUNK_BYTES;
+
+/** A batch's changes as they travel: buffers to transfer (see the layout above). */
+export type EncodedChanges = Uint8Array[];
 
 /**
- * Chunks outlive their encoder (`finish` copies the text out into the buffer to transfer), so
+ * Chunks outlive their encoder (`finish` copies a batch's text out into the buffer to transfer), so
  * batch after batch writes into the same memory instead of new pages (fresh chunks made a
  * 10,000-change batch 20% slower to encode: bench:transfer). An encoder takes chunks from here and
  * gives them back. At most KEPT_CHUNKS are kept: a single huge batch (a block of a million
@@ -44,10 +56,10 @@ const KEPT_CHUNKS = 8;
 
 /**
  * Builds one encoded batch: per entity, `beginEntity`, its set lines (`appendLine`) and then
- * `endEntity` with the rest of its changes; `finish` returns the buffer to transfer.
+ * `endEntity` with the rest of its changes; `finish` returns the buffers to transfer.
  *
- * The text goes into a list of chunks, copied once into the buffer to transfer: a buffer grown by
- * doubling held up to twice the text, three times while it grew, beside the copy.
+ * The text goes into a list of chunks (a buffer grown by doubling held up to twice the text, three
+ * times while it grew), copied once into the buffer to transfer or, when large, transferred.
  */
 export class ChangesEncoder {
   /** Full chunks, each to its written length. */
@@ -86,20 +98,26 @@ export class ChangesEncoder {
     this.index[name] = entry;
   }
 
-  finish(): Uint8Array {
+  finish(): EncodedChanges {
     this.writePending();
     const index = v8.serialize(this.index);
+    const written = [...this.full, this.chunk.subarray(0, this.chunkLength)];
+    const large = this.length > ONE_BUFFER_BYTES;
     // A fresh ArrayBuffer of exactly these bytes: a transfer moves the whole buffer.
-    const bytes = new Uint8Array(4 + index.length + this.length);
-    new DataView(bytes.buffer).setUint32(0, index.length, true);
-    bytes.set(index, 4);
-    let at = 4 + index.length;
-    for (const written of [...this.full, this.chunk.subarray(0, this.chunkLength)]) {
-      bytes.set(written, at);
-      at += written.length;
-      giveBack(written);
+    const first = new Uint8Array(4 + index.length + (large ? 0 : this.length));
+    new DataView(first.buffer).setUint32(0, index.length, true);
+    first.set(index, 4);
+    if (large) {
+      // Each chunk is its own ArrayBuffer (never one of the spares again: a transfer detaches it).
+      return [first, ...written.filter((chunk) => chunk.length > 0)];
     }
-    return bytes;
+    let at = 4 + index.length;
+    for (const chunk of written) {
+      first.set(chunk, at);
+      at += chunk.length;
+      giveBack(chunk);
+    }
+    return [first];
   }
 
   private position(): number {
@@ -135,7 +153,7 @@ function giveBack(written: Buffer): void {
 }
 
 /** Encodes already-collected changes (benchmarks and tests; the actor streams into the encoder). */
-export function encodeChanges(changes: EntityChanges): Uint8Array {
+export function encodeChanges(changes: EntityChanges): EncodedChanges {
   const encoder = new ChangesEncoder();
   for (const [name, part] of Object.entries(changes)) {
     encoder.beginEntity();
@@ -145,35 +163,72 @@ export function encodeChanges(changes: EntityChanges): Uint8Array {
   return encoder.finish();
 }
 
-export function decodeChanges(bytes: Uint8Array): EntityChanges {
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const indexLength = buffer.readUInt32LE(0);
-  const index = v8.deserialize(buffer.subarray(4, 4 + indexLength)) as Record<string, IndexedEntity>;
-  const textStart = 4 + indexLength;
-  const slice = ([start, end]: [number, number]) =>
-    buffer.toString('utf8', textStart + start, textStart + end);
+export function decodeChanges(encoded: EncodedChanges): EntityChanges {
+  const [first, ...rest] = encoded.map((bytes) =>
+    Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+  );
+  const indexLength = first!.readUInt32LE(0);
+  const index = v8.deserialize(first!.subarray(4, 4 + indexLength)) as Record<string, IndexedEntity>;
+  const text = new TextPieces([first!.subarray(4 + indexLength), ...rest]);
   const changes: EntityChanges = {};
   for (const [name, entry] of Object.entries(index)) {
     // The sets' text is decoded when first read: a writer COPYing one batch streams the bytes
     // (a block of a million changes is ~150 MB of text, held twice more as a string and as the
     // copy the COPY stream made of it).
-    const rowBytes = buffer.subarray(textStart + entry.rows[0], textStart + entry.rows[1]);
-    let text: string | undefined;
+    const rowBytes = text.bytes(entry.rows);
+    let rows: string | undefined;
     const part: EntityPart = {
       checkpoints: entry.checkpoints,
       eventNames: entry.eventNames,
       logIndexes: entry.logIndexes,
       deletes: entry.deletes,
       get rows() {
-        text ??= rowBytes.toString('utf8');
-        return text;
+        rows ??= utf8(rowBytes);
+        return rows;
       },
-      ...(entry.history === undefined ? {} : { history: slice(entry.history) }),
+      ...(entry.history === undefined ? {} : { history: utf8(text.bytes(entry.history)) }),
     };
     Object.defineProperty(part, 'rowBytes', { value: rowBytes, enumerable: false });
     changes[name] = part;
   }
   return changes;
+}
+
+/** The text of an encoded batch, in the buffers it came in. */
+class TextPieces {
+  private readonly pieces: Buffer[];
+  /** Where each piece starts in the whole text. */
+  private readonly starts: number[] = [];
+
+  constructor(pieces: Buffer[]) {
+    this.pieces = pieces;
+    let at = 0;
+    for (const piece of pieces) {
+      this.starts.push(at);
+      at += piece.length;
+    }
+  }
+
+  /** The bytes of [start, end) of the whole text, as views on the pieces that hold them. */
+  bytes([start, end]: [number, number]): Buffer[] {
+    const views: Buffer[] = [];
+    for (let i = 0; i < this.pieces.length && start < end; i++) {
+      const pieceStart = this.starts[i]!;
+      const piece = this.pieces[i]!;
+      if (start >= pieceStart + piece.length) continue;
+      const to = Math.min(end, pieceStart + piece.length);
+      views.push(piece.subarray(start - pieceStart, to - pieceStart));
+      start = to;
+    }
+    return views;
+  }
+}
+
+/** Text split between buffers only between lines, so each piece decodes on its own. */
+function utf8(pieces: readonly Buffer[]): string {
+  return pieces.length === 1
+    ? pieces[0]!.toString('utf8')
+    : pieces.map((piece) => piece.toString('utf8')).join('');
 }
 
 /** The ids of a part's sets, in line order: each line's first column (`id` always comes first). */

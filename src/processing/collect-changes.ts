@@ -4,7 +4,7 @@
 // processing actor does the conversion, so the writer's thread only merges and streams.
 
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { ChangesEncoder } from '../pipeline/change-codec.ts';
+import { ChangesEncoder, type EncodedChanges } from '../pipeline/change-codec.ts';
 import { escapeText, rowToCopyLine } from '../schema/copy-text.ts';
 import type { EntityStore, InMemoryStore, StoredChange } from './in-memory-store.ts';
 
@@ -18,7 +18,7 @@ const SLICE = 4_096;
 export function collectBatchChanges(
   store: InMemoryStore,
   history: boolean,
-): { encoded: Uint8Array; count: number } {
+): { encoded: EncodedChanges; count: number } {
   const encoding = encodeBatchChanges(store, history);
   let step = encoding.next();
   while (step.done !== true) step = encoding.next();
@@ -34,7 +34,7 @@ export async function collectBatchChangesInTurns(
   store: InMemoryStore,
   history: boolean,
   maxTurnMs: number,
-): Promise<{ encoded: Uint8Array; count: number }> {
+): Promise<{ encoded: EncodedChanges; count: number }> {
   const encoding = encodeBatchChanges(store, history);
   let turnStarted = performance.now();
   for (let step = encoding.next(); ; step = encoding.next()) {
@@ -50,7 +50,7 @@ export async function collectBatchChangesInTurns(
 function* encodeBatchChanges(
   store: InMemoryStore,
   history: boolean,
-): Generator<void, { encoded: Uint8Array; count: number }> {
+): Generator<void, { encoded: EncodedChanges; count: number }> {
   const encoder = new ChangesEncoder();
   let count = 0;
   for (const [name, table] of store.tables) {
@@ -77,7 +77,7 @@ export function collectUncommittedChanges(
   store: InMemoryStore,
   committedCheckpoint: number,
   history: boolean,
-): { encoded: Uint8Array; count: number } {
+): { encoded: EncodedChanges; count: number } {
   const encoder = new ChangesEncoder();
   let count = 0;
   for (const [name, table] of store.tables) {

@@ -14,6 +14,7 @@ import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isActorRestarting, isRetryable, StrataError, serializeError } from '../errors.ts';
+import type { EncodedChanges } from '../pipeline/change-codec.ts';
 import type { RecordedBlock } from '../pipeline/checkpoint-store.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { failureOf } from '../pipeline/failure.ts';
@@ -405,7 +406,10 @@ class PipelineRuntime {
     this.sendEncoded(batch, collectBatchChanges(this.store, batch.isInReorgThreshold));
   }
 
-  private sendEncoded(batch: UncommittedBatch, { encoded, count }: { encoded: Uint8Array; count: number }) {
+  private sendEncoded(
+    batch: UncommittedBatch,
+    { encoded, count }: { encoded: EncodedChanges; count: number },
+  ) {
     this.ledger.recount(batch, count);
     this.emitBatch([batch], encoded, count);
   }
@@ -634,14 +638,17 @@ class PipelineRuntime {
 
   private emitBatch(
     batches: readonly UncommittedBatch[],
-    encodedChanges: Uint8Array,
+    encodedChanges: EncodedChanges,
     changeCount: number,
   ): void {
     const batch: BatchForWriter = {
       ...mergeForWriter(this.pipeline.name, batches, changeCount, this.pipeline.rawEvents),
       encodedChanges,
     };
-    this.context.emit({ type: 'batch-ready', batch }, [encodedChanges.buffer as ArrayBuffer]);
+    this.context.emit(
+      { type: 'batch-ready', batch },
+      encodedChanges.map((bytes) => bytes.buffer as ArrayBuffer),
+    );
   }
 
   // ─── memory and commits ──────────────────────────────────────────────────────────────────────

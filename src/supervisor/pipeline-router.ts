@@ -78,7 +78,11 @@ export class PipelineRouter {
       case 'batch-ready': {
         const { batch } = event;
         this.connected.persistence
-          .callTransferring('enqueue', [batch], [batch.encodedChanges.buffer as ArrayBuffer])
+          .callTransferring(
+            'enqueue',
+            [batch],
+            batch.encodedChanges.map((bytes) => bytes.buffer as ArrayBuffer),
+          )
           .catch((error: unknown) => this.onEnqueueFailed(pipeline, error));
         return;
       }

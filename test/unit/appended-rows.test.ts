@@ -13,7 +13,7 @@
 //    holds the entity whole (it was empty when processing began).
 
 import { describe, expect, it } from 'vitest';
-import { decodeChanges } from '../../src/pipeline/change-codec.ts';
+import { decodeChanges, type EncodedChanges } from '../../src/pipeline/change-codec.ts';
 import { collectBatchChanges, collectUncommittedChanges } from '../../src/processing/collect-changes.ts';
 import { type EntityStore, InMemoryStore } from '../../src/processing/in-memory-store.ts';
 import { defineSchema } from '../../src/schema/define-schema.ts';
@@ -26,7 +26,7 @@ const IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'];
 type Value = number | null; // null: absent
 
 /** An encoded batch's Item changes as id → value, and how many lines and deletes it had. */
-function decoded(encoded: Uint8Array): { values: Map<string, Value>; entries: number } {
+function decoded(encoded: EncodedChanges): { values: Map<string, Value>; entries: number } {
   const part = decodeChanges(encoded).Item;
   const values = new Map<string, Value>();
   let entries = 0;

@@ -17,14 +17,15 @@ function randomLines(random: () => number, count: number, width: number): string
   });
 }
 
-function randomChanges(seed: number): EntityChanges {
+/** Random changes of four entities; `scale` 1 is ~6 MB of text, over several chunks. */
+function randomChanges(seed: number, scale = 1): EntityChanges {
   const random = mulberry32(seed);
   const changes: EntityChanges = {};
   for (const [name, count, width] of [
-    ['Account', 20_000, 60],
-    ['Transfer', 15_000, 140],
+    ['Account', 20_000 * scale, 60],
+    ['Transfer', 15_000 * scale, 140],
     ['Empty', 0, 0],
-    ['Huge', 1, 1_500_000], // one line longer than a chunk
+    ['Huge', 1, 1_500_000 * scale], // one line longer than a chunk
   ] as const) {
     const lines = randomLines(random, count, width);
     const history = random() < 0.5 ? randomLines(random, Math.floor(count / 3), width) : undefined;
@@ -50,18 +51,36 @@ describe('change codec', () => {
         0,
       );
       expect(textBytes, `seed ${seed}`).toBeGreaterThan(4 * 1024 * 1024);
-      // The buffer to transfer holds the text once, not a grown buffer's spare room.
-      expect(encoded.byteLength, `seed ${seed}`).toBeLessThan(textBytes + 1024 * 1024);
-      expect(encoded.buffer.byteLength).toBe(encoded.byteLength);
-      const decoded = decodeChanges(encoded);
+      // Large text travels in the chunks it was written into: no copy of it at the batch's end,
+      // and each chunk its own buffer, so that all of them can be transferred together.
+      expect(encoded.length, `seed ${seed}`).toBeGreaterThan(2);
+      const viewed = encoded.reduce((sum, bytes) => sum + bytes.byteLength, 0);
+      expect(viewed, `seed ${seed}`).toBeLessThan(textBytes + 1024 * 1024);
+      const moved = structuredClone(encoded, {
+        transfer: encoded.map((bytes) => bytes.buffer as ArrayBuffer),
+      });
+      expect(
+        encoded.every((bytes) => bytes.byteLength === 0),
+        'detached by the transfer',
+      ).toBe(true);
+      const decoded = decodeChanges(moved);
       // Each part's sets also come as their bytes, which the writer COPYs without decoding: the
       // same text, in UTF-8 (read before `rows`, which decodes them on first use).
       for (const [name, part] of Object.entries(decoded)) {
-        expect(part.rowBytes?.equals(Buffer.from(changes[name]!.rows)), `seed ${seed}, ${name}`).toBe(true);
+        const bytes = Buffer.concat(part.rowBytes ?? []);
+        expect(bytes.equals(Buffer.from(changes[name]!.rows)), `seed ${seed}, ${name}`).toBe(true);
       }
       expect(decoded, `seed ${seed}`).toEqual(changes);
       // Not a property a copy carries (structured clone, spread): only the text is the part's.
       expect(Object.keys(decoded.Account!)).not.toContain('rowBytes');
     }
+  });
+
+  it('copies a small batch into one buffer of exactly its size', () => {
+    const changes = randomChanges(8105, 0.1);
+    const encoded = encodeChanges(changes);
+    expect(encoded).toHaveLength(1);
+    expect(encoded[0]!.buffer.byteLength).toBe(encoded[0]!.byteLength);
+    expect(decodeChanges(encoded)).toEqual(changes);
   });
 });
