@@ -3,7 +3,8 @@
 // `id = '<an address of the block>'`, followed by a live long-poll), against the same block with
 // no shapes, in one run on Postgres. Prints the daemon's peak RSS above its idle RSS (VmHWM after
 // the write, reset with clear_refs just before it, minus VmRSS before it) for both, and, with
-// shapes, when the clients got their change: all of them after the commit, at once.
+// shapes, when the clients got their change: all of them after the commit, at once. Also how long
+// the ingest POST took to answer and the slowest /livez answer meanwhile (the main thread's stall).
 // Run: `npm run bench:shapes-large-transaction` (TRANSFERS=500000 SHAPES=100 by default).
 
 import { writeFileSync } from 'node:fs';
@@ -87,8 +88,22 @@ async function run(shapes: number) {
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const idle = memoryBytes(daemon.pid, 'VmRSS');
   writeFileSync(`/proc/${daemon.pid}/clear_refs`, '5'); // resets VmHWM to the current RSS
+  // How long the main thread is held while it takes the request: the worst /livez answer during it.
+  let stalledMs = 0;
+  let probing = true;
+  const probe = (async () => {
+    while (probing) {
+      const asked = performance.now();
+      await fetch(`${base}/livez`).catch(() => null);
+      stalledMs = Math.max(stalledMs, performance.now() - asked);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
   const posted = performance.now();
   await post(2, events);
+  const answeredAt = performance.now();
+  probing = false;
+  await probe;
   const commitAt = await committed(2);
   const got = await Promise.all(answers);
   const peak = memoryBytes(daemon.pid, 'VmHWM');
@@ -103,6 +118,8 @@ async function run(shapes: number) {
     peak,
     heaps: status.actors.map((actor) => `${actor.name} ${mib(actor.heapAfterGcPeakBytes)}`).join(', '),
     seconds: (commitAt - posted) / 1_000,
+    answeredSeconds: (answeredAt - posted) / 1_000,
+    stalledMs,
     missed: got.filter((answer) => !answer.changed).length,
     answers: got.map((answer) => answer.at - commitAt),
   };
@@ -124,6 +141,13 @@ for (const [kind, result] of [
   [`${SHAPES} live shapes`, withShapes],
 ] as const)
   console.log(`  heap after GC, peak per actor thread (${kind}): ${result.heaps}`);
+for (const [kind, result] of [
+  ['no shapes', without],
+  [`${SHAPES} live shapes`, withShapes],
+] as const)
+  console.log(
+    `  ingest (${kind}): POST answered after ${result.answeredSeconds.toFixed(1)} s; slowest /livez during it ${result.stalledMs.toFixed(0)} ms`,
+  );
 const sorted = [...withShapes.answers].sort((a, b) => a - b);
 console.log(
   `  clients: ${SHAPES - withShapes.missed}/${SHAPES} got their change, ${sorted[0]!.toFixed(0)} … ${sorted[sorted.length - 1]!.toFixed(0)} ms after the commit was seen on /status (negative: before the status poll noticed it)`,
