@@ -231,9 +231,16 @@ function utf8(pieces: readonly Buffer[]): string {
     : pieces.map((piece) => piece.toString('utf8')).join('');
 }
 
-/** The ids of a part's sets, in line order: each line's first column (`id` always comes first). */
+/**
+ * The ids of a part's sets, in line order: each line's first column (`id` always comes first).
+ * A part decoded from pieces is read piece by piece, never joined into one string.
+ */
 export function setIds(part: EntityPart): string[] {
-  return textLines(part.rows).map(lineId);
+  if (part.rowBytes === undefined) return textLines(part.rows).map(lineId);
+  const ids: string[] = [];
+  for (const piece of part.rowBytes)
+    for (const line of textLines(piece.toString('utf8'))) ids.push(lineId(line));
+  return ids;
 }
 
 /** A COPY line's id: its first field, unescaped. */

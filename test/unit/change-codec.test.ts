@@ -2,7 +2,7 @@
 // many entities, text in several megabyte chunks, multi-byte characters, one line longer than a
 // chunk — it decodes to exactly what was encoded, batch after batch.
 import { describe, expect, it } from 'vitest';
-import { decodeChanges, encodeChanges } from '../../src/pipeline/change-codec.ts';
+import { decodeChanges, encodeChanges, setIds } from '../../src/pipeline/change-codec.ts';
 import type { EntityChanges } from '../../src/protocol.ts';
 import { mulberry32 } from '../../src/sources/generator.ts';
 
@@ -69,6 +69,8 @@ describe('change codec', () => {
       for (const [name, part] of Object.entries(decoded)) {
         const bytes = Buffer.concat(part.rowBytes ?? []);
         expect(bytes.equals(Buffer.from(changes[name]!.rows)), `seed ${seed}, ${name}`).toBe(true);
+        // The ids read piece by piece are the text's.
+        expect(setIds(part), `seed ${seed}, ${name}`).toEqual(setIds(changes[name]!));
       }
       expect(decoded, `seed ${seed}`).toEqual(changes);
       // Not a property a copy carries (structured clone, spread): only the text is the part's.
