@@ -139,10 +139,10 @@ export type EntityChanges = Record<
   string,
   {
     /** One per set, in the order of the lines of `rows` (each line starts with the id). */
-    checkpoints: number[];
+    checkpoints: ArrayLike<number> & Iterable<number>;
     /** The event that made each set, name and log index (names the cause of a refused row). */
-    eventNames: string[];
-    logIndexes: number[];
+    eventNames: ArrayLike<string> & Iterable<string>;
+    logIndexes: ArrayLike<number> & Iterable<number>;
     rows: string;
     /**
      * `rows` as the UTF-8 bytes they arrived in (one or more views, split between lines), when the

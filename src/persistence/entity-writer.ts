@@ -322,7 +322,7 @@ function historyLines(parts: ReadonlyArray<EntityChanges[string]>, committedChec
   for (const part of parts) {
     if (part.history === undefined) continue;
     const straddles =
-      part.checkpoints.some((c) => c <= committedCheckpoint) ||
+      Array.prototype.some.call(part.checkpoints, (c: number) => c <= committedCheckpoint) ||
       part.deletes.some(([c]) => c <= committedCheckpoint);
     if (!straddles) {
       lines += part.history;

@@ -18,10 +18,17 @@ import { unescapeText } from '../schema/copy-text.ts';
 
 type EntityPart = EntityChanges[string];
 
+/**
+ * One entity's entry in the index. The per-set arrays travel as typed arrays, and the event names
+ * as a table of the distinct names and each set's index into it: v8.serialize copies a typed
+ * array's bytes, where an array of a million numbers or strings is written (and read back into
+ * the writer's heap, a string object per set) one element at a time.
+ */
 interface IndexedEntity {
-  checkpoints: number[];
-  eventNames: string[];
-  logIndexes: number[];
+  checkpoints: Float64Array;
+  logIndexes: Int32Array;
+  eventNameTable: string[];
+  eventNameOf: Uint16Array | Uint32Array;
   deletes: Array<[number, string]>;
   /** Byte range of the sets' lines in the text. */
   rows: [start: number, end: number];
@@ -86,11 +93,19 @@ export class ChangesEncoder {
   /** Closes the entity begun last: its set lines are everything appended since. */
   endEntity(
     name: string,
-    sets: Pick<IndexedEntity, 'checkpoints' | 'eventNames' | 'logIndexes' | 'deletes'>,
+    sets: Pick<EntityPart, 'checkpoints' | 'eventNames' | 'logIndexes' | 'deletes'>,
     historyLines: readonly string[],
   ): void {
     const rowsEnd = this.position();
-    const entry: IndexedEntity = { ...sets, rows: [this.entityStart, rowsEnd] };
+    const { table, indexes } = nameTable(sets.eventNames);
+    const entry: IndexedEntity = {
+      checkpoints: Float64Array.from(sets.checkpoints),
+      logIndexes: Int32Array.from(sets.logIndexes),
+      eventNameTable: table,
+      eventNameOf: indexes,
+      deletes: sets.deletes,
+      rows: [this.entityStart, rowsEnd],
+    };
     if (historyLines.length > 0) {
       for (const line of historyLines) this.appendLine(line);
       entry.history = [rowsEnd, this.position()];
@@ -152,6 +167,31 @@ function giveBack(written: Buffer): void {
     spareChunks.push(Buffer.from(written.buffer));
 }
 
+/** The distinct names (in first-seen order) and each name's index into them. */
+function nameTable(names: ArrayLike<string>): { table: string[]; indexes: Uint16Array | Uint32Array } {
+  const table: string[] = [];
+  const positions = new Map<string, number>();
+  const raw = new Uint32Array(names.length);
+  let last: string | undefined;
+  let lastAt = 0;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    // Runs of one name are the rule (a batch's sets of an entity mostly come from one event).
+    if (name !== last) {
+      let at = positions.get(name);
+      if (at === undefined) {
+        at = table.length;
+        table.push(name);
+        positions.set(name, at);
+      }
+      last = name;
+      lastAt = at;
+    }
+    raw[i] = lastAt;
+  }
+  return { table, indexes: table.length <= 0xffff ? Uint16Array.from(raw) : raw };
+}
+
 /** Encodes already-collected changes (benchmarks and tests; the actor streams into the encoder). */
 export function encodeChanges(changes: EntityChanges): EncodedChanges {
   const encoder = new ChangesEncoder();
@@ -177,9 +217,14 @@ export function decodeChanges(encoded: EncodedChanges): EntityChanges {
     // copy the COPY stream made of it).
     const rowBytes = text.bytes(entry.rows);
     let rows: string | undefined;
+    let eventNames: string[] | undefined;
     const part: EntityPart = {
       checkpoints: entry.checkpoints,
-      eventNames: entry.eventNames,
+      // Only a refused row's attribution reads them: a string per set is made then, not before.
+      get eventNames() {
+        eventNames ??= Array.from(entry.eventNameOf, (at) => entry.eventNameTable[at]!);
+        return eventNames;
+      },
       logIndexes: entry.logIndexes,
       deletes: entry.deletes,
       get rows() {

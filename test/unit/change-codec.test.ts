@@ -41,6 +41,23 @@ function randomChanges(seed: number, scale = 1): EntityChanges {
   return changes;
 }
 
+/** Parts with their per-set lists as plain arrays (they travel, and decode, as typed arrays). */
+function plain(changes: EntityChanges) {
+  return Object.fromEntries(
+    Object.entries(changes).map(([name, part]) => [
+      name,
+      {
+        ...part,
+        rows: part.rows,
+        checkpoints: Array.from(part.checkpoints),
+        eventNames: Array.from(part.eventNames),
+        logIndexes: Array.from(part.logIndexes),
+        history: part.history || undefined, // no history lines travel as none
+      },
+    ]),
+  );
+}
+
 describe('change codec', () => {
   it('decodes what it encoded, across chunks and batch after batch (seeds 8101–8104)', () => {
     for (const seed of [8101, 8102, 8103, 8104]) {
@@ -72,7 +89,7 @@ describe('change codec', () => {
         // The ids read piece by piece are the text's.
         expect(setIds(part), `seed ${seed}, ${name}`).toEqual(setIds(changes[name]!));
       }
-      expect(decoded, `seed ${seed}`).toEqual(changes);
+      expect(plain(decoded), `seed ${seed}`).toEqual(plain(changes));
       // Not a property a copy carries (structured clone, spread): only the text is the part's.
       expect(Object.keys(decoded.Account!)).not.toContain('rowBytes');
     }
@@ -83,6 +100,6 @@ describe('change codec', () => {
     const encoded = encodeChanges(changes);
     expect(encoded).toHaveLength(1);
     expect(encoded[0]!.buffer.byteLength).toBe(encoded[0]!.byteLength);
-    expect(decodeChanges(encoded)).toEqual(changes);
+    expect(plain(decodeChanges(encoded))).toEqual(plain(changes));
   });
 });
