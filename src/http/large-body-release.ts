@@ -14,11 +14,19 @@ export const LARGE_BODY_BYTES = 16 * 1024 * 1024;
 
 let fullCollection: (() => void) | undefined;
 
-/** V8's `gc()`: it exists only under --expose-gc, and then only in contexts created after. */
+/**
+ * V8's `gc()`: it exists only under --expose-gc, and then only in contexts created after. The flag
+ * is process-wide, so it is cleared again at once: actor threads started later (handlers' code)
+ * get no `gc` global.
+ */
 function collector(): () => void {
   if (fullCollection === undefined) {
     v8.setFlagsFromString('--expose-gc');
-    fullCollection = vm.runInNewContext('gc') as () => void;
+    try {
+      fullCollection = vm.runInNewContext('gc') as () => void;
+    } finally {
+      v8.setFlagsFromString('--no-expose-gc');
+    }
   }
   return fullCollection;
 }
