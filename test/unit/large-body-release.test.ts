@@ -4,6 +4,7 @@
 // the response was sent).
 
 import { constants, type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
+import { runInNewContext } from 'node:vm';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { registerJsonBodyParser } from '../../src/http/json-body.ts';
@@ -56,5 +57,7 @@ describe('large JSON bodies', () => {
     // The small body first: V8 may run more collections of its own after a large one.
     expect(await majorCollectionsAfter(() => postBody(1_024 * 1_024), 500)).toEqual([]);
     expect(await majorCollectionsAfter(() => postBody(LARGE_BODY_BYTES + 1_024), 5_000)).not.toEqual([]);
+    // The flag that makes `gc` is process-wide; contexts made later (and actor threads) get none.
+    expect(runInNewContext('typeof gc')).toBe('undefined');
   });
 });
