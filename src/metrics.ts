@@ -15,6 +15,13 @@ export interface DaemonMetrics {
   shapeRequests: Counter<'kind' | 'status'>;
   /** From a commit reaching the main thread to the answer of a long-poll it woke. */
   shapeFanoutSeconds: Histogram;
+  /** Ingest requests to ingest pipelines, by outcome; what they stored; how long they took. */
+  ingest: {
+    requests: Counter<'pipeline' | 'outcome'>;
+    blocks: Counter<'pipeline'>;
+    events: Counter<'pipeline'>;
+    seconds: Histogram<'pipeline'>;
+  };
   /** Pipeline leases: acquired, lost (taken over), refused writes, handovers. */
   leases: {
     acquired: Counter<'pipeline'>;
@@ -275,6 +282,33 @@ export function createMetrics(options: { version: string; status: () => StatusSn
       buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
       registers: [registry],
     }),
+    ingest: {
+      requests: new Counter({
+        name: 'strata_ingest_requests_total',
+        help: 'Requests to POST /v1/pipelines/<name>/events of ingest pipelines, by outcome: stored, already_stored (a retry), replaced (a replacement branch), or the error code of a refusal.',
+        labelNames: ['pipeline', 'outcome'],
+        registers: [registry],
+      }),
+      blocks: new Counter({
+        name: 'strata_ingest_blocks_total',
+        help: 'Blocks stored in the ingest log.',
+        labelNames: ['pipeline'],
+        registers: [registry],
+      }),
+      events: new Counter({
+        name: 'strata_ingest_events_total',
+        help: 'Events of the blocks stored in the ingest log.',
+        labelNames: ['pipeline'],
+        registers: [registry],
+      }),
+      seconds: new Histogram({
+        name: 'strata_ingest_request_seconds',
+        help: 'From an ingest request parsed to its answer (checks and storing), whatever the outcome.',
+        labelNames: ['pipeline'],
+        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers: [registry],
+      }),
+    },
     actorRestarts: new Counter({
       name: 'strata_actor_restarts_total',
       help: 'Actor restarts by the supervisor, by exit reason.',

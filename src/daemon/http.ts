@@ -77,6 +77,12 @@ export async function startHttp(
         wakeUps.stored(pipeline);
         return result;
       },
+      observe: ({ pipeline, outcome, blocks, events, seconds }) => {
+        metrics.ingest.requests.inc({ pipeline, outcome });
+        if (blocks > 0) metrics.ingest.blocks.inc({ pipeline }, blocks);
+        if (events > 0) metrics.ingest.events.inc({ pipeline }, events);
+        metrics.ingest.seconds.observe({ pipeline }, seconds);
+      },
     },
     queries: {
       queries: new Map(config.pipelines.map((pipeline) => [pipeline.name, pipeline.queries])),

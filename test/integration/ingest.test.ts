@@ -114,6 +114,22 @@ describe('ingest log', () => {
     expect(stored).toEqual({ hash, events: events.map((event, logIndex) => ({ ...event, logIndex })) });
     await waitFor(totals, (t) => t[HOSTILE[6]!] === 7, 30_000, 'the hostile block processed');
     expect(await totals()).toEqual({ a: 10, b: 7, c: 3, ...HOSTILE_TOTALS });
+
+    // Every request to the ingest pipeline is counted by outcome (a body that is not JSON is
+    // refused before the route, an unknown or non-ingest pipeline has no label), with what it stored.
+    const metrics = await (await fetch(`${await daemon.url}/metrics`)).text();
+    const metric = (line: string) => Number(new RegExp(`^${line} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    expect(metric('strata_ingest_requests_total\\{pipeline="feed",outcome="stored"\\}')).toBe(4);
+    expect(
+      metric('strata_ingest_requests_total\\{pipeline="feed",outcome="STRATA_ERR_BLOCK_INVALID"\\}'),
+    ).toBe(3);
+    expect(
+      metric('strata_ingest_requests_total\\{pipeline="feed",outcome="STRATA_ERR_BLOCK_OUT_OF_ORDER"\\}'),
+    ).toBe(2);
+    expect(metric('strata_ingest_blocks_total\\{pipeline="feed"\\}')).toBe(5);
+    expect(metric('strata_ingest_events_total\\{pipeline="feed"\\}')).toBe(12);
+    expect(metric('strata_ingest_request_seconds_count\\{pipeline="feed"\\}')).toBe(9);
+    expect(metrics).not.toMatch(/strata_ingest_requests_total\{pipeline="(nope|generated)"/);
     daemon.kill('SIGTERM');
     expect((await daemon.exited).code).toBe(0);
   });

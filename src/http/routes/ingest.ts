@@ -15,6 +15,18 @@ export interface IngestDependencies {
   /** Pipeline name → its source kind (only 'ingest' pipelines accept blocks). */
   sourceKinds: ReadonlyMap<string, string>;
   append(pipeline: string, blocks: Block[]): Promise<AppendResult>;
+  /** Told how every request to an ingest pipeline ended (metrics). */
+  observe?(request: IngestObservation): void;
+}
+
+export interface IngestObservation {
+  pipeline: string;
+  /** `stored`, `already_stored`, `replaced`, or the error code the request was refused with. */
+  outcome: string;
+  /** Blocks and events stored (0 unless stored or replaced). */
+  blocks: number;
+  events: number;
+  seconds: number;
 }
 
 // `{ blocks: [...] }` is strict: a body that mixes `blocks` with a block's own fields is refused
@@ -32,12 +44,31 @@ export function registerIngestRoute(app: FastifyInstance, deps: IngestDependenci
         `pipeline ${name} reads from a ${kind} source; only pipelines with source { kind: 'ingest' } accept blocks`,
       );
     }
-    const body = request.body;
-    const isBatch = typeof body === 'object' && body !== null && !Array.isArray(body) && 'blocks' in body;
-    const blocks = readRequestBlocks(body, isBatch);
-    const result = await deps.append(name, blocks);
-    void reply.status(200);
-    return { pipeline: name, ...result };
+    const started = performance.now();
+    const observe = (outcome: string, blocks: number, events: number) =>
+      deps.observe?.({
+        pipeline: name,
+        outcome,
+        blocks,
+        events,
+        seconds: (performance.now() - started) / 1_000,
+      });
+    try {
+      const body = request.body;
+      const isBatch = typeof body === 'object' && body !== null && !Array.isArray(body) && 'blocks' in body;
+      const blocks = readRequestBlocks(body, isBatch);
+      const result = await deps.append(name, blocks);
+      if (result.alreadyStored === true) observe('already_stored', 0, 0);
+      else {
+        const events = blocks.reduce((sum, block) => sum + block.events.length, 0);
+        observe(result.replacedFrom === undefined ? 'stored' : 'replaced', result.stored, events);
+      }
+      void reply.status(200);
+      return { pipeline: name, ...result };
+    } catch (error) {
+      observe(error instanceof StrataError ? error.code : 'error', 0, 0);
+      throw error;
+    }
   });
 }
 
