@@ -149,7 +149,7 @@ export class EntityStore {
     keep: (row: EntityRow) => boolean,
     keepKey = '',
   ): EntityRow[] | undefined {
-    if (this.appended !== undefined) this.stopAppending();
+    this.stopAppending();
     this.readByHandlers = true;
     const column = this.entity.columns.find((candidate) => candidate.name === field);
     if (column === undefined || !canIndex(column)) return undefined;
@@ -191,7 +191,7 @@ export class EntityStore {
   /** The latest change held for `id` (a handler's, or a row or absence loaded from the database). */
   /** A handler's read by id (see `isRead`). */
   current(id: string): StoredChange | undefined {
-    if (this.appended !== undefined) this.stopAppending();
+    this.stopAppending();
     this.readByHandlers = true;
     return this.latest.get(id);
   }
@@ -202,13 +202,13 @@ export class EntityStore {
   }
 
   has(id: string): boolean {
-    if (this.appended !== undefined) this.stopAppending();
+    this.stopAppending();
     return this.latest.has(id);
   }
 
   /** Every row held (the latest `set` per id). */
   *rows(): IterableIterator<EntityRow> {
-    if (this.appended !== undefined) this.stopAppending();
+    this.stopAppending();
     this.readByHandlers = true;
     for (const change of this.latest.values()) if (change.kind === 'set') yield change.row;
   }
@@ -292,13 +292,11 @@ export class EntityStore {
     logIndex: number,
     keepHistory: boolean,
   ): void {
-    if (this.appended !== undefined) {
-      if (!keepHistory) {
-        this.append(id, row, checkpointId, eventName, logIndex);
-        return;
-      }
-      this.stopAppending();
+    if (this.appended !== undefined && !keepHistory) {
+      this.append(id, row, checkpointId, eventName, logIndex);
+      return;
     }
+    this.stopAppending();
     const before = this.latest.get(id);
     if (
       !keepHistory &&
@@ -347,10 +345,11 @@ export class EntityStore {
    * Ends appending: every row still held moves into `latest`, oldest first (an id's later row
    * wins, as sets through `latest` would have left it), and the current batch's touched ids learn
    * what they replaced there. Rows already dropped were committed and counted as forgotten, so an
-   * entity held whole stays so only if none were.
+   * entity held whole stays so only if none were. Nothing to do once it ended.
    */
   private stopAppending(): void {
-    const appended = this.appended!;
+    const appended = this.appended;
+    if (appended === undefined) return;
     this.appended = undefined;
     this.appendedAt = new Map();
     appended.forEach((id, change, batchIds, index) => {
@@ -362,7 +361,7 @@ export class EntityStore {
 
   /** A row from the database (or a known-absent id) — only if nothing newer is held. */
   putLoaded(id: string, row: EntityRow | null): void {
-    if (this.appended !== undefined) this.stopAppending();
+    this.stopAppending();
     if (this.latest.has(id)) return;
     this.hold(id, row === null ? KNOWN_ABSENT : { kind: 'set', row, checkpointId: LOADED_FROM_DB });
     this.loadedCount += 1;
@@ -370,7 +369,7 @@ export class EntityStore {
 
   /** A handler's change at `checkpointId`. */
   apply(id: string, change: StoredChange, keepHistory: boolean): void {
-    if (this.appended !== undefined) this.stopAppending();
+    this.stopAppending();
     this.applyOver(id, this.latest.get(id), change, keepHistory);
   }
 
@@ -437,7 +436,7 @@ export class EntityStore {
    * many ids were restored.
    */
   undoLastBatchAbove(checkpoint: number): number {
-    if (this.appended !== undefined) this.stopAppending();
+    this.stopAppending();
     // The batch's overwritten changes start at previousMark, in order: per id, the last one within
     // the batch and at or below the checkpoint, and the one from before the batch it displaced.
     const restoreFrom = new Map<string, number>();
@@ -575,7 +574,7 @@ export class EntityStore {
    * Returns how many ids were restored or forgotten.
    */
   rollBackTo(checkpoint: number): number {
-    if (this.appended !== undefined) this.stopAppending();
+    this.stopAppending();
     const changedAbove = new Set<string>();
     for (const [id, change] of this.latest) {
       if (change.checkpointId > checkpoint) changedAbove.add(id);
