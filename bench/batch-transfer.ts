@@ -9,7 +9,7 @@
 
 import v8 from 'node:v8';
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
-import { ChangesEncoder, decodeChanges } from '../src/pipeline/change-codec.ts';
+import { ChangesEncoder, decodeChanges, transferList } from '../src/pipeline/change-codec.ts';
 import type { EntityChanges } from '../src/protocol.ts';
 
 type Mode = 'structured-clone' | 'json-transfer' | 'v8-transfer' | 'encoded-transfer';
@@ -86,7 +86,7 @@ if (!isMainThread) {
         encoder.endEntity('AccountTotal', batch.sets, []);
         const encoded = encoder.finish();
         data = encoded;
-        transfer = encoded.map((bytes) => bytes.buffer as ArrayBuffer);
+        transfer = transferList(encoded);
       }
       worker.postMessage({ mode, data }, transfer);
       const senderMs = performance.now() - start;

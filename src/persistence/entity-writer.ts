@@ -18,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Db } from '../db/pool.ts';
-import { lineId, setIds } from '../pipeline/change-codec.ts';
+import { lineId, setIds, textOf } from '../pipeline/change-codec.ts';
 import type { EntityChanges } from '../protocol.ts';
 import { escapeText, unescapeText } from '../schema/copy-text.ts';
 import { entityTable, HISTORY_CHANGE, HISTORY_CHECKPOINT, historyTable, quoteIdent } from '../schema/ddl.ts';
@@ -245,7 +245,7 @@ export class EntityWriter {
       written += deletes.length;
     }
     if (rowCount > 0 && this.method === 'unnest') {
-      const text = typeof rows === 'string' ? rows : rows.map((piece) => piece.toString('utf8')).join('');
+      const text = typeof rows === 'string' ? rows : textOf(rows);
       await client.query(prepared.unnestSql, splitColumns(text, prepared.columnCount));
       written += rowCount;
     } else if (rowCount > 0) {

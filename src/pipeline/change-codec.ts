@@ -50,6 +50,11 @@ const ONE_BUFFER_BYTES = 4 * CHUNK_BYTES;
 /** A batch's changes as they travel: buffers to transfer (see the layout above). */
 export type EncodedChanges = Uint8Array[];
 
+/** The transfer list that moves an encoded batch to another thread. */
+export function transferList(encoded: EncodedChanges): ArrayBuffer[] {
+  return encoded.map((bytes) => bytes.buffer as ArrayBuffer);
+}
+
 /**
  * Chunks outlive their encoder (`finish` copies a batch's text out into the buffer to transfer), so
  * batch after batch writes into the same memory instead of new pages (fresh chunks made a
@@ -228,10 +233,10 @@ export function decodeChanges(encoded: EncodedChanges): EntityChanges {
       logIndexes: entry.logIndexes,
       deletes: entry.deletes,
       get rows() {
-        rows ??= utf8(rowBytes);
+        rows ??= textOf(rowBytes);
         return rows;
       },
-      ...(entry.history === undefined ? {} : { history: utf8(text.bytes(entry.history)) }),
+      ...(entry.history === undefined ? {} : { history: textOf(text.bytes(entry.history)) }),
     };
     Object.defineProperty(part, 'rowBytes', { value: rowBytes, enumerable: false });
     changes[name] = part;
@@ -269,8 +274,8 @@ class TextPieces {
   }
 }
 
-/** Text split between buffers only between lines, so each piece decodes on its own. */
-function utf8(pieces: readonly Buffer[]): string {
+/** The text of a part's bytes (split between buffers only between lines: each piece decodes alone). */
+export function textOf(pieces: readonly Buffer[]): string {
   return pieces.length === 1
     ? pieces[0]!.toString('utf8')
     : pieces.map((piece) => piece.toString('utf8')).join('');

@@ -14,7 +14,7 @@ import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineConfig } from '../config.ts';
 import { createDb, type Db, poolReport } from '../db/pool.ts';
 import { isActorRestarting, isRetryable, StrataError, serializeError } from '../errors.ts';
-import type { EncodedChanges } from '../pipeline/change-codec.ts';
+import { type EncodedChanges, transferList } from '../pipeline/change-codec.ts';
 import type { RecordedBlock } from '../pipeline/checkpoint-store.ts';
 import * as checkpointStore from '../pipeline/checkpoint-store.ts';
 import { failureOf } from '../pipeline/failure.ts';
@@ -645,10 +645,7 @@ class PipelineRuntime {
       ...mergeForWriter(this.pipeline.name, batches, changeCount, this.pipeline.rawEvents),
       encodedChanges,
     };
-    this.context.emit(
-      { type: 'batch-ready', batch },
-      encodedChanges.map((bytes) => bytes.buffer as ArrayBuffer),
-    );
+    this.context.emit({ type: 'batch-ready', batch }, transferList(encodedChanges));
   }
 
   // ─── memory and commits ──────────────────────────────────────────────────────────────────────

@@ -17,6 +17,11 @@ export function escapeText(value: string): string {
   );
 }
 
+/** A nullable text value as a COPY field (`\N` for NULL). */
+export function copyField(value: string | null): string {
+  return value === null ? '\\N' : escapeText(value);
+}
+
 const UNESCAPES: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r' };
 
 /** A COPY field back to its text (escapes undone; `\N`, NULL, is the caller's to check). */

@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Db, Queryable } from '../db/pool.ts';
 import { StrataError } from '../errors.ts';
-import { escapeText } from '../schema/copy-text.ts';
+import { copyField, escapeText } from '../schema/copy-text.ts';
 import { type BlockSource, Waker } from './block-source.ts';
 import type { Block } from './types.ts';
 
@@ -273,12 +273,11 @@ const COPY_SLICE_CHARS = 1 << 20;
  * every control character, so of COPY's specials only backslashes occur in the JSON text.
  */
 async function copyBlocks(client: pg.PoolClient, pipeline: string, blocks: Block[]): Promise<void> {
-  const field = (value: string | null) => (value === null ? '\\N' : escapeText(value));
   // Small blocks share a slice: a request of 10,000 blocks is a few writes, not 10,000.
   function* slices(): Generator<string> {
     let text = '';
     for (const block of blocks) {
-      text += `${field(pipeline)}\t${block.number}\t${field(block.hash)}\t${field(block.parentHash)}\t${block.timestamp}\t[`;
+      text += `${copyField(pipeline)}\t${block.number}\t${copyField(block.hash)}\t${copyField(block.parentHash)}\t${block.timestamp}\t[`;
       for (let index = 0; index < block.events.length; index++) {
         const { name, payload, logIndex } = block.events[index]!;
         if (index > 0) text += ',';

@@ -12,6 +12,7 @@ import { deserializeError, isActorRestarting } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { MaterializerMethods } from '../materializer/materializer-actor.ts';
 import type { PersistenceMethods } from '../persistence/persistence-actor.ts';
+import { transferList } from '../pipeline/change-codec.ts';
 import { failureOf } from '../pipeline/failure.ts';
 import type { ProcessingMethods } from '../processing/processing-actor.ts';
 import type {
@@ -78,11 +79,7 @@ export class PipelineRouter {
       case 'batch-ready': {
         const { batch } = event;
         this.connected.persistence
-          .callTransferring(
-            'enqueue',
-            [batch],
-            batch.encodedChanges.map((bytes) => bytes.buffer as ArrayBuffer),
-          )
+          .callTransferring('enqueue', [batch], transferList(batch.encodedChanges))
           .catch((error: unknown) => this.onEnqueueFailed(pipeline, error));
         return;
       }
